@@ -1,0 +1,243 @@
+"""The pure core that decides what to count. No I/O: the collector feeds it, the store persists it.
+
+Exactly-once rests on four rules, applied to each run seen in a cycle (deduplicated by id first):
+
+1. A run id in the `counted` set is never counted again.
+2. A terminal run the source tracks as active is counted now: it was seen unfinished, so it was
+   never counted.
+3. A terminal run seen for the first time is counted unless it is older than what this source
+   promises to count: created before the first start's backfill window (`baseline`), or finished
+   before the pruning `horizon` (its id may have been counted and then forgotten).
+4. A non-terminal run is (re)tracked as active; its queue wait is observed once, when it starts.
+
+The horizon trails the watermark by the retention window, which is validated to exceed the overlap
+that every scan re-reads. A run id is only pruned once it finished before the horizon, and rule 3
+ignores exactly those runs, so pruning never lets a run be counted twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
+
+OTHER_LABEL = "other"
+QUEUE_WAIT = "queue_wait"
+DURATION = "duration"
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveRun:
+    """A run the source tracks because it has not reached a terminal status (or awaits detail)."""
+
+    id: str
+    workflow: str
+    status: RunStatus
+    created_at: datetime
+    cursor_time: datetime
+    progress: float | None = None
+    queue_wait_observed: bool = False
+    # Terminal, but the provider needs a detail lookup (failure reason) before it is counted.
+    awaiting_detail: bool = False
+    # When the run was last seen in any response; stale active runs are looked up oldest first.
+    last_seen: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Per-source position in time, in the provider's clock."""
+
+    baseline: datetime  # first start minus backfill: nothing finished before it is counted
+    watermark: datetime  # newest cursor_time seen in a complete scan
+    horizon: datetime  # counted ids finished before this are pruned
+
+    @classmethod
+    def first_start(cls, now: datetime, backfill: timedelta) -> Cursor:
+        baseline = now - backfill
+        return cls(baseline=baseline, watermark=baseline, horizon=baseline)
+
+    def scan_floor(self, overlap: timedelta) -> datetime:
+        return max(self.baseline, self.watermark - overlap)
+
+    def advanced(
+        self, newest_seen: datetime | None, now: datetime, overlap: timedelta, retention: timedelta
+    ) -> Cursor:
+        if newest_seen is None:
+            return self
+        # A provider clock running ahead must not push the watermark past what can be re-read.
+        watermark = max(self.watermark, min(newest_seen, now + overlap))
+        horizon = max(self.horizon, watermark - retention)
+        return replace(self, watermark=watermark, horizon=horizon)
+
+
+class LabelBudget:
+    """Admits label values up to a bound per source; later values fold into `other`."""
+
+    def __init__(self, admitted: Iterable[str], limit: int) -> None:
+        self.admitted = set(admitted)
+        self.limit = limit
+        self.newly_admitted: list[str] = []
+        self.dropped = 0
+
+    def label(self, value: str) -> str:
+        if value in self.admitted:
+            return value
+        if len(self.admitted) < self.limit:
+            self.admitted.add(value)
+            self.newly_admitted.append(value)
+            return value
+        self.dropped += 1
+        return OTHER_LABEL
+
+
+@dataclass(slots=True)
+class Observation:
+    metric: str  # DURATION or QUEUE_WAIT
+    workflow: str
+    status: str  # "" for metrics without a status label
+    value: float
+
+
+@dataclass(slots=True)
+class CycleChanges:
+    """Everything one cycle changes, committed by the store in one transaction."""
+
+    finished: Counter[tuple[str, str]] = field(default_factory=Counter)
+    errors: Counter[tuple[str, str]] = field(default_factory=Counter)
+    observations: list[Observation] = field(default_factory=list)
+    counted: list[tuple[str, datetime]] = field(default_factory=list)  # (run id, prune key)
+    active_upserts: dict[str, ActiveRun] = field(default_factory=dict)
+    active_removals: set[str] = field(default_factory=set)
+    new_workflows: list[str] = field(default_factory=list)
+    new_codes: list[str] = field(default_factory=list)
+    dropped_labels: Counter[str] = field(default_factory=Counter)
+    cursor: Cursor | None = None
+    # For logs and self-metrics.
+    ignored_old: int = 0
+    vanished: list[str] = field(default_factory=list)
+
+    @property
+    def counted_ids(self) -> set[str]:
+        return {run_id for run_id, _ in self.counted}
+
+
+def fresher(candidate: Run, current: Run) -> bool:
+    """Which of two sightings of the same run in one cycle to believe."""
+    if candidate.status.terminal != current.status.terminal:
+        return candidate.status.terminal  # terminal is final; a stale page cannot undo it
+    if candidate.cursor_time != current.cursor_time:
+        return candidate.cursor_time > current.cursor_time
+    if candidate.needs_detail != current.needs_detail:
+        return not candidate.needs_detail
+    return True  # same age: the later read (lookups come after pages) wins
+
+
+def merge_sighting(seen: dict[str, Run], run: Run) -> None:
+    current = seen.get(run.id)
+    if current is None or fresher(run, current):
+        seen[run.id] = run
+
+
+def decide(
+    *,
+    runs: Iterable[Run],
+    vanished: Iterable[str] = (),
+    active: Mapping[str, ActiveRun],
+    counted: set[str],
+    cursor: Cursor,
+    workflows: LabelBudget,
+    codes: LabelBudget,
+    now: datetime,
+) -> CycleChanges:
+    """Turn one cycle's sightings into the changes to commit. `runs` is already deduplicated."""
+    changes = CycleChanges()
+    for run in runs:
+        if run.id in counted:
+            if run.id in active:  # defensive: a counted run is never active
+                changes.active_removals.add(run.id)
+            continue
+        tracked = active.get(run.id)
+        if run.status.terminal:
+            _decide_terminal(run, tracked, cursor, workflows, codes, now, changes)
+        else:
+            _track_active(run, tracked, workflows, now, changes)
+    for run_id in vanished:
+        if run_id in active and run_id not in changes.active_upserts:
+            changes.active_removals.add(run_id)
+            changes.vanished.append(run_id)
+    changes.new_workflows = list(workflows.newly_admitted)
+    changes.new_codes = list(codes.newly_admitted)
+    if workflows.dropped:
+        changes.dropped_labels["workflow"] += workflows.dropped
+    if codes.dropped:
+        changes.dropped_labels["code"] += codes.dropped
+    return changes
+
+
+def _decide_terminal(
+    run: Run,
+    tracked: ActiveRun | None,
+    cursor: Cursor,
+    workflows: LabelBudget,
+    codes: LabelBudget,
+    now: datetime,
+    changes: CycleChanges,
+) -> None:
+    prune_key = run.finished_at or run.cursor_time
+    if tracked is None and (run.cursor_time < cursor.baseline or prune_key < cursor.horizon):
+        changes.ignored_old += 1
+        return
+    workflow = tracked.workflow if tracked else workflows.label(run.workflow_label)
+    if run.needs_detail:
+        changes.active_upserts[run.id] = ActiveRun(
+            id=run.id,
+            workflow=workflow,
+            status=run.status,
+            created_at=run.created_at,
+            cursor_time=run.cursor_time,
+            queue_wait_observed=tracked.queue_wait_observed if tracked else False,
+            awaiting_detail=True,
+            last_seen=now,
+        )
+        return
+    status = run.status.value
+    changes.finished[(workflow, status)] += 1
+    duration = run.effective_duration_seconds
+    if duration is not None:
+        changes.observations.append(Observation(DURATION, workflow, status, duration))
+    if run.status is RunStatus.FAILED:
+        changes.errors[(workflow, codes.label(run.error_code or UNSPECIFIED_CODE))] += 1
+    wait = run.queue_wait_seconds
+    if wait is not None and not (tracked and tracked.queue_wait_observed):
+        changes.observations.append(Observation(QUEUE_WAIT, workflow, "", wait))
+    changes.counted.append((run.id, prune_key))
+    if tracked is not None:
+        changes.active_removals.add(run.id)
+
+
+def _track_active(
+    run: Run,
+    tracked: ActiveRun | None,
+    workflows: LabelBudget,
+    now: datetime,
+    changes: CycleChanges,
+) -> None:
+    workflow = tracked.workflow if tracked else workflows.label(run.workflow_label)
+    observed = tracked.queue_wait_observed if tracked else False
+    wait = run.queue_wait_seconds
+    if wait is not None and not observed:
+        changes.observations.append(Observation(QUEUE_WAIT, workflow, "", wait))
+        observed = True
+    changes.active_upserts[run.id] = ActiveRun(
+        id=run.id,
+        workflow=workflow,
+        status=run.status,
+        created_at=run.created_at,
+        cursor_time=run.cursor_time,
+        progress=run.progress,
+        queue_wait_observed=observed,
+        last_seen=now,
+    )

@@ -1,0 +1,183 @@
+"""Wires one process together: store, sources (provider + client + collector), registry, schedule.
+
+A thin shell: the work happens in `collect`, `accounting`, `store` and `metrics`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client import CollectorRegistry
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from exporter.collect import CycleReport, SourceCollector, SourceEvents, utc_now
+from exporter.http import ApiClient, Cancelled, RetryPolicy, TokenBucket
+from exporter.logs import get_logger, register_secret
+from exporter.metrics import RunsCollector
+from exporter.model import ACTIVE_STATUSES, RunStatus
+from exporter.providers import SourceSettings, registry
+from exporter.selfmetrics import SelfMetrics
+from exporter.settings import Config
+from exporter.store import Store
+
+log = get_logger("exporter")
+
+
+@dataclass
+class SourceRuntime:
+    settings: SourceSettings
+    collector: SourceCollector
+    client: ApiClient
+    api_key: str
+    last_report: CycleReport | None = None
+    attempts: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+
+class Exporter:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        state_path: str | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.config = config
+        self.stop_event = threading.Event()
+        self.store = Store(
+            state_path or str(config.app.state_path), config.app.buckets.as_mapping()
+        )
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self.selfmetrics = SelfMetrics(self.registry)
+        self.sources: dict[str, SourceRuntime] = {}
+        for settings in config.sources:
+            self.sources[settings.name] = self._build_source(settings, clock)
+        self.registry.register(
+            RunsCollector(self.store.snapshot, active_statuses=self._active_statuses)
+        )
+        self._scheduler: BackgroundScheduler | None = None
+        self._lock = threading.Lock()
+
+    def _build_source(
+        self, settings: SourceSettings, clock: Callable[[], datetime]
+    ) -> SourceRuntime:
+        provider_cls = registry()[settings.provider]
+        api_key = settings.read_api_key()
+        register_secret(api_key)
+        instruments = self.selfmetrics.for_source(settings.name, settings.provider)
+        source_log = log.bind(source=settings.name, provider=settings.provider)
+        client = ApiClient(
+            source=settings.name,
+            base_url=settings.base_url,
+            headers=provider_cls.auth_headers(settings, api_key),
+            timeout=settings.timeout.total_seconds(),
+            retry=RetryPolicy(max_retries=settings.max_retries),
+            observer=instruments,
+            rate_limiter=TokenBucket(settings.rate_limit) if settings.rate_limit else None,
+            stop=self.stop_event,
+            max_response_bytes=settings.max_response_bytes,
+        )
+        provider = provider_cls(settings, client, SourceEvents(instruments, source_log))
+        collector = SourceCollector(
+            settings, provider, self.store, instruments, source_log, clock=clock
+        )
+        return SourceRuntime(settings, collector, client, api_key)
+
+    def _active_statuses(self, source: str) -> list[str]:
+        runtime = self.sources.get(source)
+        if runtime is None:
+            return [RunStatus.QUEUED.value, RunStatus.RUNNING.value]
+        statuses = runtime.collector.provider.mapper.canonical_values & ACTIVE_STATUSES
+        return sorted(s.value for s in statuses)
+
+    # Collection ----------------------------------------------------------------------------
+
+    def collect_source(self, name: str) -> CycleReport:
+        runtime = self.sources[name]
+        self._refresh_key(runtime)
+        try:
+            report = runtime.collector.collect()
+        except Cancelled:
+            report = CycleReport(name, runtime.settings.provider, ok=False, error="shutting down")
+        except Exception as exc:  # a bug in one source must not stop the others
+            log.exception("collection crashed", source=name)
+            runtime.collector.instruments.collection(False, 0.0, time.time())
+            report = CycleReport(name, runtime.settings.provider, ok=False, error=repr(exc))
+        runtime.last_report = report
+        runtime.attempts += 1
+        return report
+
+    def collect_all(self) -> list[CycleReport]:
+        return [self.collect_source(name) for name in self.sources]
+
+    def _refresh_key(self, runtime: SourceRuntime) -> None:
+        """Re-reads `api_key_file` so a rotated key is used without a restart."""
+        if runtime.settings.api_key_file is None:
+            return
+        try:
+            key = runtime.settings.read_api_key()
+        except ValueError as exc:
+            log.warning("api key file unreadable; keeping the current key", error=str(exc))
+            return
+        if key != runtime.api_key:
+            register_secret(key)
+            provider_cls = registry()[runtime.settings.provider]
+            runtime.client.set_headers(provider_cls.auth_headers(runtime.settings, key))
+            runtime.api_key = key
+            log.info("api key file changed; using the new key", source=runtime.name)
+
+    # Scheduling ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max(2, min(16, len(self.sources))))},
+            timezone="UTC",
+        )
+        for index, runtime in enumerate(self.sources.values()):
+            interval = self.config.interval_for(runtime.settings).total_seconds()
+            scheduler.add_job(
+                self.collect_source,
+                IntervalTrigger(seconds=interval, jitter=interval * self.config.app.jitter_ratio),
+                args=[runtime.name],
+                id=f"collect:{runtime.name}",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=int(interval),
+                # Start at once, a little apart, rather than one interval from now.
+                next_run_time=utc_now() + timedelta(seconds=0.2 * index),
+            )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def shutdown(self) -> None:
+        """Stops scheduling, interrupts waits, lets a running cycle end, closes the store."""
+        self.stop_event.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+        for runtime in self.sources.values():
+            runtime.client.close()
+        self.store.close()
+
+    # Status for /readyz and the landing page -----------------------------------------------
+
+    def ready(self) -> bool:
+        return all(r.attempts > 0 for r in self.sources.values())
+
+    def status(self) -> list[SourceRuntime]:
+        return list(self.sources.values())

@@ -1,0 +1,244 @@
+"""Command line: `run` (default), `demo`, `check`, `simulate`.
+
+Exit codes: 0 fine, 1 a source failed (`check`) or the exporter could not start, 2 bad
+configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from exporter import __version__
+from exporter.app import Exporter
+from exporter.logs import configure, get_logger
+from exporter.server import MetricsServer, ServerHooks, SourceStatus
+from exporter.settings import Config, ConfigError, config_from_data, load_config
+from exporter.store import StateError
+
+DEFAULT_LISTEN = ":9855"
+DEMO_LISTEN = "127.0.0.1:9855"
+COMMANDS = ("run", "demo", "check", "simulate")
+
+log = get_logger("exporter")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workflow-runs-exporter",
+        description="Prometheus exporter for document-AI workflow runs.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command")
+
+    def logging_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--log.level",
+            dest="log_level",
+            default="info",
+            choices=["debug", "info", "warning", "error"],
+        )
+        p.add_argument(
+            "--log.format",
+            dest="log_format",
+            default=None,
+            choices=["json", "console"],
+            help="default: console on a terminal, json otherwise",
+        )
+
+    run = sub.add_parser("run", help="collect from the configured sources and serve /metrics")
+    run.add_argument("--config.file", dest="config_file", type=Path, required=True)
+    run.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN)
+    logging_flags(run)
+
+    demo = sub.add_parser("demo", help="simulated providers on loopback plus the exporter")
+    demo.add_argument("--web.listen-address", dest="listen", default=DEMO_LISTEN)
+    demo.add_argument("--speed", type=float, default=30.0, help="simulated seconds per real second")
+    logging_flags(demo)
+
+    check = sub.add_parser("check", help="validate, collect once per source, report")
+    check.add_argument("--config.file", dest="config_file", type=Path, required=True)
+    logging_flags(check)
+
+    simulate = sub.add_parser("simulate", help="run one provider simulator standalone")
+    simulate.add_argument("--provider", required=True)
+    simulate.add_argument("--port", type=int, default=0)
+    simulate.add_argument("--api-key", dest="api_key", default=None)
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--speed", type=float, default=1.0)
+    logging_flags(simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if (
+        args_list
+        and args_list[0] not in COMMANDS
+        and args_list[0] not in ("-h", "--help", "--version")
+    ):
+        args_list.insert(0, "run")  # `workflow-runs-exporter --config.file F` means `run`
+    args = _parser().parse_args(args_list)
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    configure(args.log_level, args.log_format)
+    handler = {"run": _run, "demo": _demo, "check": _check, "simulate": _simulate}
+    return handler[args.command](args)
+
+
+def _load(path: Path) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _load(args.config_file)
+    if config is None:
+        return 2
+    return _serve(config, args.listen)
+
+
+def _serve(config: Config, listen: str, on_ready: Any = None) -> int:
+    try:
+        exporter = Exporter(config)
+    except StateError as exc:
+        print(f"state error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        server = MetricsServer(listen, _hooks(exporter))
+    except (OSError, ValueError) as exc:
+        print(f"cannot listen on {listen}: {exc}", file=sys.stderr)
+        exporter.shutdown()
+        return 1
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    exporter.start()
+    log.info("serving", url=server.url("/metrics"), sources=len(exporter.sources))
+    if on_ready is not None:
+        on_ready(server)
+    stop.wait()
+    log.info("shutting down")
+    server.stop()
+    exporter.shutdown()
+    return 0
+
+
+def _hooks(exporter: Exporter) -> ServerHooks:
+    def sources() -> list[SourceStatus]:
+        out = []
+        for runtime in exporter.status():
+            report = runtime.last_report
+            out.append(
+                SourceStatus(
+                    name=runtime.name,
+                    provider=runtime.settings.provider,
+                    up=None if report is None else report.ok,
+                    last_error=report.error if report else None,
+                    last_collection=report.finished_at if report else None,
+                    active=report.active if report else 0,
+                    counted_last_cycle=report.counted if report else 0,
+                )
+            )
+        return out
+
+    return ServerHooks(registry=exporter.registry, ready=exporter.ready, sources=sources)
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _load(args.config_file)
+    if config is None:
+        return 2
+    # A throwaway store: checking never moves the real state's cursors.
+    exporter = Exporter(config, state_path=":memory:")
+    failed = 0
+    try:
+        for report in exporter.collect_all():
+            seen = ", ".join(f"{k}={v}" for k, v in sorted(report.seen_by_status.items()))
+            state = "ok" if report.ok else "FAILED"
+            print(
+                f"{report.source} ({report.provider}): {state} in {report.seconds:.2f}s; "
+                f"runs seen: {seen or 'none'}; active: {report.active}"
+            )
+            if report.error:
+                print(f"  error: {report.error}")
+                failed += 1
+    finally:
+        exporter.shutdown()
+    return 1 if failed else 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from exporter.simulator import SIMULATORS
+
+    simulators = []
+    sources: list[dict[str, Any]] = []
+    for seed, (provider, sim_cls) in enumerate(sorted(SIMULATORS.items()), start=1):
+        sim = sim_cls(seed=seed)
+        sim.start()
+        sim.start_driver(speed=args.speed)
+        simulators.append(sim)
+        sources.append(
+            {
+                "name": f"{provider}-demo",
+                "provider": provider,
+                "base_url": sim.base_url,
+                "api_key": sim.api_key,
+            }
+        )
+    state_dir = tempfile.mkdtemp(prefix="workflow-runs-exporter-demo-")
+    config = config_from_data(
+        {
+            "interval": "5s",
+            "state_path": str(Path(state_dir) / "state.db"),
+            "sources": sources,
+        }
+    )
+
+    def announce(server: MetricsServer) -> None:
+        print(
+            f"demo: {len(simulators)} simulated providers; metrics at {server.url('/metrics')}",
+            flush=True,
+        )
+
+    try:
+        return _serve(config, args.listen, on_ready=announce)
+    finally:
+        for sim in simulators:
+            sim.stop()
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from exporter.simulator import SIMULATORS
+
+    sim_cls = SIMULATORS.get(args.provider)
+    if sim_cls is None:
+        print(
+            f"unknown provider {args.provider!r} (one of: {', '.join(SIMULATORS)})", file=sys.stderr
+        )
+        return 2
+    kwargs: dict[str, Any] = {"seed": args.seed, "port": args.port}
+    if args.api_key:
+        kwargs["api_key"] = args.api_key
+    sim = sim_cls(**kwargs)
+    sim.start()
+    sim.start_driver(speed=args.speed)
+    print(f"{args.provider} simulator at {sim.base_url} (api key {sim.api_key})", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    sim.stop()
+    return 0

@@ -1,0 +1,214 @@
+"""One collection cycle for one source: read what changed, decide, commit once.
+
+The cycle reads the runs list newest-first down to a floor, re-reads the active runs it tracks
+(deepening the scan to cover recent ones, looking older ones up by id within a budget), lets the
+pure accounting core decide, and commits the result with the new cursor in one transaction. A
+failure part-way still commits what was read (counted ids make that safe) but keeps the cursor,
+so the next cycle reads the same ground again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from exporter.accounting import (
+    ActiveRun,
+    Cursor,
+    CycleChanges,
+    LabelBudget,
+    decide,
+    merge_sighting,
+)
+from exporter.http import ApiError
+from exporter.model import Run
+from exporter.providers import Provider, SourceSettings
+from exporter.providers.paging import PaginationRunaway
+from exporter.selfmetrics import SourceInstruments
+from exporter.store import Store
+
+
+def utc_now() -> datetime:
+    return datetime.now(tz=UTC)
+
+
+@dataclass(slots=True)
+class CycleReport:
+    source: str
+    provider: str
+    ok: bool
+    error: str | None = None
+    seen_by_status: Counter[str] = field(default_factory=Counter)
+    counted: int = 0
+    active: int = 0
+    lookups: int = 0
+    seconds: float = 0.0
+    finished_at: float = 0.0
+
+
+class SourceEvents:
+    """The provider's `ProviderEvents`: counts on self-metrics, logs each new oddity once."""
+
+    def __init__(self, instruments: SourceInstruments, log: Any) -> None:
+        self._instruments = instruments
+        self._log = log
+        self._unknown_logged: set[str] = set()
+        self.invalid = 0
+
+    def invalid_record(self, reason: str, detail: str) -> None:
+        self.invalid += 1
+        self._instruments.invalid_record(reason)
+        self._log.warning("invalid record skipped", reason=reason, detail=detail)
+
+    def unknown_status(self, native_status: str) -> None:
+        self._instruments.unknown_status(native_status)
+        if native_status not in self._unknown_logged and len(self._unknown_logged) < 100:
+            self._unknown_logged.add(native_status)
+            self._log.warning(
+                "unknown native status mapped to `unknown`; add it to the source's status_map",
+                native_status=native_status[:100],
+            )
+
+
+class SourceCollector:
+    def __init__(
+        self,
+        settings: SourceSettings,
+        provider: Provider,
+        store: Store,
+        instruments: SourceInstruments,
+        log: Any,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.provider = provider
+        self.store = store
+        self.instruments = instruments
+        self.log = log
+        self.clock = clock
+
+    def collect(self) -> CycleReport:
+        started = time.perf_counter()
+        report = self._collect()
+        report.seconds = time.perf_counter() - started
+        report.finished_at = time.time()
+        self.instruments.collection(report.ok, report.seconds, report.finished_at)
+        return report
+
+    def _collect(self) -> CycleReport:
+        s = self.settings
+        name = s.name
+        now = self.clock()
+        cursor = self.store.cursor(name) or Cursor.first_start(now, s.backfill)
+        active = self.store.active(name)
+        floor = _scan_floor(cursor, active, now, s)
+        seen: dict[str, Run] = {}
+        newest: datetime | None = None
+        failure: Exception | None = None
+        scan_complete = False
+        try:
+            for run in self.provider.scan(floor):
+                merge_sighting(seen, run)
+                newest = run.cursor_time if newest is None else max(newest, run.cursor_time)
+            scan_complete = True
+            for run in self.provider.list_active():
+                merge_sighting(seen, run)
+        except (ApiError, PaginationRunaway) as exc:
+            failure = exc
+        vanished: list[str] = []
+        lookups = 0
+        if failure is None:
+            lookups, failure = self._lookups(seen, active, vanished)
+        counted = self.store.counted_among(name, seen)
+        changes = decide(
+            runs=seen.values(),
+            vanished=vanished,
+            active=active,
+            counted=counted,
+            cursor=cursor,
+            workflows=LabelBudget(self.store.labels(name, "workflow"), s.max_workflows),
+            codes=LabelBudget(self.store.labels(name, "code"), s.max_error_codes),
+            now=now,
+        )
+        new_cursor = (
+            cursor.advanced(newest, now, s.overlap, s.retention) if scan_complete else cursor
+        )
+        self.store.apply(name, self.provider.name, changes, new_cursor)
+        self._report_changes(changes, len(seen))
+        report = CycleReport(
+            source=name,
+            provider=self.provider.name,
+            ok=failure is None,
+            error=str(failure) if failure else None,
+            seen_by_status=Counter(run.status.value for run in seen.values()),
+            counted=len(changes.counted),
+            active=len(self.store.active(name)),
+            lookups=lookups,
+        )
+        if failure is not None:
+            self.log.warning(
+                "collection failed; what was read is kept, the next cycle reads it again",
+                error=str(failure),
+                runs_read=len(seen),
+            )
+        else:
+            self.log.debug(
+                "collection done",
+                runs_read=len(seen),
+                counted=report.counted,
+                active=report.active,
+                lookups=lookups,
+                floor=floor.isoformat(),
+            )
+        return report
+
+    def _lookups(
+        self, seen: dict[str, Run], active: dict[str, ActiveRun], vanished: list[str]
+    ) -> tuple[int, Exception | None]:
+        """Looks up runs one by one: failure details first, then the stalest active runs."""
+        need_detail = [run.id for run in seen.values() if run.needs_detail]
+        stale = sorted(
+            (a for a in active.values() if a.id not in seen or a.awaiting_detail),
+            key=lambda a: a.last_seen or a.created_at,
+        )
+        queue = list(dict.fromkeys([*need_detail, *(a.id for a in stale)]))
+        lookups = 0
+        for run_id in queue[: self.settings.lookup_budget]:
+            if run_id in seen and not seen[run_id].needs_detail:
+                continue
+            lookups += 1
+            try:
+                fetched = self.provider.get_run(run_id)
+            except ApiError as exc:
+                return lookups, exc
+            if fetched is None:
+                vanished.append(run_id)
+            else:
+                merge_sighting(seen, fetched)
+        return lookups, None
+
+    def _report_changes(self, changes: CycleChanges, seen: int) -> None:
+        self.instruments.ingested(seen)
+        for label, count in changes.dropped_labels.items():
+            self.instruments.labels_dropped(label, count)
+        if changes.vanished:
+            self.instruments.vanished(len(changes.vanished))
+            self.log.info(
+                "active runs no longer exist in the API; dropped without counting",
+                count=len(changes.vanished),
+            )
+
+
+def _scan_floor(
+    cursor: Cursor, active: dict[str, ActiveRun], now: datetime, s: SourceSettings
+) -> datetime:
+    """Down to the watermark minus the overlap, and deeper to re-read recent active runs: one
+    page read there is cheaper than a lookup per run. Older active runs are looked up by id."""
+    floor = cursor.scan_floor(s.overlap)
+    window_start = now - s.rescan_window
+    recent = [a.cursor_time for a in active.values() if a.cursor_time >= window_start]
+    return min(floor, *recent) if recent else floor

@@ -1,0 +1,286 @@
+"""One HTTP client per source: timeouts, retries with backoff, Retry-After, a client-side rate
+limit.
+
+It reports what it does through an `ApiObserver` so that this module never imports
+prometheus_client. Error messages name the source, endpoint and status; they never carry headers,
+so an API key cannot leak through an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+
+import httpx
+
+from exporter import __version__
+
+
+class ApiObserver(Protocol):
+    def request(self, endpoint: str, code: str, seconds: float) -> None: ...
+    def retry(self, reason: str) -> None: ...
+
+
+class NullObserver:
+    def request(self, endpoint: str, code: str, seconds: float) -> None:
+        return None
+
+    def retry(self, reason: str) -> None:
+        return None
+
+
+class ApiError(Exception):
+    """A request to a provider failed for good (after retries). Safe to log: no secrets inside."""
+
+    def __init__(self, source: str, endpoint: str, message: str) -> None:
+        super().__init__(f"source {source!r}, {endpoint}: {message}")
+        self.source = source
+        self.endpoint = endpoint
+
+
+class HttpStatusError(ApiError):
+    def __init__(self, source: str, endpoint: str, status: int, detail: str) -> None:
+        super().__init__(source, endpoint, f"HTTP {status}{': ' + detail if detail else ''}")
+        self.status = status
+
+
+class TransportError(ApiError):
+    pass
+
+
+class PayloadError(ApiError):
+    """The response arrived but is not what the API documents (not JSON, wrong shape)."""
+
+
+class Cancelled(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised inside a collection when the process is shutting down."""
+
+
+class TokenBucket:
+    """Client-side rate limit: `rate` tokens per second (fractional allowed), bursts of `burst`."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate)
+        self._tokens = self.capacity
+        self._clock = clock
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def reserve(self) -> float:
+        """Takes one token; returns how long the caller must wait before using it."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= 1.0
+            return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_retries: int = 3
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    # A Retry-After longer than this is not waited out inside one collection: the cycle fails
+    # and the next one tries again, so one source never holds its job thread for minutes.
+    retry_after_max: float = 60.0
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Full-jitter exponential backoff (AWS architecture blog): spreads synchronized clients."""
+        ceiling = min(self.backoff_max, self.backoff_base * (2**attempt))
+        return rng.uniform(0, ceiling)
+
+
+@dataclass(frozen=True, slots=True)
+class JsonResponse:
+    body: Any
+    headers: Mapping[str, str]
+
+
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class ApiClient:
+    def __init__(
+        self,
+        *,
+        source: str,
+        base_url: str,
+        headers: Mapping[str, str],
+        timeout: float,
+        retry: RetryPolicy,
+        observer: ApiObserver | None = None,
+        rate_limiter: TokenBucket | None = None,
+        stop: threading.Event | None = None,
+        max_response_bytes: int = 8 * 1024 * 1024,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.source = source
+        self._retry = retry
+        self._observer = observer or NullObserver()
+        self._limiter = rate_limiter
+        self._stop = stop or threading.Event()
+        self._max_bytes = max_response_bytes
+        self._rng = random.Random()
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"User-Agent": f"workflow-runs-exporter/{__version__}", **headers},
+            timeout=timeout,
+            # Redirects are never followed: a redirect to another host would carry the key along.
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def set_headers(self, headers: Mapping[str, str]) -> None:
+        """Replaces authentication headers (key rotation) for the requests that follow."""
+        self._client.headers.update(headers)
+
+    def get_json(
+        self, path: str, *, endpoint: str, params: Mapping[str, str | int] | None = None
+    ) -> JsonResponse:
+        """GET and decode JSON, retrying what is worth retrying. Raises ApiError subclasses."""
+        attempt = 0
+        while True:
+            self._wait_for_rate_limit()
+            try:
+                response = self._send(path, endpoint, params)
+            except TransportError:
+                if attempt >= self._retry.max_retries:
+                    raise
+                self._observer.retry("transport")
+                self._sleep(self._retry.backoff(attempt, self._rng))
+                attempt += 1
+                continue
+            status, content, headers = response
+            if status == 200:
+                try:
+                    return JsonResponse(self._decode(content, endpoint), headers)
+                except PayloadError:
+                    # A cut or garbled body is usually a transient fault on the way: retry it.
+                    if attempt >= self._retry.max_retries:
+                        raise
+                    self._observer.retry("bad_payload")
+                    self._sleep(self._retry.backoff(attempt, self._rng))
+                    attempt += 1
+                    continue
+            if status not in RETRYABLE_STATUSES or attempt >= self._retry.max_retries:
+                raise HttpStatusError(self.source, endpoint, status, _error_detail(content))
+            reason = "rate_limited" if status == 429 else "server_error"
+            self._observer.retry(reason)
+            delay = parse_retry_after(headers.get("retry-after"))
+            if delay is not None and delay > self._retry.retry_after_max:
+                raise HttpStatusError(
+                    self.source, endpoint, status, f"Retry-After {delay:.0f}s exceeds the limit"
+                )
+            if delay is None:
+                delay = self._retry.backoff(attempt, self._rng)
+            self._sleep(delay)
+            attempt += 1
+
+    def _send(
+        self, path: str, endpoint: str, params: Mapping[str, str | int] | None
+    ) -> tuple[int, bytes, Mapping[str, str]]:
+        started = time.perf_counter()
+        try:
+            with self._client.stream("GET", path, params=params) as response:
+                content = self._read_bounded(response, endpoint)
+        except httpx.TimeoutException as exc:
+            self._observer.request(endpoint, "error", time.perf_counter() - started)
+            raise TransportError(
+                self.source, endpoint, f"timed out ({type(exc).__name__})"
+            ) from None
+        except httpx.HTTPError as exc:
+            self._observer.request(endpoint, "error", time.perf_counter() - started)
+            raise TransportError(self.source, endpoint, _transport_detail(exc)) from None
+        self._observer.request(endpoint, str(response.status_code), time.perf_counter() - started)
+        return response.status_code, content, response.headers
+
+    def _read_bounded(self, response: httpx.Response, endpoint: str) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self._max_bytes:
+                raise PayloadError(
+                    self.source,
+                    endpoint,
+                    f"response larger than max_response_bytes ({self._max_bytes})",
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _decode(self, content: bytes, endpoint: str) -> Any:
+        try:
+            return json.loads(content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise PayloadError(
+                self.source, endpoint, f"response is not valid JSON ({exc.__class__.__name__})"
+            ) from None
+
+    def _wait_for_rate_limit(self) -> None:
+        if self._limiter is not None:
+            self._sleep(self._limiter.reserve())
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0 and self._stop.wait(seconds):
+            raise Cancelled
+        if self._stop.is_set():
+            raise Cancelled
+
+
+def _error_detail(content: bytes) -> str:
+    """A short, bounded description of an error body: the provider's code and message if any."""
+    try:
+        body = json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    parts: list[str] = []
+    node = body.get("error", body) if isinstance(body, dict) else None
+    if isinstance(node, dict):
+        for key in ("code", "message", "detail"):
+            value = node.get(key)
+            if isinstance(value, str | int):
+                parts.append(str(value))
+    elif isinstance(node, str):
+        parts.append(node)
+    return " ".join(parts)[:200]
+
+
+def _transport_detail(exc: httpx.HTTPError) -> str:
+    # httpx messages can contain the URL; that holds no secrets (keys travel in headers) but
+    # keep the text short and stable for logs.
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:200]

@@ -1,0 +1,98 @@
+"""Structured logs: JSON when not on a terminal, console otherwise; secrets never printed.
+
+Every API key the process reads is registered here, and a processor replaces it wherever it occurs
+in an event (message, fields, exception text) before anything is rendered.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+REDACTED = "[REDACTED]"
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+# Keys shorter than this are not redacted by substring: they would blank out ordinary words.
+_MIN_SECRET_LENGTH = 4
+
+
+def register_secret(value: str) -> None:
+    if len(value) >= _MIN_SECRET_LENGTH:
+        with _secrets_lock:
+            _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    with _secrets_lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_redact_value(v) for v in value)
+    if isinstance(value, BaseException):
+        return redact(f"{type(value).__name__}: {value}")
+    return value
+
+
+def redact_processor(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    return {key: _redact_value(value) for key, value in event.items()}
+
+
+def _redact_rendered(_logger: Any, _method: str, rendered: Any) -> Any:
+    # Last line of defence, after rendering (tracebacks are formatted by then).
+    return redact(rendered) if isinstance(rendered, str) else rendered
+
+
+def configure(level: str = "info", fmt: str | None = None, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stderr
+    if fmt is None:
+        fmt = "console" if stream.isatty() else "json"
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_processor,
+    ]
+    if fmt == "json":
+        processors.append(structlog.processors.format_exc_info)
+    processors += [renderer, _redact_rendered]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries that log through the standard library (apscheduler, httpx) go to the same place.
+    logging.basicConfig(
+        stream=stream, level=max(logging.getLevelNamesMapping()[level.upper()], logging.INFO)
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

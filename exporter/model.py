@@ -1,0 +1,124 @@
+"""The one shape every provider's run takes before anything else sees it.
+
+Providers translate their wire JSON into `Run`; the collector, the store and the metrics know
+nothing else. Canonical statuses are the project's own decision (see the README's provider table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    NEEDS_REVIEW = "needs_review"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+    UNKNOWN = "unknown"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        RunStatus.SUCCEEDED,
+        RunStatus.FAILED,
+        RunStatus.REJECTED,
+        RunStatus.CANCELLED,
+        RunStatus.SKIPPED,
+    }
+)
+ACTIVE_STATUSES = frozenset(s for s in RunStatus if s not in TERMINAL_STATUSES)
+
+# The `code` label when a provider gives no machine-readable error code.
+UNSPECIFIED_CODE = "unspecified"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    name: str
+    status: str
+    type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A workflow run, normalised.
+
+    `cursor_time` is the timestamp the provider's list is ordered by (creation for page-number
+    APIs, last update for Extend); incremental collection compares it with the source watermark.
+    """
+
+    id: str
+    workflow_id: str
+    workflow_name: str | None
+    status: RunStatus
+    native_status: str
+    created_at: datetime
+    cursor_time: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_seconds: float | None = None
+    progress: float | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    dashboard_url: str | None = None
+    steps: tuple[Step, ...] = field(default=())
+    # Set when the provider knows more detail is needed before the run can be counted
+    # (Extend: a FAILED summary carries no failure reason until the detail is fetched).
+    needs_detail: bool = False
+
+    @property
+    def workflow_label(self) -> str:
+        """The `workflow` label value before bounding: the name where given, else the id."""
+        return self.workflow_name or self.workflow_id
+
+    @property
+    def queue_wait_seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        wait = (self.started_at - self.created_at).total_seconds()
+        return wait if wait >= 0 else None
+
+    @property
+    def effective_duration_seconds(self) -> float | None:
+        """The provider's own number first, else completed - started, else completed - created."""
+        if self.duration_seconds is not None and self.duration_seconds >= 0:
+            return self.duration_seconds
+        if self.finished_at is None:
+            return None
+        start = self.started_at or self.created_at
+        elapsed = (self.finished_at - start).total_seconds()
+        return elapsed if elapsed >= 0 else None
+
+
+class StatusMapper:
+    """Maps a provider's native status to the canonical one; unknown values become `unknown`.
+
+    The provider supplies the table from the README; a source's `status_map` overrides entries.
+    Native values are compared case-sensitively, as the APIs document them.
+    """
+
+    def __init__(
+        self, defaults: Mapping[str, RunStatus], overrides: Mapping[str, RunStatus] | None = None
+    ) -> None:
+        self._table: dict[str, RunStatus] = {**defaults, **(overrides or {})}
+
+    def map(self, native: str) -> RunStatus:
+        return self._table.get(native, RunStatus.UNKNOWN)
+
+    def known(self, native: str) -> bool:
+        return native in self._table
+
+    @property
+    def canonical_values(self) -> frozenset[RunStatus]:
+        return frozenset(self._table.values())

@@ -1,0 +1,187 @@
+"""What every provider is and gets: its settings model, its HTTP client, and a way to report.
+
+A provider knows one API and nothing else. It pages through the runs list, parses each item with
+its own pydantic wire model and yields canonical `Run`s. It never imports prometheus_client and
+never decides what to count: that is `exporter.collect`'s job.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Protocol
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from exporter.http import ApiClient
+from exporter.model import Run, RunStatus, StatusMapper
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """`30s`, `5m`, `1h`, `2d`, `250ms`, or a bare number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=float(value))
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"])
+    raise ValueError(f"invalid duration {value!r}: use a number with a unit, e.g. 30s, 5m, 1h")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class SourceSettings(BaseModel):
+    """Settings every source has. Each provider subclasses it with its own fields and defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$")
+    provider: str
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    base_url: str
+    interval: Duration | None = None
+    timeout: Duration = timedelta(seconds=15)
+    page_size: int = Field(default=100, ge=1)
+    max_retries: int = Field(default=3, ge=0, le=10)
+    # Requests per second towards this source's API (fractional allowed); unset = unlimited.
+    rate_limit: float | None = Field(default=None, gt=0)
+    max_workflows: int = Field(default=200, ge=1)
+    max_error_codes: int = Field(default=50, ge=1)
+    backfill: Duration = timedelta(hours=1)
+    # How far below the watermark each cycle re-reads, to catch runs that appear late or were
+    # skipped when a deletion shifted the pages.
+    overlap: Duration = timedelta(minutes=10)
+    # Active runs created within this window are re-read by scanning down to them (a page holds
+    # many runs); older ones are looked up one by one.
+    rescan_window: Duration = timedelta(hours=1)
+    # Run ids counted are remembered this long past the watermark, then pruned.
+    retention: Duration = timedelta(hours=24)
+    # Per cycle, at most this many single-run lookups (active runs that left the lists,
+    # failure details).
+    lookup_budget: int = Field(default=200, ge=1)
+    max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    status_map: dict[str, RunStatus] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> SourceSettings:
+        if self.api_key is None and self.api_key_file is None:
+            raise ValueError("api_key: field required (or set api_key_file)")
+        if self.api_key is not None and self.api_key_file is not None:
+            raise ValueError("api_key_file: api_key and api_key_file are mutually exclusive")
+        if self.retention <= self.overlap:
+            raise ValueError("retention: must be longer than overlap")
+        return self
+
+    def read_api_key(self) -> str:
+        """The key's value, from the setting or the file (re-read on every call: rotation)."""
+        if self.api_key is not None:
+            key = self.api_key.get_secret_value()
+        else:
+            assert self.api_key_file is not None
+            try:
+                key = self.api_key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(
+                    f"api_key_file {str(self.api_key_file)!r}: cannot read ({exc.strerror})"
+                ) from None
+        if not key:
+            raise ValueError("api key is empty")
+        return key
+
+
+class ProviderEvents(Protocol):
+    """How a provider reports what it skipped or did not understand; counted and logged."""
+
+    def invalid_record(self, reason: str, detail: str) -> None: ...
+    def unknown_status(self, native_status: str) -> None: ...
+
+
+class Provider(ABC):
+    """One API. Subclasses set `name`, `settings_model` and `default_status_map`."""
+
+    name: ClassVar[str]
+    settings_model: ClassVar[type[SourceSettings]]
+    default_status_map: ClassVar[Mapping[str, RunStatus]]
+
+    def __init__(self, settings: SourceSettings, client: ApiClient, events: ProviderEvents) -> None:
+        self.settings = settings
+        self.client = client
+        self.events = events
+        self.mapper = StatusMapper(self.default_status_map, settings.status_map)
+
+    @classmethod
+    @abstractmethod
+    def auth_headers(cls, settings: SourceSettings, api_key: str) -> dict[str, str]:
+        """The headers that authenticate (and version) every request."""
+
+    @abstractmethod
+    def scan(self, floor: datetime) -> Iterator[Run]:
+        """Runs newest-first by `cursor_time`, down to (at least) `floor`.
+
+        May yield runs older than `floor` from the last page read, and the same run twice when
+        pages shift; the collector dedupes. Raises `ApiError` when a page cannot be had.
+        """
+
+    def list_active(self) -> Iterator[Run]:
+        """Runs the API reports as active in one cheap listing, if it has a filter for that."""
+        return iter(())
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> Run | None:
+        """One run by id, with full detail; None when the API says it no longer exists."""
+
+    # Helpers for subclasses -------------------------------------------------------------
+
+    def map_status(self, native: str) -> RunStatus:
+        status = self.mapper.map(native)
+        if status is RunStatus.UNKNOWN and not self.mapper.known(native):
+            self.events.unknown_status(native)
+        return status
+
+    def parse_items(self, items: Any, build: Any) -> Iterator[Run]:
+        """Parse each list item on its own so one bad record never loses the rest of the page."""
+        if not isinstance(items, list):
+            return
+        for index, item in enumerate(items):
+            try:
+                run = build(item)
+            except ValidationError as exc:
+                self.events.invalid_record("schema", _describe_validation(index, item, exc))
+                continue
+            except (ValueError, TypeError) as exc:
+                self.events.invalid_record("value", f"item {index}: {exc}")
+                continue
+            yield run
+
+
+def _describe_validation(index: int, item: Any, exc: ValidationError) -> str:
+    run_id = item.get("id") if isinstance(item, dict) else None
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "item"
+    return f"item {index} (id {run_id!r}): {where}: {first['msg']}"[:300]

@@ -1,0 +1,136 @@
+"""Noxus: `X-API-Key`, fastapi-pagination pages (`items,total,page,size,pages`), snake_case.
+
+The runs list has no status filter, so active runs that drop below the watermark are looked up one
+by one (`GET /v1/runs/{id}`), least recently checked first, within the source's `lookup_budget`.
+Runs waiting on human feedback are `needs_review` and stay active until they move on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field
+
+from exporter.http import HttpStatusError, PayloadError
+from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
+from exporter.providers.base import Provider, SourceSettings
+from exporter.providers.paging import Page, reached_floor, walk_pages
+from exporter.providers.wire import UtcDatetime, WireModel
+
+
+class NoxusSettings(SourceSettings):
+    provider: str = "noxus"
+    base_url: str = "https://backend.noxus.ai"
+    page_size: int = Field(default=100, ge=1, le=100)
+    first_page: int = Field(default=1, ge=0, le=1)
+    max_pages: int = Field(default=10_000, ge=1)
+    # `progress` is documented as an integer; 0-100 is the likely scale.
+    progress_scale: float = Field(default=100.0, gt=0)
+
+
+class _Workflow(WireModel):
+    id: str | None = None
+    name: str | None = None
+
+
+class NoxusRun(WireModel):
+    id: str = Field(min_length=1)
+    workflow_id: str | None = None
+    status: str
+    progress: float | None = None
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
+    workflow: _Workflow | None = None
+
+
+class _PageInfo(BaseModel):
+    size: int | None = None
+    pages: int | None = None
+
+
+class NoxusProvider(Provider):
+    name: ClassVar[str] = "noxus"
+    settings_model: ClassVar[type[SourceSettings]] = NoxusSettings
+    default_status_map: ClassVar[Mapping[str, RunStatus]] = {
+        "queued": RunStatus.QUEUED,
+        "running": RunStatus.RUNNING,
+        "awaiting_human_feedback": RunStatus.NEEDS_REVIEW,
+        "completed": RunStatus.SUCCEEDED,
+        "failed": RunStatus.FAILED,
+        "stopped": RunStatus.CANCELLED,
+    }
+
+    @property
+    def _settings(self) -> NoxusSettings:
+        assert isinstance(self.settings, NoxusSettings)
+        return self.settings
+
+    @classmethod
+    def auth_headers(cls, settings: SourceSettings, api_key: str) -> dict[str, str]:
+        return {"X-API-Key": api_key}
+
+    def scan(self, floor: datetime) -> Iterator[Run]:
+        settings = self._settings
+
+        def fetch(number: int) -> Page[Run]:
+            response = self.client.get_json(
+                "/v1/runs",
+                endpoint="list_runs",
+                params={"page": number, "size": settings.page_size},
+            )
+            body = response.body
+            if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+                raise PayloadError(
+                    settings.name, "list_runs", "expected an object with an `items` list"
+                )
+            info = _PageInfo.model_validate(
+                {k: body.get(k) for k in ("size", "pages") if isinstance(body.get(k), int)}
+            )
+            items = list(self.parse_items(body["items"], self._to_run))
+            return Page(items, size=info.size, total_pages=info.pages)
+
+        pages = walk_pages(
+            fetch,
+            first_page=settings.first_page,
+            page_size=settings.page_size,
+            max_pages=settings.max_pages,
+            keep_going=lambda page: not reached_floor([r.cursor_time for r in page.items], floor),
+        )
+        for page in pages:
+            yield from page.items
+
+    def get_run(self, run_id: str) -> Run | None:
+        try:
+            response = self.client.get_json(f"/v1/runs/{run_id}", endpoint="get_run")
+        except HttpStatusError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        runs = list(self.parse_items([response.body], self._to_run))
+        return runs[0] if runs else None
+
+    def _to_run(self, item: Any) -> Run:
+        wire = NoxusRun.model_validate(item)
+        workflow_id = wire.workflow_id or (wire.workflow.id if wire.workflow else None)
+        if not workflow_id:
+            raise ValueError(f"run {wire.id!r} names no workflow (workflow_id)")
+        status = self.map_status(wire.status)
+        progress = None
+        if wire.progress is not None:
+            progress = min(1.0, max(0.0, wire.progress / self._settings.progress_scale))
+        return Run(
+            id=wire.id,
+            workflow_id=workflow_id,
+            workflow_name=wire.workflow.name if wire.workflow else None,
+            status=status,
+            native_status=wire.status,
+            created_at=wire.created_at,
+            cursor_time=wire.created_at,
+            started_at=wire.started_at,
+            finished_at=wire.finished_at,
+            progress=progress,
+            error_code=UNSPECIFIED_CODE if status is RunStatus.FAILED else None,
+        )

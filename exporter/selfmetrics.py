@@ -1,0 +1,170 @@
+"""The exporter's own health metrics, instrumented directly (they describe this process).
+
+Domain metrics live in `exporter.metrics` and render from the state store; these do not need to
+survive a restart, as is usual for a process's own counters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from exporter import __version__
+
+API_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+COLLECTION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+# Native status values are chosen by the provider, so the label needs a bound of its own.
+MAX_NATIVE_STATUS_VALUES = 20
+
+
+class SelfMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.source_up = Gauge(
+            "workflow_exporter_source_up",
+            "1 if the last collection of the source succeeded, else 0.",
+            ["source", "provider"],
+            registry=registry,
+        )
+        self.last_success = Gauge(
+            "workflow_exporter_last_success_timestamp_seconds",
+            "Unix time of the source's last successful collection.",
+            ["source"],
+            registry=registry,
+        )
+        self.collection_duration = Histogram(
+            "workflow_exporter_collection_duration_seconds",
+            "Duration of one collection cycle of a source.",
+            ["source"],
+            buckets=COLLECTION_BUCKETS,
+            registry=registry,
+        )
+        self.collections = Counter(
+            "workflow_exporter_collections",
+            "Collection cycles by result (success, error).",
+            ["source", "result"],
+            registry=registry,
+        )
+        self.api_requests = Counter(
+            "workflow_exporter_api_requests",
+            "Requests to provider APIs by endpoint and HTTP status (`error` = transport failure).",
+            ["source", "endpoint", "code"],
+            registry=registry,
+        )
+        self.api_duration = Histogram(
+            "workflow_exporter_api_request_duration_seconds",
+            "Latency of provider API requests.",
+            ["source", "endpoint"],
+            buckets=API_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.api_retries = Counter(
+            "workflow_exporter_api_retries",
+            "Retried provider API requests by reason.",
+            ["source", "reason"],
+            registry=registry,
+        )
+        self.runs_ingested = Counter(
+            "workflow_exporter_runs_ingested",
+            "Run records received from the provider API and accepted.",
+            ["source"],
+            registry=registry,
+        )
+        self.invalid_records = Counter(
+            "workflow_exporter_invalid_records",
+            "Run records skipped because they did not match the API's documented shape.",
+            ["source", "reason"],
+            registry=registry,
+        )
+        self.unknown_status = Counter(
+            "workflow_exporter_unknown_status",
+            "Runs whose native status the status mapping does not know (mapped to `unknown`).",
+            ["source", "native_status"],
+            registry=registry,
+        )
+        self.label_values_dropped = Counter(
+            "workflow_exporter_label_values_dropped",
+            "Label values folded into `other` because a cardinality bound was reached.",
+            ["source", "label"],
+            registry=registry,
+        )
+        self.runs_vanished = Counter(
+            "workflow_exporter_runs_vanished",
+            "Active runs the API no longer knows (deleted before they finished); not counted.",
+            ["source"],
+            registry=registry,
+        )
+        build_info = Gauge(
+            "workflow_exporter_build_info",
+            "Build information; the value is always 1.",
+            ["version"],
+            registry=registry,
+        )
+        build_info.labels(version=__version__).set(1)
+
+    def for_source(self, source: str, provider: str) -> SourceInstruments:
+        return SourceInstruments(self, source, provider)
+
+    def remove_source(self, source: str, provider: str) -> None:
+        for metric, labels in (
+            (self.source_up, (source, provider)),
+            (self.last_success, (source,)),
+        ):
+            with contextlib.suppress(KeyError):
+                metric.remove(*labels)
+
+
+class SourceInstruments:
+    """One source's view of the self-metrics: an `ApiObserver` for its HTTP client and the
+    counters behind its provider's events. Pre-creates the series alerts rely on."""
+
+    def __init__(self, metrics: SelfMetrics, source: str, provider: str) -> None:
+        self._m = metrics
+        self.source = source
+        self.provider = provider
+        self._native_seen: set[str] = set()
+        self._lock = threading.Lock()
+        metrics.source_up.labels(source, provider)
+        for result in ("success", "error"):
+            metrics.collections.labels(source, result)
+        for reason in ("rate_limited", "server_error", "transport", "bad_payload"):
+            metrics.api_retries.labels(source, reason)
+        metrics.runs_ingested.labels(source)
+        metrics.runs_vanished.labels(source)
+
+    # ApiObserver
+    def request(self, endpoint: str, code: str, seconds: float) -> None:
+        self._m.api_requests.labels(self.source, endpoint, code).inc()
+        self._m.api_duration.labels(self.source, endpoint).observe(seconds)
+
+    def retry(self, reason: str) -> None:
+        self._m.api_retries.labels(self.source, reason).inc()
+
+    # Counters behind provider events
+    def invalid_record(self, reason: str) -> None:
+        self._m.invalid_records.labels(self.source, reason).inc()
+
+    def unknown_status(self, native_status: str) -> None:
+        with self._lock:
+            if native_status not in self._native_seen:
+                if len(self._native_seen) >= MAX_NATIVE_STATUS_VALUES:
+                    native_status = "other"
+                self._native_seen.add(native_status)
+        self._m.unknown_status.labels(self.source, native_status).inc()
+
+    def labels_dropped(self, label: str, count: int) -> None:
+        self._m.label_values_dropped.labels(self.source, label).inc(count)
+
+    def ingested(self, count: int) -> None:
+        self._m.runs_ingested.labels(self.source).inc(count)
+
+    def vanished(self, count: int) -> None:
+        self._m.runs_vanished.labels(self.source).inc(count)
+
+    def collection(self, ok: bool, seconds: float, finished_at: float) -> None:
+        self._m.collection_duration.labels(self.source).observe(seconds)
+        self._m.collections.labels(self.source, "success" if ok else "error").inc()
+        self._m.source_up.labels(self.source, self.provider).set(1 if ok else 0)
+        if ok:
+            self._m.last_success.labels(self.source).set(finished_at)

@@ -1,0 +1,150 @@
+"""HTTP endpoints: /metrics, /healthz, /readyz and a landing page with per-source status."""
+
+from __future__ import annotations
+
+import gzip
+import html
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from exporter import __version__
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    name: str
+    provider: str
+    up: bool | None  # None: not collected yet
+    last_error: str | None
+    last_collection: float | None
+    active: int
+    counted_last_cycle: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServerHooks:
+    registry: CollectorRegistry
+    ready: Callable[[], bool]
+    sources: Callable[[], Sequence[SourceStatus]]
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """`HOST:PORT`, `:PORT` (all interfaces) or `[::1]:PORT`."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--web.listen-address {address!r}: expected HOST:PORT")
+    host = host.strip("[]")
+    return host or "0.0.0.0", int(port)  # noqa: S104 - the documented meaning of ":PORT"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        hooks = self.server.hooks
+        if path == "/metrics":
+            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+            body = encoder(hooks.registry)
+            headers = {"Content-Type": content_type}
+            if "gzip" in self.headers.get("Accept-Encoding", ""):
+                body = gzip.compress(body, compresslevel=1)
+                headers["Content-Encoding"] = "gzip"
+            self._send(200, body, headers)
+        elif path == "/healthz":
+            self._send(200, b"ok\n", {"Content-Type": "text/plain; charset=utf-8"})
+        elif path == "/readyz":
+            ready = hooks.ready()
+            self._send(
+                200 if ready else 503,
+                b"ready\n" if ready else b"not ready: a source has not been collected yet\n",
+                {"Content-Type": "text/plain; charset=utf-8"},
+            )
+        elif path == "/":
+            body = _landing_page(hooks.sources()).encode()
+            self._send(200, body, {"Content-Type": "text/html; charset=utf-8"})
+        else:
+            self._send(404, b"not found\n", {"Content-Type": "text/plain; charset=utf-8"})
+
+    def _send(self, code: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(code)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # scrapes every few seconds would drown the logs
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], hooks: ServerHooks) -> None:
+        self.hooks = hooks
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+
+class MetricsServer:
+    def __init__(self, listen_address: str, hooks: ServerHooks) -> None:
+        self._httpd = _Server(parse_listen_address(listen_address), hooks)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def host(self) -> str:
+        return str(self._httpd.server_address[0])
+
+    def url(self, path: str = "/") -> str:
+        host = self.host if self.host not in ("0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
+        return f"http://{host}:{self.port}{path}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def _landing_page(sources: Sequence[SourceStatus]) -> str:
+    rows = []
+    now = time.time()
+    for s in sources:
+        state = "pending" if s.up is None else ("up" if s.up else "down")
+        ago = f"{now - s.last_collection:.0f}s ago" if s.last_collection else "never"
+        rows.append(
+            "<tr>"
+            f"<td>{html.escape(s.name)}</td><td>{html.escape(s.provider)}</td>"
+            f'<td class="{state}">{state}</td><td>{ago}</td><td>{s.active}</td>'
+            f"<td>{html.escape(s.last_error or '')}</td>"
+            "</tr>"
+        )
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>workflow-runs-exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .8em;text-align:left}}
+.up{{color:#070}}.down{{color:#b00}}.pending{{color:#777}}</style></head>
+<body><h1>workflow-runs-exporter {html.escape(__version__)}</h1>
+<p><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a> ·
+<a href="/readyz">/readyz</a></p>
+<table><tr><th>source</th><th>provider</th><th>state</th><th>last collection</th>
+<th>active runs</th><th>last error</th></tr>
+{"".join(rows)}
+</table></body></html>
+"""

@@ -1,0 +1,267 @@
+"""Configuration: a YAML file with `${VAR}` expansion, overridable field by field from the
+environment.
+
+Every problem is reported at once, one line each, naming the field path
+(`sources[1].api_key: field required`); the CLI prints them and exits with code 2.
+
+Environment overrides: `WORKFLOW_EXPORTER_<PATH>`, path parts joined by `__`, list items by index:
+`WORKFLOW_EXPORTER_INTERVAL=1m`, `WORKFLOW_EXPORTER_SOURCES__0__API_KEY_FILE=/run/secrets/key`.
+Values are read as YAML scalars, so `60`, `true` and `[1, 5, 30]` keep their types.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from exporter.accounting import DURATION, QUEUE_WAIT
+from exporter.metrics import DEFAULT_BUCKETS
+from exporter.providers import SourceSettings, registry
+from exporter.providers.base import Duration
+
+ENV_PREFIX = "WORKFLOW_EXPORTER_"
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class BucketSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    duration: tuple[float, ...] = DEFAULT_BUCKETS[DURATION]
+    queue_wait: tuple[float, ...] = DEFAULT_BUCKETS[QUEUE_WAIT]
+
+    @field_validator("duration", "queue_wait")
+    @classmethod
+    def _increasing(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value:
+            raise ValueError("needs at least one bucket")
+        if any(b <= a for a, b in pairwise(value)) or value[0] <= 0:
+            raise ValueError("buckets must be positive and strictly increasing")
+        return value
+
+    def as_mapping(self) -> dict[str, tuple[float, ...]]:
+        return {DURATION: self.duration, QUEUE_WAIT: self.queue_wait}
+
+
+class AppSettings(BaseSettings):
+    """Process-wide settings. `sources` are validated one by one by their provider's model."""
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+
+    interval: Duration = timedelta(seconds=30)
+    # Each cycle starts up to this fraction of the interval late, so sources sharing an interval
+    # do not hit their APIs in lockstep.
+    jitter_ratio: float = Field(default=0.1, ge=0, le=0.5)
+    state_path: Path = Path("./workflow-runs-exporter.db")
+    buckets: BucketSettings = BucketSettings()
+    sources: list[dict[str, Any]] = Field(min_length=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The loader below already merged the file and the environment, with list indexes that
+        # pydantic-settings' own env source cannot address.
+        return (init_settings,)
+
+
+@dataclass(frozen=True)
+class Config:
+    app: AppSettings
+    sources: tuple[SourceSettings, ...]
+
+    def interval_for(self, source: SourceSettings) -> timedelta:
+        return source.interval or self.app.interval
+
+
+def expand_variables(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
+    """`${VAR}` and `${VAR:-default}` from the environment; `$$` is a literal `$`."""
+    problems: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        line = text.count("\n", 0, match.start()) + 1
+        problems.append(f"config.file line {line}: environment variable {name} is not set")
+        return ""
+
+    return _VAR.sub(replace, text), problems
+
+
+def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
+    problems: list[str] = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
+        if not path:
+            continue
+        try:
+            value = yaml.safe_load(environ[name]) if environ[name] else ""
+        except yaml.YAMLError:
+            value = environ[name]
+        if value is None:
+            value = ""
+        problem = _set_path(data, path, value)
+        if problem:
+            problems.append(f"{name}: {problem}")
+    return problems
+
+
+def _set_path(data: Any, path: list[str], value: Any) -> str | None:
+    node = data
+    for depth, part in enumerate(path):
+        last = depth == len(path) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                return f"no list item {part!r} at {'.'.join(path[:depth]) or 'top level'}"
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            return f"cannot set {'.'.join(path)}: {'.'.join(path[:depth])} is not a mapping"
+    return None
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Reads, expands, overrides and validates. Raises ConfigError listing every problem."""
+    environ = os.environ if environ is None else environ
+    data, problems = _read_document(path, environ)
+    if data is None:
+        raise ConfigError(problems)
+    return config_from_data(data, environ, problems)
+
+
+def config_from_data(
+    data: dict[str, Any],
+    environ: Mapping[str, str] | None = None,
+    problems: list[str] | None = None,
+) -> Config:
+    """Validates an already parsed document (after applying environment overrides)."""
+    environ = os.environ if environ is None else environ
+    problems = list(problems or [])
+    problems += apply_env_overrides(data, environ)
+    try:
+        app = AppSettings(**data)
+    except ValidationError as exc:
+        raise ConfigError(problems + format_errors(exc)) from None
+    sources: list[SourceSettings] = []
+    for index, raw in enumerate(app.sources):
+        source, source_problems = _validate_source(index, raw)
+        problems += source_problems
+        if source is not None:
+            sources.append(source)
+    names = [s.name for s in sources]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"sources: the name {name!r} is used more than once")
+    for source in sources:
+        problems += _check_key(source, names.index(source.name))
+    if problems:
+        raise ConfigError(problems)
+    return Config(app=app, sources=tuple(sources))
+
+
+def _read_document(
+    path: Path | None, environ: Mapping[str, str]
+) -> tuple[dict[str, Any] | None, list[str]]:
+    if path is None:
+        return None, ["config.file: no configuration file given (--config.file)"]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return None, [f"config.file: cannot read {str(path)!r}: {exc.strerror}"]
+    except UnicodeDecodeError:
+        return None, [f"config.file: {str(path)!r} is not UTF-8 text"]
+    text, problems = expand_variables(text, environ)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        # Only the position and the parser's complaint: the snippet could hold an expanded key.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "cannot parse"
+        return None, [*problems, f"config.file: invalid YAML{where}: {problem}"]
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        return None, [*problems, "config.file: the top level must be a mapping of settings"]
+    return data, problems
+
+
+def _validate_source(index: int, raw: Any) -> tuple[SourceSettings | None, list[str]]:
+    where = f"sources[{index}]"
+    if not isinstance(raw, dict):
+        return None, [f"{where}: must be a mapping of settings"]
+    providers = registry()
+    known = ", ".join(providers)
+    provider = raw.get("provider")
+    if provider is None:
+        return None, [f"{where}.provider: field required (one of: {known})"]
+    if provider not in providers:
+        return None, [f"{where}.provider: unknown provider {provider!r} (one of: {known})"]
+    try:
+        return providers[provider].settings_model.model_validate(raw), []
+    except ValidationError as exc:
+        return None, format_errors(exc, prefix=where)
+
+
+def _check_key(source: SourceSettings, index: int) -> list[str]:
+    if source.api_key_file is None:
+        return []
+    try:
+        source.read_api_key()
+    except ValueError as exc:
+        return [f"sources[{index}].api_key_file: {exc}"]
+    return []
+
+
+def format_errors(exc: ValidationError, prefix: str = "") -> list[str]:
+    lines = []
+    for error in exc.errors():
+        path = prefix
+        for part in error["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        message = str(error["msg"])
+        message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        # A model-level check names its field at the start of its message.
+        field_match = re.match(r"^([a-z_]+): (.*)$", message)
+        if field_match and error["type"] == "value_error" and not error["loc"]:
+            path = f"{path}.{field_match.group(1)}" if path else field_match.group(1)
+            message = field_match.group(2)
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting (check the spelling)"
+        if message[:1].isupper() and not message[1:2].isupper():
+            message = message[0].lower() + message[1:]
+        lines.append(f"{path or 'config'}: {message}")
+    return lines
