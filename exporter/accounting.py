@@ -44,6 +44,9 @@ class ActiveRun:
     awaiting_detail: bool = False
     # When the run was last seen in any response; stale active runs are looked up oldest first.
     last_seen: datetime | None = None
+    # The provider's workflow id (the label may be a name, or `other`): some APIs need it to
+    # look a run up.
+    workflow_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +204,7 @@ def _decide_terminal(
             queue_wait_observed=tracked.queue_wait_observed if tracked else False,
             awaiting_detail=True,
             last_seen=now,
+            workflow_id=run.workflow_id,
         )
         return
     status = run.status.value
@@ -240,4 +244,5 @@ def _track_active(
         progress=run.progress,
         queue_wait_observed=observed,
         last_seen=now,
+        workflow_id=run.workflow_id,
     )

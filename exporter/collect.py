@@ -25,7 +25,7 @@ from exporter.accounting import (
     merge_sighting,
 )
 from exporter.http import ApiError
-from exporter.model import Run
+from exporter.model import Run, RunStatus
 from exporter.providers import Provider, SourceSettings
 from exporter.providers.paging import PaginationRunaway
 from exporter.selfmetrics import SourceInstruments
@@ -105,7 +105,9 @@ class SourceCollector:
         now = self.clock()
         cursor = self.store.cursor(name) or Cursor.first_start(now, s.backfill)
         active = self.store.active(name)
-        floor = _scan_floor(cursor, active, now, s)
+        floor = cursor.scan_floor(s.overlap)
+        if not self.provider.cursor_tracks_changes:
+            floor = _deepen_for_active(floor, active, now, s)
         seen: dict[str, Run] = {}
         newest: datetime | None = None
         failure: Exception | None = None
@@ -139,6 +141,7 @@ class SourceCollector:
         )
         self.store.apply(name, self.provider.name, changes, new_cursor)
         self._report_changes(changes, len(seen))
+        self._log_failures(seen, changes)
         report = CycleReport(
             source=name,
             provider=self.provider.name,
@@ -170,19 +173,22 @@ class SourceCollector:
         self, seen: dict[str, Run], active: dict[str, ActiveRun], vanished: list[str]
     ) -> tuple[int, Exception | None]:
         """Looks up runs one by one: failure details first, then the stalest active runs."""
-        need_detail = [run.id for run in seen.values() if run.needs_detail]
+        need_detail = [(run.id, run.workflow_id) for run in seen.values() if run.needs_detail]
         stale = sorted(
             (a for a in active.values() if a.id not in seen or a.awaiting_detail),
             key=lambda a: a.last_seen or a.created_at,
         )
-        queue = list(dict.fromkeys([*need_detail, *(a.id for a in stale)]))
+        if self.provider.cursor_tracks_changes:
+            # Every change moves a run above the watermark: only parked runs need a lookup.
+            stale = [a for a in stale if a.awaiting_detail]
+        queue = dict.fromkeys([*need_detail, *((a.id, a.workflow_id) for a in stale)])
         lookups = 0
-        for run_id in queue[: self.settings.lookup_budget]:
+        for run_id, workflow_id in list(queue)[: self.settings.lookup_budget]:
             if run_id in seen and not seen[run_id].needs_detail:
                 continue
             lookups += 1
             try:
-                fetched = self.provider.get_run(run_id)
+                fetched = self.provider.get_run(run_id, workflow_id)
             except ApiError as exc:
                 return lookups, exc
             if fetched is None:
@@ -190,6 +196,20 @@ class SourceCollector:
             else:
                 merge_sighting(seen, fetched)
         return lookups, None
+
+    def _log_failures(self, seen: dict[str, Run], changes: CycleChanges) -> None:
+        """Free-text error messages never become labels; they are logged once, here."""
+        for run_id in changes.counted_ids:
+            run = seen[run_id]
+            if run.status is RunStatus.FAILED:
+                self.log.info(
+                    "run failed",
+                    run_id=run.id,
+                    workflow=run.workflow_label[:200],
+                    code=run.error_code,
+                    message=(run.error_message or "")[:500],
+                    dashboard_url=run.dashboard_url,
+                )
 
     def _report_changes(self, changes: CycleChanges, seen: int) -> None:
         self.instruments.ingested(seen)
@@ -203,12 +223,11 @@ class SourceCollector:
             )
 
 
-def _scan_floor(
-    cursor: Cursor, active: dict[str, ActiveRun], now: datetime, s: SourceSettings
+def _deepen_for_active(
+    floor: datetime, active: dict[str, ActiveRun], now: datetime, s: SourceSettings
 ) -> datetime:
-    """Down to the watermark minus the overlap, and deeper to re-read recent active runs: one
-    page read there is cheaper than a lookup per run. Older active runs are looked up by id."""
-    floor = cursor.scan_floor(s.overlap)
+    """Deeper than the watermark to re-read recent active runs: one page read there is cheaper
+    than a lookup per run. Older active runs are looked up by id."""
     window_start = now - s.rescan_window
     recent = [a.cursor_time for a in active.values() if a.cursor_time >= window_start]
     return min(floor, *recent) if recent else floor

@@ -49,6 +49,7 @@ MIGRATIONS: Sequence[str] = (
         queue_wait_observed INTEGER NOT NULL,
         awaiting_detail INTEGER NOT NULL,
         last_seen REAL,
+        workflow_id TEXT,
         PRIMARY KEY (source, run_id)
     ) WITHOUT ROWID;
     CREATE TABLE labels (
@@ -352,7 +353,7 @@ class Store:
             [(source, run_id) for run_id in changes.active_removals],
         )
         c.executemany(
-            "INSERT OR REPLACE INTO active VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO active VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [_active_to_row(source, run) for run in changes.active_upserts.values()],
         )
         # Pruning is safe exactly because accounting ignores runs finished before the horizon.
@@ -424,7 +425,7 @@ def _floats(text: str) -> tuple[float, ...]:
 
 def _active_to_row(
     source: str, run: ActiveRun
-) -> tuple[str, str, str, str, float, float, float | None, int, int, float | None]:
+) -> tuple[str, str, str, str, float, float, float | None, int, int, float | None, str | None]:
     return (
         source,
         run.id,
@@ -436,11 +437,24 @@ def _active_to_row(
         int(run.queue_wait_observed),
         int(run.awaiting_detail),
         _ts(run.last_seen) if run.last_seen else None,
+        run.workflow_id,
     )
 
 
 def _active_from_row(row: tuple[object, ...]) -> ActiveRun:
-    _source, run_id, workflow, status, created, cursor_time, progress, qwo, awaiting, seen = row
+    (
+        _source,
+        run_id,
+        workflow,
+        status,
+        created,
+        cursor_time,
+        progress,
+        qwo,
+        awaiting,
+        seen,
+        workflow_id,
+    ) = row
     assert isinstance(created, float)
     assert isinstance(cursor_time, float)
     return ActiveRun(
@@ -453,4 +467,5 @@ def _active_from_row(row: tuple[object, ...]) -> ActiveRun:
         queue_wait_observed=bool(qwo),
         awaiting_detail=bool(awaiting),
         last_seen=_dt(seen) if isinstance(seen, float) else None,
+        workflow_id=str(workflow_id) if workflow_id is not None else None,
     )

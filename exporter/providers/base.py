@@ -128,6 +128,9 @@ class Provider(ABC):
     name: ClassVar[str]
     settings_model: ClassVar[type[SourceSettings]]
     default_status_map: ClassVar[Mapping[str, RunStatus]]
+    # True when every change of a run moves it above the watermark (a list sorted by update
+    # time): then active runs never need re-reading.
+    cursor_tracks_changes: ClassVar[bool] = False
 
     def __init__(self, settings: SourceSettings, client: ApiClient, events: ProviderEvents) -> None:
         self.settings = settings
@@ -153,7 +156,7 @@ class Provider(ABC):
         return iter(())
 
     @abstractmethod
-    def get_run(self, run_id: str) -> Run | None:
+    def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
         """One run by id, with full detail; None when the API says it no longer exists."""
 
     # Helpers for subclasses -------------------------------------------------------------

@@ -102,7 +102,7 @@ class NoxusProvider(Provider):
         for page in pages:
             yield from page.items
 
-    def get_run(self, run_id: str) -> Run | None:
+    def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
         try:
             response = self.client.get_json(f"/v1/runs/{run_id}", endpoint="get_run")
         except HttpStatusError as exc:

@@ -106,7 +106,7 @@ class PlexteraProvider(Provider):
         for page in self._walk({"status": status}, lambda _page: True):
             yield from page.items
 
-    def get_run(self, run_id: str) -> Run | None:
+    def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
         try:
             response = self.client.get_json(f"/workflow-runs/{run_id}", endpoint="get_run")
         except HttpStatusError as exc:
