@@ -210,8 +210,11 @@ def _decide_terminal(
     status = run.status.value
     changes.finished[(workflow, status)] += 1
     duration = run.effective_duration_seconds
-    if duration is not None:
-        changes.observations.append(Observation(DURATION, workflow, status, duration))
+    if duration is None:
+        # No end time given: it ended by now, so now - start bounds it. Observing every finished
+        # run keeps each histogram's _count equal to its counter.
+        duration = max(0.0, (now - (run.started_at or run.created_at)).total_seconds())
+    changes.observations.append(Observation(DURATION, workflow, status, duration))
     if run.status is RunStatus.FAILED:
         changes.errors[(workflow, codes.label(run.error_code or UNSPECIFIED_CODE))] += 1
     wait = run.queue_wait_seconds

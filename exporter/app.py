@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, disable_created_metrics
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -30,6 +30,9 @@ from exporter.settings import Config
 from exporter.store import Store
 
 log = get_logger("exporter")
+
+# `_created` samples double the series of every counter and histogram for little use here.
+disable_created_metrics()
 
 
 @dataclass
