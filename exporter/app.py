@@ -32,7 +32,7 @@ from exporter.store import Store
 log = get_logger("exporter")
 
 # `_created` samples double the series of every counter and histogram for little use here.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 @dataclass

@@ -186,7 +186,8 @@ def _demo(args: argparse.Namespace) -> int:
     simulators = []
     sources: list[dict[str, Any]] = []
     for seed, (provider, sim_cls) in enumerate(sorted(SIMULATORS.items()), start=1):
-        sim = sim_cls(seed=seed)
+        # An hour of history, so the dashboards have something to show at once.
+        sim = sim_cls(seed=seed, history_seconds=3600)
         sim.start()
         sim.start_driver(speed=args.speed)
         simulators.append(sim)
@@ -229,7 +230,7 @@ def _simulate(args: argparse.Namespace) -> int:
             f"unknown provider {args.provider!r} (one of: {', '.join(SIMULATORS)})", file=sys.stderr
         )
         return 2
-    kwargs: dict[str, Any] = {"seed": args.seed, "port": args.port}
+    kwargs: dict[str, Any] = {"seed": args.seed, "port": args.port, "history_seconds": 3600}
     if args.api_key:
         kwargs["api_key"] = args.api_key
     sim = sim_cls(**kwargs)

@@ -90,6 +90,7 @@ class SourceCollector:
         self.instruments = instruments
         self.log = log
         self.clock = clock
+        self._density: float | None = None
 
     def collect(self) -> CycleReport:
         started = time.perf_counter()
@@ -107,7 +108,13 @@ class SourceCollector:
         active = self.store.active(name)
         floor = cursor.scan_floor(s.overlap)
         if not self.provider.cursor_tracks_changes:
-            floor = _deepen_for_active(floor, active, now, s)
+            floor = deepen_floor(
+                floor,
+                [a.cursor_time for a in active.values()],
+                density=self._density,
+                page_size=s.page_size,
+                window_start=now - s.rescan_window,
+            )
         seen: dict[str, Run] = {}
         newest: datetime | None = None
         failure: Exception | None = None
@@ -139,6 +146,13 @@ class SourceCollector:
         new_cursor = (
             cursor.advanced(newest, now, s.overlap, s.retention) if scan_complete else cursor
         )
+        if scan_complete:
+            density = list_density(seen, floor, newest)
+            if density is not None:
+                # Smoothed: one quiet cycle must not make the next one give up deepening.
+                self._density = (
+                    density if self._density is None else (self._density + density) / 2
+                )
         self.store.apply(name, self.provider.name, changes, new_cursor)
         self._report_changes(changes, len(seen))
         self._log_failures(seen, changes)
@@ -223,11 +237,36 @@ class SourceCollector:
             )
 
 
-def _deepen_for_active(
-    floor: datetime, active: dict[str, ActiveRun], now: datetime, s: SourceSettings
+def deepen_floor(
+    floor: datetime,
+    active_times: list[datetime],
+    *,
+    density: float | None,
+    page_size: int,
+    window_start: datetime,
 ) -> datetime:
-    """Deeper than the watermark to re-read recent active runs: one page read there is cheaper
-    than a lookup per run. Older active runs are looked up by id."""
-    window_start = now - s.rescan_window
-    recent = [a.cursor_time for a in active.values() if a.cursor_time >= window_start]
-    return min(floor, *recent) if recent else floor
+    """How deep to read so that active runs are re-read by pages rather than looked up one by one.
+
+    Each active run below the floor costs one lookup unless the scan reaches down to it; reaching
+    a run at time t costs about (floor - t) * density / page_size more pages, with `density` the
+    runs per second of list time seen lately. Take the depth that saves the most requests, never
+    below `window_start`. Without an estimate yet, do not deepen: lookups are bounded anyway.
+    """
+    if density is None:
+        return floor
+    below = sorted((t for t in active_times if window_start <= t < floor), reverse=True)
+    best, best_saving = floor, 0.0
+    for reached, t in enumerate(below, start=1):
+        pages = (floor - t).total_seconds() * density / page_size
+        if reached - pages > best_saving:
+            best, best_saving = t, reached - pages
+    return best
+
+
+def list_density(seen: dict[str, Run], floor: datetime, newest: datetime | None) -> float | None:
+    """Runs per second of list time between the floor and the newest run of a complete scan."""
+    if newest is None:
+        return None
+    span = (newest - floor).total_seconds()
+    count = sum(1 for run in seen.values() if run.cursor_time >= floor)
+    return count / span if span > 0 and count else None

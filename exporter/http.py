@@ -216,7 +216,13 @@ class ApiClient:
         started = time.perf_counter()
         try:
             with self._client.stream("GET", path, params=params) as response:
-                content = self._read_bounded(response, endpoint)
+                try:
+                    content = self._read_bounded(response, endpoint)
+                except PayloadError:
+                    # Answered, if too long: the request is reported like any other.
+                    elapsed = time.perf_counter() - started
+                    self._observer.request(endpoint, str(response.status_code), elapsed)
+                    raise
         except httpx.TimeoutException as exc:
             self._observer.request(endpoint, "error", time.perf_counter() - started)
             raise TransportError(
@@ -272,7 +278,7 @@ def _error_detail(content: bytes) -> str:
     if isinstance(node, dict):
         for key in ("code", "message", "detail"):
             value = node.get(key)
-            if isinstance(value, str | int):
+            if isinstance(value, str | int) and str(value).strip():
                 parts.append(str(value))
     elif isinstance(node, str):
         parts.append(node)

@@ -172,22 +172,34 @@ def config_from_data(
     environ = os.environ if environ is None else environ
     problems = list(problems or [])
     problems += apply_env_overrides(data, environ)
+    app: AppSettings | None = None
+    raw_sources: Any = data.get("sources")
     try:
-        app = AppSettings(**data)
+        # YAML allows keys that are not strings (`1: x`); keyword arguments do not.
+        app = AppSettings(**{str(key): value for key, value in data.items()})
+        raw_sources = app.sources
     except ValidationError as exc:
-        raise ConfigError(problems + format_errors(exc)) from None
+        problems += format_errors(exc)
+        if not isinstance(raw_sources, list) or any(
+            error["loc"][:1] == ("sources",) for error in exc.errors()
+        ):
+            raise ConfigError(problems) from None
+        # Only the top-level settings are wrong: check the sources too, so that every problem
+        # shows at once.
     sources: list[SourceSettings] = []
-    for index, raw in enumerate(app.sources):
+    key_problems: list[str] = []
+    for index, raw in enumerate(raw_sources):
         source, source_problems = _validate_source(index, raw)
         problems += source_problems
         if source is not None:
             sources.append(source)
+            # By the source's own position: sources before it may have failed validation.
+            key_problems += _check_key(source, index)
     names = [s.name for s in sources]
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"sources: the name {name!r} is used more than once")
-    for source in sources:
-        problems += _check_key(source, names.index(source.name))
-    if problems:
+    problems += key_problems
+    if problems or app is None:
         raise ConfigError(problems)
     return Config(app=app, sources=tuple(sources))
 

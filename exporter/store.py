@@ -9,6 +9,7 @@ each commit, so a scrape renders from a consistent snapshot without touching the
 from __future__ import annotations
 
 import bisect
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -152,31 +153,41 @@ class Store:
             "Recovery: stop the exporter, move the file aside (keep it for inspection) and start "
             "again; the exporter then begins afresh, counting each source's backfill window."
         )
+        conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            # WAL: scrapes never wait for a collection's write. synchronous=FULL: a commit is on
-            # disk before the cycle reports success, so even a power cut cannot roll a counter
-            # back below what Prometheus already scraped (a SIGKILL alone is safe at NORMAL).
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=5000")
             check = conn.execute("PRAGMA quick_check").fetchone()
             if check is None or check[0] != "ok":
                 raise StateError(
                     f"state file {self.path!r} is corrupt (quick_check: {check}). {recovery}"
                 )
-            self._migrate(conn, recovery)
+            version = self._usable_version(conn, recovery)
+            # Only a file known to be ours (or a new one) may be changed: switching to WAL
+            # rewrites the file header and leaves -wal/-shm files beside it.
+            # WAL: scrapes never wait for a collection's write. synchronous=FULL: a commit is on
+            # disk before the cycle reports success, so even a power cut cannot roll a counter
+            # back below what Prometheus already scraped (a SIGKILL alone is safe at NORMAL).
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate(conn, version)
+        except StateError:
+            _close_quietly(conn)
+            raise
         except sqlite3.DatabaseError as exc:
+            _close_quietly(conn)
             raise StateError(
                 f"state file {self.path!r} is not a readable SQLite database ({exc}). {recovery}"
             ) from None
         except OSError as exc:
+            _close_quietly(conn)
             raise StateError(f"state file {self.path!r} cannot be opened ({exc})") from None
         return conn
 
-    def _migrate(self, conn: sqlite3.Connection, recovery: str) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    def _usable_version(self, conn: sqlite3.Connection, recovery: str) -> int:
+        """The file's schema version; refuses, without writing, a file this exporter cannot use."""
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
             raise StateError(
                 f"state file {self.path!r} holds tables of another program (no schema version). "
@@ -187,6 +198,9 @@ class Store:
                 f"state file {self.path!r} has schema version {version}, newer than this "
                 f"exporter's {SCHEMA_VERSION}: run the newer version, or move the file aside."
             )
+        return version
+
+    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
         for target in range(version + 1, SCHEMA_VERSION + 1):
             conn.execute("BEGIN IMMEDIATE")
             for statement in _statements(MIGRATIONS[target - 1]):
@@ -409,6 +423,12 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _close_quietly(conn: sqlite3.Connection | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
 
 
 def _statements(script: str) -> list[str]:

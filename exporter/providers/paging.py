@@ -21,6 +21,12 @@ class Page(Generic[T]):
     # What the API says, where it says it.
     size: int | None = None
     total_pages: int | None = None
+    # Items on the wire, valid or not: a page with a skipped invalid record is not a short page.
+    received: int | None = None
+
+    @property
+    def length(self) -> int:
+        return len(self.items) if self.received is None else self.received
 
 
 class PaginationRunaway(Exception):  # noqa: N818 - names the condition
@@ -30,12 +36,12 @@ class PaginationRunaway(Exception):  # noqa: N818 - names the condition
 
 def is_last_page(page: Page[T], pages_read: int, requested_size: int) -> bool:
     """True when no further page can hold items: empty, short, or the page count is reached."""
-    if not page.items:
+    if page.length == 0:
         return True
     if page.total_pages is not None and pages_read >= page.total_pages:
         return True
     effective_size = page.size if page.size else requested_size
-    return len(page.items) < effective_size
+    return page.length < effective_size
 
 
 def walk_pages(

@@ -134,7 +134,9 @@ class PlexteraProvider(Provider):
                 body["pageInfo"] if isinstance(body.get("pageInfo"), dict) else {}
             )
             items = list(self.parse_items(body["data"], self._to_run))
-            return Page(items, size=info.size, total_pages=info.totalPages)
+            return Page(
+                items, size=info.size, total_pages=info.totalPages, received=len(body["data"])
+            )
 
         return walk_pages(
             fetch,

@@ -1,0 +1,145 @@
+"""Noxus's API: `X-API-Key`, fastapi-pagination pages (`items,total,page,size,pages`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from exporter.model import RunStatus
+from exporter.simulator.plextera import iso
+from exporter.simulator.server import Request, Response, SimulatorServer
+from exporter.simulator.world import SimRun, Vocabulary
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 50
+
+
+class NoxusSimulator(SimulatorServer):
+    provider: ClassVar[str] = "noxus"
+    vocabulary: ClassVar[Vocabulary] = Vocabulary(
+        queued="queued",
+        running="running",
+        succeeded="completed",
+        failed="failed",
+        cancelled="stopped",
+        review="awaiting_human_feedback",
+        error_codes=False,
+        table={
+            "queued": RunStatus.QUEUED,
+            "running": RunStatus.RUNNING,
+            "awaiting_human_feedback": RunStatus.NEEDS_REVIEW,
+            "completed": RunStatus.SUCCEEDED,
+            "failed": RunStatus.FAILED,
+            "stopped": RunStatus.CANCELLED,
+        },
+    )
+
+    def authorized(self, headers: Mapping[str, str]) -> bool:
+        return headers.get("x-api-key") == self.api_key
+
+    def is_list(self, request: Request) -> bool:
+        return request.path in ("/v1/runs",) or (
+            request.path.startswith("/v1/workflows/") and request.path.endswith("/runs")
+        )
+
+    def list_items(self, body: Any) -> list[dict[str, Any]] | None:
+        return body.get("items") if isinstance(body, dict) else None
+
+    def break_record(self, item: dict[str, Any]) -> None:
+        item["created_at"] = "yesterday-ish"
+
+    def endpoint_of(self, request: Request) -> str:
+        if request.path == "/v1/runs":
+            return request.path
+        if request.path.startswith("/v1/runs/"):
+            return "/v1/runs/{id}"
+        return "/v1/workflows/..."
+
+    def error(self, status: int, code: str, message: str) -> Response:
+        if status == 401:
+            return Response(status, {"detail": "Invalid API key"})
+        return Response(status, {"detail": message})
+
+    def route(self, request: Request) -> Response:
+        path = request.path
+        if request.method != "GET":
+            return self.error(405, "METHOD", "Method Not Allowed")
+        if path == "/v1/runs":
+            return self._paged(self.world.runs_newest_first(), request.query, self.render)
+        if path.startswith("/v1/runs/"):
+            run = self.world.runs.get(path.rsplit("/", 1)[1])
+            return Response(body=self.render(run)) if run else self.error(404, "", "Run not found")
+        if path == "/v1/workflows":
+            return self._paged(list(self.world.workflows), request.query, self._workflow_json)
+        if path.startswith("/v1/workflows/") and path.endswith("/runs"):
+            workflow_id = path.split("/")[3]
+            runs = [r for r in self.world.runs_newest_first() if r.workflow.id == workflow_id]
+            return self._paged(runs, request.query, self.render)
+        return self.error(404, "", "Not Found")
+
+    def _paged(self, rows: list[Any], query: Mapping[str, str], render: Any) -> Response:
+        problems = []
+        page = _int(query.get("page", "1"))
+        size = _int(query.get("size", str(DEFAULT_PAGE_SIZE)))
+        if page is None or page < 1:
+            problems.append(
+                {
+                    "loc": ["query", "page"],
+                    "msg": "ensure this value is greater than or equal to 1",
+                    "type": "value_error",
+                }
+            )
+        if size is None or not 1 <= size <= MAX_PAGE_SIZE:
+            problems.append(
+                {
+                    "loc": ["query", "size"],
+                    "msg": "ensure this value is between 1 and 100",
+                    "type": "value_error",
+                }
+            )
+        if problems or page is None or size is None:
+            return Response(422, {"detail": problems})
+        with self.world.lock:
+            items = [render(row) for row in rows[(page - 1) * size : page * size]]
+        return Response(
+            body={
+                "items": items,
+                "total": len(rows),
+                "page": page,
+                "size": size,
+                "pages": math.ceil(len(rows) / size),
+            }
+        )
+
+    def _workflow_json(self, workflow: Any) -> dict[str, Any]:
+        return {"id": workflow.id, "group_id": workflow.id, "name": workflow.name, "type": "flow"}
+
+    def render(self, run: SimRun) -> dict[str, Any]:
+        return {
+            "id": run.id,
+            "group_id": run.workflow.id,
+            "workflow_id": run.workflow.id,
+            "input": {},
+            "node_ids": [f"node-{i}" for i in range(run.steps_total)],
+            "status": run.native_status,
+            "progress": round(run.progress * 100),
+            "definitions": {},
+            "created_at": iso(run.created_at),
+            "started_at": iso(run.started_at),
+            "finished_at": iso(run.finished_at),
+            "workflow": {
+                "id": run.workflow.id,
+                "group_id": run.workflow.id,
+                "name": run.workflow.name,
+                "type": "flow",
+            },
+            "source": "api",
+        }
+
+
+def _int(value: str) -> int | None:
+    try:
+        return int(value)
+    except ValueError:
+        return None

@@ -1,0 +1,143 @@
+"""Plextera's public API: `Authorization: api-key <key>`, page/size pages with `pageInfo`."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from exporter.model import RunStatus
+from exporter.simulator.server import Request, Response, SimulatorServer
+from exporter.simulator.world import SimRun, Vocabulary
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+class PlexteraSimulator(SimulatorServer):
+    provider: ClassVar[str] = "plextera"
+    path_prefix: ClassVar[str] = "/api/public/v1"
+    vocabulary: ClassVar[Vocabulary] = Vocabulary(
+        queued="QUEUED",
+        running="PROCESSING",
+        succeeded="COMPLETED",
+        failed="FAILED",
+        cancelled="CLOSED",
+        table={
+            "QUEUED": RunStatus.QUEUED,
+            "PROCESSING": RunStatus.RUNNING,
+            "COMPLETED": RunStatus.SUCCEEDED,
+            "FAILED": RunStatus.FAILED,
+            "CLOSED": RunStatus.CANCELLED,
+        },
+    )
+
+    def authorized(self, headers: Mapping[str, str]) -> bool:
+        return headers.get("authorization") == f"api-key {self.api_key}"
+
+    def is_list(self, request: Request) -> bool:
+        return request.path == "/workflow-runs"
+
+    def list_items(self, body: Any) -> list[dict[str, Any]] | None:
+        return body.get("data") if isinstance(body, dict) else None
+
+    def break_record(self, item: dict[str, Any]) -> None:
+        item["createdAt"] = "not-a-date"
+
+    def endpoint_of(self, request: Request) -> str:
+        return "/workflow-runs" if self.is_list(request) else "/workflow-runs/{id}"
+
+    def error(self, status: int, code: str, message: str) -> Response:
+        request_id = str(uuid.uuid4())
+        return Response(
+            status,
+            {
+                "error": {
+                    "code": code,
+                    "message": message,
+                    "requestId": request_id,
+                    "retryable": status == 429 or status >= 500,
+                    "details": None,
+                }
+            },
+            {"X-Request-Id": request_id},
+        )
+
+    def route(self, request: Request) -> Response:
+        request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
+        if request.method != "GET":
+            return self.error(404, "NOT_FOUND", "no such endpoint")
+        if request.path == "/workflow-runs":
+            response = self._list(request.query)
+        elif request.path.startswith("/workflow-runs/"):
+            run = self.world.runs.get(request.path.rsplit("/", 1)[1])
+            if run is None:
+                response = self.error(404, "NOT_FOUND", "workflow run not found")
+            else:
+                response = Response(body=self.render(run))
+        else:
+            response = self.error(404, "NOT_FOUND", "no such endpoint")
+        response.headers["X-Request-Id"] = request_id
+        return response
+
+    def _list(self, query: Mapping[str, str]) -> Response:
+        try:
+            page = int(query.get("page", "1"))
+            size = int(query.get("size", str(DEFAULT_PAGE_SIZE)))
+        except ValueError:
+            return self.error(400, "INVALID_REQUEST", "page and size must be integers")
+        if page < 1 or size < 1:
+            return self.error(400, "INVALID_REQUEST", "page and size must be positive")
+        size = min(size, MAX_PAGE_SIZE)
+        with self.world.lock:
+            runs = self.world.runs_newest_first()
+            if "status" in query:
+                runs = [r for r in runs if r.native_status == query["status"]]
+            if "workflowId" in query:
+                runs = [r for r in runs if r.workflow.id == query["workflowId"]]
+            chunk = [self.render(r) for r in runs[(page - 1) * size : page * size]]
+        return Response(
+            body={
+                "data": chunk,
+                "pageInfo": {
+                    "page": page,
+                    "size": size,
+                    "totalItems": len(runs),
+                    "totalPages": math.ceil(len(runs) / size),
+                },
+            }
+        )
+
+    def render(self, run: SimRun) -> dict[str, Any]:
+        failed = self.vocabulary.canonical(run.native_status) is RunStatus.FAILED
+        return {
+            "id": run.id,
+            "status": run.native_status,
+            "createdAt": iso(run.created_at),
+            "updatedAt": iso(run.updated_at),
+            "startedAt": iso(run.started_at),
+            "completedAt": iso(run.finished_at),
+            "error": {"code": run.error_code, "message": run.error_message} if failed else None,
+            "workflow": {"id": run.workflow.id, "name": run.workflow.name},
+            "progress": {"stepsCompleted": run.steps_completed, "stepsTotal": run.steps_total},
+            "durationMs": run.duration_ms,
+            "computedDurationMs": run.duration_ms,
+            "steps": [
+                {
+                    "id": f"{run.id}-step-{index}",
+                    "name": f"Step {index + 1}",
+                    "type": "document_insights" if index % 2 == 0 else "web_function",
+                    "status": "COMPLETED" if index < run.steps_completed else "QUEUED",
+                    "message": None,
+                    "output": None,
+                    "nestedRuns": {"count": 0, "data": []},
+                }
+                for index in range(run.steps_total)
+            ],
+        }

@@ -1,0 +1,377 @@
+"""HTTP plumbing every simulator shares: auth, fault injection, page shifting, a request log,
+control endpoints under `/_sim/`, and an optional real-time driver. A provider's simulator
+subclasses
+`SimulatorServer` and only speaks its wire format (`route`, `render`, errors).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
+
+from exporter.model import RunStatus
+from exporter.simulator.world import SimRun, Vocabulary, World
+
+FAULT_KINDS = ("status", "delay", "malformed_json", "truncated", "reset")
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str  # without the provider's prefix
+    query: dict[str, str]
+    headers: dict[str, str]
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Fault:
+    kind: str
+    params: dict[str, Any]
+
+
+class FaultPlan:
+    """Faults queued for the next API requests, applied in order, counted when applied."""
+
+    def __init__(self) -> None:
+        self._queue: list[Fault] = []
+        self._lock = threading.Lock()
+        self.injected: Counter[str] = Counter()
+
+    def inject(self, kind: str, count: int = 1, **params: Any) -> None:
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r} (one of {', '.join(FAULT_KINDS)})")
+        with self._lock:
+            self._queue.extend(Fault(kind, dict(params)) for _ in range(count))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+
+    def take(self) -> Fault | None:
+        with self._lock:
+            if not self._queue:
+                return None
+            fault = self._queue.pop(0)
+            self.injected[fault.kind] += 1
+            return fault
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+
+class SimulatorServer:
+    provider: ClassVar[str]
+    vocabulary: ClassVar[Vocabulary]
+    path_prefix: ClassVar[str] = ""
+    unknown_status_value: ClassVar[str] = "MYSTERY_STATE"
+
+    def __init__(
+        self,
+        *,
+        seed: int = 1,
+        api_key: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        workflows: int = 4,
+        arrival_rate_per_min: float = 6.0,
+        history_seconds: float = 0.0,
+    ) -> None:
+        """`history_seconds`: the world starts that long ago and has lived up to now."""
+        self.api_key = api_key or f"sim-{self.provider}-{secrets.token_hex(12)}"
+        self.world = World(
+            self.vocabulary,
+            seed=seed,
+            workflows=workflows,
+            arrival_rate_per_min=arrival_rate_per_min,
+            start=datetime.now(tz=UTC) - timedelta(seconds=history_seconds),
+        )
+        if history_seconds:
+            self.world.advance(history_seconds)
+        self.faults = FaultPlan()
+        self.arrivals_per_list_request = 0
+        self.deletions_per_list_request = 0
+        self._bad_records = 0
+        self._requests: list[Request] = []
+        self._lock = threading.Lock()
+        self._httpd = _Server((host, port), self)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._driver: threading.Thread | None = None
+        self._driver_stop = threading.Event()
+
+    # Lifecycle --------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """What the exporter's `base_url` setting should be."""
+        return self.root_url + self.path_prefix
+
+    def start(self) -> SimulatorServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._driver_stop.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> SimulatorServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def start_driver(self, speed: float = 1.0, tick: float = 1.0) -> None:
+        """Advances the world in real time (`speed` simulated seconds per real second)."""
+
+        def drive() -> None:
+            while not self._driver_stop.wait(tick):
+                self.world.advance(tick * speed)
+
+        self._driver = threading.Thread(target=drive, daemon=True, name=f"{self.provider}-driver")
+        self._driver.start()
+
+    # Knobs ------------------------------------------------------------------------------------
+
+    def unknown_status(self, n: int) -> list[SimRun]:
+        """Gives n runs a native status the provider's table does not know."""
+        with self.world.lock:
+            candidates = self.world.runs_newest_first()
+            chosen = self.world.rng.sample(candidates, min(n, len(candidates)))
+            now = self.world.now()
+            for run in chosen:
+                run.native_status = self.unknown_status_value
+                run.updated_at = now
+            return chosen
+
+    def bad_record(self, n: int = 1) -> None:
+        """The next n list responses each carry one item with a broken field."""
+        with self._lock:
+            self._bad_records += n
+
+    def native_for(self, canonical: str) -> str:
+        status = RunStatus(canonical)
+        for native, mapped in self.vocabulary.table.items():
+            if mapped is status:
+                return native
+        raise ValueError(f"{self.provider} has no native status for {canonical}")
+
+    @property
+    def requests(self) -> list[Request]:
+        with self._lock:
+            return list(self._requests)
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            endpoints = Counter(f"{r.method} {self.endpoint_of(r)}" for r in self._requests)
+        return {"requests": dict(endpoints), "faults": dict(self.faults.injected)}
+
+    # What a provider implements -----------------------------------------------------------------
+
+    def authorized(self, headers: Mapping[str, str]) -> bool:
+        raise NotImplementedError
+
+    def route(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def error(self, status: int, code: str, message: str) -> Response:
+        raise NotImplementedError
+
+    def is_list(self, request: Request) -> bool:
+        """List requests shift pages (arrivals) and carry bad records."""
+        raise NotImplementedError
+
+    def list_items(self, body: Any) -> list[dict[str, Any]] | None:
+        raise NotImplementedError
+
+    def break_record(self, item: dict[str, Any]) -> None:
+        item["id"] = None
+
+    def endpoint_of(self, request: Request) -> str:
+        return request.path
+
+    # Request handling ---------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response | Fault:
+        with self._lock:
+            self._requests.append(request)
+        fault = self.faults.take()
+        if fault is not None and fault.kind in ("reset",):
+            return fault
+        if fault is not None and fault.kind == "status":
+            code = int(fault.params.get("code", 500))
+            response = self.error(code, _code_name(code), f"injected fault {code}")
+            if "retry_after" in fault.params:
+                response.headers["Retry-After"] = str(fault.params["retry_after"])
+            return response
+        if fault is not None and fault.kind == "delay":
+            time.sleep(float(fault.params.get("seconds", 1.0)))
+        if not self.authorized(request.headers):
+            return self.error(401, "UNAUTHORIZED", "invalid or missing API key")
+        is_list = self.is_list(request)
+        if is_list:
+            self._shift_pages()
+        response = self.route(request)
+        if is_list and response.status == 200:
+            self._maybe_break(response.body)
+        if fault is not None and fault.kind in ("malformed_json", "truncated"):
+            return fault_response(fault, response)
+        return response
+
+    def _shift_pages(self) -> None:
+        if self.arrivals_per_list_request:
+            self.world.add_runs(self.arrivals_per_list_request)
+        for _ in range(self.deletions_per_list_request):
+            runs = self.world.runs_newest_first()
+            if runs:
+                self.world.delete(self.world.rng.choice(runs).id)
+
+    def _maybe_break(self, body: Any) -> None:
+        items = self.list_items(body)
+        if not items:
+            return
+        with self._lock:
+            if self._bad_records <= 0:
+                return
+            self._bad_records -= 1
+        self.break_record(items[len(items) // 2])
+
+    def control(self, method: str, path: str, payload: Any) -> Response:
+        if method == "GET" and path == "/_sim/truth":
+            return Response(body=self.world.truth().as_json())
+        if method == "GET" and path == "/_sim/stats":
+            return Response(body=self.stats())
+        if method == "POST" and path == "/_sim/advance":
+            self.world.advance(float(payload.get("seconds", 1)))
+            return Response(body={"now": self.world.now().isoformat()})
+        if method == "POST" and path == "/_sim/faults":
+            params = dict(payload)
+            kind = params.pop("kind")
+            count = int(params.pop("count", 1))
+            if kind == "unknown_status":
+                self.unknown_status(count)
+            elif kind == "bad_record":
+                self.bad_record(count)
+            else:
+                self.faults.inject(kind, count, **params)
+            return Response(body={"pending": self.faults.pending})
+        if method == "POST" and path == "/_sim/runs":
+            runs = self.world.add_runs(
+                int(payload.get("n", 1)),
+                workflow=payload.get("workflow"),
+                native_status=payload.get("native_status"),
+            )
+            return Response(body={"ids": [r.id for r in runs]})
+        return Response(404, {"detail": "unknown control endpoint"})
+
+
+def fault_response(fault: Fault, response: Response) -> Response:
+    if fault.kind == "malformed_json":
+        return Response(200, b"{'data': [oops", {"Content-Type": "application/json"})
+    raw = json.dumps(response.body).encode()
+    return Response(200, raw[: max(1, len(raw) // 2)], {"Content-Type": "application/json"})
+
+
+def _code_name(status: int) -> str:
+    return {
+        400: "INVALID_REQUEST",
+        401: "UNAUTHORIZED",
+        404: "NOT_FOUND",
+        429: "RATE_LIMITED",
+        500: "INTERNAL",
+        502: "BAD_GATEWAY",
+        503: "UNAVAILABLE",
+    }.get(status, "ERROR")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def _dispatch(self, method: str) -> None:
+        sim = self.server.simulator
+        parts = urlsplit(self.path)
+        if parts.path.startswith("/_sim/"):
+            length = int(self.headers.get("Content-Length") or 0)
+            payload = json.loads(self.rfile.read(length) or b"{}") if length else {}
+            self._write(sim.control(method, parts.path, payload))
+            return
+        prefix = sim.path_prefix
+        if prefix and not parts.path.startswith(prefix):
+            self._write(sim.error(404, "NOT_FOUND", "no such path"))
+            return
+        request = Request(
+            method=method,
+            path=parts.path[len(prefix) :] or "/",
+            query=dict(parse_qsl(parts.query, keep_blank_values=True)),
+            headers={k.lower(): v for k, v in self.headers.items()},
+        )
+        outcome = sim.handle(request)
+        if isinstance(outcome, Fault):  # reset: close without answering
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self._write(outcome)
+
+    def _write(self, response: Response) -> None:
+        if isinstance(response.body, bytes):
+            raw = response.body
+        else:
+            raw = json.dumps(response.body).encode()
+        self.send_response(response.status)
+        headers = {"Content-Type": "application/json", **response.headers}
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], simulator: SimulatorServer) -> None:
+        self.simulator = simulator
+        super().__init__(address, _Handler)

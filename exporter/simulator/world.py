@@ -1,0 +1,323 @@
+"""A seeded, evolving world of workflow runs, shared by every provider's simulator.
+
+The world knows lifecycle stages (queued, running, review, succeeded, ...); each provider names
+them in its own vocabulary (`Vocabulary`) and renders runs in its own wire format. Everything is
+deterministic from the seed, and the world's clock only moves when `advance()` is called, so tests
+drive it exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from exporter.model import TERMINAL_STATUSES, RunStatus
+
+ERROR_CODES = ("UNSUPPORTED_DOCUMENT", "WORKFLOW_RUN_FAILED", "TIMEOUT", "EXTRACTION_FAILED")
+WORKFLOW_NAMES = (
+    "Invoices",
+    "Bank statements",
+    "Insurance claims",
+    "Purchase orders",
+    "KYC documents",
+    "Receipts",
+    "Contracts",
+    "Payslips",
+)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """How one provider names the lifecycle stages, and its canonical table."""
+
+    queued: str
+    running: str
+    succeeded: str
+    failed: str
+    cancelled: str
+    table: Mapping[str, RunStatus]
+    review: str | None = None  # a run waiting on a human
+    rejected: str | None = None
+    skipped: str | None = None
+    error_codes: bool = True  # False: the API exposes no code (truth uses `unspecified`)
+
+    def canonical(self, native: str) -> RunStatus:
+        return self.table.get(native, RunStatus.UNKNOWN)
+
+
+@dataclass(frozen=True)
+class SimWorkflow:
+    id: str
+    name: str
+
+
+@dataclass
+class SimRun:
+    id: str
+    workflow: SimWorkflow
+    native_status: str
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    steps_total: int = 3
+    steps_completed: int = 0
+    error_code: str | None = None
+    error_message: str | None = None
+    duration_ms: int | None = None
+    # Planned lifecycle, in simulated seconds from creation.
+    start_after: float = 0.0
+    run_for: float = 0.0
+    review_for: float | None = None
+    outcome: str = "succeeded"
+
+    @property
+    def progress(self) -> float:
+        return self.steps_completed / self.steps_total if self.steps_total else 0.0
+
+
+@dataclass
+class GroundTruth:
+    finished: Counter[tuple[str, str]] = field(default_factory=Counter)
+    active: Counter[tuple[str, str]] = field(default_factory=Counter)
+    errors: Counter[tuple[str, str]] = field(default_factory=Counter)
+    runs: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        def pairs(counter: Counter[tuple[str, str]]) -> list[list[Any]]:
+            return [[a, b, n] for (a, b), n in sorted(counter.items())]
+
+        return {
+            "finished": pairs(self.finished),
+            "active": pairs(self.active),
+            "errors": pairs(self.errors),
+            "runs": self.runs,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GroundTruth:
+        def counter(rows: list[list[Any]]) -> Counter[tuple[str, str]]:
+            return Counter({(str(a), str(b)): int(n) for a, b, n in rows})
+
+        return cls(
+            counter(data["finished"]),
+            counter(data["active"]),
+            counter(data["errors"]),
+            int(data["runs"]),
+        )
+
+
+class World:
+    def __init__(
+        self,
+        vocabulary: Vocabulary,
+        *,
+        seed: int = 1,
+        workflows: int = 4,
+        arrival_rate_per_min: float = 6.0,
+        start: datetime | None = None,
+    ) -> None:
+        self.vocabulary = vocabulary
+        self.rng = random.Random(seed)
+        self.arrival_rate_per_min = arrival_rate_per_min
+        self.lock = threading.RLock()
+        self._now = (start or datetime.now(tz=UTC)).replace(microsecond=0)
+        self.workflows = [
+            SimWorkflow(self._uuid(), WORKFLOW_NAMES[i % len(WORKFLOW_NAMES)] + _suffix(i))
+            for i in range(workflows)
+        ]
+        self.runs: dict[str, SimRun] = {}
+        self._arrival_debt = 0.0
+
+    # Time -----------------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        with self.lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Moves simulated time forward in steps, evolving every run and letting new ones arrive."""
+        with self.lock:
+            remaining = seconds
+            while remaining > 0:
+                step = min(remaining, 30.0)
+                remaining -= step
+                self._now += timedelta(seconds=step)
+                self._arrive(step)
+                for run in list(self.runs.values()):
+                    self._evolve(run)
+
+    def _arrive(self, seconds: float) -> None:
+        self._arrival_debt += self.arrival_rate_per_min * seconds / 60.0
+        while self._arrival_debt >= 1.0:
+            self._arrival_debt -= 1.0
+            self._new_run(self._now)
+
+    # Runs -------------------------------------------------------------------------------------
+
+    def add_runs(
+        self, n: int, *, workflow: str | None = None, native_status: str | None = None
+    ) -> list[SimRun]:
+        with self.lock:
+            created = []
+            for _ in range(n):
+                run = self._new_run(self.now(), workflow)
+                if native_status is not None:
+                    self.set_status(run.id, native_status)
+                created.append(run)
+            return created
+
+    def add_workflow(self, name: str) -> SimWorkflow:
+        with self.lock:
+            workflow = SimWorkflow(self._uuid(), name)
+            self.workflows.append(workflow)
+            return workflow
+
+    def finish(self, run_id: str, native_status: str, error_code: str | None = None) -> SimRun:
+        with self.lock:
+            run = self.runs[run_id]
+            now = self.now()
+            run.started_at = run.started_at or now
+            run.finished_at = now
+            run.native_status = native_status
+            run.updated_at = now
+            run.duration_ms = int((now - run.started_at).total_seconds() * 1000)
+            if self.vocabulary.canonical(native_status) is RunStatus.FAILED:
+                run.error_code = error_code or self.rng.choice(ERROR_CODES)
+                run.error_message = f"step failed: {run.error_code.lower().replace('_', ' ')}"
+            return run
+
+    def set_status(self, run_id: str, native_status: str) -> SimRun:
+        with self.lock:
+            run = self.runs[run_id]
+            if self.vocabulary.canonical(native_status) in TERMINAL_STATUSES:
+                return self.finish(run_id, native_status)
+            run.native_status = native_status
+            run.updated_at = self.now()
+            if native_status == self.vocabulary.running and run.started_at is None:
+                run.started_at = self.now()
+            return run
+
+    def delete(self, run_id: str) -> None:
+        with self.lock:
+            self.runs.pop(run_id, None)
+
+    def runs_newest_first(self) -> list[SimRun]:
+        with self.lock:
+            return sorted(self.runs.values(), key=lambda r: (r.created_at, r.id), reverse=True)
+
+    def runs_by_update(self) -> list[SimRun]:
+        with self.lock:
+            return sorted(self.runs.values(), key=lambda r: (r.updated_at, r.id), reverse=True)
+
+    def truth(self) -> GroundTruth:
+        with self.lock:
+            truth = GroundTruth(runs=len(self.runs))
+            for run in self.runs.values():
+                status = self.vocabulary.canonical(run.native_status)
+                key = (run.workflow.name, status.value)
+                if status in TERMINAL_STATUSES:
+                    truth.finished[key] += 1
+                    if status is RunStatus.FAILED:
+                        code = run.error_code if self.vocabulary.error_codes else None
+                        truth.errors[(run.workflow.name, code or "unspecified")] += 1
+                else:
+                    truth.active[key] += 1
+            return truth
+
+    def truth_json(self) -> str:
+        return json.dumps(self.truth().as_json())
+
+    # Internals --------------------------------------------------------------------------------
+
+    def _uuid(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def _new_run(self, at: datetime, workflow_name: str | None = None) -> SimRun:
+        workflow = next(
+            (w for w in self.workflows if w.name == workflow_name), None
+        ) or self.rng.choice(self.workflows)
+        roll = self.rng.random()
+        outcome = (
+            "failed"
+            if roll < 0.15
+            else "cancelled"
+            if roll < 0.2
+            else "rejected"
+            if roll < 0.23 and self.vocabulary.rejected
+            else "skipped"
+            if roll < 0.26 and self.vocabulary.skipped
+            else "succeeded"
+        )
+        review_for = None
+        if self.vocabulary.review and self.rng.random() < 0.15:
+            review_for = self.rng.uniform(300, 3600)
+        run = SimRun(
+            id=self._uuid(),
+            workflow=workflow,
+            native_status=self.vocabulary.queued,
+            created_at=at,
+            updated_at=at,
+            steps_total=self.rng.randint(1, 5),
+            start_after=self.rng.expovariate(1 / 20),
+            # Long-tailed: most runs take a minute or two, some most of an hour.
+            run_for=min(3600.0, self.rng.lognormvariate(4.5, 0.8)),
+            review_for=review_for,
+            outcome=outcome,
+        )
+        self.runs[run.id] = run
+        return run
+
+    def _evolve(self, run: SimRun) -> None:
+        v = self.vocabulary
+        status = v.canonical(run.native_status)
+        if status in TERMINAL_STATUSES or status is RunStatus.UNKNOWN:
+            return
+        age = (self._now - run.created_at).total_seconds()
+        if status is RunStatus.QUEUED and age >= run.start_after:
+            run.native_status = v.running
+            run.started_at = run.created_at + timedelta(seconds=run.start_after)
+            run.updated_at = self._now
+            return
+        if status is RunStatus.RUNNING and run.started_at is not None:
+            elapsed = (self._now - run.started_at).total_seconds()
+            done = min(run.steps_total, int(run.steps_total * elapsed / max(run.run_for, 1)))
+            if done != run.steps_completed:
+                run.steps_completed = done
+                run.updated_at = self._now
+            if elapsed < run.run_for:
+                return
+            if run.review_for is not None and v.review:
+                run.native_status = v.review
+                run.updated_at = self._now
+                return
+            self._complete(run)
+            return
+        if status is RunStatus.NEEDS_REVIEW and run.started_at is not None:
+            waited = (self._now - run.started_at).total_seconds() - run.run_for
+            if waited >= (run.review_for or 0):
+                self._complete(run)
+
+    def _complete(self, run: SimRun) -> None:
+        v = self.vocabulary
+        native = {
+            "succeeded": v.succeeded,
+            "failed": v.failed,
+            "cancelled": v.cancelled,
+            "rejected": v.rejected or v.succeeded,
+            "skipped": v.skipped or v.succeeded,
+        }[run.outcome]
+        self.finish(run.id, native)
+        if run.outcome == "succeeded":
+            run.steps_completed = run.steps_total
+
+
+def _suffix(index: int) -> str:
+    return "" if index < len(WORKFLOW_NAMES) else f" {index // len(WORKFLOW_NAMES) + 1}"

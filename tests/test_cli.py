@@ -1,0 +1,202 @@
+"""The commands as a user runs them: real processes, real ports, real signals."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from exporter.providers import registry
+from tests.conftest import SimFactory
+
+EXPORTER = [sys.executable, "-m", "exporter"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    url: str, predicate: object, timeout: float, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    last: httpx.Response | None = None
+    while time.monotonic() < deadline:
+        try:
+            last = httpx.get(url, timeout=1, headers=headers)
+            if predicate(last):  # type: ignore[operator]
+                return last
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(
+        f"{url} not as expected within {timeout}s; last: "
+        f"{last.status_code if last else None} {last.text[:500] if last else ''}"
+    )
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    return proc.returncode, err
+
+
+def test_demo_serves_series_for_every_provider_within_15_seconds(
+    processes: list[subprocess.Popen[str]],
+) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [*EXPORTER, "demo", "--web.listen-address", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    processes.append(proc)
+    started = time.monotonic()
+
+    def every_provider(response: httpx.Response) -> bool:
+        return all(
+            f'workflow_runs_finished_total{{provider="{p}",source="{p}-demo"' in response.text
+            for p in registry()
+        )
+
+    wait_for(f"http://127.0.0.1:{port}/metrics", every_provider, timeout=15)
+    assert time.monotonic() - started < 15
+    code, err = stop(proc)
+    assert code == 0, err
+    assert "Traceback" not in err
+
+
+def test_run_serves_all_endpoints_and_stops_cleanly_on_sigterm(
+    simulator: SimFactory, tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    sim = simulator("plextera", seed=41)
+    sim.world.add_runs(12)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "interval": "1s",
+                "state_path": str(tmp_path / "state.db"),
+                "sources": [
+                    {
+                        "name": "plx",
+                        "provider": "plextera",
+                        "base_url": sim.base_url,
+                        "api_key": "${PLX_KEY}",
+                        "backfill": "24h",
+                    }
+                ],
+            }
+        )
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [*EXPORTER, "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PLX_KEY": sim.api_key, "PATH": "/usr/bin:/bin"},
+    )
+    processes.append(proc)
+    base = f"http://127.0.0.1:{port}"
+
+    wait_for(f"{base}/readyz", lambda r: r.status_code == 200, timeout=15)
+    metrics = httpx.get(f"{base}/metrics").text
+    assert 'workflow_exporter_source_up{provider="plextera",source="plx"} 1.0' in metrics
+    assert httpx.get(f"{base}/healthz").status_code == 200
+    landing = httpx.get(f"{base}/")
+    assert "plx" in landing.text
+    assert 'class="up"' in landing.text
+    assert sim.api_key not in metrics + landing.text
+    assert httpx.get(f"{base}/nope").status_code == 404
+
+    code, err = stop(proc)
+    assert code == 0, err
+    assert sim.api_key not in err
+    assert (tmp_path / "state.db").exists()
+
+
+def test_check_reports_each_source_and_fails_on_a_bad_one(
+    simulator: SimFactory, tmp_path: Path
+) -> None:
+    good = simulator("noxus", seed=42)
+    good.world.add_runs(7)
+    config = tmp_path / "config.yaml"
+    sources = [
+        {
+            "name": "nox",
+            "provider": "noxus",
+            "base_url": good.base_url,
+            "api_key": good.api_key,
+            "backfill": "24h",
+        }
+    ]
+    config.write_text(yaml.safe_dump({"sources": sources}))
+
+    ok = subprocess.run(
+        [*EXPORTER, "check", "--config.file", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "nox (noxus): ok" in ok.stdout
+    assert "runs seen:" in ok.stdout
+
+    sources.append({**sources[0], "name": "nox-bad", "api_key": "not-the-key-1234"})
+    config.write_text(yaml.safe_dump({"sources": sources}))
+    bad = subprocess.run(
+        [*EXPORTER, "check", "--config.file", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 1
+    assert "nox-bad (noxus): FAILED" in bad.stdout
+    assert "401" in bad.stdout
+    assert "not-the-key-1234" not in bad.stdout + bad.stderr
+
+
+def test_simulate_runs_a_provider_standalone(processes: list[subprocess.Popen[str]]) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [*EXPORTER, "simulate", "--provider", "noxus", "--port", str(port), "--api-key", "k-1234"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    processes.append(proc)
+    response = wait_for(
+        f"http://127.0.0.1:{port}/v1/runs?page=1&size=5",
+        lambda r: r.status_code == 200,
+        timeout=10,
+        headers={"X-API-Key": "k-1234"},
+    )
+    assert "items" in response.json()
+    denied = httpx.get(f"http://127.0.0.1:{port}/v1/runs", headers={"X-API-Key": "nope"})
+    assert denied.status_code == 401
+    code, _ = stop(proc)
+    assert code == 0
