@@ -150,9 +150,7 @@ class SourceCollector:
             density = list_density(seen, floor, newest)
             if density is not None:
                 # Smoothed: one quiet cycle must not make the next one give up deepening.
-                self._density = (
-                    density if self._density is None else (self._density + density) / 2
-                )
+                self._density = density if self._density is None else (self._density + density) / 2
         self.store.apply(name, self.provider.name, changes, new_cursor)
         self._report_changes(changes, len(seen))
         self._log_failures(seen, changes)

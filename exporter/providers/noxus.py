@@ -90,9 +90,7 @@ class NoxusProvider(Provider):
                 {k: body.get(k) for k in ("size", "pages") if isinstance(body.get(k), int)}
             )
             items = list(self.parse_items(body["items"], self._to_run))
-            return Page(
-                items, size=info.size, total_pages=info.pages, received=len(body["items"])
-            )
+            return Page(items, size=info.size, total_pages=info.pages, received=len(body["items"]))
 
         pages = walk_pages(
             fetch,
