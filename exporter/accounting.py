@@ -88,11 +88,15 @@ class LabelBudget:
     def label(self, value: str) -> str:
         if value in self.admitted:
             return value
-        if len(self.admitted) < self.limit:
+        if len(self.admitted - {OTHER_LABEL}) < self.limit:
             self.admitted.add(value)
             self.newly_admitted.append(value)
             return value
         self.dropped += 1
+        if OTHER_LABEL not in self.admitted:
+            # Remembered like any value, so its series are pre-created from now on.
+            self.admitted.add(OTHER_LABEL)
+            self.newly_admitted.append(OTHER_LABEL)
         return OTHER_LABEL
 
 
@@ -168,9 +172,14 @@ def decide(
         else:
             _track_active(run, tracked, workflows, now, changes)
     for run_id in vanished:
-        if run_id in active and run_id not in changes.active_upserts:
-            changes.active_removals.add(run_id)
-            changes.vanished.append(run_id)
+        tracked = active.get(run_id)
+        if tracked is None or run_id in changes.active_upserts:
+            continue
+        changes.active_removals.add(run_id)
+        changes.vanished.append(run_id)
+        if tracked.awaiting_detail:
+            # Known to have failed; only its reason is lost with it. Count it, code unknown.
+            _count_parked_without_detail(tracked, now, changes)
     changes.new_workflows = list(workflows.newly_admitted)
     changes.new_codes = list(codes.newly_admitted)
     if workflows.dropped:
@@ -225,6 +234,16 @@ def _decide_terminal(
         changes.active_removals.add(run.id)
 
 
+def _count_parked_without_detail(tracked: ActiveRun, now: datetime, changes: CycleChanges) -> None:
+    status = tracked.status.value
+    changes.finished[(tracked.workflow, status)] += 1
+    duration = max(0.0, (now - tracked.created_at).total_seconds())
+    changes.observations.append(Observation(DURATION, tracked.workflow, status, duration))
+    if tracked.status is RunStatus.FAILED:
+        changes.errors[(tracked.workflow, UNSPECIFIED_CODE)] += 1
+    changes.counted.append((tracked.id, now))
+
+
 def _track_active(
     run: Run,
     tracked: ActiveRun | None,
@@ -232,6 +251,8 @@ def _track_active(
     now: datetime,
     changes: CycleChanges,
 ) -> None:
+    if tracked is not None and tracked.awaiting_detail and run.cursor_time <= tracked.cursor_time:
+        return  # an older, unfinished sighting of a run already seen finished: keep it parked
     workflow = tracked.workflow if tracked else workflows.label(run.workflow_label)
     observed = tracked.queue_wait_observed if tracked else False
     wait = run.queue_wait_seconds

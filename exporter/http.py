@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import httpx
 
 from exporter import __version__
+from exporter.logs import redact
 
 
 class ApiObserver(Protocol):
@@ -282,7 +283,8 @@ def _error_detail(content: bytes) -> str:
                 parts.append(str(value))
     elif isinstance(node, str):
         parts.append(node)
-    return " ".join(parts)[:200]
+    # A provider may echo the key it rejected ("invalid key sk-..."): never carry that along.
+    return redact(" ".join(parts))[:200]
 
 
 def _transport_detail(exc: httpx.HTTPError) -> str:

@@ -353,7 +353,8 @@ def test_label_budget_admits_up_to_the_limit_then_folds_into_other() -> None:
     assert budget.label("b") == "b"
     assert budget.label("d") == OTHER_LABEL
     assert budget.label("c") == OTHER_LABEL
-    assert budget.newly_admitted == ["b"]
+    # `other` is remembered once used, so its series are pre-created like any workflow's.
+    assert budget.newly_admitted == ["b", OTHER_LABEL]
     assert budget.dropped == 3
 
 
@@ -368,7 +369,7 @@ def test_workflows_past_the_bound_fold_into_other_and_count_drops() -> None:
     assert changes.finished == Counter(
         {("A", "succeeded"): 1, ("B", "succeeded"): 1, (OTHER_LABEL, "succeeded"): 2}
     )
-    assert changes.new_workflows == ["B"]
+    assert changes.new_workflows == ["B", OTHER_LABEL]
     assert changes.dropped_labels == Counter({"workflow": 2})
     assert {o.workflow for o in changes.observations} == {"A", "B", OTHER_LABEL}
 
@@ -381,7 +382,7 @@ def test_error_codes_past_the_bound_fold_into_other() -> None:
     ]
     changes = state.cycle(runs, now=at(10))
     assert changes.errors == Counter({("Invoices", "E1"): 1, ("Invoices", OTHER_LABEL): 2})
-    assert changes.new_codes == ["E1"]
+    assert changes.new_codes == ["E1", OTHER_LABEL]
     assert changes.dropped_labels == Counter({"code": 2})
 
 
@@ -702,3 +703,39 @@ def test_property_world_helper_reaches_every_terminal_status() -> None:
 def test_each_terminal_status_is_counted_under_its_own_label(status: RunStatus) -> None:
     changes = CoreState().cycle([make_run(status=status, finished=1)], now=at(2))
     assert changes.finished == Counter({("Invoices", status.value): 1})
+
+
+def test_a_parked_failed_run_that_vanishes_is_counted_once_with_code_unspecified() -> None:
+    state = CoreState()
+    state.cycle(
+        [make_run(status=RunStatus.FAILED, started=2, finished=30, needs_detail=True)], now=at(40)
+    )
+
+    changes = state.cycle([], now=at(50), vanished=["run-1"])
+
+    assert changes.finished == Counter({("Invoices", "failed"): 1})
+    assert changes.errors == Counter({("Invoices", "unspecified"): 1})
+    assert len(state.durations) == 1
+    assert state.active == {}
+    assert not state.cycle([], now=at(60), vanished=["run-1"]).finished
+
+
+def test_an_older_unfinished_sighting_does_not_unpark_a_failed_run() -> None:
+    state = CoreState()
+    state.cycle(
+        [make_run(status=RunStatus.FAILED, cursor=30, finished=30, needs_detail=True)], now=at(40)
+    )
+
+    state.cycle([make_run(status=RunStatus.RUNNING, cursor=10)], now=at(50))
+
+    assert state.active["run-1"].awaiting_detail
+    assert state.active["run-1"].status is RunStatus.FAILED
+
+
+def test_the_other_workflow_is_remembered_so_its_series_are_precreated() -> None:
+    state = CoreState(max_workflows=1)
+    state.cycle(
+        [make_run(f"r-{wf}", status=RunStatus.SUCCEEDED, workflow=wf, finished=5) for wf in "AB"],
+        now=at(10),
+    )
+    assert state.workflows == {"A", OTHER_LABEL}
