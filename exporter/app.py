@@ -71,7 +71,11 @@ class Exporter:
         for settings in config.sources:
             self.sources[settings.name] = self._build_source(settings, clock)
         self.registry.register(
-            RunsCollector(self.store.snapshot, active_statuses=self._active_statuses)
+            RunsCollector(
+                self.store.snapshot,
+                clock=lambda: clock().timestamp(),
+                active_statuses=self._active_statuses,
+            )
         )
         self._scheduler: BackgroundScheduler | None = None
         self._lock = threading.Lock()

@@ -197,6 +197,7 @@ def _demo(args: argparse.Namespace) -> int:
                 "provider": provider,
                 "base_url": sim.base_url,
                 "api_key": sim.api_key,
+                **sim.source_settings(),
             }
         )
     state_dir = tempfile.mkdtemp(prefix="workflow-runs-exporter-demo-")

@@ -130,9 +130,9 @@ class SourceCollector:
             failure = exc
         vanished: list[str] = []
         lookups = 0
-        if failure is None:
-            lookups, failure = self._lookups(seen, active, vanished)
         counted = self.store.counted_among(name, seen)
+        if failure is None:
+            lookups, failure = self._lookups(seen, active, counted, vanished)
         changes = decide(
             runs=seen.values(),
             vanished=vanished,
@@ -182,10 +182,21 @@ class SourceCollector:
         return report
 
     def _lookups(
-        self, seen: dict[str, Run], active: dict[str, ActiveRun], vanished: list[str]
+        self,
+        seen: dict[str, Run],
+        active: dict[str, ActiveRun],
+        counted: set[str],
+        vanished: list[str],
     ) -> tuple[int, Exception | None]:
-        """Looks up runs one by one: failure details first, then the stalest active runs."""
-        need_detail = [(run.id, run.workflow_id) for run in seen.values() if run.needs_detail]
+        """Looks up runs one by one: failure details first, then the stalest active runs.
+
+        Runs already counted are skipped: their summaries come back in every overlapping read,
+        and must not spend the budget that the ones still waiting need."""
+        need_detail = [
+            (run.id, run.workflow_id)
+            for run in seen.values()
+            if run.needs_detail and run.id not in counted
+        ]
         stale = sorted(
             (a for a in active.values() if a.id not in seen or a.awaiting_detail),
             key=lambda a: a.last_seen or a.created_at,

@@ -75,7 +75,9 @@ class TokenBucket:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
-        self.capacity = burst if burst is not None else max(1.0, rate)
+        # No burst by default: requests are paced evenly, so no window of any length sees more
+        # than rate * length + 1 of them (a provider's per-second limit counts that way).
+        self.capacity = burst if burst is not None else 1.0
         self._tokens = self.capacity
         self._clock = clock
         self._last = clock()

@@ -34,6 +34,9 @@ def simulator() -> Iterator[SimFactory]:
     started: list[SimulatorServer] = []
 
     def start(provider: str, **kwargs: Any) -> SimulatorServer:
+        # Documented rate limits are enforced only where a test asks for them: elsewhere the
+        # tests read fast (and their sources set no client-side limit).
+        kwargs.setdefault("enforce_rate_limit", False)
         sim = SIMULATORS[provider](**kwargs)
         sim.start()
         started.append(sim)
@@ -55,6 +58,8 @@ def source_for(
         # The simulated world starts now: count everything in it.
         "backfill": "24h",
         "timeout": "2s",
+        "rate_limit": 1000,
+        **sim.source_settings(),
         **extra,
     }
 

@@ -533,10 +533,12 @@ def test_token_bucket_refills_but_never_beyond_its_capacity() -> None:
     assert bucket.reserve() == pytest.approx(1.0)
 
 
-def test_token_bucket_default_burst_is_the_rate() -> None:
+def test_token_bucket_paces_evenly_by_default() -> None:
+    """No burst: within any window of w seconds at most rate * w + 1 requests pass."""
     bucket = TokenBucket(rate=4.0, clock=FakeClock())
-    assert [bucket.reserve() for _ in range(4)] == [0.0] * 4
+    assert bucket.reserve() == 0.0
     assert bucket.reserve() == pytest.approx(0.25)
+    assert bucket.reserve() == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("rate", [0.0, -1.0])

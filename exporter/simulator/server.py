@@ -79,11 +79,35 @@ class FaultPlan:
             return len(self._queue)
 
 
+class RateLimit:
+    """The provider's documented limit: at most `limit` requests in any `per` seconds."""
+
+    def __init__(self, limit: int, per: float) -> None:
+        self.limit = limit
+        self.per = per
+        self._times: list[float] = []
+        self._lock = threading.Lock()
+        self.rejected = 0
+
+    def admit(self) -> float | None:
+        """None if the request may pass, else the seconds until it would."""
+        now = time.monotonic()
+        with self._lock:
+            self._times = [t for t in self._times if now - t < self.per]
+            if len(self._times) < self.limit:
+                self._times.append(now)
+                return None
+            self.rejected += 1
+            return self.per - (now - self._times[0])
+
+
 class SimulatorServer:
     provider: ClassVar[str]
     vocabulary: ClassVar[Vocabulary]
     path_prefix: ClassVar[str] = ""
     unknown_status_value: ClassVar[str] = "MYSTERY_STATE"
+    # (requests, per seconds) the API documents, enforced with 429 unless disabled.
+    documented_rate_limit: ClassVar[tuple[int, float] | None] = None
 
     def __init__(
         self,
@@ -95,6 +119,8 @@ class SimulatorServer:
         workflows: int = 4,
         arrival_rate_per_min: float = 6.0,
         history_seconds: float = 0.0,
+        enforce_rate_limit: bool = True,
+        rate_limit_window_scale: float = 1.0,
     ) -> None:
         """`history_seconds`: the world starts that long ago and has lived up to now."""
         self.api_key = api_key or f"sim-{self.provider}-{secrets.token_hex(12)}"
@@ -108,8 +134,20 @@ class SimulatorServer:
         if history_seconds:
             self.world.advance(history_seconds)
         self.faults = FaultPlan()
+        # A scaled window keeps the documented rate but lets a short test fill the window.
+        limit = self.documented_rate_limit
+        self.rate_limit = (
+            RateLimit(
+                max(1, round(limit[0] * rate_limit_window_scale)),
+                limit[1] * rate_limit_window_scale,
+            )
+            if limit and enforce_rate_limit
+            else None
+        )
         self.arrivals_per_list_request = 0
         self.deletions_per_list_request = 0
+        # Simulated seconds that pass with each list request: runs change while a client pages.
+        self.advance_per_list_request = 0.0
         self._bad_records = 0
         self._requests: list[Request] = []
         self._lock = threading.Lock()
@@ -176,6 +214,10 @@ class SimulatorServer:
         with self._lock:
             self._bad_records += n
 
+    def source_settings(self) -> dict[str, Any]:
+        """Provider-specific settings a source needs to talk to this simulator."""
+        return {}
+
     def native_for(self, canonical: str) -> str:
         status = RunStatus(canonical)
         for native, mapped in self.vocabulary.table.items():
@@ -195,7 +237,11 @@ class SimulatorServer:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             endpoints = Counter(f"{r.method} {self.endpoint_of(r)}" for r in self._requests)
-        return {"requests": dict(endpoints), "faults": dict(self.faults.injected)}
+        return {
+            "requests": dict(endpoints),
+            "faults": dict(self.faults.injected),
+            "rate_limited": self.rate_limit.rejected if self.rate_limit else 0,
+        }
 
     # What a provider implements -----------------------------------------------------------------
 
@@ -214,6 +260,15 @@ class SimulatorServer:
 
     def list_items(self, body: Any) -> list[dict[str, Any]] | None:
         raise NotImplementedError
+
+    def rate_limited(self, wait: float) -> Response:
+        response = self.error(429, "RATE_LIMIT_EXCEEDED", "rate limit exceeded")
+        response.headers["Retry-After"] = str(max(1, round(wait + 0.5)))
+        return response
+
+    def check_request(self, request: Request) -> Response | None:
+        """A provider's own request requirements beyond the key (e.g. a version header)."""
+        return None
 
     def break_record(self, item: dict[str, Any]) -> None:
         item["id"] = None
@@ -237,8 +292,15 @@ class SimulatorServer:
             return response
         if fault is not None and fault.kind == "delay":
             time.sleep(float(fault.params.get("seconds", 1.0)))
+        if self.rate_limit is not None:
+            wait = self.rate_limit.admit()
+            if wait is not None:
+                return self.rate_limited(wait)
         if not self.authorized(request.headers):
             return self.error(401, "UNAUTHORIZED", "invalid or missing API key")
+        problem = self.check_request(request)
+        if problem is not None:
+            return problem
         is_list = self.is_list(request)
         if is_list:
             self._shift_pages()
@@ -250,6 +312,8 @@ class SimulatorServer:
         return response
 
     def _shift_pages(self) -> None:
+        if self.advance_per_list_request:
+            self.world.advance(self.advance_per_list_request)
         if self.arrivals_per_list_request:
             self.world.add_runs(self.arrivals_per_list_request)
         for _ in range(self.deletions_per_list_request):

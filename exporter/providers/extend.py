@@ -1,0 +1,172 @@
+"""Extend: Bearer key plus `x-extend-api-version`, cursor pages sorted by `updatedAt` descending.
+
+Every state change bumps `updatedAt` and moves the run to the front of the list, so reading down
+to the watermark sees every change exactly: no re-reading of active runs is needed. Summaries carry
+no failure reason: a run that newly reached FAILED is parked until `GET /workflow_runs/{id}` gives
+its `failureReason` (the `code` label), within the source's `lookup_budget`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from exporter.http import HttpStatusError, PayloadError
+from exporter.model import UNSPECIFIED_CODE, Run, RunStatus, Step
+from exporter.providers.base import Provider, SourceSettings
+from exporter.providers.paging import PaginationRunaway, reached_floor
+from exporter.providers.wire import UtcDatetime, WireModel
+
+REGIONAL_BASE_URLS = (
+    "https://api.extend.ai",
+    "https://api.us2.extend.app",
+    "https://api.eu1.extend.ai",
+)
+
+
+class ExtendSettings(SourceSettings):
+    provider: str = "extend"
+    base_url: str = REGIONAL_BASE_URLS[0]
+    api_version: str = "2026-02-09"
+    workspace_id: str | None = None
+    page_size: int = Field(default=100, ge=1, le=1000)
+    max_pages: int = Field(default=10_000, ge=1)
+    # Extend's documented read limit is 10 requests/s on the smallest plan: stay below it.
+    rate_limit: float | None = Field(default=8.0, gt=0)
+
+
+class _Workflow(WireModel):
+    id: str
+    name: str | None = None
+
+
+class _StepRun(WireModel):
+    stepType: str | None = None  # noqa: N815 - wire name
+    status: str | None = None
+    step: dict[str, Any] | None = None
+
+
+class ExtendRun(WireModel):
+    id: str = Field(min_length=1)
+    status: str
+    workflow: _Workflow
+    dashboardUrl: str | None = None  # noqa: N815 - wire name
+    initialRunAt: UtcDatetime | None = None  # noqa: N815 - wire name
+    startTime: UtcDatetime | None = None  # noqa: N815 - wire name
+    endTime: UtcDatetime | None = None  # noqa: N815 - wire name
+    createdAt: UtcDatetime  # noqa: N815 - wire name
+    updatedAt: UtcDatetime  # noqa: N815 - wire name
+    failureReason: str | None = None  # noqa: N815 - wire name
+    failureMessage: str | None = None  # noqa: N815 - wire name
+    stepRuns: list[_StepRun | None] | None = None  # noqa: N815 - wire name
+
+
+class ExtendProvider(Provider):
+    name: ClassVar[str] = "extend"
+    settings_model: ClassVar[type[SourceSettings]] = ExtendSettings
+    cursor_tracks_changes: ClassVar[bool] = True
+    default_status_map: ClassVar[Mapping[str, RunStatus]] = {
+        "PENDING": RunStatus.QUEUED,
+        "PROCESSING": RunStatus.RUNNING,
+        "CANCELLING": RunStatus.RUNNING,
+        "NEEDS_REVIEW": RunStatus.NEEDS_REVIEW,
+        "PROCESSED": RunStatus.SUCCEEDED,
+        "FAILED": RunStatus.FAILED,
+        "REJECTED": RunStatus.REJECTED,
+        "CANCELLED": RunStatus.CANCELLED,
+    }
+
+    @property
+    def _settings(self) -> ExtendSettings:
+        assert isinstance(self.settings, ExtendSettings)
+        return self.settings
+
+    @classmethod
+    def auth_headers(cls, settings: SourceSettings, api_key: str) -> dict[str, str]:
+        assert isinstance(settings, ExtendSettings)
+        headers = {
+            "Authorization": f"Bearer {api_key}",
+            "x-extend-api-version": settings.api_version,
+        }
+        if settings.workspace_id:
+            headers["x-extend-workspace-id"] = settings.workspace_id
+        return headers
+
+    def scan(self, floor: datetime) -> Iterator[Run]:
+        settings = self._settings
+        token: str | None = None
+        for _ in range(settings.max_pages):
+            params: dict[str, str | int] = {
+                "sortBy": "updatedAt",
+                "sortDir": "desc",
+                "maxPageSize": settings.page_size,
+            }
+            if token:
+                params["nextPageToken"] = token
+            body = self.client.get_json("/workflow_runs", endpoint="list_runs", params=params).body
+            if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+                raise PayloadError(
+                    settings.name, "list_runs", "expected an object with a `data` list"
+                )
+            runs = list(self.parse_items(body["data"], self._summary_to_run))
+            yield from runs
+            token = (
+                body.get("nextPageToken") if isinstance(body.get("nextPageToken"), str) else None
+            )
+            if not token or not body["data"] or reached_floor([r.cursor_time for r in runs], floor):
+                return
+        raise PaginationRunaway(settings.max_pages)
+
+    def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
+        try:
+            body = self.client.get_json(f"/workflow_runs/{run_id}", endpoint="get_run").body
+        except HttpStatusError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        # The detail may come bare or wrapped (`{"workflowRun": {...}}`); take either.
+        if isinstance(body, dict) and isinstance(body.get("workflowRun"), dict):
+            body = body["workflowRun"]
+        runs = list(self.parse_items([body], self._detail_to_run))
+        return runs[0] if runs else None
+
+    def _summary_to_run(self, item: Any) -> Run:
+        return self._to_run(ExtendRun.model_validate(item), detailed=False)
+
+    def _detail_to_run(self, item: Any) -> Run:
+        return self._to_run(ExtendRun.model_validate(item), detailed=True)
+
+    def _to_run(self, wire: ExtendRun, *, detailed: bool) -> Run:
+        status = self.map_status(wire.status)
+        failed = status is RunStatus.FAILED
+        error_code = None
+        if failed and detailed:
+            error_code = wire.failureReason or UNSPECIFIED_CODE
+        steps = tuple(
+            Step(name=s.stepType or "", status=s.status or "", type=s.stepType)
+            for s in (wire.stepRuns or [])
+            if s is not None
+        )
+        progress = None
+        if steps and not status.terminal:
+            progress = sum(1 for s in steps if s.status == "PROCESSED") / len(steps)
+        return Run(
+            id=wire.id,
+            workflow_id=wire.workflow.id,
+            workflow_name=wire.workflow.name,
+            status=status,
+            native_status=wire.status,
+            created_at=wire.createdAt,
+            cursor_time=wire.updatedAt,
+            started_at=wire.startTime or wire.initialRunAt,
+            finished_at=wire.endTime if status.terminal else None,
+            progress=progress,
+            error_code=error_code,
+            error_message=wire.failureMessage if failed else None,
+            dashboard_url=wire.dashboardUrl,
+            steps=steps,
+            needs_detail=failed and not detailed,
+        )

@@ -1,0 +1,170 @@
+"""Cortex's API: Bearer key; workflows listed per app, runs listed per workflow as bare JSON arrays
+with the paging totals in `pagination-page`, `pagination-take` and `pagination-count` headers.
+500 requests per minute per client (429, no Retry-After: the docs promise none).
+
+Pages count from 1; a request for page 0 is answered as page 1 (and the header says so), which is
+how a client can tell. Besides the world's workflows the app lists one disabled and one deleted
+workflow, which a client must skip.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from exporter.model import RunStatus
+from exporter.simulator.plextera import iso
+from exporter.simulator.server import Request, Response, SimulatorServer
+from exporter.simulator.world import SimRun, SimWorkflow, Vocabulary
+
+DEFAULT_TAKE = 20
+MAX_TAKE = 100
+
+
+class CortexSimulator(SimulatorServer):
+    provider: ClassVar[str] = "cortex"
+    documented_rate_limit: ClassVar[tuple[int, float] | None] = (500, 60.0)
+    app_id: ClassVar[str] = "app-sim"
+    vocabulary: ClassVar[Vocabulary] = Vocabulary(
+        queued="PENDING",
+        running="RUNNING",
+        succeeded="COMPLETED",
+        failed="FAILED",
+        cancelled="CANCELLED",
+        skipped="SKIPPED",
+        error_codes=False,
+        table={
+            "PENDING": RunStatus.QUEUED,
+            "RUNNING": RunStatus.RUNNING,
+            "COMPLETED": RunStatus.SUCCEEDED,
+            "FAILED": RunStatus.FAILED,
+            "CANCELLED": RunStatus.CANCELLED,
+            "SKIPPED": RunStatus.SKIPPED,
+        },
+    )
+    _hidden: ClassVar[tuple[dict[str, Any], ...]] = (
+        {"id": "wf-disabled", "name": "Old intake", "enabled": False, "deleted": False},
+        {"id": "wf-deleted", "name": "Removed flow", "enabled": True, "deleted": True},
+    )
+
+    @property
+    def base_url(self) -> str:
+        return self.root_url
+
+    def source_settings(self) -> dict[str, Any]:
+        return {"app_id": self.app_id}
+
+    def authorized(self, headers: Mapping[str, str]) -> bool:
+        return headers.get("authorization") == f"Bearer {self.api_key}"
+
+    def rate_limited(self, wait: float) -> Response:
+        return self.error(429, "", "Too many requests")
+
+    def is_list(self, request: Request) -> bool:
+        return request.path.endswith("/runs")
+
+    def list_items(self, body: Any) -> list[dict[str, Any]] | None:
+        return body if isinstance(body, list) else None
+
+    def break_record(self, item: dict[str, Any]) -> None:
+        item["created_at"] = {"not": "a date"}
+
+    def endpoint_of(self, request: Request) -> str:
+        parts = request.path.strip("/").split("/")
+        if len(parts) == 3:
+            return "/apps/{app}/workflows"
+        if len(parts) == 5:
+            return "/apps/{app}/workflows/{id}/runs"
+        return "/apps/{app}/workflows/{id}/runs/{run}"
+
+    def error(self, status: int, code: str, message: str) -> Response:
+        return Response(status, {"status": status, "message": message})
+
+    def route(self, request: Request) -> Response:
+        parts = request.path.strip("/").split("/")
+        if request.method != "GET" or parts[:1] != ["apps"] or len(parts) < 3:
+            return self.error(404, "", "Not found")
+        if parts[1] != self.app_id or parts[2] != "workflows":
+            return self.error(404, "", "App not found")
+        if len(parts) == 3:
+            rows = [self._workflow_json(w) for w in self.world.workflows] + list(self._hidden)
+            return self._paged(rows, request.query)
+        workflow = next((w for w in self.world.workflows if w.id == parts[3]), None)
+        if workflow is None:
+            return self.error(404, "", "Workflow not found")
+        if len(parts) == 5 and parts[4] == "runs":
+            return self._runs(workflow, request.query)
+        if len(parts) == 6 and parts[4] == "runs":
+            run = self.world.runs.get(parts[5])
+            if run is None or run.workflow.id != workflow.id:
+                return self.error(404, "", "Run not found")
+            return Response(body=self.render(run))
+        return self.error(404, "", "Not found")
+
+    def _runs(self, workflow: SimWorkflow, query: Mapping[str, str]) -> Response:
+        status = query.get("status", "ALL")
+        with self.world.lock:
+            runs = [r for r in self.world.runs_newest_first() if r.workflow.id == workflow.id]
+            if status != "ALL":
+                runs = [r for r in runs if r.native_status == status]
+            rows = [self.render(r) for r in runs]
+        return self._paged(rows, query)
+
+    def _paged(self, rows: list[Any], query: Mapping[str, str]) -> Response:
+        try:
+            page = max(1, int(query.get("page", "1")))
+            take = int(query.get("take", str(DEFAULT_TAKE)))
+        except ValueError:
+            return self.error(400, "", "page and take must be integers")
+        take = max(1, min(take, MAX_TAKE))
+        chunk = rows[(page - 1) * take : page * take]
+        return Response(
+            body=chunk,
+            headers={
+                "pagination-page": str(page),
+                "pagination-take": str(take),
+                "pagination-count": str(len(rows)),
+                "pagination-pages": str(max(1, math.ceil(len(rows) / take))),
+            },
+        )
+
+    def _workflow_json(self, workflow: SimWorkflow) -> dict[str, Any]:
+        count = sum(1 for r in self.world.runs.values() if r.workflow.id == workflow.id)
+        return {
+            "id": workflow.id,
+            "name": workflow.name,
+            "enabled": True,
+            "deleted": False,
+            "runs_count": count,
+        }
+
+    def render(self, run: SimRun) -> dict[str, Any]:
+        status = self.vocabulary.canonical(run.native_status)
+        output: dict[str, Any] = {}
+        for index in range(run.steps_total):
+            key = f"step_{index + 1}"
+            done = index < run.steps_completed
+            output[key] = {
+                "status": "COMPLETED"
+                if done
+                else ("RUNNING" if index == run.steps_completed else "PENDING"),
+                "type": "code" if index % 2 else "llm",
+                "key": key,
+                "start": int(run.started_at.timestamp() * 1000) if run.started_at else None,
+                "end": None,
+            }
+        return {
+            "id": run.id,
+            "input": {},
+            "output": output,
+            "status": run.native_status,
+            "origin": "WORKFLOW",
+            "error": run.error_message if status is RunStatus.FAILED else None,
+            "started_at": iso(run.started_at),
+            "ended_at": iso(run.finished_at),
+            "created_at": iso(run.created_at),
+            "updated_at": iso(run.updated_at),
+            "workflow_id": run.workflow.id,
+            "workflow_version": {"id": f"wv-{run.workflow.id[:8]}", "version": 1},
+        }

@@ -1,0 +1,173 @@
+"""Extend's API: Bearer key plus `x-extend-api-version`, cursor pages (`nextPageToken`), summaries
+without failure reasons, details by id. Reads are limited to 10 requests per second (429 with
+Retry-After), as documented for the smallest plan.
+
+The cursor is a keyset position (sort key of the last item), so a run that changes while a client
+pages jumps to the front of the list behind the client's back, as it would on the real API.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from exporter.model import RunStatus
+from exporter.simulator.plextera import iso
+from exporter.simulator.server import Request, Response, SimulatorServer
+from exporter.simulator.world import SimRun, Vocabulary
+
+DEFAULT_PAGE_SIZE = 10
+MAX_PAGE_SIZE = 1000
+API_VERSION = "2026-02-09"
+
+
+class ExtendSimulator(SimulatorServer):
+    provider: ClassVar[str] = "extend"
+    documented_rate_limit: ClassVar[tuple[int, float] | None] = (10, 1.0)
+    vocabulary: ClassVar[Vocabulary] = Vocabulary(
+        queued="PENDING",
+        running="PROCESSING",
+        succeeded="PROCESSED",
+        failed="FAILED",
+        cancelled="CANCELLED",
+        review="NEEDS_REVIEW",
+        rejected="REJECTED",
+        table={
+            "PENDING": RunStatus.QUEUED,
+            "PROCESSING": RunStatus.RUNNING,
+            "CANCELLING": RunStatus.RUNNING,
+            "NEEDS_REVIEW": RunStatus.NEEDS_REVIEW,
+            "PROCESSED": RunStatus.SUCCEEDED,
+            "FAILED": RunStatus.FAILED,
+            "REJECTED": RunStatus.REJECTED,
+            "CANCELLED": RunStatus.CANCELLED,
+        },
+    )
+
+    def authorized(self, headers: Mapping[str, str]) -> bool:
+        return headers.get("authorization") == f"Bearer {self.api_key}"
+
+    def check_request(self, request: Request) -> Response | None:
+        if request.headers.get("x-extend-api-version") != API_VERSION:
+            return self.error(400, "INVALID_API_VERSION", "missing or unknown x-extend-api-version")
+        return None
+
+    def is_list(self, request: Request) -> bool:
+        return request.path == "/workflow_runs"
+
+    def list_items(self, body: Any) -> list[dict[str, Any]] | None:
+        return body.get("data") if isinstance(body, dict) else None
+
+    def break_record(self, item: dict[str, Any]) -> None:
+        item["updatedAt"] = "last tuesday"
+
+    def endpoint_of(self, request: Request) -> str:
+        return request.path if self.is_list(request) else "/workflow_runs/{id}"
+
+    def error(self, status: int, code: str, message: str) -> Response:
+        return Response(
+            status,
+            {"code": code, "message": message, "retryable": status == 429 or status >= 500},
+        )
+
+    def route(self, request: Request) -> Response:
+        if request.method != "GET":
+            return self.error(404, "NOT_FOUND", "no such endpoint")
+        if request.path == "/workflow_runs":
+            return self._list(request.query)
+        if request.path.startswith("/workflow_runs/"):
+            run = self.world.runs.get(request.path.rsplit("/", 1)[1])
+            if run is None:
+                return self.error(404, "NOT_FOUND", "workflow run not found")
+            return Response(body=self.render(run, detailed=True))
+        return self.error(404, "NOT_FOUND", "no such endpoint")
+
+    def _list(self, query: Mapping[str, str]) -> Response:
+        sort_by = query.get("sortBy", "updatedAt")
+        descending = query.get("sortDir", "desc") == "desc"
+        try:
+            size = int(query.get("maxPageSize", str(DEFAULT_PAGE_SIZE)))
+        except ValueError:
+            return self.error(400, "INVALID_REQUEST", "maxPageSize must be an integer")
+        if not 1 <= size <= MAX_PAGE_SIZE or sort_by not in ("updatedAt", "createdAt"):
+            return self.error(400, "INVALID_REQUEST", "invalid maxPageSize or sortBy")
+        with self.world.lock:
+            runs = list(self.world.runs.values())
+            if "status" in query:
+                runs = [r for r in runs if r.native_status == query["status"]]
+            if "workflowId" in query:
+                runs = [r for r in runs if r.workflow.id == query["workflowId"]]
+
+            def key(run: SimRun) -> tuple[str, str]:
+                stamp = run.updated_at if sort_by == "updatedAt" else run.created_at
+                return (stamp.isoformat(), run.id)
+
+            runs.sort(key=key, reverse=descending)
+            token = query.get("nextPageToken")
+            if token:
+                position = _decode(token)
+                if position is None:
+                    return self.error(400, "INVALID_REQUEST", "invalid nextPageToken")
+                runs = [r for r in runs if (key(r) < position if descending else key(r) > position)]
+            page = runs[:size]
+            body: dict[str, Any] = {
+                "object": "list",
+                "data": [self.render(r, detailed=False) for r in page],
+            }
+            if len(runs) > size:
+                body["nextPageToken"] = _encode(key(page[-1]))
+        return Response(body=body)
+
+    def render(self, run: SimRun, *, detailed: bool) -> dict[str, Any]:
+        status = self.vocabulary.canonical(run.native_status)
+        summary: dict[str, Any] = {
+            "object": "workflow_run",
+            "id": run.id,
+            "status": run.native_status,
+            "workflow": {"object": "workflow", "id": run.workflow.id, "name": run.workflow.name},
+            "workflowVersion": {"id": f"wv-{run.workflow.id[:8]}", "version": "1"},
+            "dashboardUrl": f"https://dashboard.extend.ai/workflows/runs/{run.id}",
+            "initialRunAt": iso(run.started_at),
+            "startTime": iso(run.started_at),
+            "endTime": iso(run.finished_at),
+            "batchId": None,
+            "rejectionNote": "not a valid document" if status is RunStatus.REJECTED else None,
+            "reviewedAt": iso(run.finished_at) if status is RunStatus.REJECTED else None,
+            "files": [{"object": "file", "id": f"file-{run.id[:8]}", "name": "document.pdf"}],
+            "createdAt": iso(run.created_at),
+            "updatedAt": iso(run.updated_at),
+            "usage": {"credits": 1},
+        }
+        if not detailed:
+            return summary
+        failed = status is RunStatus.FAILED
+        return {
+            **summary,
+            "failureReason": run.error_code if failed else None,
+            "failureMessage": run.error_message if failed else None,
+            "stepRuns": [
+                {
+                    "object": "step_run",
+                    "id": f"{run.id}-step-{index}",
+                    "stepType": ("PARSE", "EXTRACT", "CLASSIFY", "SPLIT")[index % 4],
+                    "status": "PROCESSED" if index < run.steps_completed else "PENDING",
+                }
+                for index in range(run.steps_total)
+            ],
+        }
+
+
+def _encode(position: tuple[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
+
+
+def _decode(token: str) -> tuple[str, str] | None:
+    try:
+        stamp, run_id = json.loads(base64.urlsafe_b64decode(token.encode()))
+        datetime.fromisoformat(stamp)
+    except (ValueError, TypeError):
+        return None
+    return (str(stamp), str(run_id))
