@@ -5,13 +5,15 @@ A thin shell: the work happens in `collect`, `accounting`, `store` and `metrics`
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry, disable_created_metrics
@@ -27,7 +29,7 @@ from exporter.model import ACTIVE_STATUSES, RunStatus
 from exporter.providers import SourceSettings, registry
 from exporter.selfmetrics import SelfMetrics
 from exporter.settings import Config
-from exporter.store import Store
+from exporter.store import Snapshot, Store
 
 log = get_logger("exporter")
 
@@ -43,6 +45,8 @@ class SourceRuntime:
     api_key: str
     last_report: CycleReport | None = None
     attempts: int = 0
+    # Held for a whole cycle: a reload swaps a source only between cycles.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def name(self) -> str:
@@ -67,12 +71,13 @@ class Exporter:
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
         self.selfmetrics = SelfMetrics(self.registry)
+        self._clock = clock
         self.sources: dict[str, SourceRuntime] = {}
         for settings in config.sources:
             self.sources[settings.name] = self._build_source(settings, clock)
         self.registry.register(
             RunsCollector(
-                self.store.snapshot,
+                self._configured_snapshot,
                 clock=lambda: clock().timestamp(),
                 active_statuses=self._active_statuses,
             )
@@ -98,6 +103,7 @@ class Exporter:
             rate_limiter=TokenBucket(settings.rate_limit) if settings.rate_limit else None,
             stop=self.stop_event,
             max_response_bytes=settings.max_response_bytes,
+            deadline=settings.request_deadline.total_seconds(),
         )
         provider = provider_cls(settings, client, SourceEvents(instruments, source_log))
         collector = SourceCollector(
@@ -116,18 +122,21 @@ class Exporter:
 
     def collect_source(self, name: str) -> CycleReport:
         runtime = self.sources[name]
-        self._refresh_key(runtime)
-        try:
-            report = runtime.collector.collect()
-        except Cancelled:
-            report = CycleReport(name, runtime.settings.provider, ok=False, error="shutting down")
-        except Exception as exc:  # a bug in one source must not stop the others
-            log.exception("collection crashed", source=name)
-            runtime.collector.instruments.collection(False, 0.0, time.time())
-            report = CycleReport(name, runtime.settings.provider, ok=False, error=repr(exc))
-        runtime.last_report = report
-        runtime.attempts += 1
-        return report
+        with runtime.lock:
+            self._refresh_key(runtime)
+            try:
+                report = runtime.collector.collect()
+            except Cancelled:
+                report = CycleReport(
+                    name, runtime.settings.provider, ok=False, error="shutting down"
+                )
+            except Exception as exc:  # a bug in one source must not stop the others
+                log.exception("collection crashed", source=name)
+                runtime.collector.instruments.collection(False, 0.0, time.time())
+                report = CycleReport(name, runtime.settings.provider, ok=False, error=repr(exc))
+            runtime.last_report = report
+            runtime.attempts += 1
+            return report
 
     def collect_all(self) -> list[CycleReport]:
         return [self.collect_source(name) for name in self.sources]
@@ -152,24 +161,75 @@ class Exporter:
 
     def start(self) -> None:
         scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max(2, min(16, len(self.sources))))},
+            executors={"default": ThreadPoolExecutor(16)},
             timezone="UTC",
         )
-        for index, runtime in enumerate(self.sources.values()):
-            interval = self.config.interval_for(runtime.settings).total_seconds()
-            scheduler.add_job(
-                self.collect_source,
-                IntervalTrigger(seconds=interval, jitter=interval * self.config.app.jitter_ratio),
-                args=[runtime.name],
-                id=f"collect:{runtime.name}",
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=int(interval),
-                # Start at once, a little apart, rather than one interval from now.
-                next_run_time=utc_now() + timedelta(seconds=0.2 * index),
-            )
-        scheduler.start()
         self._scheduler = scheduler
+        for index, runtime in enumerate(self.sources.values()):
+            self._schedule(runtime, delay=0.2 * index)
+        scheduler.start()
+
+    def _schedule(self, runtime: SourceRuntime, delay: float) -> None:
+        assert self._scheduler is not None
+        interval = self.config.interval_for(runtime.settings).total_seconds()
+        self._scheduler.add_job(
+            self.collect_source,
+            IntervalTrigger(seconds=interval, jitter=interval * self.config.app.jitter_ratio),
+            args=[runtime.name],
+            id=f"collect:{runtime.name}",
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=int(interval),
+            # Start at once, a little apart, rather than one interval from now.
+            next_run_time=utc_now() + timedelta(seconds=delay),
+        )
+
+    def reload(self, config: Config) -> list[str]:
+        """Applies a new configuration: sources added, removed or changed; the unchanged ones are
+        left running untouched. Counts live in the store by source name, so a changed source
+        continues its counters. Returns what changed, for the log."""
+        if config.app.state_path != self.config.app.state_path:
+            log.warning("state_path cannot change without a restart; keeping the current file")
+        if config.app.buckets != self.config.app.buckets:
+            log.warning("bucket changes take effect at the next restart")
+        wanted = {s.name: s for s in config.sources}
+        changes: list[str] = []
+        with self._lock:
+            self.config = config
+            for name in [n for n in self.sources if n not in wanted]:
+                self._drop_source(name)
+                changes.append(f"removed {name}")
+            for index, (name, settings) in enumerate(wanted.items()):
+                current = self.sources.get(name)
+                if current is not None and current.settings == settings:
+                    continue
+                if current is not None:
+                    self._drop_source(name)
+                runtime = self._build_source(settings, self._clock)
+                self.sources[name] = runtime
+                if self._scheduler is not None:
+                    self._schedule(runtime, delay=0.2 * index)
+                changes.append(f"{'changed' if current else 'added'} {name}")
+        return changes
+
+    def _drop_source(self, name: str) -> None:
+        runtime = self.sources.pop(name)
+        if self._scheduler is not None:
+            with contextlib.suppress(JobLookupError):
+                self._scheduler.remove_job(f"collect:{name}")
+        with runtime.lock:  # let a running cycle finish first
+            runtime.client.close()
+        self.selfmetrics.remove_source(name, runtime.settings.provider)
+
+    def _configured_snapshot(self) -> Snapshot:
+        """Only configured sources are exported; a removed source's state stays in the store,
+        so adding it back continues its counters."""
+        snapshot = self.store.snapshot()
+        configured = set(self.sources)
+        if set(snapshot.providers) <= configured:
+            return snapshot
+        return snapshot.only(configured)
 
     def shutdown(self) -> None:
         """Stops scheduling, interrupts waits, lets a running cycle end, closes the store."""

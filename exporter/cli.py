@@ -21,6 +21,7 @@ from exporter.logs import configure, get_logger
 from exporter.server import MetricsServer, ServerHooks, SourceStatus
 from exporter.settings import Config, ConfigError, config_from_data, load_config
 from exporter.store import StateError
+from exporter.webconfig import WebConfig, load_web_config
 
 DEFAULT_LISTEN = ":9855"
 DEMO_LISTEN = "127.0.0.1:9855"
@@ -55,6 +56,19 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="collect from the configured sources and serve /metrics")
     run.add_argument("--config.file", dest="config_file", type=Path, required=True)
     run.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN)
+    run.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        type=Path,
+        default=None,
+        help="TLS and basic auth for the endpoints (exporter-toolkit format)",
+    )
+    run.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="enable POST /-/reload (SIGHUP always reloads)",
+    )
     logging_flags(run)
 
     demo = sub.add_parser("demo", help="simulated providers on loopback plus the exporter")
@@ -97,8 +111,7 @@ def _load(path: Path) -> Config | None:
     try:
         return load_config(path)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"config error: {problem}", file=sys.stderr)
+        _print_problems(exc)
         return None
 
 
@@ -106,37 +119,85 @@ def _run(args: argparse.Namespace) -> int:
     config = _load(args.config_file)
     if config is None:
         return 2
-    return _serve(config, args.listen)
+    try:
+        web = load_web_config(args.web_config_file) if args.web_config_file else None
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 2
+    return _serve(
+        config,
+        args.listen,
+        web_config=web,
+        config_file=args.config_file,
+        lifecycle=args.enable_lifecycle,
+    )
 
 
-def _serve(config: Config, listen: str, on_ready: Any = None) -> int:
+def _print_problems(exc: ConfigError) -> None:
+    for problem in exc.problems:
+        print(f"config error: {problem}", file=sys.stderr)
+
+
+def _serve(
+    config: Config,
+    listen: str,
+    *,
+    web_config: WebConfig | None = None,
+    config_file: Path | None = None,
+    lifecycle: bool = False,
+    on_ready: Any = None,
+) -> int:
     try:
         exporter = Exporter(config)
     except StateError as exc:
         print(f"state error: {exc}", file=sys.stderr)
         return 1
+    reload_lock = threading.Lock()
+
+    def reload() -> str | None:
+        """Reads the config file again; a bad one is refused and the running one kept."""
+        if config_file is None:
+            return "no configuration file to reload (demo)"
+        with reload_lock:
+            try:
+                new = load_config(config_file)
+            except ConfigError as exc:
+                for problem in exc.problems:
+                    log.error("reload refused; keeping the running configuration", problem=problem)
+                return "; ".join(exc.problems)
+            changed = exporter.reload(new)
+            log.info("configuration reloaded", changes=changed or ["none"])
+            return None
+
+    hooks = _hooks(exporter, reload if lifecycle else None)
     try:
-        server = MetricsServer(listen, _hooks(exporter))
+        server = MetricsServer(listen, hooks, web_config)
     except (OSError, ValueError) as exc:
         print(f"cannot listen on {listen}: {exc}", file=sys.stderr)
         exporter.shutdown()
         return 1
     stop = threading.Event()
+    reload_requested = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
     server.start()
     exporter.start()
     log.info("serving", url=server.url("/metrics"), sources=len(exporter.sources))
     if on_ready is not None:
         on_ready(server)
-    stop.wait()
+    while not stop.is_set():
+        # Signal handlers only set flags: the reload itself runs here, outside the handler.
+        if reload_requested.wait(0.2):
+            reload_requested.clear()
+            reload()
     log.info("shutting down")
     server.stop()
     exporter.shutdown()
     return 0
 
 
-def _hooks(exporter: Exporter) -> ServerHooks:
+def _hooks(exporter: Exporter, reload: Any = None) -> ServerHooks:
     def sources() -> list[SourceStatus]:
         out = []
         for runtime in exporter.status():
@@ -154,7 +215,9 @@ def _hooks(exporter: Exporter) -> ServerHooks:
             )
         return out
 
-    return ServerHooks(registry=exporter.registry, ready=exporter.ready, sources=sources)
+    return ServerHooks(
+        registry=exporter.registry, ready=exporter.ready, sources=sources, reload=reload
+    )
 
 
 def _check(args: argparse.Namespace) -> int:

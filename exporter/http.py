@@ -146,6 +146,7 @@ class ApiClient:
         rate_limiter: TokenBucket | None = None,
         stop: threading.Event | None = None,
         max_response_bytes: int = 8 * 1024 * 1024,
+        deadline: float | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.source = source
@@ -154,6 +155,8 @@ class ApiClient:
         self._limiter = rate_limiter
         self._stop = stop or threading.Event()
         self._max_bytes = max_response_bytes
+        # The read timeout bounds each wait for bytes; only a deadline bounds a slow drip.
+        self._deadline = deadline
         self._rng = random.Random()
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
@@ -240,7 +243,14 @@ class ApiClient:
     def _read_bounded(self, response: httpx.Response, endpoint: str) -> bytes:
         chunks: list[bytes] = []
         size = 0
+        started = time.monotonic()
         for chunk in response.iter_bytes():
+            if self._deadline is not None and time.monotonic() - started > self._deadline:
+                raise PayloadError(
+                    self.source,
+                    endpoint,
+                    f"response not complete within request_deadline ({self._deadline:g}s)",
+                )
             size += len(chunk)
             if size > self._max_bytes:
                 raise PayloadError(

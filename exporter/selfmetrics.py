@@ -107,12 +107,30 @@ class SelfMetrics:
         return SourceInstruments(self, source, provider)
 
     def remove_source(self, source: str, provider: str) -> None:
-        for metric, labels in (
-            (self.source_up, (source, provider)),
-            (self.last_success, (source,)),
+        """Drops every series of a source that was removed from the configuration."""
+        for metric in (
+            self.source_up,
+            self.last_success,
+            self.collection_duration,
+            self.collections,
+            self.api_requests,
+            self.api_duration,
+            self.api_retries,
+            self.runs_ingested,
+            self.invalid_records,
+            self.unknown_status,
+            self.label_values_dropped,
+            self.runs_vanished,
         ):
-            with contextlib.suppress(KeyError):
-                metric.remove(*labels)
+            names = metric._labelnames  # the public API offers no listing of children
+            children: set[tuple[str, ...]] = set()
+            for family in metric.collect():
+                for sample in family.samples:
+                    if sample.labels.get("source") == source:
+                        children.add(tuple(sample.labels[name] for name in names))
+            for labels in children:
+                with contextlib.suppress(KeyError):
+                    metric.remove(*labels)
 
 
 class SourceInstruments:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import html
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from exporter import __version__
+from exporter.webconfig import BasicAuth, WebConfig, ssl_context
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,8 @@ class ServerHooks:
     registry: CollectorRegistry
     ready: Callable[[], bool]
     sources: Callable[[], Sequence[SourceStatus]]
+    # `POST /-/reload`, when enabled: returns None on success, else the reason it failed.
+    reload: Callable[[], str | None] | None = None
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -49,7 +53,38 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
+    def _authorized(self) -> bool:
+        auth = self.server.auth
+        if auth is None or auth.check(self.headers.get("Authorization")):
+            return True
+        self._send(
+            401,
+            b"unauthorized\n",
+            {
+                "Content-Type": "text/plain; charset=utf-8",
+                "WWW-Authenticate": 'Basic realm="workflow-runs-exporter"',
+            },
+        )
+        return False
+
+    def do_POST(self) -> None:
+        if not self._authorized():
+            return
+        path = self.path.split("?", 1)[0]
+        reload = self.server.hooks.reload
+        if path == "/-/reload" and reload is not None:
+            problem = reload()
+            if problem is None:
+                self._send(200, b"reloaded\n", {"Content-Type": "text/plain; charset=utf-8"})
+            else:
+                body = f"reload failed: {problem}\n".encode()
+                self._send(400, body, {"Content-Type": "text/plain; charset=utf-8"})
+        else:
+            self._send(404, b"not found\n", {"Content-Type": "text/plain; charset=utf-8"})
+
     def do_GET(self) -> None:
+        if not self._authorized():
+            return
         path = self.path.split("?", 1)[0]
         hooks = self.server.hooks
         if path == "/metrics":
@@ -91,16 +126,48 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], hooks: ServerHooks) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        hooks: ServerHooks,
+        ssl_context: ssl.SSLContext | None = None,
+        auth: BasicAuth | None = None,
+    ) -> None:
         self.hooks = hooks
+        self.ssl_context = ssl_context
+        self.auth = auth
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
 
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # The TLS handshake runs here, in the connection's own thread: a client that stalls it
+        # holds up nobody else.
+        if self.ssl_context is not None:
+            request.settimeout(10)
+            try:
+                request = self.ssl_context.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):
+                return  # plain HTTP on the TLS port, no client certificate, ...: refused
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return  # a client hanging up mid-response is not the server's problem
+
 
 class MetricsServer:
-    def __init__(self, listen_address: str, hooks: ServerHooks) -> None:
-        self._httpd = _Server(parse_listen_address(listen_address), hooks)
+    def __init__(
+        self, listen_address: str, hooks: ServerHooks, web_config: WebConfig | None = None
+    ) -> None:
+        tls = web_config.tls_server_config if web_config else None
+        users = web_config.basic_auth_users if web_config else {}
+        self.tls = tls is not None
+        self._httpd = _Server(
+            parse_listen_address(listen_address),
+            hooks,
+            ssl_context=ssl_context(tls) if tls else None,
+            auth=BasicAuth(users) if users else None,
+        )
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="http", daemon=True)
 
     @property
@@ -113,7 +180,7 @@ class MetricsServer:
 
     def url(self, path: str = "/") -> str:
         host = self.host if self.host not in ("0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
-        return f"http://{host}:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}{path}"
 
     def start(self) -> None:
         self._thread.start()

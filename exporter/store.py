@@ -135,6 +135,16 @@ class Snapshot:
     histograms: dict[tuple[str, str, str, str], Histogram] = field(default_factory=dict)
     active: dict[str, list[ActiveRun]] = field(default_factory=dict)
 
+    def only(self, sources: set[str]) -> Snapshot:
+        return Snapshot(
+            providers={s: p for s, p in self.providers.items() if s in sources},
+            workflows={s: w for s, w in self.workflows.items() if s in sources},
+            finished={k: v for k, v in self.finished.items() if k[0] in sources},
+            errors={k: v for k, v in self.errors.items() if k[0] in sources},
+            histograms={k: v for k, v in self.histograms.items() if k[1] in sources},
+            active={s: runs for s, runs in self.active.items() if s in sources},
+        )
+
 
 class Store:
     def __init__(self, path: str | Path, buckets: Mapping[str, Sequence[float]]) -> None:

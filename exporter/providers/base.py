@@ -7,12 +7,14 @@ never decides what to count: that is `exporter.collect`'s job.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Protocol
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -79,6 +81,10 @@ class SourceSettings(BaseModel):
     # failure details).
     lookup_budget: int = Field(default=200, ge=1)
     max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # A response that takes longer than this in all (a slow drip) is cut off.
+    request_deadline: Duration = timedelta(seconds=60)
+    # Plain http:// sends the key in clear text: allowed to loopback only, unless set.
+    allow_insecure: bool = False
     status_map: dict[str, RunStatus] = Field(default_factory=dict)
 
     @field_validator("base_url")
@@ -96,6 +102,13 @@ class SourceSettings(BaseModel):
             raise ValueError("api_key_file: api_key and api_key_file are mutually exclusive")
         if self.retention <= self.overlap:
             raise ValueError("retention: must be longer than overlap")
+        if self.request_deadline < self.timeout:
+            raise ValueError("request_deadline: must not be shorter than timeout")
+        if not self.allow_insecure and _clear_text_to_remote(self.base_url):
+            raise ValueError(
+                "base_url: plain http:// to a host other than loopback would send the API key "
+                "in clear text; use https:// or set allow_insecure: true"
+            )
         return self
 
     def read_api_key(self) -> str:
@@ -113,6 +126,19 @@ class SourceSettings(BaseModel):
         if not key:
             raise ValueError("api key is empty")
         return key
+
+
+def _clear_text_to_remote(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = parts.hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
 
 
 class ProviderEvents(Protocol):

@@ -23,7 +23,9 @@ from urllib.parse import parse_qsl, urlsplit
 from exporter.model import RunStatus
 from exporter.simulator.world import SimRun, Vocabulary, World
 
-FAULT_KINDS = ("status", "delay", "malformed_json", "truncated", "reset")
+FAULT_KINDS = ("status", "delay", "malformed_json", "truncated", "reset", "drip", "endless")
+# Faults answered by the connection handler itself rather than with a response.
+STREAM_FAULTS = ("reset", "drip", "endless")
 
 
 @dataclass(frozen=True)
@@ -282,7 +284,7 @@ class SimulatorServer:
         with self._lock:
             self._requests.append(request)
         fault = self.faults.take()
-        if fault is not None and fault.kind in ("reset",):
+        if fault is not None and fault.kind in STREAM_FAULTS:
             return fault
         if fault is not None and fault.kind == "status":
             code = int(fault.params.get("code", 500))
@@ -408,12 +410,34 @@ class _Handler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
         )
         outcome = sim.handle(request)
-        if isinstance(outcome, Fault):  # reset: close without answering
+        if isinstance(outcome, Fault):
             self.close_connection = True
             with contextlib.suppress(OSError):
+                self._stream_fault(outcome)
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
         self._write(outcome)
+
+    def _stream_fault(self, fault: Fault) -> None:
+        """drip: a valid-looking body one byte at a time; endless: megabytes without end. Both
+        stop when the client hangs up (or after a bound, so a test can never hang)."""
+        if fault.kind == "reset":
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if fault.kind == "drip":
+            self.send_header("Content-Length", "100000")
+        self.end_headers()
+        interval = float(fault.params.get("interval", 0.2))
+        deadline = time.monotonic() + float(fault.params.get("max_seconds", 30))
+        chunk = b"[" + b"0," * 32768
+        while time.monotonic() < deadline:
+            if fault.kind == "drip":
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(interval)
+            else:
+                self.wfile.write(chunk)
 
     def _write(self, response: Response) -> None:
         if isinstance(response.body, bytes):
