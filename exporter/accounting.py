@@ -17,6 +17,7 @@ ignores exactly those runs, so pruning never lets a run be counted twice.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -76,19 +77,49 @@ class Cursor:
         return replace(self, watermark=watermark, horizon=horizon)
 
 
-class LabelBudget:
-    """Admits label values up to a bound per source; later values fold into `other`."""
+class SeriesBudget:
+    """The process-wide bound on exported series, shared by every source (thread-safe).
 
-    def __init__(self, admitted: Iterable[str], limit: int) -> None:
+    Admitting a new label value reserves the series it will create; once the budget is spent,
+    new values fold into `other` instead.
+    """
+
+    def __init__(self, limit: int, used: int = 0) -> None:
+        self.limit = limit
+        self.used = used
+        self._lock = threading.Lock()
+
+    def reserve(self, series: int) -> bool:
+        with self._lock:
+            if self.used + series > self.limit:
+                return False
+            self.used += series
+            return True
+
+
+class LabelBudget:
+    """Admits label values up to a bound per source (and within the process's series budget,
+    each new value reserving `cost` series); later values fold into `other`."""
+
+    def __init__(
+        self,
+        admitted: Iterable[str],
+        limit: int,
+        series: SeriesBudget | None = None,
+        cost: int = 0,
+    ) -> None:
         self.admitted = set(admitted)
         self.limit = limit
         self.newly_admitted: list[str] = []
         self.dropped = 0
+        self._series = series
+        self._cost = cost
 
     def label(self, value: str) -> str:
         if value in self.admitted:
             return value
-        if len(self.admitted - {OTHER_LABEL}) < self.limit:
+        within_source = len(self.admitted - {OTHER_LABEL}) < self.limit
+        if within_source and (self._series is None or self._series.reserve(self._cost)):
             self.admitted.add(value)
             self.newly_admitted.append(value)
             return value
@@ -98,6 +129,25 @@ class LabelBudget:
             self.admitted.add(OTHER_LABEL)
             self.newly_admitted.append(OTHER_LABEL)
         return OTHER_LABEL
+
+
+class PairBudget:
+    """(workflow, code) pairs of the errors counter: each new pair is one more series."""
+
+    def __init__(self, known: Iterable[tuple[str, str]], series: SeriesBudget | None) -> None:
+        self.known = set(known)
+        self._series = series
+        self.dropped = 0
+
+    def code(self, workflow: str, code: str) -> str:
+        if (workflow, code) in self.known:
+            return code
+        if code != OTHER_LABEL and self._series is not None and not self._series.reserve(1):
+            self.dropped += 1
+            code = OTHER_LABEL
+        # `other` itself is admitted past the budget: one series per workflow at most.
+        self.known.add((workflow, code))
+        return code
 
 
 @dataclass(slots=True)
@@ -158,9 +208,11 @@ def decide(
     workflows: LabelBudget,
     codes: LabelBudget,
     now: datetime,
+    error_pairs: PairBudget | None = None,
 ) -> CycleChanges:
     """Turn one cycle's sightings into the changes to commit. `runs` is already deduplicated."""
     changes = CycleChanges()
+    pairs = error_pairs or PairBudget((), None)
     for run in runs:
         if run.id in counted:
             if run.id in active:  # defensive: a counted run is never active
@@ -168,7 +220,7 @@ def decide(
             continue
         tracked = active.get(run.id)
         if run.status.terminal:
-            _decide_terminal(run, tracked, cursor, workflows, codes, now, changes)
+            _decide_terminal(run, tracked, cursor, workflows, codes, pairs, now, changes)
         else:
             _track_active(run, tracked, workflows, now, changes)
     for run_id in vanished:
@@ -179,13 +231,13 @@ def decide(
         changes.vanished.append(run_id)
         if tracked.awaiting_detail:
             # Known to have failed; only its reason is lost with it. Count it, code unknown.
-            _count_parked_without_detail(tracked, now, changes)
+            _count_parked_without_detail(tracked, now, changes, pairs)
     changes.new_workflows = list(workflows.newly_admitted)
     changes.new_codes = list(codes.newly_admitted)
     if workflows.dropped:
         changes.dropped_labels["workflow"] += workflows.dropped
-    if codes.dropped:
-        changes.dropped_labels["code"] += codes.dropped
+    if codes.dropped or pairs.dropped:
+        changes.dropped_labels["code"] += codes.dropped + pairs.dropped
     return changes
 
 
@@ -195,6 +247,7 @@ def _decide_terminal(
     cursor: Cursor,
     workflows: LabelBudget,
     codes: LabelBudget,
+    pairs: PairBudget,
     now: datetime,
     changes: CycleChanges,
 ) -> None:
@@ -225,7 +278,8 @@ def _decide_terminal(
         duration = max(0.0, (now - (run.started_at or run.created_at)).total_seconds())
     changes.observations.append(Observation(DURATION, workflow, status, duration))
     if run.status is RunStatus.FAILED:
-        changes.errors[(workflow, codes.label(run.error_code or UNSPECIFIED_CODE))] += 1
+        code = pairs.code(workflow, codes.label(run.error_code or UNSPECIFIED_CODE))
+        changes.errors[(workflow, code)] += 1
     wait = run.queue_wait_seconds
     if wait is not None and not (tracked and tracked.queue_wait_observed):
         changes.observations.append(Observation(QUEUE_WAIT, workflow, "", wait))
@@ -234,13 +288,15 @@ def _decide_terminal(
         changes.active_removals.add(run.id)
 
 
-def _count_parked_without_detail(tracked: ActiveRun, now: datetime, changes: CycleChanges) -> None:
+def _count_parked_without_detail(
+    tracked: ActiveRun, now: datetime, changes: CycleChanges, pairs: PairBudget
+) -> None:
     status = tracked.status.value
     changes.finished[(tracked.workflow, status)] += 1
     duration = max(0.0, (now - tracked.created_at).total_seconds())
     changes.observations.append(Observation(DURATION, tracked.workflow, status, duration))
     if tracked.status is RunStatus.FAILED:
-        changes.errors[(tracked.workflow, UNSPECIFIED_CODE)] += 1
+        changes.errors[(tracked.workflow, pairs.code(tracked.workflow, UNSPECIFIED_CODE))] += 1
     changes.counted.append((tracked.id, now))
 
 

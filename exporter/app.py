@@ -21,10 +21,11 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from exporter.accounting import SeriesBudget
 from exporter.collect import CycleReport, SourceCollector, SourceEvents, utc_now
 from exporter.http import ApiClient, Cancelled, RetryPolicy, TokenBucket
 from exporter.logs import get_logger, register_secret
-from exporter.metrics import RunsCollector
+from exporter.metrics import RunsCollector, workflow_series
 from exporter.model import ACTIVE_STATUSES, RunStatus
 from exporter.providers import SourceSettings, registry
 from exporter.selfmetrics import SelfMetrics
@@ -72,6 +73,13 @@ class Exporter:
         GCCollector(registry=self.registry)
         self.selfmetrics = SelfMetrics(self.registry)
         self._clock = clock
+        # Each workflow also reserves its (workflow, code="other") error series, and the budget
+        # starts with the `other` workflow's series reserved, so folding never overshoots it.
+        self.workflow_cost = workflow_series(config.app.buckets.as_mapping()) + 1
+        self.series = SeriesBudget(
+            config.app.max_series,
+            self.workflow_cost + self.store.series_in_use(self.workflow_cost),
+        )
         self.sources: dict[str, SourceRuntime] = {}
         for settings in config.sources:
             self.sources[settings.name] = self._build_source(settings, clock)
@@ -107,7 +115,14 @@ class Exporter:
         )
         provider = provider_cls(settings, client, SourceEvents(instruments, source_log))
         collector = SourceCollector(
-            settings, provider, self.store, instruments, source_log, clock=clock
+            settings,
+            provider,
+            self.store,
+            instruments,
+            source_log,
+            clock=clock,
+            series=self.series,
+            workflow_cost=self.workflow_cost,
         )
         return SourceRuntime(settings, collector, client, api_key)
 

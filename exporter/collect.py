@@ -21,6 +21,8 @@ from exporter.accounting import (
     Cursor,
     CycleChanges,
     LabelBudget,
+    PairBudget,
+    SeriesBudget,
     decide,
     merge_sighting,
 )
@@ -83,7 +85,11 @@ class SourceCollector:
         instruments: SourceInstruments,
         log: Any,
         clock: Callable[[], datetime] = utc_now,
+        series: SeriesBudget | None = None,
+        workflow_cost: int = 0,
     ) -> None:
+        self.series = series
+        self.workflow_cost = workflow_cost
         self.settings = settings
         self.provider = provider
         self.store = store
@@ -139,8 +145,14 @@ class SourceCollector:
             active=active,
             counted=counted,
             cursor=cursor,
-            workflows=LabelBudget(self.store.labels(name, "workflow"), s.max_workflows),
+            workflows=LabelBudget(
+                self.store.labels(name, "workflow"),
+                s.max_workflows,
+                series=self.series,
+                cost=self.workflow_cost,
+            ),
             codes=LabelBudget(self.store.labels(name, "code"), s.max_error_codes),
+            error_pairs=PairBudget(self.store.error_pairs(name), self.series),
             now=now,
         )
         new_cursor = (

@@ -36,6 +36,14 @@ _TERMINAL = sorted(s.value for s in TERMINAL_STATUSES)
 _ACTIVE_PRECREATED = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 
 
+def workflow_series(buckets: Mapping[str, Sequence[float]], active_statuses: int = 4) -> int:
+    """Series one workflow label value can create: the budget's unit cost (error codes apart)."""
+    terminal = len(_TERMINAL)
+    duration = terminal * (len(buckets[DURATION]) + 3)  # buckets, +Inf, _sum, _count
+    queue_wait = len(buckets[QUEUE_WAIT]) + 3
+    return terminal + duration + queue_wait + 2 * active_statuses + 1
+
+
 class RunsCollector(Collector):
     def __init__(
         self,

@@ -69,6 +69,9 @@ class AppSettings(BaseSettings):
     jitter_ratio: float = Field(default=0.1, ge=0, le=0.5)
     state_path: Path = Path("./workflow-runs-exporter.db")
     buckets: BucketSettings = BucketSettings()
+    # Bound on the domain series all sources together may create; new workflow and error code
+    # label values past it fold into `other` (counted on label_values_dropped_total).
+    max_series: int = Field(default=100_000, ge=1_000)
     sources: list[dict[str, Any]] = Field(min_length=1)
 
     @classmethod

@@ -262,6 +262,16 @@ class Store:
             )
             return {value for (value,) in rows}
 
+    def error_pairs(self, source: str) -> set[tuple[str, str]]:
+        with self._lock:
+            return {(wf, code) for (s, wf, code) in self._mirror.errors if s == source}
+
+    def series_in_use(self, workflow_cost: int) -> int:
+        """What the stored label values already take of the series budget."""
+        with self._lock:
+            workflows = sum(len(w) for w in self._mirror.workflows.values())
+            return workflows * workflow_cost + len(self._mirror.errors)
+
     def counted_among(self, source: str, run_ids: Iterable[str]) -> set[str]:
         ids = list(run_ids)
         found: set[str] = set()
