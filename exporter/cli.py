@@ -17,6 +17,8 @@ from typing import Any
 
 from exporter import __version__
 from exporter.app import Exporter
+from exporter.collect import CycleReport
+from exporter.diagnostics import advice
 from exporter.logs import configure, get_logger
 from exporter.server import MetricsServer, ServerHooks, SourceStatus
 from exporter.settings import Config, ConfigError, config_from_data, load_config
@@ -229,18 +231,48 @@ def _check(args: argparse.Namespace) -> int:
     failed = 0
     try:
         for report in exporter.collect_all():
-            seen = ", ".join(f"{k}={v}" for k, v in sorted(report.seen_by_status.items()))
-            state = "ok" if report.ok else "FAILED"
-            print(
-                f"{report.source} ({report.provider}): {state} in {report.seconds:.2f}s; "
-                f"runs seen: {seen or 'none'}; active: {report.active}"
-            )
-            if report.error:
-                print(f"  error: {report.error}")
-                failed += 1
+            failed += not report.ok
+            print("\n".join(_diagnose(exporter, report)))
     finally:
         exporter.shutdown()
     return 1 if failed else 0
+
+
+def _diagnose(exporter: Exporter, report: CycleReport) -> list[str]:
+    runtime = exporter.sources[report.source]
+    instruments = runtime.collector.instruments
+    settings = runtime.settings
+    seen = ", ".join(f"{k}={v}" for k, v in sorted(report.seen_by_status.items()))
+    state = "ok" if report.ok else "FAILED"
+    lines = [
+        f"{report.source} ({report.provider}): {state} in {report.seconds:.2f}s; "
+        f"runs seen: {seen or 'none'}; active: {report.active}"
+    ]
+    first = instruments.first_request
+    if first is None:
+        lines.append("  auth: no request answered")
+    else:
+        endpoint, code, seconds = first
+        verdict = "refused" if code in ("401", "403") else ("ok" if code == "200" else code)
+        lines.append(f"  auth: {verdict} (first {endpoint} answered HTTP {code} in {seconds:.3f}s)")
+    version = getattr(settings, "api_version", None)
+    if version is not None:
+        accepted = "accepted" if report.ok else "not confirmed"
+        lines.append(f"  api version: {version} {accepted}")
+    headers = instruments.rate_limit_headers
+    lines.append(
+        "  rate-limit headers: "
+        + (", ".join(f"{k}={v}" for k, v in sorted(headers.items())) or "none seen")
+    )
+    unknown = sorted(getattr(runtime.collector.provider.events, "unknown_statuses", ()))
+    lines.append(
+        "  unknown statuses: "
+        + (", ".join(unknown) + " (map them with status_map)" if unknown else "none")
+    )
+    if report.error:
+        lines.append(f"  error: {report.error}")
+        lines.append(f"  advice: {advice(report.provider, report.failure, settings.model_dump())}")
+    return lines
 
 
 def _demo(args: argparse.Namespace) -> int:

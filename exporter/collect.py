@@ -50,6 +50,7 @@ class CycleReport:
     lookups: int = 0
     seconds: float = 0.0
     finished_at: float = 0.0
+    failure: Exception | None = None  # for diagnostics: what went wrong, typed
 
 
 class SourceEvents:
@@ -59,6 +60,7 @@ class SourceEvents:
         self._instruments = instruments
         self._log = log
         self._unknown_logged: set[str] = set()
+        self.unknown_statuses = self._unknown_logged
         self.invalid = 0
 
     def invalid_record(self, reason: str, detail: str) -> None:
@@ -175,6 +177,7 @@ class SourceCollector:
             counted=len(changes.counted),
             active=len(self.store.active(name)),
             lookups=lookups,
+            failure=failure,
         )
         if failure is not None:
             self.log.warning(

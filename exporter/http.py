@@ -26,10 +26,14 @@ from exporter.logs import redact
 class ApiObserver(Protocol):
     def request(self, endpoint: str, code: str, seconds: float) -> None: ...
     def retry(self, reason: str) -> None: ...
+    def response_headers(self, endpoint: str, headers: Mapping[str, str]) -> None: ...
 
 
 class NullObserver:
     def request(self, endpoint: str, code: str, seconds: float) -> None:
+        return None
+
+    def response_headers(self, endpoint: str, headers: Mapping[str, str]) -> None:
         return None
 
     def retry(self, reason: str) -> None:
@@ -238,6 +242,7 @@ class ApiClient:
             self._observer.request(endpoint, "error", time.perf_counter() - started)
             raise TransportError(self.source, endpoint, _transport_detail(exc)) from None
         self._observer.request(endpoint, str(response.status_code), time.perf_counter() - started)
+        self._observer.response_headers(endpoint, response.headers)
         return response.status_code, content, response.headers
 
     def _read_bounded(self, response: httpx.Response, endpoint: str) -> bytes:

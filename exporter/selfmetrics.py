@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -143,6 +144,9 @@ class SourceInstruments:
         self.provider = provider
         self._native_seen: set[str] = set()
         self._lock = threading.Lock()
+        # For diagnostics (`check`), not exported.
+        self.rate_limit_headers: dict[str, str] = {}
+        self.first_request: tuple[str, str, float] | None = None  # endpoint, code, seconds
         metrics.source_up.labels(source, provider)
         for result in ("success", "error"):
             metrics.collections.labels(source, result)
@@ -153,11 +157,20 @@ class SourceInstruments:
 
     # ApiObserver
     def request(self, endpoint: str, code: str, seconds: float) -> None:
+        if self.first_request is None:
+            self.first_request = (endpoint, code, seconds)
         self._m.api_requests.labels(self.source, endpoint, code).inc()
         self._m.api_duration.labels(self.source, endpoint).observe(seconds)
 
     def retry(self, reason: str) -> None:
         self._m.api_retries.labels(self.source, reason).inc()
+
+    def response_headers(self, endpoint: str, headers: Mapping[str, str]) -> None:
+        """Remembers rate-limit headers the API sends, for `check`'s diagnostics."""
+        for name, value in headers.items():
+            lowered = name.lower()
+            if "ratelimit" in lowered or "rate-limit" in lowered or lowered == "retry-after":
+                self.rate_limit_headers[lowered] = value[:100]
 
     # Counters behind provider events
     def invalid_record(self, reason: str) -> None:

@@ -6,7 +6,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -125,6 +125,9 @@ class RecordingObserver:
 
     def retry(self, reason: str) -> None:
         self.retries.append(reason)
+
+    def response_headers(self, endpoint: str, headers: Mapping[str, str]) -> None:
+        return None
 
 
 class InstantEvent(threading.Event):

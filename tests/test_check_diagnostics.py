@@ -1,0 +1,85 @@
+"""`check` tells, per source, how the API answered and what to try when it did not."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.conftest import SimFactory, source_for
+from tests.test_cli import EXPORTER, free_port
+
+
+def run_check(tmp_path: Path, sources: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"sources": sources}))
+    return subprocess.run(
+        [*EXPORTER, "check", "--config.file", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def section(output: str, source: str) -> str:
+    blocks = output.split("\n")
+    start = next(i for i, line in enumerate(blocks) if line.startswith(f"{source} ("))
+    end = next(
+        (i for i in range(start + 1, len(blocks)) if blocks[i] and not blocks[i].startswith(" ")),
+        len(blocks),
+    )
+    return "\n".join(blocks[start:end])
+
+
+def test_check_reports_auth_version_latency_unknown_statuses_and_advice(
+    simulator: SimFactory, tmp_path: Path
+) -> None:
+    extend = simulator("extend", seed=111)
+    noxus = simulator("noxus", seed=112)
+    cortex = simulator("cortex", seed=113)
+    for sim in (extend, noxus, cortex):
+        sim.world.add_runs(8)
+    noxus.unknown_status(2)
+    closed_port = free_port()
+    sources = [
+        source_for(extend, "extend", name="ext-ok"),
+        {**source_for(extend, "extend", name="ext-wrong-key"), "api_key": "wrong-key-31337"},
+        {**source_for(extend, "extend", name="ext-old-version"), "api_version": "2019-01-01"},
+        source_for(noxus, "noxus", name="nox-ok"),
+        {**source_for(cortex, "cortex", name="ctx-wrong-app"), "app_id": "no-such-app"},
+        {
+            **source_for(noxus, "noxus", name="nox-unreachable"),
+            "base_url": f"http://127.0.0.1:{closed_port}",
+            "max_retries": 0,
+        },
+    ]
+
+    result = run_check(tmp_path, sources)
+
+    out = result.stdout
+    assert result.returncode == 1, result.stderr
+    ok = section(out, "ext-ok")
+    assert "ext-ok (extend): ok" in ok
+    assert "auth: ok (first list_runs answered HTTP 200 in" in ok
+    assert "api version: 2026-02-09 accepted" in ok
+    assert "rate-limit headers:" in ok
+
+    wrong_key = section(out, "ext-wrong-key")
+    assert "auth: refused" in wrong_key
+    assert "advice: the API key was refused" in wrong_key
+    assert "workspace_id" in wrong_key
+
+    old = section(out, "ext-old-version")
+    assert "api version: 2019-01-01 not confirmed" in old
+    assert "advice: the API version was refused" in old
+
+    assert "unknown statuses: MYSTERY_STATE (map them with status_map)" in section(out, "nox-ok")
+    assert "advice: the endpoint does not exist: check base_url and app_id" in section(
+        out, "ctx-wrong-app"
+    )
+    assert "advice: cannot reach the API" in section(out, "nox-unreachable")
+    for key in ("wrong-key-31337", extend.api_key, noxus.api_key, cortex.api_key):
+        assert key not in out + result.stderr
