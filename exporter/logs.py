@@ -27,6 +27,11 @@ def register_secret(value: str) -> None:
             _secrets.add(value)
 
 
+def registered_secrets() -> frozenset[str]:
+    with _secrets_lock:
+        return frozenset(_secrets)
+
+
 def redact(text: str) -> str:
     with _secrets_lock:
         secrets = sorted(_secrets, key=len, reverse=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -23,10 +24,28 @@ SimFactory = Callable[..., SimulatorServer]
 ExporterFactory = Callable[..., Exporter]
 
 
+_started_simulators: list[SimulatorServer] = []
+
+
 @pytest.fixture(autouse=True)
-def quiet_logs() -> None:
-    """Warnings and errors only, unless a test captures logs itself."""
-    logs.configure("warning", "console")
+def every_log_line_scanned_for_keys() -> Iterator[io.StringIO]:
+    """Every test runs with DEBUG logs (structlog and the standard library alike) captured, and
+    afterwards no line may hold any API key the test configured or a simulator accepted."""
+    stream = io.StringIO()
+    logs.configure("debug", "json", stream=stream)
+    handler = logging.StreamHandler(stream)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    previous_level = root.level
+    root.setLevel(logging.DEBUG)
+    _started_simulators.clear()
+    yield stream
+    root.removeHandler(handler)
+    root.setLevel(previous_level)
+    keys = set(logs.registered_secrets()) | {sim.api_key for sim in _started_simulators}
+    text = stream.getvalue()
+    leaked = sorted(key for key in keys if key in text)
+    assert not leaked, f"API keys found in the logs: {len(leaked)}"
 
 
 @pytest.fixture
@@ -40,6 +59,7 @@ def simulator() -> Iterator[SimFactory]:
         sim = SIMULATORS[provider](**kwargs)
         sim.start()
         started.append(sim)
+        _started_simulators.append(sim)
         return sim
 
     yield start
@@ -90,9 +110,6 @@ def exporter_factory(tmp_path: Path) -> Iterator[ExporterFactory]:
 
 
 @pytest.fixture
-def captured_logs() -> Iterator[io.StringIO]:
+def captured_logs(every_log_line_scanned_for_keys: io.StringIO) -> io.StringIO:
     """Every log line of the test, at DEBUG, as JSON."""
-    stream = io.StringIO()
-    logs.configure("debug", "json", stream=stream)
-    yield stream
-    logs.configure("warning", "json")
+    return every_log_line_scanned_for_keys
