@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV     := $(VENV)/.dev-installed
 
-.PHONY: demo test lint format typecheck unit system-deps clean
+.PHONY: demo test lint format typecheck unit system-deps chaos clean
 
 demo: $(RUNTIME)
 	$(BIN)/workflow-runs-exporter demo
@@ -23,6 +23,9 @@ typecheck: $(DEV)
 format: $(DEV)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+chaos: $(DEV)
+	$(BIN)/python -m tests.chaos --kills 50 --faults 1000
 
 unit: $(DEV)
 	$(BIN)/pytest -m "not system"

@@ -148,6 +148,8 @@ class SimulatorServer:
         )
         self.arrivals_per_list_request = 0
         self.deletions_per_list_request = 0
+        # Only runs finished at least this long ago (simulated seconds) are deleted.
+        self.deletion_min_age = 60.0
         # Simulated seconds that pass with each list request: runs change while a client pages.
         self.advance_per_list_request = 0.0
         self._bad_records = 0
@@ -195,8 +197,15 @@ class SimulatorServer:
             while not self._driver_stop.wait(tick):
                 self.world.advance(tick * speed)
 
+        self._driver_stop.clear()
         self._driver = threading.Thread(target=drive, daemon=True, name=f"{self.provider}-driver")
         self._driver.start()
+
+    def stop_driver(self) -> None:
+        self._driver_stop.set()
+        if self._driver is not None:
+            self._driver.join()
+            self._driver = None
 
     # Knobs ------------------------------------------------------------------------------------
 
@@ -219,6 +228,10 @@ class SimulatorServer:
     def source_settings(self) -> dict[str, Any]:
         """Provider-specific settings a source needs to talk to this simulator."""
         return {}
+
+    def clear_bad_records(self) -> None:
+        with self._lock:
+            self._bad_records = 0
 
     def native_for(self, canonical: str) -> str:
         status = RunStatus(canonical)
@@ -319,9 +332,7 @@ class SimulatorServer:
         if self.arrivals_per_list_request:
             self.world.add_runs(self.arrivals_per_list_request)
         for _ in range(self.deletions_per_list_request):
-            runs = self.world.runs_newest_first()
-            if runs:
-                self.world.delete(self.world.rng.choice(runs).id)
+            self.world.delete_settled(self.deletion_min_age)
 
     def _maybe_break(self, body: Any) -> None:
         items = self.list_items(body)
@@ -463,3 +474,6 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], simulator: SimulatorServer) -> None:
         self.simulator = simulator
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return  # a client that hangs up mid-answer (killed, timed out) is part of the game

@@ -134,6 +134,7 @@ class World:
             for i in range(workflows)
         ]
         self.runs: dict[str, SimRun] = {}
+        self.deleted_finished: list[SimRun] = []
         self._arrival_debt = 0.0
 
     # Time -----------------------------------------------------------------------------------
@@ -207,7 +208,26 @@ class World:
 
     def delete(self, run_id: str) -> None:
         with self.lock:
-            self.runs.pop(run_id, None)
+            run = self.runs.pop(run_id, None)
+            if run is not None and self.vocabulary.canonical(run.native_status).terminal:
+                # It finished and stays finished: the truth keeps counting it.
+                self.deleted_finished.append(run)
+
+    def delete_settled(self, min_age_seconds: float) -> SimRun | None:
+        """Deletes a random run that finished at least this long ago (long enough for a client
+        polling every few seconds to have counted it), as a user cleaning up would."""
+        with self.lock:
+            cutoff = self._now - timedelta(seconds=min_age_seconds)
+            settled = [
+                r
+                for r in self.runs.values()
+                if r.finished_at is not None and r.finished_at <= cutoff
+            ]
+            if not settled:
+                return None
+            run = self.rng.choice(sorted(settled, key=lambda r: r.id))
+            self.delete(run.id)
+            return run
 
     def runs_newest_first(self) -> list[SimRun]:
         with self.lock:
@@ -220,7 +240,7 @@ class World:
     def truth(self) -> GroundTruth:
         with self.lock:
             truth = GroundTruth(runs=len(self.runs))
-            for run in self.runs.values():
+            for run in [*self.runs.values(), *self.deleted_finished]:
                 status = self.vocabulary.canonical(run.native_status)
                 key = (run.workflow.name, status.value)
                 if status in TERMINAL_STATUSES:
