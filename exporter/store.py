@@ -180,6 +180,8 @@ class Store:
             # back below what Prometheus already scraped (a SIGKILL alone is safe at NORMAL).
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
+            # After a checkpoint the WAL file is cut back to this, so it cannot only grow.
+            conn.execute("PRAGMA journal_size_limit=4194304")
             conn.execute("PRAGMA foreign_keys=ON")
             self._migrate(conn, version)
         except StateError:

@@ -73,7 +73,6 @@ class Fleet:
                 enforce_rate_limit=False,
                 history_seconds=900,  # a few hundred runs already there at the first start
             )
-            sim.deletion_min_age = 60.0
             sim.start()
             sim.start_driver(speed=1.0, tick=0.25)
             self.sims[f"{provider}-chaos"] = sim

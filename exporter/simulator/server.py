@@ -147,9 +147,8 @@ class SimulatorServer:
             else None
         )
         self.arrivals_per_list_request = 0
+        # Runs deleted before each list request: unfinished ones, so the truth stays exact.
         self.deletions_per_list_request = 0
-        # Only runs finished at least this long ago (simulated seconds) are deleted.
-        self.deletion_min_age = 60.0
         # Simulated seconds that pass with each list request: runs change while a client pages.
         self.advance_per_list_request = 0.0
         self._bad_records = 0
@@ -332,7 +331,7 @@ class SimulatorServer:
         if self.arrivals_per_list_request:
             self.world.add_runs(self.arrivals_per_list_request)
         for _ in range(self.deletions_per_list_request):
-            self.world.delete_settled(self.deletion_min_age)
+            self.world.delete_active()
 
     def _maybe_break(self, body: Any) -> None:
         items = self.list_items(body)

@@ -134,6 +134,8 @@ class World:
             for i in range(workflows)
         ]
         self.runs: dict[str, SimRun] = {}
+        # Runs that can still change by themselves: a large world evolves only these.
+        self._live: dict[str, SimRun] = {}
         self.deleted_finished: list[SimRun] = []
         self._arrival_debt = 0.0
 
@@ -152,7 +154,7 @@ class World:
                 remaining -= step
                 self._now += timedelta(seconds=step)
                 self._arrive(step)
-                for run in list(self.runs.values()):
+                for run in list(self._live.values()):
                     self._evolve(run)
 
     def _arrive(self, seconds: float) -> None:
@@ -187,6 +189,7 @@ class World:
             now = self.now()
             run.started_at = run.started_at or now
             run.finished_at = now
+            self._live.pop(run_id, None)
             run.native_status = native_status
             run.updated_at = now
             run.duration_ms = int((now - run.started_at).total_seconds() * 1000)
@@ -209,6 +212,7 @@ class World:
     def delete(self, run_id: str) -> None:
         with self.lock:
             run = self.runs.pop(run_id, None)
+            self._live.pop(run_id, None)
             if run is not None and self.vocabulary.canonical(run.native_status).terminal:
                 # It finished and stays finished: the truth keeps counting it.
                 self.deleted_finished.append(run)
@@ -228,6 +232,26 @@ class World:
             run = self.rng.choice(sorted(settled, key=lambda r: r.id))
             self.delete(run.id)
             return run
+
+    def delete_active(self) -> SimRun | None:
+        """Deletes a random run that has not finished (a user removing a queued or stuck run):
+        it never finished, so no truthful count includes it, whenever a client looks."""
+        with self.lock:
+            live = [r for r in self._live.values() if r.id in self.runs]
+            if not live:
+                return None
+            run = self.rng.choice(sorted(live, key=lambda r: r.id))
+            self.delete(run.id)
+            return run
+
+    def forget_finished_before(self, cutoff: datetime) -> int:
+        """Drops runs that finished before `cutoff`, without a trace (a platform's own retention;
+        used by soak runs, whose truth is not compared)."""
+        with self.lock:
+            old = [r.id for r in self.runs.values() if r.finished_at and r.finished_at < cutoff]
+            for run_id in old:
+                del self.runs[run_id]
+            return len(old)
 
     def runs_newest_first(self) -> list[SimRun]:
         with self.lock:
@@ -293,6 +317,7 @@ class World:
             outcome=outcome,
         )
         self.runs[run.id] = run
+        self._live[run.id] = run
         return run
 
     def _evolve(self, run: SimRun) -> None:
