@@ -200,3 +200,37 @@ def test_simulate_runs_a_provider_standalone(processes: list[subprocess.Popen[st
     assert denied.status_code == 401
     code, _ = stop(proc)
     assert code == 0
+
+
+def test_a_corrupt_state_file_stops_the_exporter_with_a_recovery_path(tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    garbage = b"this is not a database" * 100
+    state.write_bytes(garbage)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state_path": str(state),
+                "sources": [
+                    {
+                        "name": "nox",
+                        "provider": "noxus",
+                        "base_url": "http://127.0.0.1:9",
+                        "api_key": "k-123456",
+                    }
+                ],
+            }
+        )
+    )
+    result = subprocess.run(
+        [*EXPORTER, "--config.file", str(config), "--web.listen-address", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "state error:" in result.stderr
+    assert "move the file aside" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert state.read_bytes() == garbage, "never reset silently"
