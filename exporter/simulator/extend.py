@@ -26,6 +26,7 @@ API_VERSION = "2026-02-09"
 
 class ExtendSimulator(SimulatorServer):
     provider: ClassVar[str] = "extend"
+    cursor_field: ClassVar[str] = "updatedAt"
     documented_rate_limit: ClassVar[tuple[int, float] | None] = (10, 1.0)
     vocabulary: ClassVar[Vocabulary] = Vocabulary(
         queued="PENDING",

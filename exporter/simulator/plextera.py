@@ -22,6 +22,7 @@ def iso(value: datetime | None) -> str | None:
 
 class PlexteraSimulator(SimulatorServer):
     provider: ClassVar[str] = "plextera"
+    cursor_field: ClassVar[str] = "createdAt"
     path_prefix: ClassVar[str] = "/api/public/v1"
     vocabulary: ClassVar[Vocabulary] = Vocabulary(
         queued="QUEUED",

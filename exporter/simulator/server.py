@@ -108,6 +108,8 @@ class SimulatorServer:
     vocabulary: ClassVar[Vocabulary]
     path_prefix: ClassVar[str] = ""
     unknown_status_value: ClassVar[str] = "MYSTERY_STATE"
+    # The timestamp a client pages by: the field a "missing field" fault removes.
+    cursor_field: ClassVar[str] = "created_at"
     # (requests, per seconds) the API documents, enforced with 429 unless disabled.
     documented_rate_limit: ClassVar[tuple[int, float] | None] = None
 
@@ -152,6 +154,7 @@ class SimulatorServer:
         # Simulated seconds that pass with each list request: runs change while a client pages.
         self.advance_per_list_request = 0.0
         self._bad_records = 0
+        self._broken = 0
         self._requests: list[Request] = []
         self._lock = threading.Lock()
         self._httpd = _Server((host, port), self)
@@ -341,7 +344,15 @@ class SimulatorServer:
             if self._bad_records <= 0:
                 return
             self._bad_records -= 1
-        self.break_record(items[len(items) // 2])
+            self._broken += 1
+            mode = self._broken % 3
+        item = items[len(items) // 2]
+        if mode == 0:
+            self.break_record(item)  # a value of the wrong shape
+        elif mode == 1:
+            item["id"] = None  # a null where a value is required
+        else:
+            item.pop(self.cursor_field, None)  # a required field missing
 
     def control(self, method: str, path: str, payload: Any) -> Response:
         if method == "GET" and path == "/_sim/truth":
