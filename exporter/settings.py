@@ -97,7 +97,9 @@ class Config:
         return source.interval or self.app.interval
 
 
-def expand_variables(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
+def expand_variables(
+    text: str, environ: Mapping[str, str], where: str = "config"
+) -> tuple[str, list[str]]:
     """`${VAR}` and `${VAR:-default}` from the environment; `$$` is a literal `$`."""
     problems: list[str] = []
 
@@ -109,11 +111,35 @@ def expand_variables(text: str, environ: Mapping[str, str]) -> tuple[str, list[s
             return environ[name]
         if default is not None:
             return default
-        line = text.count("\n", 0, match.start()) + 1
-        problems.append(f"config.file line {line}: environment variable {name} is not set")
+        problems.append(f"{where}: environment variable {name} is not set")
         return ""
 
     return _VAR.sub(replace, text), problems
+
+
+def expand_tree(node: Any, environ: Mapping[str, str], path: str = "") -> tuple[Any, list[str]]:
+    """Expands variables in every string value of the parsed document.
+
+    After parsing, not before: an expanded value is data, never YAML, so a key holding `#` or
+    `: ` stays whole, and commented-out lines need no variables set."""
+    if isinstance(node, str):
+        return expand_variables(node, environ, path or "config")
+    problems: list[str] = []
+    if isinstance(node, list):
+        items = []
+        for index, item in enumerate(node):
+            value, found = expand_tree(item, environ, f"{path}[{index}]")
+            items.append(value)
+            problems += found
+        return items, problems
+    if isinstance(node, dict):
+        mapping = {}
+        for key, item in node.items():
+            value, found = expand_tree(item, environ, f"{path}.{key}" if path else str(key))
+            mapping[key] = value
+            problems += found
+        return mapping, problems
+    return node, problems
 
 
 def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
@@ -218,20 +244,20 @@ def _read_document(
         return None, [f"config.file: cannot read {str(path)!r}: {exc.strerror}"]
     except UnicodeDecodeError:
         return None, [f"config.file: {str(path)!r} is not UTF-8 text"]
-    text, problems = expand_variables(text, environ)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        # Only the position and the parser's complaint: the snippet could hold an expanded key.
+        # Only the position and the parser's complaint, never the snippet of the line.
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "cannot parse"
-        return None, [*problems, f"config.file: invalid YAML{where}: {problem}"]
+        return None, [f"config.file: invalid YAML{where}: {problem}"]
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        return None, [*problems, "config.file: the top level must be a mapping of settings"]
-    return data, problems
+        return None, ["config.file: the top level must be a mapping of settings"]
+    expanded, problems = expand_tree(data, environ)
+    return expanded, problems
 
 
 def _validate_source(index: int, raw: Any) -> tuple[SourceSettings | None, list[str]]:
