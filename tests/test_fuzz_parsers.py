@@ -214,3 +214,16 @@ def test_mutated_pages_keep_every_valid_record_and_name_every_invalid_one(
         assert run.created_at.tzinfo is not None
         assert run.cursor_time.tzinfo is not None
     assert all(reason in ("schema", "value") for reason, _ in events.invalid)
+
+
+def test_an_out_of_range_timestamp_is_an_invalid_record_not_a_crash(
+    captured: dict[str, tuple[dict[str, Any], Any, Any]],
+) -> None:
+    """Found by the fuzzer: `datetime.fromtimestamp` raises OverflowError past year 9999."""
+    settings_, page, workflows = captured["cortex"]
+    body = copy.deepcopy(page)
+    body[0]["created_at"] = 1e20
+    runs, events = scan_with("cortex", settings_, body, workflows)
+    assert len(events.invalid) == 1
+    assert "out of range" in events.invalid[0][1]
+    assert len(runs) == len(body) - 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Protocol
@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from exporter.http import ApiClient
+from exporter.http import ApiClient, HttpStatusError
 from exporter.model import Run, RunStatus, StatusMapper
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -187,6 +187,17 @@ class Provider(ABC):
 
     # Helpers for subclasses -------------------------------------------------------------
 
+    def fetch_one(self, path: str, build: Callable[[Any], Run]) -> Run | None:
+        """One run from a detail endpoint; None when the API answers that it does not exist."""
+        try:
+            body = self.client.get_json(path, endpoint="get_run").body
+        except HttpStatusError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        runs = list(self.parse_items([body], build))
+        return runs[0] if runs else None
+
     def map_status(self, native: str) -> RunStatus:
         status = self.mapper.map(native)
         if status is RunStatus.UNKNOWN and not self.mapper.known(native):
@@ -203,8 +214,9 @@ class Provider(ABC):
             except ValidationError as exc:
                 self.events.invalid_record("schema", _describe_validation(index, item, exc))
                 continue
-            except (ValueError, TypeError) as exc:
-                self.events.invalid_record("value", f"item {index}: {exc}")
+            except (ValueError, TypeError, ArithmeticError, OSError) as exc:
+                # Out-of-range numbers and dates surface as these from the standard library.
+                self.events.invalid_record("value", f"item {index}: {exc}"[:300])
                 continue
             yield run
 

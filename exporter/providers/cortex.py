@@ -29,7 +29,10 @@ def _timestamp(value: Any) -> Any:
     numbers are Unix seconds (or milliseconds when implausibly large)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = value / 1000 if value > 1e11 else value
-        return datetime.fromtimestamp(seconds, tz=UTC)
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"timestamp {value!r} is out of range") from None
     if isinstance(value, str) and len(value) == 10:
         try:
             return datetime.combine(date.fromisoformat(value), datetime.min.time(), tzinfo=UTC)
@@ -154,16 +157,10 @@ class CortexProvider(Provider):
         if workflow_id is None:
             return None
         workflow = self.workflows().get(workflow_id) or CortexWorkflow(id=workflow_id)
-        try:
-            body = self.client.get_json(
-                f"/apps/{s.app_id}/workflows/{workflow_id}/runs/{run_id}", endpoint="get_run"
-            ).body
-        except HttpStatusError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        runs = list(self.parse_items([body], lambda item: self._to_run(item, workflow)))
-        return runs[0] if runs else None
+        return self.fetch_one(
+            f"/apps/{s.app_id}/workflows/{workflow_id}/runs/{run_id}",
+            lambda item: self._to_run(item, workflow),
+        )
 
     def _walk(
         self,

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from exporter.http import HttpStatusError, PayloadError
+from exporter.http import PayloadError
 from exporter.model import UNSPECIFIED_CODE, Run, RunStatus, Step
 from exporter.providers.base import Provider, SourceSettings
 from exporter.providers.paging import PaginationRunaway, reached_floor
@@ -121,22 +121,15 @@ class ExtendProvider(Provider):
         raise PaginationRunaway(settings.max_pages)
 
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
-        try:
-            body = self.client.get_json(f"/workflow_runs/{run_id}", endpoint="get_run").body
-        except HttpStatusError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        # The detail may come bare or wrapped (`{"workflowRun": {...}}`); take either.
-        if isinstance(body, dict) and isinstance(body.get("workflowRun"), dict):
-            body = body["workflowRun"]
-        runs = list(self.parse_items([body], self._detail_to_run))
-        return runs[0] if runs else None
+        return self.fetch_one(f"/workflow_runs/{run_id}", self._detail_to_run)
 
     def _summary_to_run(self, item: Any) -> Run:
         return self._to_run(ExtendRun.model_validate(item), detailed=False)
 
     def _detail_to_run(self, item: Any) -> Run:
+        # The detail may come bare or wrapped (`{"workflowRun": {...}}`); take either.
+        if isinstance(item, dict) and isinstance(item.get("workflowRun"), dict):
+            item = item["workflowRun"]
         return self._to_run(ExtendRun.model_validate(item), detailed=True)
 
     def _to_run(self, wire: ExtendRun, *, detailed: bool) -> Run:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from exporter.http import HttpStatusError, PayloadError
+from exporter.http import PayloadError
 from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
 from exporter.providers.base import Provider, SourceSettings
 from exporter.providers.paging import Page, reached_floor, walk_pages
@@ -103,14 +103,7 @@ class NoxusProvider(Provider):
             yield from page.items
 
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
-        try:
-            response = self.client.get_json(f"/v1/runs/{run_id}", endpoint="get_run")
-        except HttpStatusError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        runs = list(self.parse_items([response.body], self._to_run))
-        return runs[0] if runs else None
+        return self.fetch_one(f"/v1/runs/{run_id}", self._to_run)
 
     def _to_run(self, item: Any) -> Run:
         wire = NoxusRun.model_validate(item)

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from exporter.http import HttpStatusError, PayloadError
+from exporter.http import PayloadError
 from exporter.model import UNSPECIFIED_CODE, Run, RunStatus, Step
 from exporter.providers.base import Provider, SourceSettings
 from exporter.providers.paging import Page, reached_floor, walk_pages
@@ -107,14 +107,7 @@ class PlexteraProvider(Provider):
             yield from page.items
 
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
-        try:
-            response = self.client.get_json(f"/workflow-runs/{run_id}", endpoint="get_run")
-        except HttpStatusError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        runs = list(self.parse_items([response.body], self._to_run))
-        return runs[0] if runs else None
+        return self.fetch_one(f"/workflow-runs/{run_id}", self._to_run)
 
     def _walk(self, params: dict[str, str], keep_going: Any) -> Iterator[Page[Run]]:
         settings = self._settings
