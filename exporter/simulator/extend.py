@@ -9,9 +9,9 @@ pages jumps to the front of the list behind the client's back, as it would on th
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, ClassVar
 
 from exporter.model import RunStatus
@@ -96,30 +96,39 @@ class ExtendSimulator(SimulatorServer):
         if not 1 <= size <= MAX_PAGE_SIZE or sort_by not in ("updatedAt", "createdAt"):
             return self.error(400, "INVALID_REQUEST", "invalid maxPageSize or sortBy")
         with self.world.lock:
-            runs = list(self.world.runs.values())
-            if "status" in query:
-                runs = [r for r in runs if r.native_status == query["status"]]
-            if "workflowId" in query:
-                runs = [r for r in runs if r.workflow.id == query["workflowId"]]
-
-            def key(run: SimRun) -> tuple[str, str]:
-                stamp = run.updated_at if sort_by == "updatedAt" else run.created_at
-                return (stamp.isoformat(), run.id)
-
-            runs.sort(key=key, reverse=descending)
+            ascending, keys = self.world.sorted_ascending(
+                "updated" if sort_by == "updatedAt" else "created"
+            )
+            if "status" in query or "workflowId" in query:
+                pairs = [
+                    (k, r)
+                    for k, r in zip(keys, ascending, strict=True)
+                    if query.get("status", r.native_status) == r.native_status
+                    and query.get("workflowId", r.workflow.id) == r.workflow.id
+                ]
+                keys = [k for k, _ in pairs]
+                ascending = [r for _, r in pairs]
             token = query.get("nextPageToken")
-            if token:
-                position = _decode(token)
-                if position is None:
-                    return self.error(400, "INVALID_REQUEST", "invalid nextPageToken")
-                runs = [r for r in runs if (key(r) < position if descending else key(r) > position)]
-            page = runs[:size]
+            position = _decode(token) if token else None
+            if token and position is None:
+                return self.error(400, "INVALID_REQUEST", "invalid nextPageToken")
+            # Keyset pagination: the page after the last key the client saw, in either order.
+            if descending:
+                end = bisect.bisect_left(keys, position) if position else len(keys)
+                page = ascending[max(0, end - size) : end][::-1]
+                more = end - size > 0
+            else:
+                start = bisect.bisect_right(keys, position) if position else 0
+                page = ascending[start : start + size]
+                more = start + size < len(keys)
             body: dict[str, Any] = {
                 "object": "list",
                 "data": [self.render(r, detailed=False) for r in page],
             }
-            if len(runs) > size:
-                body["nextPageToken"] = _encode(key(page[-1]))
+            if more and page:
+                last = page[-1]
+                stamp = last.updated_at if sort_by == "updatedAt" else last.created_at
+                body["nextPageToken"] = _encode((stamp.timestamp(), last.id))
         return Response(body=body)
 
     def render(self, run: SimRun, *, detailed: bool) -> dict[str, Any]:
@@ -161,14 +170,13 @@ class ExtendSimulator(SimulatorServer):
         }
 
 
-def _encode(position: tuple[str, str]) -> str:
+def _encode(position: tuple[float, str]) -> str:
     return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
 
 
-def _decode(token: str) -> tuple[str, str] | None:
+def _decode(token: str) -> tuple[float, str] | None:
     try:
         stamp, run_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        datetime.fromisoformat(stamp)
+        return (float(stamp), str(run_id))
     except (ValueError, TypeError):
         return None
-    return (str(stamp), str(run_id))

@@ -220,6 +220,7 @@ class SimulatorServer:
             for run in chosen:
                 run.native_status = self.unknown_status_value
                 run.updated_at = now
+            self.world.touch()
             return chosen
 
     def bad_record(self, n: int = 1) -> None:

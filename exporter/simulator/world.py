@@ -138,6 +138,8 @@ class World:
         self._live: dict[str, SimRun] = {}
         self.deleted_finished: list[SimRun] = []
         self._arrival_debt = 0.0
+        self._changes = 0
+        self._sort_cache: dict[str, tuple[int, list[SimRun], list[tuple[float, str]]]] = {}
 
     # Time -----------------------------------------------------------------------------------
 
@@ -192,6 +194,7 @@ class World:
             self._live.pop(run_id, None)
             run.native_status = native_status
             run.updated_at = now
+            self._changes += 1
             run.duration_ms = int((now - run.started_at).total_seconds() * 1000)
             if self.vocabulary.canonical(native_status) is RunStatus.FAILED:
                 run.error_code = error_code or self.rng.choice(ERROR_CODES)
@@ -205,6 +208,7 @@ class World:
                 return self.finish(run_id, native_status)
             run.native_status = native_status
             run.updated_at = self.now()
+            self._changes += 1
             if native_status == self.vocabulary.running and run.started_at is None:
                 run.started_at = self.now()
             return run
@@ -212,6 +216,7 @@ class World:
     def delete(self, run_id: str) -> None:
         with self.lock:
             run = self.runs.pop(run_id, None)
+            self._changes += 1
             self._live.pop(run_id, None)
             if run is not None and self.vocabulary.canonical(run.native_status).terminal:
                 # It finished and stays finished: the truth keeps counting it.
@@ -251,15 +256,33 @@ class World:
             old = [r.id for r in self.runs.values() if r.finished_at and r.finished_at < cutoff]
             for run_id in old:
                 del self.runs[run_id]
+            self._changes += 1
             return len(old)
 
     def runs_newest_first(self) -> list[SimRun]:
-        with self.lock:
-            return sorted(self.runs.values(), key=lambda r: (r.created_at, r.id), reverse=True)
+        return self.sorted_ascending("created")[0][::-1]
 
     def runs_by_update(self) -> list[SimRun]:
+        return self.sorted_ascending("updated")[0][::-1]
+
+    def sorted_ascending(self, by: str) -> tuple[list[SimRun], list[tuple[float, str]]]:
+        """Runs in ascending (timestamp, id) order with their keys, cached until the world
+        changes: a large static world (benchmarks) serves every page without sorting again."""
         with self.lock:
-            return sorted(self.runs.values(), key=lambda r: (r.updated_at, r.id), reverse=True)
+            cached = self._sort_cache.get(by)
+            if cached is not None and cached[0] == self._changes:
+                return cached[1], cached[2]
+            field = "created_at" if by == "created" else "updated_at"
+            keyed = sorted(((getattr(r, field).timestamp(), r.id), r) for r in self.runs.values())
+            runs = [run for _, run in keyed]
+            keys = [key for key, _ in keyed]
+            self._sort_cache[by] = (self._changes, runs, keys)
+            return runs, keys
+
+    def touch(self) -> None:
+        """Marks the world changed (for callers that edit runs directly)."""
+        with self.lock:
+            self._changes += 1
 
     def truth(self) -> GroundTruth:
         with self.lock:
@@ -317,6 +340,7 @@ class World:
             outcome=outcome,
         )
         self.runs[run.id] = run
+        self._changes += 1
         self._live[run.id] = run
         return run
 
@@ -330,6 +354,7 @@ class World:
             run.native_status = v.running
             run.started_at = run.created_at + timedelta(seconds=run.start_after)
             run.updated_at = self._now
+            self._changes += 1
             return
         if status is RunStatus.RUNNING and run.started_at is not None:
             elapsed = (self._now - run.started_at).total_seconds()
@@ -337,11 +362,13 @@ class World:
             if done != run.steps_completed:
                 run.steps_completed = done
                 run.updated_at = self._now
+                self._changes += 1
             if elapsed < run.run_for:
                 return
             if run.review_for is not None and v.review:
                 run.native_status = v.review
                 run.updated_at = self._now
+                self._changes += 1
                 return
             self._complete(run)
             return
