@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV     := $(VENV)/.dev-installed
 
-.PHONY: demo test lint format typecheck unit system-deps chaos soak clean
+.PHONY: demo test lint format typecheck unit system-deps chaos soak bench clean
 
 demo: $(RUNTIME)
 	$(BIN)/workflow-runs-exporter demo
@@ -26,6 +26,9 @@ format: $(DEV)
 
 chaos: $(DEV)
 	$(BIN)/python -m tests.chaos --kills 50 --faults 1000
+
+bench: $(DEV)
+	$(BIN)/python -m bench.run
 
 soak: $(DEV)
 	$(BIN)/python -m tests.soak --days 7 --runs-per-day 20000
