@@ -6,9 +6,7 @@ defines a `SimulatorServer` subclass with a `provider` attribute.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from exporter.plugins import discover
 from exporter.simulator.server import FaultPlan, Request, Response, SimulatorServer
 from exporter.simulator.world import GroundTruth, SimRun, Vocabulary, World
 
@@ -25,21 +23,6 @@ __all__ = [
 ]
 
 
-def _discover() -> dict[str, type[SimulatorServer]]:
-    found: dict[str, type[SimulatorServer]] = {}
-    for module_info in pkgutil.iter_modules(__path__):
-        if module_info.name in ("server", "world"):
-            continue
-        module = importlib.import_module(f"{__name__}.{module_info.name}")
-        for value in vars(module).values():
-            if (
-                isinstance(value, type)
-                and issubclass(value, SimulatorServer)
-                and value is not SimulatorServer
-                and "provider" in vars(value)
-            ):
-                found[value.provider] = value
-    return dict(sorted(found.items()))
-
-
-SIMULATORS: dict[str, type[SimulatorServer]] = _discover()
+SIMULATORS: dict[str, type[SimulatorServer]] = discover(
+    __name__, __path__, SimulatorServer, "provider"
+)
