@@ -21,6 +21,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from exporter.accounting import DURATION, QUEUE_WAIT, ActiveRun
 from exporter.model import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus
@@ -112,9 +113,9 @@ class RunsCollector(Collector):
         for (metric, source, workflow, status), hist in sorted(snap.histograms.items()):
             provider = snap.providers.get(source, "")
             if metric == DURATION:
-                duration.add_metric([source, provider, workflow, status], _buckets(hist), hist.sum)
+                _add_histogram(duration, [source, provider, workflow, status], hist)
             elif metric == QUEUE_WAIT:
-                queue_wait.add_metric([source, provider, workflow], _buckets(hist), hist.sum)
+                _add_histogram(queue_wait, [source, provider, workflow], hist)
         yield duration
         yield queue_wait
 
@@ -170,6 +171,18 @@ def _active_aggregates(
         if run.progress is not None:
             progress[run.workflow].append(run.progress)
     return dict(counts), ages, dict(progress)
+
+
+def _add_histogram(family: HistogramMetricFamily, values: list[str], hist: Histogram) -> None:
+    """What `HistogramMetricFamily.add_metric` adds, built with one label dict per series instead
+    of one per bucket: histograms are most of a large scrape."""
+    labels = dict(zip(family._labelnames, values, strict=True))
+    bucket_name = family.name + "_bucket"
+    family.samples.extend(
+        Sample(bucket_name, {**labels, "le": le}, count, None, None) for le, count in _buckets(hist)
+    )
+    family.samples.append(Sample(family.name + "_count", labels, hist.count, None, None))
+    family.samples.append(Sample(family.name + "_sum", dict(labels), hist.sum, None, None))
 
 
 def _buckets(hist: Histogram) -> Sequence[tuple[str, float]]:

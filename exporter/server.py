@@ -14,9 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder
 
 from exporter import __version__
+from exporter.exposition import generate_text
 from exporter.webconfig import BasicAuth, WebConfig, ssl_context
 
 
@@ -89,7 +90,9 @@ class _Handler(BaseHTTPRequestHandler):
         hooks = self.server.hooks
         if path == "/metrics":
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-            body = encoder(hooks.registry)
+            # The classic text format (what Prometheus asks for by default) takes the fast path.
+            text = content_type == CONTENT_TYPE_LATEST
+            body = generate_text(hooks.registry) if text else encoder(hooks.registry)
             headers = {"Content-Type": content_type}
             if "gzip" in self.headers.get("Accept-Encoding", ""):
                 body = gzip.compress(body, compresslevel=1)

@@ -1,0 +1,83 @@
+"""The Prometheus text format, byte for byte as prometheus_client writes it, but faster.
+
+prometheus_client validates and escapes every label name of every sample; with tens of thousands
+of samples that is most of a scrape's time. The label names and values of this exporter repeat
+endlessly (source, provider, workflow, status, le), so escaping each distinct string once and
+remembering it gives the same bytes in a fraction of the time. A test compares the two outputs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
+
+_ESCAPING = openmetrics.UNDERSCORES
+_OM_SUFFIXES = ("_created", "_gsum", "_gcount")
+_TYPES = {"info": "gauge", "stateset": "gauge", "gaugehistogram": "histogram", "unknown": "untyped"}
+
+
+@lru_cache(maxsize=8192)
+def _metric_name(name: str) -> str:
+    return openmetrics.escape_metric_name(name, _ESCAPING)
+
+
+@lru_cache(maxsize=8192)
+def _label_name(name: str) -> str:
+    return openmetrics.escape_label_name(name, _ESCAPING)
+
+
+@lru_cache(maxsize=65536)
+def _label_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+@lru_cache(maxsize=65536)
+def _labels(pairs: tuple[tuple[str, str], ...]) -> str:
+    if not pairs:
+        return ""
+    return "{" + ",".join(f'{_label_name(k)}="{_label_value(v)}"' for k, v in sorted(pairs)) + "}"
+
+
+@lru_cache(maxsize=65536)
+def _value(value: float) -> str:
+    return str(floatToGoString(value))  # type: ignore[no-untyped-call]
+
+
+def _sample_line(sample: Sample) -> str:
+    timestamp = ""
+    if sample.timestamp is not None:
+        timestamp = f" {int(float(sample.timestamp) * 1000):d}"
+    labels = _labels(tuple(sample.labels.items()))
+    return f"{_metric_name(sample.name)}{labels} {_value(float(sample.value))}{timestamp}\n"
+
+
+def generate_text(registry: Collector) -> bytes:
+    """What `prometheus_client.generate_latest(registry)` returns, with memoised escaping."""
+    output: list[str] = []
+    for metric in registry.collect():
+        name, kind = metric.name, metric.type
+        if kind == "counter":
+            name += "_total"
+        elif kind == "info":
+            name += "_info"
+        kind = _TYPES.get(kind, kind)
+        help_text = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        output.append(f"# HELP {_metric_name(name)} {help_text}\n")
+        output.append(f"# TYPE {_metric_name(name)} {kind}\n")
+        extra: dict[str, list[str]] = {}
+        for sample in metric.samples:
+            for suffix in _OM_SUFFIXES:
+                if sample.name == metric.name + suffix:
+                    extra.setdefault(suffix, []).append(_sample_line(sample))
+                    break
+            else:
+                output.append(_sample_line(sample))
+        for suffix, lines in sorted(extra.items()):
+            output.append(f"# HELP {_metric_name(metric.name + suffix)} {help_text}\n")
+            output.append(f"# TYPE {_metric_name(metric.name + suffix)} gauge\n")
+            output.extend(lines)
+    return "".join(output).encode("utf-8")
