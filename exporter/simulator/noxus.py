@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
 
 from exporter.model import RunStatus
 from exporter.simulator.plextera import iso
 from exporter.simulator.server import Request, Response, SimulatorServer
-from exporter.simulator.world import SimRun, Vocabulary
+from exporter.simulator.world import SimRun, SimWorkflow, Vocabulary
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50
+
+JSON = dict[str, Any]
+Row = TypeVar("Row", SimRun, SimWorkflow)
 
 
 class NoxusSimulator(SimulatorServer):
@@ -50,11 +53,11 @@ class NoxusSimulator(SimulatorServer):
         item["created_at"] = "yesterday-ish"
 
     def endpoint_of(self, request: Request) -> str:
-        if request.path == "/v1/runs":
+        if request.path in ("/v1/runs", "/v1/workflows"):
             return request.path
         if request.path.startswith("/v1/runs/"):
             return "/v1/runs/{id}"
-        return "/v1/workflows/..."
+        return "/v1/workflows/{id}/runs"
 
     def error(self, status: int, code: str, message: str) -> Response:
         if status == 401:
@@ -62,23 +65,29 @@ class NoxusSimulator(SimulatorServer):
         return Response(status, {"detail": message})
 
     def route(self, request: Request) -> Response:
-        path = request.path
         if request.method != "GET":
             return self.error(405, "METHOD", "Method Not Allowed")
+        # One lock for selecting and rendering: a page is a snapshot of one moment of the world.
+        with self.world.lock:
+            return self._route(request.path, request.query)
+
+    def _route(self, path: str, query: Mapping[str, str]) -> Response:
         if path == "/v1/runs":
-            return self._paged(self.world.runs_newest_first(), request.query, self.render)
+            return self._paged(self.world.runs_newest_first(), query, self.render)
         if path.startswith("/v1/runs/"):
             run = self.world.runs.get(path.rsplit("/", 1)[1])
             return Response(body=self.render(run)) if run else self.error(404, "", "Run not found")
         if path == "/v1/workflows":
-            return self._paged(list(self.world.workflows), request.query, self._workflow_json)
-        if path.startswith("/v1/workflows/") and path.endswith("/runs"):
-            workflow_id = path.split("/")[3]
-            runs = [r for r in self.world.runs_newest_first() if r.workflow.id == workflow_id]
-            return self._paged(runs, request.query, self.render)
+            return self._paged(list(self.world.workflows), query, self._workflow_json)
+        parts = path.split("/")
+        if len(parts) == 5 and parts[:3] == ["", "v1", "workflows"] and parts[4] == "runs":
+            runs = [r for r in self.world.runs_newest_first() if r.workflow.id == parts[3]]
+            return self._paged(runs, query, self.render)
         return self.error(404, "", "Not Found")
 
-    def _paged(self, rows: list[Any], query: Mapping[str, str], render: Any) -> Response:
+    def _paged(
+        self, rows: Sequence[Row], query: Mapping[str, str], render: Callable[[Row], JSON]
+    ) -> Response:
         problems = []
         page = _int(query.get("page", "1"))
         size = _int(query.get("size", str(DEFAULT_PAGE_SIZE)))
@@ -100,8 +109,7 @@ class NoxusSimulator(SimulatorServer):
             )
         if problems or page is None or size is None:
             return Response(422, {"detail": problems})
-        with self.world.lock:
-            items = [render(row) for row in rows[(page - 1) * size : page * size]]
+        items = [render(row) for row in rows[(page - 1) * size : page * size]]
         return Response(
             body={
                 "items": items,
@@ -112,7 +120,7 @@ class NoxusSimulator(SimulatorServer):
             }
         )
 
-    def _workflow_json(self, workflow: Any) -> dict[str, Any]:
+    def _workflow_json(self, workflow: SimWorkflow) -> JSON:
         return {"id": workflow.id, "group_id": workflow.id, "name": workflow.name, "type": "flow"}
 
     def render(self, run: SimRun) -> dict[str, Any]:

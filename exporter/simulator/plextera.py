@@ -70,22 +70,32 @@ class PlexteraSimulator(SimulatorServer):
             {"X-Request-Id": request_id},
         )
 
+    def finalize(self, request: Request, response: Response) -> Response:
+        # Every answer carries X-Request-Id, the client's own when it sent one, and an error body
+        # names the same id, so a client's log line and the provider's can be matched.
+        request_id = (
+            request.headers.get("x-request-id")
+            or response.headers.get("X-Request-Id")
+            or str(uuid.uuid4())
+        )
+        response.headers["X-Request-Id"] = request_id
+        error = response.body.get("error") if isinstance(response.body, dict) else None
+        if isinstance(error, dict):
+            error["requestId"] = request_id
+        return response
+
     def route(self, request: Request) -> Response:
-        request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
         if request.method != "GET":
             return self.error(404, "NOT_FOUND", "no such endpoint")
         if request.path == "/workflow-runs":
-            response = self._list(request.query)
-        elif request.path.startswith("/workflow-runs/"):
-            run = self.world.runs.get(request.path.rsplit("/", 1)[1])
-            if run is None:
-                response = self.error(404, "NOT_FOUND", "workflow run not found")
-            else:
-                response = Response(body=self.render(run))
-        else:
-            response = self.error(404, "NOT_FOUND", "no such endpoint")
-        response.headers["X-Request-Id"] = request_id
-        return response
+            return self._list(request.query)
+        if request.path.startswith("/workflow-runs/"):
+            with self.world.lock:  # render a consistent run, not one half-way through advance()
+                run = self.world.runs.get(request.path.rsplit("/", 1)[1])
+                if run is not None:
+                    return Response(body=self.render(run))
+            return self.error(404, "NOT_FOUND", "workflow run not found")
+        return self.error(404, "NOT_FOUND", "no such endpoint")
 
     def _list(self, query: Mapping[str, str]) -> Response:
         try:

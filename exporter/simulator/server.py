@@ -1,7 +1,6 @@
 """HTTP plumbing every simulator shares: auth, fault injection, page shifting, a request log,
 control endpoints under `/_sim/`, and an optional real-time driver. A provider's simulator
-subclasses
-`SimulatorServer` and only speaks its wire format (`route`, `render`, errors).
+subclasses `SimulatorServer` and only speaks its wire format (`route`, `render`, errors).
 """
 
 from __future__ import annotations
@@ -26,6 +25,11 @@ from exporter.simulator.world import SimRun, Vocabulary, World
 FAULT_KINDS = ("status", "delay", "malformed_json", "truncated", "reset", "drip", "endless")
 # Faults answered by the connection handler itself rather than with a response.
 STREAM_FAULTS = ("reset", "drip", "endless")
+# Faults that spoil the body of whatever answer the request would otherwise get.
+BODY_FAULTS = ("malformed_json", "truncated")
+# How far the clock moves before page-shifting arrivals: they must sort strictly before every run
+# already listed (a tie on createdAt would be broken by id and land anywhere in the list).
+ARRIVAL_SPACING_SECONDS = 0.001
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,11 @@ class SimulatorServer:
         self._requests: list[Request] = []
         self._lock = threading.Lock()
         self._httpd = _Server((host, port), self)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        # stop() waits for the serve loop to notice, which it does once per poll interval: short,
+        # so a test suite that starts hundreds of simulators does not wait half a second on each.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._driver: threading.Thread | None = None
         self._driver_stop = threading.Event()
 
@@ -182,8 +190,10 @@ class SimulatorServer:
         return self
 
     def stop(self) -> None:
-        self._driver_stop.set()
-        self._httpd.shutdown()
+        self.stop_driver()
+        # shutdown() waits for serve_forever(), which never ran if the server was not started.
+        if self._thread.is_alive():
+            self._httpd.shutdown()
         self._httpd.server_close()
 
     def __enter__(self) -> SimulatorServer:
@@ -199,6 +209,7 @@ class SimulatorServer:
             while not self._driver_stop.wait(tick):
                 self.world.advance(tick * speed)
 
+        self.stop_driver()  # one driver at a time, or the world would run at twice the speed
         self._driver_stop.clear()
         self._driver = threading.Thread(target=drive, daemon=True, name=f"{self.provider}-driver")
         self._driver.start()
@@ -294,6 +305,11 @@ class SimulatorServer:
     def endpoint_of(self, request: Request) -> str:
         return request.path
 
+    def finalize(self, request: Request, response: Response) -> Response:
+        """Last touch on every API answer, errors and spoiled bodies included (e.g. headers the
+        provider sends on every response)."""
+        return response
+
     # Request handling ---------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response | Fault:
@@ -302,6 +318,14 @@ class SimulatorServer:
         fault = self.faults.take()
         if fault is not None and fault.kind in STREAM_FAULTS:
             return fault
+        response = self._answer(request, fault)
+        if fault is not None and fault.kind in BODY_FAULTS:
+            # Whatever the answer would have been (even a 401), the taken fault spoils it: a fault
+            # counted in `injected` is always one the client saw.
+            response = fault_response(fault, response)
+        return self.finalize(request, response)
+
+    def _answer(self, request: Request, fault: Fault | None) -> Response:
         if fault is not None and fault.kind == "status":
             code = int(fault.params.get("code", 500))
             response = self.error(code, _code_name(code), f"injected fault {code}")
@@ -325,14 +349,13 @@ class SimulatorServer:
         response = self.route(request)
         if is_list and response.status == 200:
             self._maybe_break(response.body)
-        if fault is not None and fault.kind in ("malformed_json", "truncated"):
-            return fault_response(fault, response)
         return response
 
     def _shift_pages(self) -> None:
         if self.advance_per_list_request:
             self.world.advance(self.advance_per_list_request)
         if self.arrivals_per_list_request:
+            self.world.advance(ARRIVAL_SPACING_SECONDS)
             self.world.add_runs(self.arrivals_per_list_request)
         for _ in range(self.deletions_per_list_request):
             self.world.delete_active()
@@ -356,6 +379,14 @@ class SimulatorServer:
             item.pop(self.cursor_field, None)  # a required field missing
 
     def control(self, method: str, path: str, payload: Any) -> Response:
+        """Test tooling on loopback: no auth, no faults, not in the request log."""
+        try:
+            return self._control(method, path, payload if isinstance(payload, dict) else {})
+        except (KeyError, TypeError, ValueError) as exc:
+            # A malformed control request is the caller's bug: say so instead of hanging up.
+            return Response(400, {"detail": f"bad control request: {exc!r}"})
+
+    def _control(self, method: str, path: str, payload: dict[str, Any]) -> Response:
         if method == "GET" and path == "/_sim/truth":
             return Response(body=self.world.truth().as_json())
         if method == "GET" and path == "/_sim/stats":
@@ -418,7 +449,12 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         if parts.path.startswith("/_sim/"):
             length = int(self.headers.get("Content-Length") or 0)
-            payload = json.loads(self.rfile.read(length) or b"{}") if length else {}
+            raw = self.rfile.read(length) if length else b""
+            try:
+                payload = json.loads(raw) if raw else {}
+            except ValueError:
+                self._write(Response(400, {"detail": "control body is not JSON"}))
+                return
             self._write(sim.control(method, parts.path, payload))
             return
         prefix = sim.path_prefix

@@ -199,6 +199,9 @@ class World:
             if self.vocabulary.canonical(native_status) is RunStatus.FAILED:
                 run.error_code = error_code or self.rng.choice(ERROR_CODES)
                 run.error_message = f"step failed: {run.error_code.lower().replace('_', ' ')}"
+            else:
+                # A run failed earlier and finished again differently carries no stale error.
+                run.error_code = run.error_message = None
             return run
 
     def set_status(self, run_id: str, native_status: str) -> SimRun:
@@ -211,6 +214,12 @@ class World:
             self._changes += 1
             if native_status == self.vocabulary.running and run.started_at is None:
                 run.started_at = self.now()
+            if run.finished_at is not None:
+                # Reopened: an active run has no end, and it evolves again from here.
+                run.finished_at = None
+                run.duration_ms = None
+                run.error_code = run.error_message = None
+                self._live[run.id] = run
             return run
 
     def delete(self, run_id: str) -> None:
