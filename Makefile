@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV     := $(VENV)/.dev-installed
 
-.PHONY: demo test lint format typecheck unit system-deps chaos soak bench rules clean
+.PHONY: demo test lint format typecheck unit system-deps chaos soak bench rules dashboards clean
 
 demo: $(RUNTIME)
 	$(BIN)/workflow-runs-exporter demo
@@ -35,6 +35,9 @@ soak: $(DEV)
 
 rules: $(DEV)
 	$(BIN)/python -m monitoring.rules
+
+dashboards: $(DEV)
+	$(BIN)/python -m monitoring.dashboards
 
 unit: $(DEV)
 	$(BIN)/pytest -m "not system"
