@@ -158,6 +158,20 @@ class Observation:
     value: float
 
 
+@dataclass(frozen=True, slots=True)
+class FinishedRun:
+    """A run counted this cycle, as the alerting agent needs it (never a metric label)."""
+
+    id: str
+    workflow: str  # the bounded label value
+    status: RunStatus
+    code: str  # the bounded label value; `unspecified` when the provider gives none
+    created_at: datetime
+    finished_at: datetime
+    error_message: str | None = None
+    dashboard_url: str | None = None
+
+
 @dataclass(slots=True)
 class CycleChanges:
     """Everything one cycle changes, committed by the store in one transaction."""
@@ -166,6 +180,7 @@ class CycleChanges:
     errors: Counter[tuple[str, str]] = field(default_factory=Counter)
     observations: list[Observation] = field(default_factory=list)
     counted: list[tuple[str, datetime]] = field(default_factory=list)  # (run id, prune key)
+    finished_runs: list[FinishedRun] = field(default_factory=list)
     active_upserts: dict[str, ActiveRun] = field(default_factory=dict)
     active_removals: set[str] = field(default_factory=set)
     new_workflows: list[str] = field(default_factory=list)
@@ -277,9 +292,22 @@ def _decide_terminal(
         # run keeps each histogram's _count equal to its counter.
         duration = max(0.0, (now - (run.started_at or run.created_at)).total_seconds())
     changes.observations.append(Observation(DURATION, workflow, status, duration))
+    code = UNSPECIFIED_CODE
     if run.status is RunStatus.FAILED:
         code = pairs.code(workflow, codes.label(run.error_code or UNSPECIFIED_CODE))
         changes.errors[(workflow, code)] += 1
+    changes.finished_runs.append(
+        FinishedRun(
+            id=run.id,
+            workflow=workflow,
+            status=run.status,
+            code=code,
+            created_at=run.created_at,
+            finished_at=run.finished_at or now,
+            error_message=run.error_message,
+            dashboard_url=run.dashboard_url,
+        )
+    )
     wait = run.queue_wait_seconds
     if wait is not None and not (tracked and tracked.queue_wait_observed):
         changes.observations.append(Observation(QUEUE_WAIT, workflow, "", wait))
@@ -295,8 +323,13 @@ def _count_parked_without_detail(
     changes.finished[(tracked.workflow, status)] += 1
     duration = max(0.0, (now - tracked.created_at).total_seconds())
     changes.observations.append(Observation(DURATION, tracked.workflow, status, duration))
+    code = UNSPECIFIED_CODE
     if tracked.status is RunStatus.FAILED:
-        changes.errors[(tracked.workflow, pairs.code(tracked.workflow, UNSPECIFIED_CODE))] += 1
+        code = pairs.code(tracked.workflow, UNSPECIFIED_CODE)
+        changes.errors[(tracked.workflow, code)] += 1
+    changes.finished_runs.append(
+        FinishedRun(tracked.id, tracked.workflow, tracked.status, code, tracked.created_at, now)
+    )
     changes.counted.append((tracked.id, now))
 
 

@@ -22,13 +22,15 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from exporter.accounting import SeriesBudget
+from exporter.alerting.agent import AlertAgent
+from exporter.alerting.settings import AlertingSettings
 from exporter.collect import CycleReport, SourceCollector, SourceEvents, utc_now
 from exporter.http import ApiClient, Cancelled, RetryPolicy, TokenBucket
 from exporter.logs import get_logger, register_secret
 from exporter.metrics import RunsCollector, workflow_series
 from exporter.model import ACTIVE_STATUSES, RunStatus
 from exporter.providers import SourceSettings, registry
-from exporter.selfmetrics import SelfMetrics
+from exporter.selfmetrics import AlertInstruments, SelfMetrics
 from exporter.settings import Config
 from exporter.store import Snapshot, Store
 
@@ -80,6 +82,9 @@ class Exporter:
             config.app.max_series,
             self.workflow_cost + self.store.series_in_use(self.workflow_cost),
         )
+        self.alerting: AlertAgent | None = None
+        self._alert_instruments: AlertInstruments | None = None
+        self._set_alerting(config.app.alerting)
         self.sources: dict[str, SourceRuntime] = {}
         for settings in config.sources:
             self.sources[settings.name] = self._build_source(settings, clock)
@@ -123,8 +128,40 @@ class Exporter:
             clock=clock,
             series=self.series,
             workflow_cost=self.workflow_cost,
+            alerts=lambda: self.alerting,
         )
         return SourceRuntime(settings, collector, client, api_key)
+
+    # Alerting agent ------------------------------------------------------------------------
+
+    def _set_alerting(self, settings: AlertingSettings | None) -> None:
+        """Starts, replaces or stops the agent. Its queue lives in the store, so nothing queued
+        is lost when the Alertmanagers change."""
+        if settings is not None and self._alert_instruments is None:
+            outbox_depth = self._outbox_depth
+            self._alert_instruments = AlertInstruments(self.registry, outbox_depth)
+        old = self.alerting
+        self.alerting = (
+            AlertAgent(settings, self.store, self._alert_instruments)
+            if settings is not None and self._alert_instruments is not None
+            else None
+        )
+        if old is not None:
+            old.close()
+
+    def _outbox_depth(self) -> int:
+        agent = self.alerting
+        return agent.outbox.depth() if agent is not None else 0
+
+    def flush_alerts(self) -> int:
+        agent = self.alerting
+        if agent is None:
+            return 0
+        try:
+            return agent.flush()
+        except Exception:  # a bug in delivery must not stop collection; the queue keeps all
+            log.exception("alert delivery crashed; the events stay queued")
+            return 0
 
     def _active_statuses(self, source: str) -> list[str]:
         runtime = self.sources.get(source)
@@ -182,7 +219,25 @@ class Exporter:
         self._scheduler = scheduler
         for index, runtime in enumerate(self.sources.values()):
             self._schedule(runtime, delay=0.2 * index)
+        self._schedule_alerts()
         scheduler.start()
+
+    def _schedule_alerts(self) -> None:
+        assert self._scheduler is not None
+        agent = self.alerting
+        if agent is None:
+            with contextlib.suppress(JobLookupError):
+                self._scheduler.remove_job("alerts:flush")
+            return
+        self._scheduler.add_job(
+            self.flush_alerts,
+            IntervalTrigger(seconds=agent.settings.flush_interval.total_seconds()),
+            id="alerts:flush",
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=utc_now() + timedelta(seconds=1),
+        )
 
     def _schedule(self, runtime: SourceRuntime, delay: float) -> None:
         assert self._scheduler is not None
@@ -212,6 +267,11 @@ class Exporter:
         changes: list[str] = []
         with self._lock:
             self.config = config
+            if config.app.alerting != (self.alerting.settings if self.alerting else None):
+                self._set_alerting(config.app.alerting)
+                if self._scheduler is not None:
+                    self._schedule_alerts()
+                changes.append("alerting changed")
             for name in [n for n in self.sources if n not in wanted]:
                 self._drop_source(name)
                 changes.append(f"removed {name}")
@@ -254,6 +314,8 @@ class Exporter:
             self._scheduler = None
         for runtime in self.sources.values():
             runtime.client.close()
+        if self.alerting is not None:
+            self.alerting.close()
         self.store.close()
 
     # Status for /readyz and the landing page -----------------------------------------------

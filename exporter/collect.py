@@ -9,12 +9,13 @@ so the next cycle reads the same ground again.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from exporter.accounting import (
     ActiveRun,
@@ -32,6 +33,19 @@ from exporter.providers import Provider, SourceSettings
 from exporter.providers.paging import PaginationRunaway
 from exporter.selfmetrics import SourceInstruments
 from exporter.store import Store
+
+
+class AlertHook(Protocol):
+    """The alerting agent's part in a cycle: what to write with its commit."""
+
+    def for_cycle(
+        self,
+        source: str,
+        provider: str,
+        changes: CycleChanges,
+        active: Mapping[str, ActiveRun],
+        now: datetime,
+    ) -> Callable[[sqlite3.Connection], None]: ...
 
 
 def utc_now() -> datetime:
@@ -89,7 +103,9 @@ class SourceCollector:
         clock: Callable[[], datetime] = utc_now,
         series: SeriesBudget | None = None,
         workflow_cost: int = 0,
+        alerts: Callable[[], AlertHook | None] = lambda: None,
     ) -> None:
+        self.alerts = alerts
         self.series = series
         self.workflow_cost = workflow_cost
         self.settings = settings
@@ -165,7 +181,13 @@ class SourceCollector:
             if density is not None:
                 # Smoothed: one quiet cycle must not make the next one give up deepening.
                 self._density = density if self._density is None else (self._density + density) / 2
-        self.store.apply(name, self.provider.name, changes, new_cursor)
+        agent = self.alerts()
+        also = (
+            agent.for_cycle(name, self.provider.name, changes, active, now)
+            if agent is not None
+            else None
+        )
+        self.store.apply(name, self.provider.name, changes, new_cursor, also)
         self._report_changes(changes, len(seen))
         self._log_failures(seen, changes)
         report = CycleReport(

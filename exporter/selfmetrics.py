@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -199,3 +199,41 @@ class SourceInstruments:
         self._m.source_up.labels(self.source, self.provider).set(1 if ok else 0)
         if ok:
             self._m.last_success.labels(self.source).set(finished_at)
+
+
+class AlertInstruments:
+    """The alerting agent's own metrics (exporter/alerting/delivery.py reports here)."""
+
+    def __init__(self, registry: CollectorRegistry, queued: Callable[[], int]) -> None:
+        self._sent = Counter(
+            "workflow_exporter_alerts_sent_total",
+            "Alerts Alertmanager accepted, by event (failed, stuck, review); each target counts.",
+            ["event"],
+            registry=registry,
+        )
+        self._failed = Counter(
+            "workflow_exporter_alerts_failed_total",
+            "Alerts in batches Alertmanager did not take (they stay queued), by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        queue = Gauge(
+            "workflow_exporter_alerts_queued",
+            "Alert events waiting in the state file for an Alertmanager to take them.",
+            registry=registry,
+        )
+        queue.set_function(lambda: float(queued()))
+        for event in ("failed", "stuck", "review"):
+            self._sent.labels(event)
+        self.registry = registry
+        self._metrics = (self._sent, self._failed, queue)
+
+    def sent(self, kind: str, count: int) -> None:
+        self._sent.labels(kind).inc(count)
+
+    def failed(self, reason: str, count: int) -> None:
+        self._failed.labels(reason).inc(count)
+
+    def unregister(self) -> None:
+        for metric in self._metrics:
+            self.registry.unregister(metric)

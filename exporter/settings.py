@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from exporter.accounting import DURATION, QUEUE_WAIT
+from exporter.alerting.settings import AlertingSettings
 from exporter.metrics import DEFAULT_BUCKETS
 from exporter.providers import SourceSettings, registry
 from exporter.providers.base import Duration
@@ -72,6 +73,8 @@ class AppSettings(BaseSettings):
     # Bound on the domain series all sources together may create; new workflow and error code
     # label values past it fold into `other` (counted on label_values_dropped_total).
     max_series: int = Field(default=100_000, ge=1_000)
+    # The alerting agent: per-run alerts straight to Alertmanager (off unless configured).
+    alerting: AlertingSettings | None = None
     sources: list[dict[str, Any]] = Field(min_length=1)
 
     @classmethod

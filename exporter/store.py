@@ -12,15 +12,18 @@ import bisect
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from exporter.accounting import ActiveRun, Cursor, CycleChanges
 from exporter.model import RunStatus
 
-SCHEMA_VERSION = 1
+T = TypeVar("T")
+
+SCHEMA_VERSION = 2
 
 # Each entry upgrades the schema from version i to i+1; a new file runs them all in order.
 MIGRATIONS: Sequence[str] = (
@@ -76,6 +79,32 @@ MIGRATIONS: Sequence[str] = (
         sum REAL NOT NULL,
         count INTEGER NOT NULL,
         PRIMARY KEY (metric, source, workflow, status)
+    ) WITHOUT ROWID;
+    """,
+    # 2: the alerting agent's outbox (exporter/alerting/outbox.py).
+    """
+    CREATE TABLE alert_outbox (
+        key TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        enqueued REAL NOT NULL
+    );
+    CREATE INDEX alert_outbox_order ON alert_outbox (enqueued, key);
+    CREATE TABLE alert_sent (
+        key TEXT NOT NULL,
+        target TEXT NOT NULL,
+        PRIMARY KEY (key, target)
+    ) WITHOUT ROWID;
+    CREATE TABLE alert_open (
+        source TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        started REAL NOT NULL,
+        last_sent REAL NOT NULL,
+        sends INTEGER NOT NULL,
+        labels TEXT NOT NULL,
+        annotations TEXT NOT NULL,
+        PRIMARY KEY (source, run_id, kind)
     ) WITHOUT ROWID;
     """,
 )
@@ -310,14 +339,24 @@ class Store:
 
     # The one write path --------------------------------------------------------------------
 
-    def apply(self, source: str, provider: str, changes: CycleChanges, cursor: Cursor) -> None:
-        """Commits one cycle's changes and the cursor in one transaction, then mirrors them."""
+    def apply(
+        self,
+        source: str,
+        provider: str,
+        changes: CycleChanges,
+        cursor: Cursor,
+        also: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
+        """Commits one cycle's changes and the cursor in one transaction, then mirrors them.
+        `also` writes more in the same transaction (the alert outbox), so both land or neither."""
         with self._lock:
             histograms = self._observe(source, changes)
             c = self._conn
             c.execute("BEGIN IMMEDIATE")
             try:
                 self._write(c, source, provider, changes, cursor, histograms)
+                if also is not None:
+                    also(c)
             except BaseException:
                 c.execute("ROLLBACK")
                 raise
@@ -424,12 +463,38 @@ class Store:
             runs.update(changes.active_upserts)
             m.active[source] = list(runs.values())
 
+    def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs `query` on the connection, between commits."""
+        with self._lock:
+            return query(self._conn)
+
+    def write(self, change: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs `change` in its own transaction."""
+        with self._lock:
+            c = self._conn
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                result = change(c)
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+            return result
+
     def forget_source(self, source: str) -> None:
         """Drops every trace of a source (used when a source is removed for good)."""
         with self._lock:
             c = self._conn
             c.execute("BEGIN IMMEDIATE")
-            for table in ("sources", "counted", "active", "labels", "finished", "errors"):
+            for table in (
+                "sources",
+                "counted",
+                "active",
+                "labels",
+                "finished",
+                "errors",
+                "alert_open",
+            ):
                 c.execute(f"DELETE FROM {table} WHERE source = ?", (source,))
             c.execute("DELETE FROM histograms WHERE source = ?", (source,))
             c.execute("COMMIT")
