@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV     := $(VENV)/.dev-installed
 
-.PHONY: demo test lint format typecheck unit system-deps chaos soak bench clean
+.PHONY: demo test lint format typecheck unit system-deps chaos soak bench rules dashboards clean
 
 demo: $(RUNTIME)
 	$(BIN)/workflow-runs-exporter demo
@@ -32,6 +32,12 @@ bench: $(DEV)
 
 soak: $(DEV)
 	$(BIN)/python -m tests.soak --days 7 --runs-per-day 20000
+
+rules: $(DEV)
+	$(BIN)/python -m monitoring.rules
+
+dashboards: $(DEV)
+	$(BIN)/python -m monitoring.dashboards
 
 unit: $(DEV)
 	$(BIN)/pytest -m "not system"

@@ -1,0 +1,149 @@
+"""The Grafana dashboards: generated, typed by Grafana's own schema, and valid PromQL."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from monitoring import dashboards, typecheck
+
+pytestmark = pytest.mark.system
+
+BOARDS = {name: build() for name, build in dashboards.DASHBOARDS.items()}
+
+
+def _walk(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def _titles(board: Any) -> set[str]:
+    return {panel["title"] for panel in board["panels"]}
+
+
+def test_committed_dashboards_are_generated() -> None:
+    assert dashboards.main(["--check"]) == 0, "run `make dashboards`"
+
+
+def test_dashboards_type_check_against_grafana_schema() -> None:
+    result = typecheck.run()
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_type_check_rejects_a_wrong_dashboard() -> None:
+    """Proof the check can fail: a string where Grafana wants a number, an unknown option."""
+    broken = copy.deepcopy(BOARDS["workflow-runs.json"])
+    broken["panels"][0]["gridPos"]["h"] = "four"
+    broken["panels"][0]["options"]["colorMode"] = "shiny"
+
+    result = typecheck.run({"broken.json": broken})
+
+    assert result.returncode != 0
+    assert "gridPos" in result.stdout or "h" in result.stdout
+    assert "shiny" in result.stdout
+
+
+def test_datasource_is_a_variable_everywhere() -> None:
+    for name, board in BOARDS.items():
+        for node in _walk(board):
+            if "datasource" in node and isinstance(node["datasource"], dict):
+                assert node["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, name
+        variables = {v["name"]: v for v in board["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource"
+        assert variables["datasource"]["query"] == "prometheus"
+
+
+def test_workflow_dashboard_has_the_variables_and_panels() -> None:
+    board = BOARDS["workflow-runs.json"]
+    names = [v["name"] for v in board["templating"]["list"]]
+    assert names == ["datasource", "provider", "source", "workflow"]
+    assert {
+        "Throughput by status",
+        "Failure ratio by workflow",
+        "Active runs by status",
+        "Run duration p50 / p95 / p99",
+        "Run duration heatmap",
+        "Queue wait p50 / p95",
+        "Top error codes",
+        "Oldest active run by workflow",
+        "Review backlog",
+        "Firing alerts",
+    } <= _titles(board)
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            if "ALERTS" not in target["expr"]:
+                assert 'workflow=~"$workflow"' in target["expr"], panel["title"]
+
+
+def test_health_dashboard_has_the_panels() -> None:
+    board = BOARDS["exporter-health.json"]
+    assert {
+        "Source up",
+        "Time since last successful collection",
+        "API requests by code",
+        "API latency p50 / p95",
+        "Retries and rate limiting",
+        "Invalid records",
+        "Dropped label values",
+    } <= _titles(board)
+
+
+def test_panels_do_not_overlap() -> None:
+    for name, board in BOARDS.items():
+        cells: set[tuple[int, int]] = set()
+        for panel in board["panels"]:
+            pos = panel["gridPos"]
+            assert pos["x"] + pos["w"] <= 24, (name, panel["title"])
+            mine = {
+                (x, y)
+                for x in range(pos["x"], pos["x"] + pos["w"])
+                for y in range(pos["y"], pos["y"] + pos["h"])
+            }
+            assert not mine & cells, (name, panel["title"])
+            cells |= mine
+
+
+def test_every_panel_query_passes_promtool(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is installed by `make test`"
+    rules = [
+        {"record": f"panel:check:{i}", "expr": dashboards.concrete(expr)}
+        for i, (_, expr) in enumerate(
+            q for board in BOARDS.values() for q in dashboards.panel_queries(board)
+        )
+    ]
+    assert len(rules) > 25
+    path = tmp_path / "panels.rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
+
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_check_catches_a_broken_query(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool
+    path = tmp_path / "bad.rules.yml"
+    bad = dashboards.concrete("sum by (status) (rate(workflow_runs_finished_total[$__range])")
+    path.write_text(
+        yaml.safe_dump({"groups": [{"name": "p", "rules": [{"record": "a:b", "expr": bad}]}]})
+    )
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0

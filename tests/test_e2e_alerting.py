@@ -1,0 +1,296 @@
+"""End to end on loopback: simulators -> exporter -> Prometheus (rules) -> Alertmanager -> webhook.
+
+A burst of failed runs in one workflow must reach the webhook as `WorkflowRunsFailedSpike` with
+that workflow's `source` and `workflow` labels, and resolve once the burst is over. While it fires,
+every dashboard panel's query must return data from the same Prometheus: the dashboards and the
+metrics agree.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from exporter.simulator.server import SimulatorServer
+from monitoring import dashboards, rules
+from tests.conftest import SimFactory, source_for
+from tests.test_cli import EXPORTER, free_port, wait_for
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
+
+JOB = "workflow-runs-exporter"
+# Short windows so the alert fires and resolves within seconds; the rules are otherwise the
+# canonical ones, rendered from the same thresholds file.
+E2E_THRESHOLDS = {
+    "failed_spike": {"window": "20s", "baseline_window": "1m", "min_failures": 3, "for": "0s"},
+}
+
+
+@dataclass
+class Webhook:
+    """Alertmanager's webhook receiver: keeps every notification."""
+
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def alerts(self, alertname: str, status: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                alert
+                for note in self.notifications
+                for alert in note["alerts"]
+                if alert["labels"].get("alertname") == alertname and alert["status"] == status
+            ]
+
+
+def _serve_webhook(webhook: Webhook) -> tuple[ThreadingHTTPServer, int]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with webhook.lock:
+                webhook.notifications.append(json.loads(body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, int(server.server_address[1])
+
+
+@dataclass
+class Stack:
+    prometheus: str
+    webhook: Webhook
+    spiking: SimulatorServer
+    workflow: str
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.prometheus}/api/v1/query", params={"query": expr}, timeout=5)
+        response.raise_for_status()
+        result: list[dict[str, Any]] = response.json()["data"]["result"]
+        return result
+
+
+def _binary(name: str) -> str:
+    path = shutil.which(name)
+    assert path, f"{name} is installed by `make test` (scripts/install-system-deps.sh)"
+    return path
+
+
+def _start(cmd: list[str], log: Path, started: list[subprocess.Popen[bytes]]) -> None:
+    with log.open("wb") as out:
+        started.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT))
+
+
+def _until(what: str, check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+def _rules_file(tmp_path: Path) -> Path:
+    data = yaml.safe_load(rules.THRESHOLDS_FILE.read_text(encoding="utf-8"))
+    for section, values in E2E_THRESHOLDS.items():
+        data[section].update(values)
+    path = tmp_path / "rules.yml"
+    path.write_text(rules.render(rules.Thresholds(data)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def stack(tmp_path: Path, simulator: SimFactory) -> Iterator[Stack]:
+    started: list[subprocess.Popen[bytes]] = []
+    webhook = Webhook()
+    hook_server, hook_port = _serve_webhook(webhook)
+    try:
+        # The spiking source: a lived-in world that stops receiving new runs, so the only
+        # failures in the workflow under test are the ones the test makes.
+        plextera = simulator("plextera", seed=61, history_seconds=1800)
+        plextera.world.arrival_rate_per_min = 0
+        workflow = plextera.world.add_workflow("E2E invoices").name
+        plextera.world.add_runs(
+            1, workflow=workflow, native_status=plextera.native_for("succeeded")
+        )
+        plextera.start_driver(speed=1.0)
+        # A second source with everything the health dashboard shows: a workflow bound that
+        # folds values away, malformed records, statuses the mapping does not know.
+        noxus = simulator("noxus", seed=62, history_seconds=1800)
+        noxus.start_driver(speed=1.0)
+        noxus.bad_record(2)
+        noxus.unknown_status(2)
+
+        exporter_port = free_port()
+        config = {
+            "interval": "1s",
+            "state_path": str(tmp_path / "state.db"),
+            "sources": [
+                source_for(plextera, "plextera", name="plextera-e2e"),
+                source_for(noxus, "noxus", name="noxus-e2e", max_workflows=1),
+            ],
+        }
+        (tmp_path / "exporter.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        _start(
+            [
+                *EXPORTER,
+                "--config.file",
+                str(tmp_path / "exporter.yml"),
+                "--web.listen-address",
+                f"127.0.0.1:{exporter_port}",
+            ],
+            tmp_path / "exporter.log",
+            started,
+        )
+
+        am_port = free_port()
+        (tmp_path / "alertmanager.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "route": {
+                        "receiver": "webhook",
+                        "group_by": ["alertname", "source", "workflow"],
+                        "group_wait": "1s",
+                        "group_interval": "1s",
+                        "repeat_interval": "1h",
+                    },
+                    "receivers": [
+                        {
+                            "name": "webhook",
+                            "webhook_configs": [
+                                {"url": f"http://127.0.0.1:{hook_port}/", "send_resolved": True}
+                            ],
+                        }
+                    ],
+                }
+            ),
+            encoding="utf-8",
+        )
+        _start(
+            [
+                _binary("prometheus-alertmanager"),
+                f"--config.file={tmp_path / 'alertmanager.yml'}",
+                f"--storage.path={tmp_path / 'am-data'}",
+                f"--web.listen-address=127.0.0.1:{am_port}",
+                "--cluster.listen-address=",
+            ],
+            tmp_path / "alertmanager.log",
+            started,
+        )
+
+        prom_port = free_port()
+        (tmp_path / "prometheus.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "rule_files": [str(_rules_file(tmp_path))],
+                    "alerting": {
+                        "alertmanagers": [
+                            {"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}
+                        ]
+                    },
+                    "scrape_configs": [
+                        {
+                            "job_name": JOB,
+                            "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
+                        }
+                    ],
+                }
+            ),
+            encoding="utf-8",
+        )
+        _start(
+            [
+                _binary("prometheus"),
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'prom-data'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+                "--rules.alert.resend-delay=1s",
+            ],
+            tmp_path / "prometheus.log",
+            started,
+        )
+        wait_for(f"http://127.0.0.1:{am_port}/-/ready", lambda r: r.status_code == 200, 20)
+        wait_for(f"http://127.0.0.1:{prom_port}/-/ready", lambda r: r.status_code == 200, 20)
+        yield Stack(f"http://127.0.0.1:{prom_port}", webhook, plextera, workflow)
+    finally:
+        for proc in reversed(started):  # stopped by PID; Prometheus flushes on SIGTERM
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in started:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        hook_server.shutdown()
+        hook_server.server_close()
+
+
+def test_failed_spike_reaches_alertmanager_and_resolves_and_every_panel_has_data(
+    stack: Stack,
+) -> None:
+    failed_series = (
+        f'workflow_runs_finished_total{{job="{JOB}",source="plextera-e2e",'
+        f'workflow="{stack.workflow}",status="failed"}}'
+    )
+    # Counters are pre-created at 0, so Prometheus sees the burst as an increase.
+    _until(
+        "the workflow's failed counter at 0 in Prometheus for a few scrapes",
+        lambda: len(stack.query(f"count_over_time({failed_series}[1m]) >= 3")) == 1,
+        60,
+    )
+    assert not stack.webhook.alerts("WorkflowRunsFailedSpike", "firing")
+
+    failed = stack.spiking.native_for("failed")
+    for _ in range(4):
+        stack.spiking.world.add_runs(2, workflow=stack.workflow, native_status=failed)
+        time.sleep(1)
+
+    _until(
+        "WorkflowRunsFailedSpike firing at the webhook",
+        lambda: bool(stack.webhook.alerts("WorkflowRunsFailedSpike", "firing")),
+        60,
+    )
+    firing = stack.webhook.alerts("WorkflowRunsFailedSpike", "firing")
+    labels = {(a["labels"]["source"], a["labels"]["workflow"]) for a in firing}
+    assert labels == {("plextera-e2e", stack.workflow)}
+    alert = firing[0]
+    assert alert["labels"]["provider"] == "plextera"
+    assert alert["labels"]["severity"] == "critical"
+    assert stack.workflow in alert["annotations"]["description"]
+    assert alert["annotations"]["runbook_url"].endswith("#workflowrunsfailedspike")
+
+    # Every panel's query, as Grafana would send it, returns data while the alert fires.
+    empty = []
+    for board in dashboards.DASHBOARDS.values():
+        for title, expr in dashboards.panel_queries(board()):
+            query = dashboards.concrete(expr, __rate_interval="30s", __range="5m")
+            if not stack.query(query):
+                empty.append(f"{title}: {query}")
+    assert not empty, "panel queries without data:\n" + "\n".join(empty)
+
+    _until(
+        "WorkflowRunsFailedSpike resolved at the webhook",
+        lambda: bool(stack.webhook.alerts("WorkflowRunsFailedSpike", "resolved")),
+        90,
+    )
+    resolved = stack.webhook.alerts("WorkflowRunsFailedSpike", "resolved")
+    assert {(a["labels"]["source"], a["labels"]["workflow"]) for a in resolved} == labels
