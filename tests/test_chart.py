@@ -17,6 +17,8 @@ import yaml
 from exporter import __version__
 from exporter.settings import config_from_data
 from exporter.sharding import ordinal_from_hostname
+from monitoring import chart as chart_files
+from monitoring import rules
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "workflow-runs-exporter"
@@ -88,6 +90,8 @@ EVERY_OPTION: dict[str, Any] = {
         }
     ],
     "priorityClassName": "monitoring",
+    "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+    "dashboards": {"enabled": True, "folder": "Workflows", "annotations": {"k": "v"}},
 }
 
 SCENARIOS = {"defaults": {}, "every-option": EVERY_OPTION}
@@ -107,8 +111,11 @@ def render(values: dict[str, Any]) -> list[dict[str, Any]]:
     return docs
 
 
-def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = [doc for doc in docs if doc["kind"] == kind]
+def by_kind(docs: list[dict[str, Any]], kind: str, suffix: str = "") -> dict[str, Any]:
+    """The one manifest of a kind (whose name ends in `suffix`, when several are)."""
+    found = [
+        doc for doc in docs if doc["kind"] == kind and doc["metadata"]["name"].endswith(suffix)
+    ]
     assert len(found) == 1, f"{len(found)} {kind}"
     return found[0]
 
@@ -167,6 +174,7 @@ def test_every_option_renders_every_manifest() -> None:
         "ConfigMap",
         "NetworkPolicy",
         "PodDisruptionBudget",
+        "PrometheusRule",
         "Service",
         "ServiceAccount",
         "ServiceMonitor",
@@ -210,7 +218,7 @@ def test_state_on_a_claim_or_an_empty_dir() -> None:
 
 def test_the_config_is_a_valid_exporter_config_with_keys_from_the_secret(tmp_path: Path) -> None:
     docs = render(EVERY_OPTION)
-    text = by_kind(docs, "ConfigMap")["data"]["config.yaml"]
+    text = by_kind(docs, "ConfigMap", "-exporter")["data"]["config.yaml"]
     assert "api_key:" not in text
     data = yaml.safe_load(text)
     mount = "/etc/workflow-runs-exporter/keys"
@@ -297,3 +305,74 @@ def test_service_monitor_scrapes_every_pod_of_the_release() -> None:
     # The job label the canonical rules select on.
     label = spec["jobLabel"]
     assert service["metadata"]["labels"][label] == "workflow-runs-exporter"
+
+
+def canonical_groups() -> list[dict[str, Any]]:
+    groups = yaml.safe_load(rules.RULES_FILE.read_text())["groups"]
+    assert isinstance(groups, list)
+    return groups
+
+
+def test_chart_copies_of_rules_and_dashboards_are_current() -> None:
+    assert chart_files.main(["--check"]) == 0, "run `make chart`"
+
+
+def test_threshold_defaults_are_the_canonical_ones() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["prometheusRule"]["thresholds"] == chart_files.default_thresholds()
+
+
+def test_prometheus_rule_with_default_values_is_the_canonical_rules_file() -> None:
+    docs = render({"prometheusRule": {"enabled": True}})
+    rule = by_kind(docs, "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["namespace"] == NAMESPACE
+    assert rule["spec"]["groups"] == canonical_groups()
+
+
+def test_prometheus_rule_thresholds_come_from_values() -> None:
+    thresholds = chart_files.default_thresholds()
+    thresholds["failed_spike"].update({"min_failures": 9, "window": "15m", "severity": "page"})
+    thresholds["stuck"]["age_seconds"] = 7200
+    thresholds["selector"] = 'job="wre",namespace="monitoring"'
+    docs = render(
+        {
+            "prometheusRule": {
+                "enabled": True,
+                "thresholds": thresholds,
+                "labels": {"release": "kube-prometheus-stack"},
+            }
+        }
+    )
+    rule = by_kind(docs, "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert rule["spec"]["groups"] == rules.build_groups(rules.Thresholds(thresholds))
+    spike = rule["spec"]["groups"][0]["rules"][0]
+    assert spike["alert"] == "WorkflowRunsFailedSpike"
+    assert ">= 9" in spike["expr"]
+    assert "[15m]" in spike["expr"]
+    assert spike["labels"]["severity"] == "page"
+
+
+def test_prometheus_rule_structure() -> None:
+    rule = by_kind(render({"prometheusRule": {"enabled": True}}), "PrometheusRule")
+    assert set(rule["spec"]) == {"groups"}
+    names = set()
+    for group in rule["spec"]["groups"]:
+        assert set(group) == {"name", "rules"}
+        for alert in group["rules"]:
+            assert set(alert) == {"alert", "expr", "for", "labels", "annotations"}
+            assert alert["labels"]["severity"]
+            assert set(alert["annotations"]) == {"summary", "description", "runbook_url"}
+            assert "{{" not in alert["expr"]
+            names.add(alert["alert"])
+    assert "WorkflowExporterSourceDown" in names
+
+
+def test_dashboards_config_map_holds_the_canonical_dashboards_for_the_sidecar() -> None:
+    docs = render({"dashboards": {"enabled": True}})
+    config_map = by_kind(docs, "ConfigMap", "-dashboards")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    canonical = {p.name: p.read_text() for p in sorted(chart_files.DASHBOARDS.glob("*.json"))}
+    assert canonical, "no canonical dashboards found"
+    assert config_map["data"] == canonical
