@@ -5,8 +5,10 @@ Cortex source is the exception, since one app may hold many workflows: every sha
 reads only the workflows whose `source/workflow id` hashes to its index. So every series comes
 from exactly one replica and Prometheus sums across them.
 
-The hash is SHA-256, not Python's `hash()`: the latter is salted per process, and every replica
-(and every restart) must agree on the assignment.
+The key is hashed with SHA-256, not Python's `hash()`: the latter is salted per process, and
+every replica (and every restart) must agree on the assignment. The hash picks a shard by jump
+consistent hashing (Lamping and Veach, 2014) rather than `mod count`: growing from n to m shards
+moves only the (m - n) / m of the keys that the new shards take, and none between the old ones.
 """
 
 from __future__ import annotations
@@ -19,10 +21,27 @@ from dataclasses import dataclass
 _ORDINAL = re.compile(r"-(\d+)$")
 
 
+_MASK64 = (1 << 64) - 1
+_LCG_MULTIPLIER = 2862933555777941757
+
+
 def bucket(key: str, count: int) -> int:
     """The shard a key belongs to: stable across processes, machines and Python versions."""
     digest = hashlib.sha256(key.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % count
+    return jump_hash(int.from_bytes(digest[:8], "big"), count)
+
+
+def jump_hash(key: int, count: int) -> int:
+    """Jump consistent hash of a 64-bit key into `count` buckets (the paper's algorithm, with its
+    64-bit linear congruential steps)."""
+    if count < 1:
+        raise ValueError("count must be at least 1")
+    chosen, candidate = -1, 0
+    while candidate < count:
+        chosen = candidate
+        key = (key * _LCG_MULTIPLIER + 1) & _MASK64
+        candidate = int((chosen + 1) * ((1 << 31) / ((key >> 33) + 1)))
+    return chosen
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.settings import ConfigError, config_from_data
-from exporter.sharding import Shard, bucket, ordinal_from_hostname
+from exporter.sharding import Shard, bucket, jump_hash, ordinal_from_hostname
 from exporter.simulator import SimulatorServer
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import finished
@@ -26,11 +26,26 @@ SHARDS = 2
 def test_the_hash_is_stable_and_spreads() -> None:
     # Fixed values: a change here would move every source of every deployment.
     assert bucket("plextera-prod", 1) == 0
-    assert bucket("plextera-prod", 7) == 0x9AF9488C393E331B % 7
-    assert [bucket(f"source-{i}", 4) for i in range(8)] == [3, 0, 3, 0, 0, 3, 3, 3]
+    assert bucket("plextera-prod", 7) == 5
+    assert [bucket(f"source-{i}", 4) for i in range(8)] == [2, 2, 3, 2, 3, 2, 2, 1]
     spread = Counter(bucket(f"workflow-{i}", 4) for i in range(400))
     assert set(spread) == {0, 1, 2, 3}
     assert min(spread.values()) > 60
+
+
+def test_jump_hash_matches_the_published_algorithm() -> None:
+    assert [jump_hash(0xDEADBEEF, n) for n in (8, 16, 32, 64, 128, 256)] == [5, 5, 16, 16, 87, 87]
+    assert [jump_hash(1, 10), jump_hash(256, 1024), jump_hash(2**63 - 1, 10)] == [6, 520, 8]
+    assert jump_hash(0, 100) == 0
+
+
+@pytest.mark.parametrize(("old", "new"), [(1, 2), (2, 3), (3, 4), (4, 8)])
+def test_growing_moves_keys_only_to_the_new_shards(old: int, new: int) -> None:
+    keys = [f"source-{i}" for i in range(4000)]
+    moved = [k for k in keys if bucket(k, old) != bucket(k, new)]
+    assert all(bucket(k, new) >= old for k in moved), "a key moved between old shards"
+    expected = (new - old) / new
+    assert abs(len(moved) / len(keys) - expected) < 0.03
 
 
 def test_every_key_belongs_to_exactly_one_shard() -> None:
