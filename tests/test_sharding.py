@@ -241,3 +241,31 @@ def test_two_shard_processes_export_disjoint_series_that_sum_to_ground_truth(
         code, err = stop(proc)
         assert code == 0, err
         assert "Traceback" not in err
+
+
+def test_a_reload_keeps_the_shard_the_process_started_with(
+    exporter_factory: ExporterFactory, tmp_path: Path
+) -> None:
+    sources = [
+        {
+            "name": f"nox-{i}",
+            "provider": "noxus",
+            "api_key": "k-123456",
+            "base_url": "http://127.0.0.1:9",
+        }
+        for i in range(8)
+    ]
+    exporter = exporter_factory(sources, shard={"index": 0, "count": 2})
+    before = set(exporter.sources)
+    assert before == {s["name"] for s in sources if Shard(0, 2).owns_source(str(s["name"]))}
+    changed = config_from_data(
+        {
+            "state_path": str(tmp_path / "state.db"),
+            "sources": sources,
+            "shard": {"index": 1, "count": 2},
+        },
+        environ={},
+    )
+    assert exporter.reload(changed) == []
+    assert exporter.shard == Shard(0, 2)
+    assert set(exporter.sources) == before
