@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV     := $(VENV)/.dev-installed
 
-.PHONY: demo test lint format typecheck unit system-deps chaos soak bench rules dashboards clean
+.PHONY: demo test lint format typecheck unit system-deps chaos soak bench rules dashboards chart clean
 
 demo: $(RUNTIME)
 	$(BIN)/workflow-runs-exporter demo
@@ -38,6 +38,10 @@ rules: $(DEV)
 
 dashboards: $(DEV)
 	$(BIN)/python -m monitoring.dashboards
+
+# The chart's PrometheusRule template and dashboard copies, from the canonical files.
+chart: $(DEV)
+	$(BIN)/python -m monitoring.chart
 
 unit: $(DEV)
 	$(BIN)/pytest -m "not system"

@@ -9,7 +9,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -85,9 +85,18 @@ class Exporter:
         self.alerting: AlertAgent | None = None
         self._alert_instruments: AlertInstruments | None = None
         self._set_alerting(config.app.alerting)
+        self.shard = config.shard
+        self.selfmetrics.shard(self.shard.index, self.shard.count)
         self.sources: dict[str, SourceRuntime] = {}
-        for settings in config.sources:
+        for settings in config.own_sources():
             self.sources[settings.name] = self._build_source(settings, clock)
+        if self.shard.sharded:
+            log.info(
+                "sharded",
+                shard_index=self.shard.index,
+                shard_count=self.shard.count,
+                sources=sorted(self.sources),
+            )
         self.registry.register(
             RunsCollector(
                 self._configured_snapshot,
@@ -118,7 +127,9 @@ class Exporter:
             max_response_bytes=settings.max_response_bytes,
             deadline=settings.request_deadline.total_seconds(),
         )
-        provider = provider_cls(settings, client, SourceEvents(instruments, source_log))
+        provider = provider_cls(
+            settings, client, SourceEvents(instruments, source_log), shard=self.shard
+        )
         collector = SourceCollector(
             settings,
             provider,
@@ -263,7 +274,14 @@ class Exporter:
             log.warning("state_path cannot change without a restart; keeping the current file")
         if config.app.buckets != self.config.app.buckets:
             log.warning("bucket changes take effect at the next restart")
-        wanted = {s.name: s for s in config.sources}
+        if config.app.shard != self.config.app.shard:
+            # Providers of unchanged sources keep the shard they were built with: a new one
+            # would split the sources and workflows differently from them.
+            log.warning("shard changes take effect at the next restart")
+            config = replace(
+                config, app=config.app.model_copy(update={"shard": self.config.app.shard})
+            )
+        wanted = {s.name: s for s in config.own_sources()}
         changes: list[str] = []
         with self._lock:
             self.config = config

@@ -7,11 +7,13 @@ configuration or usage.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import socket
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,8 @@ from exporter.collect import CycleReport
 from exporter.diagnostics import advice
 from exporter.logs import configure, get_logger
 from exporter.server import MetricsServer, ServerHooks, SourceStatus
-from exporter.settings import Config, ConfigError, config_from_data, load_config
+from exporter.settings import ENV_PREFIX, Config, ConfigError, config_from_data, load_config
+from exporter.sharding import ordinal_from_hostname
 from exporter.store import StateError
 from exporter.webconfig import WebConfig, load_web_config
 
@@ -55,8 +58,31 @@ def _parser() -> argparse.ArgumentParser:
             help="default: console on a terminal, json otherwise",
         )
 
+    def shard_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--shard.index",
+            dest="shard_index",
+            type=int,
+            default=None,
+            help="this replica's shard, 0 to shard.count - 1 (overrides shard.index)",
+        )
+        p.add_argument(
+            "--shard.count",
+            dest="shard_count",
+            type=int,
+            default=None,
+            help="how many replicas share the sources (overrides shard.count)",
+        )
+        p.add_argument(
+            "--shard.index-from-hostname",
+            dest="shard_from_hostname",
+            action="store_true",
+            help="take the shard index from the host name's trailing -N (a StatefulSet ordinal)",
+        )
+
     run = sub.add_parser("run", help="collect from the configured sources and serve /metrics")
     run.add_argument("--config.file", dest="config_file", type=Path, required=True)
+    shard_flags(run)
     run.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN)
     run.add_argument(
         "--web.config.file",
@@ -80,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate, collect once per source, report")
     check.add_argument("--config.file", dest="config_file", type=Path, required=True)
+    shard_flags(check)
     logging_flags(check)
 
     simulate = sub.add_parser("simulate", help="run one provider simulator standalone")
@@ -109,16 +136,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     return handler[args.command](args)
 
 
-def _load(path: Path) -> Config | None:
+def _load(path: Path, environ: Mapping[str, str]) -> Config | None:
     try:
-        return load_config(path)
+        return load_config(path, environ)
     except ConfigError as exc:
         _print_problems(exc)
         return None
 
 
+def _environ(args: argparse.Namespace) -> dict[str, str] | None:
+    """The environment with the shard flags laid over it as settings overrides, so they are
+    validated (and reported) like any other setting, and survive reloads. None: bad flags."""
+    environ = dict(os.environ)
+    index = args.shard_index
+    if args.shard_from_hostname:
+        try:
+            index = ordinal_from_hostname(socket.gethostname())
+        except ValueError as exc:
+            print(f"config error: --shard.index-from-hostname: {exc}", file=sys.stderr)
+            return None
+    if index is not None:
+        environ[f"{ENV_PREFIX}SHARD__INDEX"] = str(index)
+    if args.shard_count is not None:
+        environ[f"{ENV_PREFIX}SHARD__COUNT"] = str(args.shard_count)
+    return environ
+
+
 def _run(args: argparse.Namespace) -> int:
-    config = _load(args.config_file)
+    environ = _environ(args)
+    if environ is None:
+        return 2
+    config = _load(args.config_file, environ)
     if config is None:
         return 2
     try:
@@ -131,6 +179,7 @@ def _run(args: argparse.Namespace) -> int:
         args.listen,
         web_config=web,
         config_file=args.config_file,
+        environ=environ,
         lifecycle=args.enable_lifecycle,
     )
 
@@ -146,6 +195,7 @@ def _serve(
     *,
     web_config: WebConfig | None = None,
     config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
     lifecycle: bool = False,
     on_ready: Any = None,
 ) -> int:
@@ -162,7 +212,7 @@ def _serve(
             return "no configuration file to reload (demo)"
         with reload_lock:
             try:
-                new = load_config(config_file)
+                new = load_config(config_file, environ)
             except ConfigError as exc:
                 for problem in exc.problems:
                     log.error("reload refused; keeping the running configuration", problem=problem)
@@ -223,7 +273,10 @@ def _hooks(exporter: Exporter, reload: Any = None) -> ServerHooks:
 
 
 def _check(args: argparse.Namespace) -> int:
-    config = _load(args.config_file)
+    environ = _environ(args)
+    if environ is None:
+        return 2
+    config = _load(args.config_file, environ)
     if config is None:
         return 2
     # A throwaway store: checking never moves the real state's cursors.

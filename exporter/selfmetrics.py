@@ -103,6 +103,16 @@ class SelfMetrics:
             registry=registry,
         )
         build_info.labels(version=__version__).set(1)
+        self._shard_info = Gauge(
+            "workflow_exporter_shard_info",
+            "This replica's shard (index of count); the value is always 1.",
+            ["index", "count"],
+            registry=registry,
+        )
+
+    def shard(self, index: int, count: int) -> None:
+        self._shard_info.clear()
+        self._shard_info.labels(index=str(index), count=str(count)).set(1)
 
     def for_source(self, source: str, provider: str) -> SourceInstruments:
         return SourceInstruments(self, source, provider)

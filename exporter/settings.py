@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from exporter.accounting import DURATION, QUEUE_WAIT
@@ -29,6 +36,7 @@ from exporter.alerting.settings import AlertingSettings
 from exporter.metrics import DEFAULT_BUCKETS
 from exporter.providers import SourceSettings, registry
 from exporter.providers.base import Duration
+from exporter.sharding import Shard
 
 ENV_PREFIX = "WORKFLOW_EXPORTER_"
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -59,6 +67,28 @@ class BucketSettings(BaseModel):
         return {DURATION: self.duration, QUEUE_WAIT: self.queue_wait}
 
 
+class ShardSettings(BaseModel):
+    """This replica's part of the sources when several share one configuration (see
+    `exporter.sharding`); usually set by `--shard.index` / `--shard.count`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # `count` first: the check of `index` needs it.
+    count: int = Field(default=1, ge=1, le=1000)
+    index: int = Field(default=0, ge=0)
+
+    @field_validator("index")
+    @classmethod
+    def _index_below_count(cls, value: int, info: ValidationInfo) -> int:
+        count = info.data.get("count")
+        if isinstance(count, int) and value >= count:
+            raise ValueError(f"must be below shard.count ({count})")
+        return value
+
+    def as_shard(self) -> Shard:
+        return Shard(self.index, self.count)
+
+
 class AppSettings(BaseSettings):
     """Process-wide settings. `sources` are validated one by one by their provider's model."""
 
@@ -75,6 +105,7 @@ class AppSettings(BaseSettings):
     max_series: int = Field(default=100_000, ge=1_000)
     # The alerting agent: per-run alerts straight to Alertmanager (off unless configured).
     alerting: AlertingSettings | None = None
+    shard: ShardSettings = ShardSettings()
     sources: list[dict[str, Any]] = Field(min_length=1)
 
     @classmethod
@@ -98,6 +129,21 @@ class Config:
 
     def interval_for(self, source: SourceSettings) -> timedelta:
         return source.interval or self.app.interval
+
+    @property
+    def shard(self) -> Shard:
+        return self.app.shard.as_shard()
+
+    def own_sources(self) -> tuple[SourceSettings, ...]:
+        """The sources this shard collects: those hashed to it, and every source whose provider
+        splits its work by workflow (each shard then reads its own workflows)."""
+        shard = self.shard
+        providers = registry()
+        return tuple(
+            s
+            for s in self.sources
+            if providers[s.provider].shards_by_workflow or shard.owns_source(s.name)
+        )
 
 
 def expand_variables(

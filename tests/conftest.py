@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import subprocess
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -113,3 +114,14 @@ def exporter_factory(tmp_path: Path) -> Iterator[ExporterFactory]:
 def captured_logs(every_log_line_scanned_for_keys: io.StringIO) -> io.StringIO:
     """Every log line of the test, at DEBUG, as JSON."""
     return every_log_line_scanned_for_keys
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes a test starts; killed at the end if the test did not stop them."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

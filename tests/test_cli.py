@@ -7,11 +7,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 import yaml
 
 from exporter.providers import registry
@@ -43,16 +41,6 @@ def wait_for(
         f"{url} not as expected within {timeout}s; last: "
         f"{last.status_code if last else None} {last.text[:500] if last else ''}"
     )
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:

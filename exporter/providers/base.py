@@ -29,6 +29,7 @@ from pydantic import (
 
 from exporter.http import ApiClient, HttpStatusError
 from exporter.model import Run, RunStatus, StatusMapper
+from exporter.sharding import UNSHARDED, Shard
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -157,11 +158,21 @@ class Provider(ABC):
     # True when every change of a run moves it above the watermark (a list sorted by update
     # time): then active runs never need re-reading.
     cursor_tracks_changes: ClassVar[bool] = False
+    # True when one source's runs can be split across shards by workflow (each shard reads only
+    # its own workflows); otherwise a source goes whole to one shard.
+    shards_by_workflow: ClassVar[bool] = False
 
-    def __init__(self, settings: SourceSettings, client: ApiClient, events: ProviderEvents) -> None:
+    def __init__(
+        self,
+        settings: SourceSettings,
+        client: ApiClient,
+        events: ProviderEvents,
+        shard: Shard = UNSHARDED,
+    ) -> None:
         self.settings = settings
         self.client = client
         self.events = events
+        self.shard = shard
         self.mapper = StatusMapper(self.default_status_map, settings.status_map)
 
     @classmethod

@@ -3,8 +3,9 @@ totals in `pagination-*` response headers.
 
 Workflows are discovered (`GET /apps/{app_id}/workflows`, disabled and deleted ones skipped) and
 rediscovered every `discovery_interval`, so a workflow created while the exporter runs is picked
-up. Each workflow's runs are read newest-created first down to the cycle's floor. The API gives no
-error code, only free text: the `code` label is `unspecified` and the text goes to the logs.
+up. With several shards each keeps only the workflows that hash to it. Each workflow's runs are
+read newest-created first down to the cycle's floor. The API gives no error code, only free text:
+the `code` label is `unspecified` and the text goes to the logs.
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class CortexProvider(Provider):
         "CANCELLED": RunStatus.CANCELLED,
         "SKIPPED": RunStatus.SKIPPED,
     }
+    # One app can hold many workflows, each listed on its own: they spread across shards.
+    shards_by_workflow: ClassVar[bool] = True
 
     def __init__(
         self, *args: Any, monotonic: Callable[[], float] = time.monotonic, **kwargs: Any
@@ -131,7 +134,13 @@ class CortexProvider(Provider):
                         found[workflow.id] = workflow
                 if len(found) >= s.max_workflows_discovered:
                     break
-            self._workflows = found
+            # Every shard lists all workflows and keeps its own, so the bound above means the
+            # same whatever the shard count.
+            self._workflows = {
+                workflow_id: workflow
+                for workflow_id, workflow in found.items()
+                if self.shard.owns_workflow(s.name, workflow_id)
+            }
             self._discovered_at = self._monotonic()
         return self._workflows
 
