@@ -1,0 +1,115 @@
+"""The alerting agent's pure core: which alerts a cycle sends, with which labels."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from exporter.accounting import ActiveRun, FinishedRun
+from exporter.alerting.events import OpenAlert, Planner, sanitise
+from exporter.alerting.settings import AlertingSettings
+from exporter.model import RunStatus
+
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def _settings(**extra: object) -> AlertingSettings:
+    return AlertingSettings.model_validate(
+        {"alertmanagers": [{"url": "http://127.0.0.1:9093"}], **extra}
+    )
+
+
+def _failed(run_id: str = "r1", workflow: str = "Invoices", age: float = 60) -> FinishedRun:
+    return FinishedRun(
+        run_id,
+        workflow,
+        RunStatus.FAILED,
+        "TIMEOUT",
+        NOW - timedelta(seconds=age + 30),
+        NOW - timedelta(seconds=age),
+        error_message="step\nfailed: key sk-secret-123456 \x07 rejected",
+        dashboard_url="https://dashboard.example/runs/r1",
+    )
+
+
+def _active(run_id: str, status: RunStatus, age: float) -> ActiveRun:
+    created = NOW - timedelta(seconds=age)
+    return ActiveRun(run_id, "Claims", status, created, created)
+
+
+def test_a_failed_run_becomes_one_alert_with_labels_and_annotations() -> None:
+    plan = Planner(_settings(), secrets=lambda: ["sk-secret-123456"]).plan(
+        "ext", "extend", [_failed()], {}, {}, NOW
+    )
+
+    assert [e.key for e in plan.events] == ["failed/ext/r1"]
+    payload = plan.events[0].payload
+    assert payload["labels"] == {
+        "alertname": "WorkflowRunFailed",
+        "source": "ext",
+        "provider": "extend",
+        "workflow": "Invoices",
+        "code": "TIMEOUT",
+        "severity": "warning",
+        "run_id": "r1",
+    }
+    notes = payload["annotations"]
+    assert notes["run_id"] == "r1"
+    assert notes["run_url"] == "https://dashboard.example/runs/r1"
+    assert notes["error_message"] == "step failed: key [redacted] rejected"
+    assert payload["endsAt"] > payload["startsAt"]
+
+
+def test_old_failures_filtered_sources_and_workflows_send_nothing() -> None:
+    settings = _settings(exclude_workflows="Test.*", sources=["ext"])
+    planner = Planner(settings)
+    assert not planner.plan("ext", "extend", [_failed(age=7200)], {}, {}, NOW).events
+    assert not planner.plan("ext", "extend", [_failed(workflow="Test A")], {}, {}, NOW).events
+    assert not planner.plan("other", "extend", [_failed()], {}, {}, NOW).events
+    assert planner.plan("ext", "extend", [_failed()], {}, {}, NOW).events
+
+
+def test_a_stuck_run_fires_once_refreshes_and_resolves_when_it_finishes() -> None:
+    planner = Planner(_settings(stuck={"after": "10m"}, refresh_every="30m"))
+    running = {"a": _active("a", RunStatus.RUNNING, 900), "b": _active("b", RunStatus.RUNNING, 60)}
+
+    first = planner.plan("cx", "cortex", [], running, {}, NOW)
+    assert [e.key for e in first.events] == ["stuck/cx/a/0"]
+    assert first.events[0].payload["labels"]["alertname"] == "WorkflowRunStuck"
+    opened = {(a.run_id, a.kind): a for a in first.opened}
+
+    again = planner.plan("cx", "cortex", [], running, opened, NOW + timedelta(minutes=5))
+    assert not again.events
+
+    later = NOW + timedelta(minutes=31)
+    refreshed = planner.plan("cx", "cortex", [], running, opened, later)
+    # a is refreshed; b has meanwhile been running past the threshold too.
+    assert [e.key for e in refreshed.events] == ["stuck/cx/a/1", "stuck/cx/b/0"]
+
+    done = planner.plan("cx", "cortex", [], {}, opened, later)
+    assert [e.key for e in done.events] == ["stuck/cx/a/resolved"]
+    assert done.closed == [("a", "stuck")]
+    assert done.events[0].payload["endsAt"] <= later.isoformat().replace("+00:00", "Z")
+
+
+def test_a_run_waiting_on_review_too_long_alerts() -> None:
+    planner = Planner(_settings(review={"after": "1h"}))
+    runs = {"r": _active("r", RunStatus.NEEDS_REVIEW, 4000)}
+    plan = planner.plan("nx", "noxus", [], runs, {}, NOW)
+    assert [e.payload["labels"]["alertname"] for e in plan.events] == ["WorkflowReviewWaiting"]
+
+
+def test_open_alert_of_a_filtered_source_resolves() -> None:
+    opened = OpenAlert("a", "stuck", NOW, NOW, 1, {"alertname": "WorkflowRunStuck"}, {})
+    plan = Planner(_settings(exclude_sources=["cx"])).plan(
+        "cx",
+        "cortex",
+        [],
+        {"a": _active("a", RunStatus.RUNNING, 99999)},
+        {("a", "stuck"): opened},
+        NOW,
+    )
+    assert [e.key for e in plan.events] == ["stuck/cx/a/resolved"]
+
+
+def test_sanitise_cuts_long_messages() -> None:
+    assert sanitise("x" * 50, 20) == "x" * 19 + "…"
