@@ -73,13 +73,8 @@ def _helm_value(match: re.Match[str]) -> str:
 
 
 def rule_template() -> str:
-    body = yaml.dump(
-        {"groups": rules.build_groups(_Placeholders())},
-        Dumper=rules._LiteralDumper,
-        sort_keys=False,
-        # No folding: a line break inside `{{ ... }}` would hide it from the rewriting below.
-        width=100_000,
-    )
+    # No folding: a line break inside `{{ ... }}` would hide it from the rewriting below.
+    body = rules.dump_groups(_Placeholders(), width=100_000)
     # Prometheus's templates first (as Go raw strings Helm prints verbatim), then the thresholds.
     body = _PROMETHEUS_TEMPLATE.sub(lambda m: "{{`" + m.group(0) + "`}}", body)
     body = _TOKEN_RE.sub(_helm_value, body)

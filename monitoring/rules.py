@@ -302,9 +302,15 @@ def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _LiteralDumper.add_representer(str, _str_representer)
 
 
+def dump_groups(t: Thresholds, width: int = 200) -> str:
+    """The rule groups as YAML, multi-line expressions as `|` blocks, keys in rule order."""
+    return yaml.dump(
+        {"groups": build_groups(t)}, Dumper=_LiteralDumper, sort_keys=False, width=width
+    )
+
+
 def render(t: Thresholds) -> str:
-    body = yaml.dump({"groups": build_groups(t)}, Dumper=_LiteralDumper, sort_keys=False, width=200)
-    return HEADER + body
+    return HEADER + dump_groups(t)
 
 
 def main(argv: list[str] | None = None) -> int:
