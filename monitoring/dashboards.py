@@ -183,6 +183,28 @@ def _quantile(q: str, metric: str, selector: str, by: str) -> str:
     return f"histogram_quantile({q}, {_rate(metric + '_bucket', selector, by + ', le')})"
 
 
+def _timeseries(
+    title: str,
+    expr: str,
+    legend: str,
+    description: str,
+    *,
+    unit: str = "short",
+    width: int = 12,
+    options: dict[str, Any] | None = None,
+) -> Panel:
+    """One query over time: the shape of most panels."""
+    return Panel(
+        title,
+        "timeseries",
+        [Target(expr, legend=legend)],
+        description,
+        width=width,
+        unit=unit,
+        options=options or {},
+    )
+
+
 def workflow_runs() -> Any:
     f = WORKFLOW_FILTER
     finished = "workflow_runs_finished_total"
@@ -272,16 +294,11 @@ def workflow_runs() -> Any:
         )
     )
     grid.add(
-        Panel(
+        _timeseries(
             "Failure ratio by workflow",
-            "timeseries",
-            [
-                Target(
-                    _rate(finished, f + ',status="failed"', "source, workflow")
-                    + f" / {_rate(finished, f, 'source, workflow')}",
-                    legend="{{source}} / {{workflow}}",
-                )
-            ],
+            _rate(finished, f + ',status="failed"', "source, workflow")
+            + f" / {_rate(finished, f, 'source, workflow')}",
+            "{{source}} / {{workflow}}",
             "Failed runs over all finished runs, per workflow.",
             unit="percentunit",
         )
@@ -366,15 +383,10 @@ def workflow_runs() -> Any:
         )
     )
     grid.add(
-        Panel(
+        _timeseries(
             "Progress of active runs",
-            "timeseries",
-            [
-                Target(
-                    f"avg by (source, workflow) (workflow_runs_progress_ratio{{{f}}})",
-                    legend="{{source}} / {{workflow}}",
-                )
-            ],
+            f"avg by (source, workflow) (workflow_runs_progress_ratio{{{f}}})",
+            "{{source}} / {{workflow}}",
             "Mean progress (0-100 %) of active runs that report progress.",
             unit="percentunit",
         )
@@ -489,58 +501,38 @@ def exporter_health() -> Any:
     )
     grid.row("Collections")
     grid.add(
-        Panel(
+        _timeseries(
             "Collections by result",
-            "timeseries",
-            [
-                Target(
-                    _rate("workflow_exporter_collections_total", s, "source, result"),
-                    legend="{{source}} {{result}}",
-                )
-            ],
+            _rate("workflow_exporter_collections_total", s, "source, result"),
+            "{{source}} {{result}}",
             "Collection cycles per second, successful or failed.",
             unit="ops",
         )
     )
     grid.add(
-        Panel(
+        _timeseries(
             "Collection duration p95",
-            "timeseries",
-            [
-                Target(
-                    _quantile("0.95", "workflow_exporter_collection_duration_seconds", s, "source"),
-                    legend="{{source}}",
-                )
-            ],
+            _quantile("0.95", "workflow_exporter_collection_duration_seconds", s, "source"),
+            "{{source}}",
             "How long one collection cycle of a source takes.",
             unit="s",
         )
     )
     grid.add(
-        Panel(
+        _timeseries(
             "Runs ingested",
-            "timeseries",
-            [
-                Target(
-                    _rate("workflow_exporter_runs_ingested_total", s, "source"),
-                    legend="{{source}}",
-                )
-            ],
+            _rate("workflow_exporter_runs_ingested_total", s, "source"),
+            "{{source}}",
             "Run records read from the APIs per second.",
             unit="ops",
         )
     )
     grid.row("API calls")
     grid.add(
-        Panel(
+        _timeseries(
             "API requests by code",
-            "timeseries",
-            [
-                Target(
-                    _rate("workflow_exporter_api_requests_total", s, "source, code"),
-                    legend="{{source}} {{code}}",
-                )
-            ],
+            _rate("workflow_exporter_api_requests_total", s, "source, code"),
+            "{{source}} {{code}}",
             "Requests per second by HTTP status (`error`: no answer).",
             unit="reqps",
         )
@@ -563,62 +555,42 @@ def exporter_health() -> Any:
         )
     )
     grid.add(
-        Panel(
+        _timeseries(
             "Retries and rate limiting",
-            "timeseries",
-            [
-                Target(
-                    _rate("workflow_exporter_api_retries_total", s, "source, reason"),
-                    legend="{{source}} {{reason}}",
-                )
-            ],
+            _rate("workflow_exporter_api_retries_total", s, "source, reason"),
+            "{{source}} {{reason}}",
             "Retried requests per second by reason; `rate_limited` are 429 answers.",
             unit="reqps",
         )
     )
     grid.row("Data quality")
     grid.add(
-        Panel(
+        _timeseries(
             "Invalid records",
-            "timeseries",
-            [
-                Target(
-                    "sum by (source, reason) "
-                    f"(increase(workflow_exporter_invalid_records_total{{{s}}}[$__rate_interval]))",
-                    legend="{{source}} {{reason}}",
-                )
-            ],
+            "sum by (source, reason) "
+            f"(increase(workflow_exporter_invalid_records_total{{{s}}}[$__rate_interval]))",
+            "{{source}} {{reason}}",
             "Records the exporter could not read; they are skipped, the rest of the page is not.",
             width=8,
         )
     )
     grid.add(
-        Panel(
+        _timeseries(
             "Unknown native statuses",
-            "timeseries",
-            [
-                Target(
-                    "sum by (source, native_status) "
-                    f"(increase(workflow_exporter_unknown_status_total{{{s}}}[$__rate_interval]))",
-                    legend="{{source}} {{native_status}}",
-                )
-            ],
+            "sum by (source, native_status) "
+            f"(increase(workflow_exporter_unknown_status_total{{{s}}}[$__rate_interval]))",
+            "{{source}} {{native_status}}",
             "Runs in a status the mapping does not know (exported as `unknown`).",
             width=8,
         )
     )
     grid.add(
-        Panel(
+        _timeseries(
             "Dropped label values",
-            "timeseries",
-            [
-                Target(
-                    "sum by (source, label) "
-                    "(increase(workflow_exporter_label_values_dropped_total"
-                    f"{{{s}}}[$__rate_interval]))",
-                    legend="{{source}} {{label}}",
-                )
-            ],
+            "sum by (source, label) "
+            "(increase(workflow_exporter_label_values_dropped_total"
+            f"{{{s}}}[$__rate_interval]))",
+            "{{source}} {{label}}",
             "Workflows or codes past their bound, folded into `other`.",
             width=8,
         )
