@@ -149,8 +149,7 @@ class Exporter:
         """Starts, replaces or stops the agent. Its queue lives in the store, so nothing queued
         is lost when the Alertmanagers change."""
         if settings is not None and self._alert_instruments is None:
-            outbox_depth = self._outbox_depth
-            self._alert_instruments = AlertInstruments(self.registry, outbox_depth)
+            self._alert_instruments = AlertInstruments(self.registry, self._outbox_depth)
         old = self.alerting
         self.alerting = (
             AlertAgent(settings, self.store, self._alert_instruments)

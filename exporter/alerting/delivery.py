@@ -11,6 +11,7 @@ from __future__ import annotations
 import ssl
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -128,8 +129,8 @@ class Sender:
             state.backoff = 0.0
             state.tokens -= len(batch)
             self.outbox.accepted(state.target.url, [e.key for e in batch], self.target_urls)
-            for event in batch:
-                self.observer.sent(event.kind, 1)
+            for kind, count in Counter(event.kind for event in batch).items():
+                self.observer.sent(kind, count)
             accepted += len(batch)
 
     def _refill(self, state: _TargetState, now: float) -> None:

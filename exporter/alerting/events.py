@@ -119,7 +119,7 @@ class Planner:
             "summary": f"Run {run.id} of {run.workflow} {run.status.value} ({source})",
             "description": (
                 f"Run {run.id} of workflow {run.workflow} on source {source} ({provider}) ended "
-                f"{run.status.value}" + (f" with code {run.code}." if run.code else ".")
+                f"{run.status.value} with code {run.code}."
             ),
             "run_id": run.id,
             "status": run.status.value,
