@@ -9,11 +9,9 @@ metrics agree.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,6 +24,7 @@ import yaml
 from exporter.simulator.server import SimulatorServer
 from monitoring import dashboards, rules
 from tests.conftest import SimFactory, source_for
+from tests.loopback import Processes, binary, start_alertmanager, until
 from tests.test_cli import EXPORTER, free_port, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
@@ -87,26 +86,6 @@ class Stack:
         return result
 
 
-def _binary(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} is installed by `make test` (scripts/install-system-deps.sh)"
-    return path
-
-
-def _start(cmd: list[str], log: Path, started: list[subprocess.Popen[bytes]]) -> None:
-    with log.open("wb") as out:
-        started.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT))
-
-
-def _until(what: str, check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"not within {timeout}s: {what}")
-
-
 def _rules_file(tmp_path: Path) -> Path:
     data = yaml.safe_load(rules.THRESHOLDS_FILE.read_text(encoding="utf-8"))
     for section, values in E2E_THRESHOLDS.items():
@@ -118,7 +97,7 @@ def _rules_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def stack(tmp_path: Path, simulator: SimFactory) -> Iterator[Stack]:
-    started: list[subprocess.Popen[bytes]] = []
+    processes = Processes()
     webhook = Webhook()
     hook_server, hook_port = _serve_webhook(webhook)
     try:
@@ -148,7 +127,7 @@ def stack(tmp_path: Path, simulator: SimFactory) -> Iterator[Stack]:
             ],
         }
         (tmp_path / "exporter.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-        _start(
+        processes.start(
             [
                 *EXPORTER,
                 "--config.file",
@@ -157,42 +136,30 @@ def stack(tmp_path: Path, simulator: SimFactory) -> Iterator[Stack]:
                 f"127.0.0.1:{exporter_port}",
             ],
             tmp_path / "exporter.log",
-            started,
         )
 
         am_port = free_port()
-        (tmp_path / "alertmanager.yml").write_text(
-            yaml.safe_dump(
-                {
-                    "route": {
-                        "receiver": "webhook",
-                        "group_by": ["alertname", "source", "workflow"],
-                        "group_wait": "1s",
-                        "group_interval": "1s",
-                        "repeat_interval": "1h",
-                    },
-                    "receivers": [
-                        {
-                            "name": "webhook",
-                            "webhook_configs": [
-                                {"url": f"http://127.0.0.1:{hook_port}/", "send_resolved": True}
-                            ],
-                        }
-                    ],
-                }
-            ),
-            encoding="utf-8",
-        )
-        _start(
-            [
-                _binary("prometheus-alertmanager"),
-                f"--config.file={tmp_path / 'alertmanager.yml'}",
-                f"--storage.path={tmp_path / 'am-data'}",
-                f"--web.listen-address=127.0.0.1:{am_port}",
-                "--cluster.listen-address=",
-            ],
-            tmp_path / "alertmanager.log",
-            started,
+        start_alertmanager(
+            processes,
+            tmp_path,
+            am_port,
+            {
+                "route": {
+                    "receiver": "webhook",
+                    "group_by": ["alertname", "source", "workflow"],
+                    "group_wait": "1s",
+                    "group_interval": "1s",
+                    "repeat_interval": "1h",
+                },
+                "receivers": [
+                    {
+                        "name": "webhook",
+                        "webhook_configs": [
+                            {"url": f"http://127.0.0.1:{hook_port}/", "send_resolved": True}
+                        ],
+                    }
+                ],
+            },
         )
 
         prom_port = free_port()
@@ -216,30 +183,20 @@ def stack(tmp_path: Path, simulator: SimFactory) -> Iterator[Stack]:
             ),
             encoding="utf-8",
         )
-        _start(
+        processes.start(
             [
-                _binary("prometheus"),
+                binary("prometheus"),
                 f"--config.file={tmp_path / 'prometheus.yml'}",
                 f"--storage.tsdb.path={tmp_path / 'prom-data'}",
                 f"--web.listen-address=127.0.0.1:{prom_port}",
                 "--rules.alert.resend-delay=1s",
             ],
             tmp_path / "prometheus.log",
-            started,
         )
-        wait_for(f"http://127.0.0.1:{am_port}/-/ready", lambda r: r.status_code == 200, 20)
         wait_for(f"http://127.0.0.1:{prom_port}/-/ready", lambda r: r.status_code == 200, 20)
         yield Stack(f"http://127.0.0.1:{prom_port}", webhook, plextera, workflow)
     finally:
-        for proc in reversed(started):  # stopped by PID; Prometheus flushes on SIGTERM
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in started:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        processes.stop_all()
         hook_server.shutdown()
         hook_server.server_close()
 
@@ -252,7 +209,7 @@ def test_failed_spike_reaches_alertmanager_and_resolves_and_every_panel_has_data
         f'workflow="{stack.workflow}",status="failed"}}'
     )
     # Counters are pre-created at 0, so Prometheus sees the burst as an increase.
-    _until(
+    until(
         "the workflow's failed counter at 0 in Prometheus for a few scrapes",
         lambda: len(stack.query(f"count_over_time({failed_series}[1m]) >= 3")) == 1,
         60,
@@ -264,7 +221,7 @@ def test_failed_spike_reaches_alertmanager_and_resolves_and_every_panel_has_data
         stack.spiking.world.add_runs(2, workflow=stack.workflow, native_status=failed)
         time.sleep(1)
 
-    _until(
+    until(
         "WorkflowRunsFailedSpike firing at the webhook",
         lambda: bool(stack.webhook.alerts("WorkflowRunsFailedSpike", "firing")),
         60,
@@ -287,7 +244,7 @@ def test_failed_spike_reaches_alertmanager_and_resolves_and_every_panel_has_data
                 empty.append(f"{title}: {query}")
     assert not empty, "panel queries without data:\n" + "\n".join(empty)
 
-    _until(
+    until(
         "WorkflowRunsFailedSpike resolved at the webhook",
         lambda: bool(stack.webhook.alerts("WorkflowRunsFailedSpike", "resolved")),
         90,
