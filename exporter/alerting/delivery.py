@@ -19,6 +19,7 @@ from typing import Protocol
 import httpx
 
 from exporter import __version__
+from exporter.alerting.events import AlertEvent
 from exporter.alerting.outbox import Outbox
 from exporter.alerting.settings import AlertingSettings, AlertmanagerTarget
 from exporter.logs import get_logger, register_secret
@@ -87,7 +88,7 @@ class Sender:
     def __post_init__(self) -> None:
         now = self.clock()
         self._targets = [
-            _TargetState(t, _client(t), float(self.settings.batch_size), now)
+            _TargetState(t, _client(t), float(self.settings.max_per_minute), now)
             for t in self.settings.alertmanagers
         ]
 
@@ -113,31 +114,64 @@ class Sender:
             batch = self.outbox.pending(state.target.url, room)
             if not batch:
                 return accepted
-            reason = self._post(state, [e.payload for e in batch])
+            taken, refused, reason = self._send(state, batch)
+            settled = taken + refused
+            if settled:
+                state.tokens -= len(settled)
+                # A refused event can never be delivered: it leaves the queue, loudly, instead
+                # of holding back every event behind it.
+                self.outbox.accepted(state.target.url, [e.key for e in settled], self.target_urls)
+                for kind, count in Counter(event.kind for event in taken).items():
+                    self.observer.sent(kind, count)
+                accepted += len(taken)
+            if refused:
+                self.observer.failed("invalid", len(refused))
+                log.error(
+                    "alertmanager refused alerts as invalid; they are dropped",
+                    alertmanager=state.target.url,
+                    events=[e.key for e in refused],
+                )
             if reason is not None:
                 state.backoff = min(BACKOFF_MAX, max(BACKOFF_START, state.backoff * 2))
                 state.retry_at = now + state.backoff
-                self.observer.failed(reason, len(batch))
+                unsent = len(batch) - len(settled)
+                self.observer.failed(reason, unsent)
                 log.warning(
                     "alertmanager did not take the alerts; they stay queued",
                     alertmanager=state.target.url,
                     reason=reason,
-                    alerts=len(batch),
+                    alerts=unsent,
                     retry_in_seconds=state.backoff,
                 )
                 return accepted
             state.backoff = 0.0
-            state.tokens -= len(batch)
-            self.outbox.accepted(state.target.url, [e.key for e in batch], self.target_urls)
-            for kind, count in Counter(event.kind for event in batch).items():
-                self.observer.sent(kind, count)
-            accepted += len(batch)
+
+    def _send(
+        self, state: _TargetState, batch: list[AlertEvent]
+    ) -> tuple[list[AlertEvent], list[AlertEvent], str | None]:
+        """Posts a batch: (taken, refused as invalid, why the rest was not sent or None).
+
+        Alertmanager answers 400 for a whole batch when one alert in it is invalid; halving the
+        batch until the bad alert stands alone delivers the others (log2(batch) extra posts)."""
+        reason = self._post(state, [e.payload for e in batch])
+        if reason is None:
+            return batch, [], None
+        if reason != "400":
+            return [], [], reason
+        if len(batch) == 1:
+            return [], batch, None
+        middle = len(batch) // 2
+        taken, refused, reason = self._send(state, batch[:middle])
+        if reason is not None:
+            return taken, refused, reason
+        more_taken, more_refused, reason = self._send(state, batch[middle:])
+        return taken + more_taken, refused + more_refused, reason
 
     def _refill(self, state: _TargetState, now: float) -> None:
         rate = self.settings.max_per_minute / 60.0
+        # The bucket holds a minute's worth: a burst after a quiet spell stays within the cap.
         state.tokens = min(
-            float(max(self.settings.max_per_minute, self.settings.batch_size)),
-            state.tokens + (now - state.refilled) * rate,
+            float(self.settings.max_per_minute), state.tokens + (now - state.refilled) * rate
         )
         state.refilled = now
 
@@ -152,8 +186,7 @@ class Sender:
         if response.status_code // 100 == 2:
             return None
         if response.status_code == 400:
-            # Alertmanager refuses the whole batch for one bad alert; say which, never loop on it.
-            log.error("alertmanager refused alerts as invalid", detail=response.text[:300])
+            log.debug("alertmanager refused the batch", detail=response.text[:300])
         return str(response.status_code)
 
     def close(self) -> None:

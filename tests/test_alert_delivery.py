@@ -1,0 +1,205 @@
+"""Delivery from the outbox to a real Alertmanager on loopback: batches, the rate cap, a batch with
+one alert Alertmanager refuses, and an Alertmanager that is not there."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from exporter.alerting.delivery import Sender
+from exporter.alerting.events import AlertEvent, AlertPlan
+from exporter.alerting.outbox import Outbox, writer
+from exporter.alerting.settings import AlertingSettings
+from exporter.metrics import DEFAULT_BUCKETS
+from exporter.store import Store
+from tests.loopback import Processes, start_alertmanager
+from tests.test_cli import free_port
+
+pytestmark = pytest.mark.system
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture(scope="module")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    processes = Processes()
+    port = free_port()
+    try:
+        start_alertmanager(
+            processes,
+            tmp_path_factory.mktemp("alertmanager"),
+            port,
+            {"route": {"receiver": "none"}, "receivers": [{"name": "none"}]},
+        )
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        processes.stop_all()
+
+
+class RecordingObserver:
+    """What the exporter's AlertInstruments would count."""
+
+    def __init__(self) -> None:
+        self.sent_by_kind: Counter[str] = Counter()
+        self.failed_by_reason: Counter[str] = Counter()
+
+    def sent(self, kind: str, count: int) -> None:
+        self.sent_by_kind[kind] += count
+
+    def failed(self, reason: str, count: int) -> None:
+        self.failed_by_reason[reason] += count
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _event(alertname: str, n: int, *, ends: datetime | None = None) -> AlertEvent:
+    return AlertEvent(
+        f"failed/test/{alertname}-{n}",
+        "test",
+        {
+            "labels": {"alertname": alertname, "run_id": f"run-{n}", "source": "test"},
+            "annotations": {"summary": f"run {n}"},
+            "startsAt": NOW.isoformat(),
+            "endsAt": (ends or NOW + timedelta(hours=1)).isoformat(),
+        },
+    )
+
+
+def _queue(store: Store, events: list[AlertEvent]) -> None:
+    store.write(writer("test", AlertPlan(events=events), NOW))
+
+
+def _sender(
+    store: Store, url: str, clock: Clock, **settings: Any
+) -> tuple[Sender, Outbox, RecordingObserver]:
+    outbox = Outbox(store)
+    observer = RecordingObserver()
+    config = AlertingSettings.model_validate({"alertmanagers": [{"url": url}], **settings})
+    return Sender(config, outbox, observer, clock=clock), outbox, observer
+
+
+def _in_alertmanager(url: str, alertname: str) -> set[str]:
+    alerts = httpx.get(f"{url}/api/v2/alerts", timeout=5).json()
+    return {a["labels"]["run_id"] for a in alerts if a["labels"]["alertname"] == alertname}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store(tmp_path / "state.db", DEFAULT_BUCKETS)
+    yield store
+    store.close()
+
+
+def test_batches_reach_alertmanager_and_leave_the_outbox(alertmanager: str, store: Store) -> None:
+    _queue(store, [_event("DeliveryBatches", n) for n in range(10)])
+    sender, outbox, observer = _sender(store, alertmanager, Clock(), batch_size=4)
+    try:
+        assert sender.flush() == 10
+        assert outbox.depth() == 0
+        assert observer.sent_by_kind == Counter({"failed": 10})
+        assert _in_alertmanager(alertmanager, "DeliveryBatches") == {f"run-{n}" for n in range(10)}
+        assert sender.flush() == 0  # nothing left, nothing resent
+    finally:
+        sender.close()
+
+
+def test_one_invalid_alert_is_dropped_and_the_rest_of_its_batch_delivered(
+    alertmanager: str, store: Store
+) -> None:
+    # Alertmanager refuses a whole batch (400) for one alert that ends before it starts.
+    events = [_event("DeliveryInvalid", n) for n in range(7)]
+    events[4] = _event("DeliveryInvalid", 4, ends=NOW - timedelta(hours=1))
+    _queue(store, events)
+    sender, outbox, observer = _sender(store, alertmanager, Clock(), batch_size=64)
+    try:
+        assert sender.flush() == 6
+        assert outbox.depth() == 0, "the refused alert does not block the queue"
+        assert observer.failed_by_reason == Counter({"invalid": 1})
+        assert _in_alertmanager(alertmanager, "DeliveryInvalid") == {
+            f"run-{n}" for n in range(7) if n != 4
+        }
+    finally:
+        sender.close()
+
+
+def test_the_rate_cap_holds_the_rest_queued_until_tokens_return(
+    alertmanager: str, store: Store
+) -> None:
+    _queue(store, [_event("DeliveryCapped", n) for n in range(5)])
+    clock = Clock()
+    sender, outbox, _ = _sender(store, alertmanager, clock, max_per_minute=3)
+    try:
+        assert sender.flush() == 3
+        assert sender.flush() == 0
+        assert outbox.depth() == 2
+        clock.now += 40  # two tokens at three a minute
+        assert sender.flush() == 2
+        assert outbox.depth() == 0
+        assert len(_in_alertmanager(alertmanager, "DeliveryCapped")) == 5
+    finally:
+        sender.close()
+
+
+def test_an_unreachable_alertmanager_keeps_the_queue_and_backs_off(
+    alertmanager: str, store: Store
+) -> None:
+    _queue(store, [_event("DeliveryDown", n) for n in range(3)])
+    clock = Clock()
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    sender, outbox, observer = _sender(store, down, clock)
+    try:
+        assert sender.flush() == 0
+        assert outbox.depth() == 3
+        assert observer.failed_by_reason == Counter({"error": 3})
+        assert sender.flush() == 0
+        assert observer.failed_by_reason == Counter({"error": 3}), "no retry before the backoff"
+        clock.now += 1.5
+        assert sender.flush() == 0
+        assert observer.failed_by_reason == Counter({"error": 6}), "retried after 1 s"
+        clock.now += 1.5
+        sender.flush()
+        assert observer.failed_by_reason == Counter({"error": 6}), "the backoff doubled to 2 s"
+    finally:
+        sender.close()
+
+    # Another Alertmanager configured later takes the events that waited.
+    sender, outbox, _ = _sender(store, alertmanager, clock)
+    try:
+        assert sender.flush() == 3
+        assert outbox.depth() == 0
+    finally:
+        sender.close()
+
+
+def test_every_alertmanager_gets_each_event_once_even_when_one_is_down(
+    alertmanager: str, store: Store
+) -> None:
+    _queue(store, [_event("DeliveryPair", n) for n in range(4)])
+    clock = Clock()
+    down = f"http://127.0.0.1:{free_port()}"
+    outbox = Outbox(store)
+    observer = RecordingObserver()
+    config = AlertingSettings.model_validate(
+        {"alertmanagers": [{"url": alertmanager}, {"url": down}]}
+    )
+    sender = Sender(config, outbox, observer, clock=clock)
+    try:
+        assert sender.flush() == 4
+        # Taken by one target, not the other: still queued, but not for the one that took it.
+        assert outbox.depth() == 4
+        assert outbox.pending(alertmanager, 10) == []
+        assert len(outbox.pending(down, 10)) == 4
+    finally:
+        sender.close()
