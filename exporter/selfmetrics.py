@@ -223,7 +223,8 @@ class AlertInstruments:
         )
         self._failed = Counter(
             "workflow_exporter_alerts_failed_total",
-            "Alerts in batches Alertmanager did not take (they stay queued), by reason.",
+            "Alerts Alertmanager did not take, by reason: `error` (unreachable) or the HTTP "
+            "status, and they stay queued; `invalid` (refused on their own), and they are dropped.",
             ["reason"],
             registry=registry,
         )
@@ -235,6 +236,8 @@ class AlertInstruments:
         queue.set_function(lambda: float(queued()))
         for event in ("failed", "stuck", "review"):
             self._sent.labels(event)
+        for reason in ("error", "invalid"):
+            self._failed.labels(reason)
         self.registry = registry
         self._metrics = (self._sent, self._failed, queue)
 
