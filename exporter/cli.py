@@ -102,6 +102,14 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="simulated providers on loopback plus the exporter")
     demo.add_argument("--web.listen-address", dest="listen", default=DEMO_LISTEN)
     demo.add_argument("--speed", type=float, default=30.0, help="simulated seconds per real second")
+    demo.add_argument(
+        "--alertmanager.url",
+        dest="alertmanagers",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="send per-run alerts (failed, stuck, waiting on review) to this Alertmanager",
+    )
     logging_flags(demo)
 
     check = sub.add_parser("check", help="validate, collect once per source, report")
@@ -349,19 +357,30 @@ def _demo(args: argparse.Namespace) -> int:
             }
         )
     state_dir = tempfile.mkdtemp(prefix="workflow-runs-exporter-demo-")
-    config = config_from_data(
-        {
-            "interval": "5s",
-            "state_path": str(Path(state_dir) / "state.db"),
-            "sources": sources,
+    data: dict[str, Any] = {
+        "interval": "5s",
+        "state_path": str(Path(state_dir) / "state.db"),
+        "sources": sources,
+    }
+    if args.alertmanagers:
+        # Thresholds short enough that the hour of simulated history has stuck runs and runs
+        # waiting on review to show.
+        data["alerting"] = {
+            "alertmanagers": [{"url": url} for url in args.alertmanagers],
+            "stuck": {"after": "10m"},
+            "review": {"after": "15m"},
+            "dashboard_url": "http://127.0.0.1:3000/d/workflow-runs?var-source={source}"
+            "&var-workflow={workflow}",
         }
-    )
+    config = config_from_data(data)
 
     def announce(server: MetricsServer) -> None:
         print(
             f"demo: {len(simulators)} simulated providers; metrics at {server.url('/metrics')}",
             flush=True,
         )
+        for url in args.alertmanagers:
+            print(f"demo: per-run alerts go to {url}/api/v2/alerts", flush=True)
 
     try:
         return _serve(config, args.listen, on_ready=announce)

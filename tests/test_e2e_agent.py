@@ -24,6 +24,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.providers import registry
 from exporter.simulator.server import SimulatorServer
 from exporter.simulator.world import SimRun
 from tests.conftest import SimFactory, source_for
@@ -310,3 +311,38 @@ def test_failed_and_stuck_runs_reach_alertmanager_once_across_an_outage_and_a_re
     expected[("WorkflowRunStuck", stuck.id, True)] = 1
     assert deliveries == expected
     assert agent.metric("workflow_exporter_alerts_sent_total") == 6  # since the restart
+
+
+def test_the_demo_sends_per_run_alerts_to_the_alertmanager_it_is_given(tmp_path: Path) -> None:
+    processes = Processes()
+    try:
+        am_port, port = free_port(), free_port()
+        start_alertmanager(processes, tmp_path, am_port, AM_CONFIG)
+        alertmanager = f"http://127.0.0.1:{am_port}"
+        processes.start(
+            [
+                *EXPORTER,
+                "demo",
+                "--web.listen-address",
+                f"127.0.0.1:{port}",
+                "--alertmanager.url",
+                alertmanager,
+            ],
+            tmp_path / "demo.log",
+        )
+
+        def sources_alerting() -> set[str]:
+            alerts = httpx.get(f"{alertmanager}/api/v2/alerts", timeout=5).json()
+            return {
+                a["labels"]["source"]
+                for a in alerts
+                if a["labels"]["alertname"] == "WorkflowRunFailed"
+            }
+
+        until(
+            "failed-run alerts from every simulated provider",
+            lambda: sources_alerting() == {f"{provider}-demo" for provider in registry()},
+            30,
+        )
+    finally:
+        processes.stop_all()
