@@ -7,8 +7,9 @@ DEV     := $(VENV)/.dev-installed
 
 .PHONY: demo test lint format typecheck unit system-deps chaos soak bench rules dashboards chart clean
 
+# e.g. make demo DEMO_ARGS="--alertmanager.url http://127.0.0.1:9093"
 demo: $(RUNTIME)
-	$(BIN)/workflow-runs-exporter demo
+	$(BIN)/workflow-runs-exporter demo $(DEMO_ARGS)
 
 test: $(DEV) system-deps lint typecheck
 	$(BIN)/pytest

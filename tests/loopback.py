@@ -1,13 +1,16 @@
 """Real components on loopback for the system tests: Alertmanager and Prometheus processes, stopped
-by PID, and polling for what they show."""
+by PID, a webhook receiver for what Alertmanager notifies, and polling."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,41 @@ class Processes:
                 proc.terminate()
         for proc in self.started:
             self.stop(proc)
+
+
+@dataclass
+class Webhook:
+    """Alertmanager's webhook receiver: keeps every notification."""
+
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def alerts(self, alertname: str, status: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                alert
+                for note in self.notifications
+                for alert in note["alerts"]
+                if alert["labels"].get("alertname") == alertname and alert["status"] == status
+            ]
+
+
+def serve_webhook(webhook: Webhook) -> tuple[ThreadingHTTPServer, int]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with webhook.lock:
+                webhook.notifications.append(json.loads(body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, int(server.server_address[1])
 
 
 def start_alertmanager(

@@ -11,19 +11,23 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
+from exporter.accounting import FinishedRun
 from exporter.alerting.delivery import Sender
-from exporter.alerting.events import AlertEvent, AlertPlan
+from exporter.alerting.events import AlertEvent, AlertPlan, Planner
 from exporter.alerting.outbox import Outbox, writer
 from exporter.alerting.settings import AlertingSettings
 from exporter.metrics import DEFAULT_BUCKETS
+from exporter.model import RunStatus
 from exporter.store import Store
-from tests.loopback import Processes, start_alertmanager
+from tests.loopback import Processes, Webhook, serve_webhook, start_alertmanager, until
 from tests.test_cli import free_port
 
 pytestmark = pytest.mark.system
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+CHAT_ROUTE = Path(__file__).parent.parent / "monitoring" / "alertmanager" / "workflow-runs-chat.yml"
 
 
 @pytest.fixture(scope="module")
@@ -203,3 +207,63 @@ def test_every_alertmanager_gets_each_event_once_even_when_one_is_down(
         assert len(outbox.pending(down, 10)) == 4
     finally:
         sender.close()
+
+
+def test_the_documented_chat_route_posts_each_failed_run_with_its_message_and_link(
+    tmp_path: Path, store: Store
+) -> None:
+    """monitoring/alertmanager/workflow-runs-chat.yml on a real Alertmanager, its Slack webhook
+    pointed at a local recorder: the chat message names each run, its error and its link."""
+    config = yaml.safe_load(CHAT_ROUTE.read_text(encoding="utf-8"))
+    chat = Webhook()
+    server, port = serve_webhook(chat)
+    route = config["route"]["routes"][0]
+    route["group_wait"] = route["group_interval"] = "1s"
+    (slack,) = config["receivers"][1]["slack_configs"]
+    del slack["api_url_file"]
+    slack["api_url"] = f"http://127.0.0.1:{port}/"
+    processes = Processes()
+    am_port = free_port()
+    try:
+        start_alertmanager(processes, tmp_path, am_port, config)
+        planner = Planner(AlertingSettings.model_validate({"alertmanagers": [{"url": "http://x"}]}))
+        now = datetime.now(UTC)
+        runs = [
+            FinishedRun(
+                f"run-{n}",
+                "Invoices",
+                RunStatus.FAILED,
+                "OCR_TIMEOUT",
+                now - timedelta(minutes=2),
+                now - timedelta(seconds=10),
+                error_message="OCR timed out on page 3",
+                dashboard_url=f"https://dashboard.extend.ai/workflows/runs/run-{n}",
+            )
+            for n in range(2)
+        ]
+        plan = planner.plan("extend-prod", "extend", runs, {}, {}, now)
+        store.write(writer("extend-prod", plan, now))
+        sender, _, _ = _sender(store, f"http://127.0.0.1:{am_port}", Clock())
+        try:
+            assert sender.flush() == 2
+        finally:
+            sender.close()
+        until("a chat message", lambda: bool(chat.notifications), 20)
+    finally:
+        processes.stop_all()
+        server.shutdown()
+        server.server_close()
+    (message,) = chat.notifications
+    assert message["channel"] == "#document-workflows"
+    (attachment,) = message["attachments"]
+    assert attachment["title"] == "FIRING WorkflowRunFailed: Invoices on extend-prod (2)"
+    for n in range(2):
+        assert (
+            f"• Run run-{n} of Invoices failed (extend-prod): OCR timed out on page 3 "
+            f"<https://dashboard.extend.ai/workflows/runs/run-{n}|open>"
+        ) in attachment["text"]
+
+
+def test_the_readme_shows_the_chat_route_as_tested() -> None:
+    readme = (CHAT_ROUTE.parent.parent.parent / "README.md").read_text(encoding="utf-8")
+    assert CHAT_ROUTE.read_text(encoding="utf-8") in readme

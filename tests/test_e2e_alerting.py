@@ -8,12 +8,9 @@ metrics agree.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +21,7 @@ import yaml
 from exporter.simulator.server import SimulatorServer
 from monitoring import dashboards, rules
 from tests.conftest import SimFactory, source_for
-from tests.loopback import Processes, binary, start_alertmanager, until
+from tests.loopback import Processes, Webhook, binary, serve_webhook, start_alertmanager, until
 from tests.test_cli import EXPORTER, free_port, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
@@ -35,41 +32,6 @@ JOB = "workflow-runs-exporter"
 E2E_THRESHOLDS = {
     "failed_spike": {"window": "20s", "baseline_window": "1m", "min_failures": 3, "for": "0s"},
 }
-
-
-@dataclass
-class Webhook:
-    """Alertmanager's webhook receiver: keeps every notification."""
-
-    notifications: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def alerts(self, alertname: str, status: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [
-                alert
-                for note in self.notifications
-                for alert in note["alerts"]
-                if alert["labels"].get("alertname") == alertname and alert["status"] == status
-            ]
-
-
-def _serve_webhook(webhook: Webhook) -> tuple[ThreadingHTTPServer, int]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            with webhook.lock:
-                webhook.notifications.append(json.loads(body))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, int(server.server_address[1])
 
 
 @dataclass
@@ -99,7 +61,7 @@ def _rules_file(tmp_path: Path) -> Path:
 def stack(tmp_path: Path, simulator: SimFactory) -> Iterator[Stack]:
     processes = Processes()
     webhook = Webhook()
-    hook_server, hook_port = _serve_webhook(webhook)
+    hook_server, hook_port = serve_webhook(webhook)
     try:
         # The spiking source: a lived-in world that stops receiving new runs, so the only
         # failures in the workflow under test are the ones the test makes.
