@@ -595,10 +595,42 @@ def exporter_health() -> Any:
             width=8,
         )
     )
+    # The alerting agent's metrics carry no source: they are per exporter instance.
+    grid.row("Per-run alerts (alerting agent)")
+    grid.add(
+        _timeseries(
+            "Per-run alerts sent",
+            _rate("workflow_exporter_alerts_sent_total", "", "instance, event"),
+            "{{instance}} {{event}}",
+            "Per-run alerts Alertmanager took, per second, by event; each Alertmanager counts.",
+            unit="ops",
+            width=8,
+        )
+    )
+    grid.add(
+        _timeseries(
+            "Per-run alerts not delivered",
+            "sum by (instance, reason) "
+            "(increase(workflow_exporter_alerts_failed_total[$__rate_interval]))",
+            "{{instance}} {{reason}}",
+            "Alerts an Alertmanager did not take: `invalid` ones are dropped, the others wait.",
+            width=8,
+        )
+    )
+    grid.add(
+        _timeseries(
+            "Per-run alerts queued",
+            "max by (instance) (workflow_exporter_alerts_queued)",
+            "{{instance}}",
+            "Events in the state file not yet taken by every Alertmanager.",
+            width=8,
+        )
+    )
     return _dashboard(
         "workflow-runs-exporter-health",
         "Workflow runs exporter health",
-        "Collections, API calls and data quality of workflow-runs-exporter.",
+        "Collections, API calls, data quality and per-run alert delivery of"
+        " workflow-runs-exporter.",
         grid,
         ["provider", "source"],
     )

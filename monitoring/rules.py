@@ -206,11 +206,13 @@ def _exporter_alerts(t: Thresholds) -> list[dict[str, Any]]:
     error_codes = t.get("api_errors", "codes")
     failing = _series(t, "workflow_exporter_api_requests_total", f'code=~"{error_codes}"')
     invalid = _series(t, "workflow_exporter_invalid_records_total")
+    undelivered = _series(t, "workflow_exporter_alerts_failed_total")
     target = _series(t, "up")
-    rl, ae, iw = (
+    rl, ae, iw, uw = (
         t.get("rate_limited", "window"),
         t.get("api_errors", "window"),
         t.get("invalid_records", "window"),
+        t.get("alerts_undelivered", "window"),
     )
     src = "source {{ $labels.source }}"
     return [
@@ -262,6 +264,16 @@ def _exporter_alerts(t: Thresholds) -> list[dict[str, Any]]:
             "Records rejected for source {{ $labels.source }}",
             f'{{{{ $value | printf "%.0f" }}}} records of {src} were rejected as'
             f" {{{{ $labels.reason }}}} in the last {iw}; they are not counted.",
+        ),
+        _alert(
+            t,
+            "WorkflowExporterAlertsUndelivered",
+            "alerts_undelivered",
+            f"sum by (instance, reason) (increase({undelivered}[{uw}])) > 0",
+            "Per-run alerts from {{ $labels.instance }} are not reaching Alertmanager",
+            f"{{{{ $value | printf \"%.0f\" }}}} per-run alerts from {{{{ $labels.instance }}}}"
+            f" were not taken by an Alertmanager in the last {uw} (reason"
+            " {{ $labels.reason }}); `invalid` ones are dropped, the others wait queued.",
         ),
         _alert(
             t,

@@ -79,7 +79,7 @@ def stack(tmp_path: Path, simulator: SimFactory) -> Iterator[Stack]:
         noxus.bad_record(2)
         noxus.unknown_status(2)
 
-        exporter_port = free_port()
+        exporter_port, am_port = free_port(), free_port()
         config = {
             "interval": "1s",
             "state_path": str(tmp_path / "state.db"),
@@ -87,6 +87,11 @@ def stack(tmp_path: Path, simulator: SimFactory) -> Iterator[Stack]:
                 source_for(plextera, "plextera", name="plextera-e2e"),
                 source_for(noxus, "noxus", name="noxus-e2e", max_workflows=1),
             ],
+            # The alerting agent too, so its dashboard panels have data.
+            "alerting": {
+                "alertmanagers": [{"url": f"http://127.0.0.1:{am_port}"}],
+                "flush_interval": "1s",
+            },
         }
         (tmp_path / "exporter.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
         processes.start(
@@ -100,7 +105,6 @@ def stack(tmp_path: Path, simulator: SimFactory) -> Iterator[Stack]:
             tmp_path / "exporter.log",
         )
 
-        am_port = free_port()
         start_alertmanager(
             processes,
             tmp_path,
