@@ -30,7 +30,21 @@ CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 EVERY_OPTION: dict[str, Any] = {
     "shards": 3,
-    "config": {"interval": "1m", "max_series": 50_000, "jitter_ratio": 0.2},
+    "config": {
+        "interval": "1m",
+        "max_series": 50_000,
+        "jitter_ratio": 0.2,
+        "alerting": {
+            "alertmanagers": [
+                {
+                    "url": "http://alertmanager-operated.monitoring:9093",
+                    # An item of the keys Secret, mounted beside the API keys.
+                    "bearer_token_file": "/etc/workflow-runs-exporter/keys/alertmanager-token",
+                }
+            ],
+            "failed": {"severity": "critical"},
+        },
+    },
     "sources": [
         {"name": "plextera-prod", "provider": "plextera"},
         {"name": "extend-main", "provider": "extend", "api_version": "2026-02-09"},
@@ -233,8 +247,13 @@ def test_the_config_is_a_valid_exporter_config_with_keys_from_the_secret(tmp_pat
         key = tmp_path / Path(source["api_key_file"]).name
         key.write_text("k-1234567890")
         source["api_key_file"] = str(key)
+    token = tmp_path / "alertmanager-token"
+    token.write_text("t-1234567890")
+    data["alerting"]["alertmanagers"][0]["bearer_token_file"] = str(token)
     config = config_from_data(data, environ={})
     assert [s.name for s in config.sources] == ["plextera-prod", "extend-main", "cortex"]
+    assert config.app.alerting is not None
+    assert config.app.alerting.alertmanagers[0].url.startswith("http://alertmanager-operated")
 
     pod = by_kind(docs, "StatefulSet")["spec"]["template"]["spec"]
     secret = next(v for v in pod["volumes"] if v["name"] == "api-keys")
@@ -252,6 +271,11 @@ def test_keys_in_values_are_refused() -> None:
             )
         with pytest.raises(helm.HelmValuesError):
             chart.validate_schema({"config": {"state_path": "/elsewhere"}})
+        for secret in ("password", "bearer_token"):
+            with pytest.raises(helm.HelmValuesError):
+                chart.validate_schema(
+                    {"config": {"alerting": {"alertmanagers": [{"url": "http://am", secret: "s"}]}}}
+                )
         with pytest.raises(helm.HelmRenderError, match="existingSecret"):
             chart.render({"sources": [{"name": "a", "provider": "noxus"}]}, name=RELEASE)
     finally:
