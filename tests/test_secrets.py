@@ -1,10 +1,23 @@
-"""API keys never reach a log line, an error message or /metrics, even at DEBUG."""
+"""API keys and Alertmanager credentials never reach a log line, an error message or /metrics,
+even at DEBUG."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
+from exporter.alerting.delivery import Sender
+from exporter.alerting.events import AlertEvent, AlertPlan
+from exporter.alerting.outbox import Outbox, writer
+from exporter.alerting.settings import AlertingSettings
+from exporter.metrics import DEFAULT_BUCKETS
+from exporter.store import Store
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import exposition
 
@@ -43,3 +56,69 @@ def test_keys_never_appear_in_logs_errors_or_metrics(
         assert key not in captured_logs.getvalue()
         assert key not in metrics_text
         assert all(key not in error for error in errors)
+
+
+def test_alertmanager_credentials_are_sent_but_never_logged(
+    tmp_path: Path, captured_logs: io.StringIO
+) -> None:
+    """The token and password go to Alertmanager (which refuses them here, 401) and nowhere else:
+    not the log at DEBUG, not the refused alerts' queue."""
+    token, password = "am-token-secret-9c1f44", "am-password-secret-77e0aa"
+    seen: list[str] = []
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            seen.append(self.headers.get("Authorization", ""))
+            body = f"unauthorized: {self.headers.get('Authorization')}".encode()
+            self.send_response(401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    store = Store(tmp_path / "state.db", DEFAULT_BUCKETS)
+    event = AlertEvent(
+        "failed/s/r1",
+        "s",
+        {"labels": {"alertname": "WorkflowRunFailed", "run_id": "r1"}, "annotations": {}},
+    )
+    store.write(writer("s", AlertPlan(events=[event]), datetime.now(UTC)))
+    settings = AlertingSettings.model_validate(
+        {
+            "alertmanagers": [
+                {"url": url, "bearer_token": token},
+                {"url": url + "/second", "username": "exporter", "password": password},
+            ]
+        }
+    )
+    failures: list[str] = []
+
+    class Observer:
+        def sent(self, kind: str, count: int) -> None:
+            pass
+
+        def failed(self, reason: str, count: int) -> None:
+            failures.append(reason)
+
+    sender = Sender(settings, Outbox(store), Observer())
+    try:
+        assert sender.flush() == 0
+    finally:
+        sender.close()
+        server.shutdown()
+        server.server_close()
+        store.close()
+    assert seen[0] == f"Bearer {token}"
+    assert seen[1].startswith("Basic ")
+    assert failures == ["401", "401"]
+    logged = captured_logs.getvalue()
+    assert "401" in logged, "the refusal is logged"
+    assert token not in logged
+    assert password not in logged
+    assert base64.b64encode(f"exporter:{password}".encode()).decode() not in logged

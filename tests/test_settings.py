@@ -546,3 +546,63 @@ def test_cli_reports_each_problem_on_one_line_and_exits_2(tmp_path: Path) -> Non
         "config error: sources[0].base_url: must be an http:// or https:// URL",
         "config error: sources[1].api_key: field required (or set api_key_file)",
     ]
+
+
+# The alerting agent's section ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("alerting", "expected"),
+    [
+        ({}, "alerting.alertmanagers: field required"),
+        ({"alertmanagers": []}, "alerting.alertmanagers: list at least one Alertmanager"),
+        ({"alertmanagers": [{"url": "alertmanager:9093"}]}, "must be an http:// or https:// URL"),
+        (
+            {"alertmanagers": [{"url": "http://user:pw@am:9093"}]},
+            "credentials in the URL would reach logs",
+        ),
+        (
+            {"alertmanagers": [{"url": "http://am:9093"}, {"url": "http://am:9093/"}]},
+            "http://am:9093 is listed twice",
+        ),
+        (
+            {"alertmanagers": [{"url": "http://am", "username": "u", "bearer_token": "t"}]},
+            "give basic auth or a bearer token, not both",
+        ),
+        (
+            {"alertmanagers": [{"url": "http://am"}], "workflows": "(unclosed"},
+            "alerting.workflows: not a regular expression",
+        ),
+        (
+            {"alertmanagers": [{"url": "http://am"}], "dashboard_url": "https://g/{runid}"},
+            "only {source}, {workflow} and {run_id} can be filled in",
+        ),
+        (
+            {"alertmanagers": [{"url": "http://am"}], "stuck": {"after": "soon"}},
+            "alerting.stuck.after",
+        ),
+        (
+            {"alertmanagers": [{"url": "http://am"}], "failed": {"statuses": ["exploded"]}},
+            "alerting.failed.statuses[0]: input should be 'queued'",
+        ),
+        ({"alertmanagers": [{"url": "http://am"}], "max_per_minute": 0}, "max_per_minute"),
+        ({"alertmanagers": [{"url": "http://am"}], "severity": "page"}, "alerting.severity"),
+    ],
+)
+def test_alerting_problems_name_the_field(alerting: dict[str, Any], expected: str) -> None:
+    problems = data_problems({"sources": [source()], "alerting": alerting})
+    assert len(problems) == 1, problems
+    assert expected in problems[0]
+
+
+def test_alerting_secrets_never_appear_in_problems() -> None:
+    problems = data_problems(
+        {
+            "sources": [source()],
+            "alerting": {
+                "alertmanagers": [{"url": "http://am", "bearer_token": SECRET, "password": SECRET}]
+            },
+        }
+    )
+    assert problems
+    assert all(SECRET not in p for p in problems)

@@ -99,7 +99,7 @@ class ReviewEvents(BaseModel):
 class AlertingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    alertmanagers: tuple[AlertmanagerTarget, ...] = Field(min_length=1)
+    alertmanagers: tuple[AlertmanagerTarget, ...]
     failed: FailedEvents = FailedEvents()
     stuck: StuckEvents = StuckEvents()
     review: ReviewEvents = ReviewEvents()
@@ -118,6 +118,20 @@ class AlertingSettings(BaseModel):
     max_message_length: int = Field(default=500, ge=20)
     # A link for runs whose provider gives none: `{source}`, `{workflow}` and `{run_id}` filled in.
     dashboard_url: str | None = None
+
+    @field_validator("alertmanagers")
+    @classmethod
+    def _distinct(cls, value: tuple[AlertmanagerTarget, ...]) -> tuple[AlertmanagerTarget, ...]:
+        # Checked here, not by a length constraint: pydantic would report a too-short list as
+        # well as the bad item that made it short.
+        if not value:
+            raise ValueError("list at least one Alertmanager")
+        # Deliveries are recorded per URL: one listed twice would count as delivered to both.
+        urls = [target.url for target in value]
+        twice = sorted({url for url in urls if urls.count(url) > 1})
+        if twice:
+            raise ValueError(f"each Alertmanager once: {', '.join(twice)} is listed twice")
+        return value
 
     @field_validator("workflows", "exclude_workflows")
     @classmethod
