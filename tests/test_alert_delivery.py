@@ -122,9 +122,9 @@ def test_batches_reach_alertmanager_and_leave_the_outbox(alertmanager: str, stor
 def test_one_invalid_alert_is_dropped_and_the_rest_of_its_batch_delivered(
     alertmanager: str, store: Store
 ) -> None:
-    # Alertmanager refuses a whole batch (400) for one alert that ends before it starts.
+    # Alertmanager refuses a whole batch (400) for one alert with a label name it cannot take.
     events = [_event("DeliveryInvalid", n) for n in range(7)]
-    events[4] = _event("DeliveryInvalid", 4, ends=NOW - timedelta(hours=1))
+    events[4].payload["labels"]["not-a-label-name"] = "x"
     _queue(store, events)
     sender, outbox, observer = _sender(store, alertmanager, Clock(), batch_size=64)
     try:
@@ -267,3 +267,31 @@ def test_the_documented_chat_route_posts_each_failed_run_with_its_message_and_li
 def test_the_readme_shows_the_chat_route_as_tested() -> None:
     readme = (CHAT_ROUTE.parent.parent.parent / "README.md").read_text(encoding="utf-8")
     assert CHAT_ROUTE.read_text(encoding="utf-8") in readme
+
+
+def test_a_failure_queued_longer_than_it_lives_still_fires_and_a_resolution_stays_resolved(
+    alertmanager: str, store: Store
+) -> None:
+    """Alertmanager away for three hours: the failed-run alert ended (an hour after the run) while
+    it waited. Sent as queued, Alertmanager would file it as resolved and never notify."""
+    long_ago = NOW - timedelta(hours=3)
+    late = _event("DeliveryLate", 1, ends=long_ago + timedelta(hours=1))
+    late.payload["startsAt"] = long_ago.isoformat()
+    resolution = AlertEvent(
+        "stuck/test/DeliveryLate-2/resolved",
+        "test",
+        {**_event("DeliveryLate", 2).payload, "endsAt": long_ago.isoformat()},
+    )
+    resolution.payload["startsAt"] = (long_ago - timedelta(hours=1)).isoformat()
+    _queue(store, [late, resolution])
+    sender, _, _ = _sender(store, alertmanager, Clock(), failed={"resolve_after": "2h"})
+    try:
+        assert sender.flush() == 2
+    finally:
+        sender.close()
+    alerts = httpx.get(f"{alertmanager}/api/v2/alerts", timeout=5).json()
+    (fired,) = [a for a in alerts if a["labels"]["alertname"] == "DeliveryLate"]
+    assert fired["labels"]["run_id"] == "run-1"
+    assert fired["status"]["state"] == "active"
+    ends = datetime.fromisoformat(fired["endsAt"].replace("Z", "+00:00"))
+    assert timedelta(hours=1, minutes=59) < ends - datetime.now(UTC) <= timedelta(hours=2)

@@ -14,12 +14,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import httpx
 
 from exporter import __version__
-from exporter.alerting.events import AlertEvent
+from exporter.alerting.events import AlertEvent, as_sent
 from exporter.alerting.outbox import Outbox
 from exporter.alerting.settings import AlertingSettings, AlertmanagerTarget
 from exporter.logs import get_logger, register_secret
@@ -82,6 +83,7 @@ class Sender:
     outbox: Outbox
     observer: DeliveryObserver
     clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _targets: list[_TargetState] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -153,7 +155,8 @@ class Sender:
 
         Alertmanager answers 400 for a whole batch when one alert in it is invalid; halving the
         batch until the bad alert stands alone delivers the others (log2(batch) extra posts)."""
-        reason = self._post(state, [e.payload for e in batch])
+        now = self.wall_clock()
+        reason = self._post(state, [as_sent(e, now, self._lifetime(e)) for e in batch])
         if reason is None:
             return batch, [], None
         if reason != "400":
@@ -166,6 +169,11 @@ class Sender:
             return taken, refused, reason
         more_taken, more_refused, reason = self._send(state, batch[middle:])
         return taken + more_taken, refused + more_refused, reason
+
+    def _lifetime(self, event: AlertEvent) -> timedelta:
+        if event.kind == "failed":
+            return self.settings.failed.resolve_after
+        return 2 * self.settings.refresh_every  # as an open alert's refresh would give it
 
     def _refill(self, state: _TargetState, now: float) -> None:
         rate = self.settings.max_per_minute / 60.0

@@ -65,6 +65,18 @@ def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
+def as_sent(event: AlertEvent, now: datetime, lifetime: timedelta) -> dict[str, Any]:
+    """The payload to send now. Alertmanager never notifies an alert that arrives already ended,
+    so a firing alert that waited in the queue past its `endsAt` (Alertmanager away longer than
+    the alert lives) gets `lifetime` from now; a resolution is sent as it is."""
+    if event.key.endswith("/resolved"):
+        return event.payload
+    ends = datetime.fromisoformat(str(event.payload["endsAt"]).replace("Z", "+00:00"))
+    if ends > now:
+        return event.payload
+    return {**event.payload, "endsAt": _iso(now + lifetime)}
+
+
 def sanitise(message: str, limit: int, secrets: Iterable[str] = ()) -> str:
     """One line of printable text, secrets masked, cut to `limit` characters."""
     for secret in secrets:
