@@ -128,7 +128,8 @@ class SourceCollector:
         s = self.settings
         name = s.name
         now = self.clock()
-        cursor = self.store.cursor(name) or Cursor.first_start(now, s.backfill)
+        stored_cursor = self.store.cursor(name)
+        cursor = stored_cursor or Cursor.first_start(now, s.backfill)
         active = self.store.active(name)
         floor = cursor.scan_floor(s.overlap)
         if not self.provider.cursor_tracks_changes:
@@ -148,7 +149,9 @@ class SourceCollector:
                 merge_sighting(seen, run)
                 newest = run.cursor_time if newest is None else max(newest, run.cursor_time)
             scan_complete = True
-            if _listing_pays(active, seen, s.page_size):
+            # The first cycle lists every active run, whatever its age: one created before the
+            # backfill window is counted when it finishes only if it was seen active.
+            if stored_cursor is None or _listing_pays(active, seen, s.page_size):
                 for run in self.provider.list_active():
                     merge_sighting(seen, run)
         except (ApiError, PaginationRunaway) as exc:
