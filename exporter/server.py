@@ -195,15 +195,21 @@ class MetricsServer:
         self._httpd.server_close()
 
 
+_settled = threading.Event()
+
+
 def settle_heap() -> None:
-    """Moves every object alive now out of the cyclic garbage collector's reach.
+    """Moves every object alive now out of the cyclic garbage collector's reach, once per process.
 
     Serving starts once start-up is done: modules, models and the state loaded stay for the
     life of the process, yet each full collection would walk them all again, and a scrape that
     triggers one pauses for it (tens of milliseconds: most of a large scrape's p99). Objects
-    freed by reference counting are still freed; only cycles among them would stay.
+    freed by reference counting are still freed; only cycles among them would stay, which is why
+    this happens once (a process starting several servers, a test run, does not freeze again).
     """
-    gc.freeze()
+    if not _settled.is_set():
+        _settled.set()
+        gc.freeze()
 
 
 def _landing_page(sources: Sequence[SourceStatus]) -> str:
