@@ -32,7 +32,6 @@ from exporter.accounting import DURATION, QUEUE_WAIT, Cursor, CycleChanges, Obse
 from exporter.app import Exporter
 from exporter.exposition import generate_text
 from exporter.metrics import DEFAULT_BUCKETS, RunsCollector
-from exporter.server import settle_heap
 from exporter.settings import config_from_data
 from exporter.simulator import SIMULATORS, SimulatorServer
 from exporter.store import Store
@@ -215,38 +214,56 @@ def _ingest_child(provider: str, runs_text: str, workdir_text: str, baseline: st
     world = _remote_world(provider, runs, failures=provider == "plextera")
     try:
         baseline_wall, baseline_cpu = (
-            min(_baseline_fetch(world) for _ in range(2)) if baseline == "1" else (0.0, 0.0)
+            min((_baseline_fetch(world) for _ in range(2)), key=lambda seconds: seconds[1])
+            if baseline == "1"
+            else (0.0, 0.0)
         )
-        config = config_from_data(
-            {
-                "state_path": str(workdir / f"ingest-{provider}-{runs}.db"),
-                "sources": [
-                    {
-                        "name": f"{provider}-bench",
-                        "provider": provider,
-                        "base_url": world.base_url,
-                        "api_key": world.api_key,
-                        "backfill": "3650d",
-                        "page_size": 100,
-                        "rate_limit": 1_000_000,
-                        "lookup_budget": 100_000,
-                        **world.settings,
-                    }
-                ],
-            },
-            environ={},
+        # Like the baseline, the best of two (each a first cycle on a fresh state file): these
+        # machines are shared, and a slower run says more about the neighbours than the code.
+        attempts = 1 if runs >= 1_000_000 else 2
+        wall, cpu = min(
+            (
+                _first_cycle(world, runs, workdir / f"ingest-{provider}-{runs}-{n}.db")
+                for n in range(attempts)
+            ),
+            key=lambda seconds: seconds[1],
         )
-        exporter = Exporter(config)
-        settle_heap()  # what the server does once start-up is done
-        started, cpu = time.perf_counter(), time.process_time()
-        report = exporter.collect_all()[0]
-        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-        exporter.shutdown()
-        assert report.ok, report.error
-        assert report.counted == runs, (report.counted, runs)
     finally:
         world.stop()
     print(json.dumps(asdict(Ingest(runs, wall, cpu, baseline_wall, baseline_cpu, _peak_rss()))))
+
+
+def _first_cycle(world: RemoteWorld, runs: int, state: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of the exporter's first cycle over the whole world."""
+    config = config_from_data(
+        {
+            "state_path": str(state),
+            "sources": [
+                {
+                    "name": f"{world.provider}-bench",
+                    "provider": world.provider,
+                    "base_url": world.base_url,
+                    "api_key": world.api_key,
+                    "backfill": "3650d",
+                    "page_size": 100,
+                    "rate_limit": 1_000_000,
+                    "lookup_budget": 100_000,
+                    **world.settings,
+                }
+            ],
+        },
+        environ={},
+    )
+    exporter = Exporter(config)
+    gc.freeze()  # what the server does once start-up is done (exporter.server.settle_heap)
+    started, cpu = time.perf_counter(), time.process_time()
+    report = exporter.collect_all()[0]
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    exporter.shutdown()
+    assert report.ok, report.error
+    assert report.counted == runs, (report.counted, runs)
+    gc.unfreeze()  # the next attempt starts from a heap like this one's
+    return wall, cpu
 
 
 def _peak_rss() -> int:
@@ -392,7 +409,7 @@ def bench_scrape(series: int, workdir: Path) -> Scrape:
     first = time.perf_counter() - started
     assert text == generate_latest(registry), "the fast writer must write the same bytes"
     samples = len([line for line in text.decode().splitlines() if not line.startswith("#")])
-    settle_heap()  # what the server does once start-up is done
+    gc.freeze()  # what the server does once start-up is done (exporter.server.settle_heap)
     workflows = max(1, series // SERIES_PER_WORKFLOW)
     touched = max(1, workflows // 50)
     cursor = store.cursor("bench")
