@@ -124,10 +124,10 @@ class PlexteraProvider(Provider):
             )
             body = response.body
             if isinstance(body, _PlexteraPage):
-                fast = body.pageInfo or _PageInfo()
+                info = body.pageInfo or _PageInfo()
                 runs = list(self.parse_items(body.data, self._run_of))
                 return Page(
-                    runs, size=fast.size, total_pages=fast.totalPages, received=len(body.data)
+                    runs, size=info.size, total_pages=info.totalPages, received=len(body.data)
                 )
             # Some item is invalid (or the page is odd): item by item, so that one bad record
             # never loses the rest of the page.
