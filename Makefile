@@ -30,7 +30,7 @@ chaos: $(DEV)
 bench: $(DEV)
 	$(BIN)/python -m bench.run
 
-# 1,000,000 runs through the API, apart: the simulator takes a quarter of an hour to serve them.
+# 1,000,000 runs through the API, apart: the simulator takes over twenty minutes to serve them.
 bench-million: $(DEV)
 	$(BIN)/python -m bench.run --million
 

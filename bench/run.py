@@ -538,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--million",
         action="store_true",
-        help="only ingest 1,000,000 runs through the API (about a quarter of an hour: the "
+        help="only ingest 1,000,000 runs through the API (over twenty minutes: the "
         "simulator serving the pages is the slow part) and write bench/RESULTS-million.md",
     )
     args = parser.parse_args(argv)
