@@ -128,7 +128,8 @@ class SourceCollector:
         s = self.settings
         name = s.name
         now = self.clock()
-        cursor = self.store.cursor(name) or Cursor.first_start(now, s.backfill)
+        stored_cursor = self.store.cursor(name)
+        cursor = stored_cursor or Cursor.first_start(now, s.backfill)
         active = self.store.active(name)
         floor = cursor.scan_floor(s.overlap)
         if not self.provider.cursor_tracks_changes:
@@ -148,8 +149,11 @@ class SourceCollector:
                 merge_sighting(seen, run)
                 newest = run.cursor_time if newest is None else max(newest, run.cursor_time)
             scan_complete = True
-            for run in self.provider.list_active():
-                merge_sighting(seen, run)
+            # The first cycle lists every active run, whatever its age: one created before the
+            # backfill window is counted when it finishes only if it was seen active.
+            if stored_cursor is None or _listing_pays(active, seen, s.page_size):
+                for run in self.provider.list_active():
+                    merge_sighting(seen, run)
         except (ApiError, PaginationRunaway) as exc:
             failure = exc
         vanished: list[str] = []
@@ -281,6 +285,17 @@ class SourceCollector:
                 "active runs no longer exist in the API; dropped without counting",
                 count=len(changes.vanished),
             )
+
+
+def _listing_pays(active: Mapping[str, ActiveRun], seen: Mapping[str, Run], page_size: int) -> bool:
+    """Whether an active-runs listing saves requests over looking up the runs the scan missed.
+
+    The listing exists to re-read tracked runs the scan did not reach; when the scan reached them
+    all it has nothing to add, and when it missed only a few, looking those up costs no more than
+    the listing's pages (about one per `page_size` tracked runs) would.
+    """
+    missed = sum(1 for run_id in active if run_id not in seen)
+    return missed > max(1, -(-len(active) // page_size))
 
 
 def deepen_floor(

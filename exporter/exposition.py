@@ -4,12 +4,18 @@ prometheus_client validates and escapes every label name of every sample; with t
 of samples that is most of a scrape's time. The label names and values of this exporter repeat
 endlessly (source, provider, workflow, status, le), so escaping each distinct string once and
 remembering it gives the same bytes in a fraction of the time. A test compares the two outputs.
+
+A collector can go further and yield a `TextFamily`: its sample lines come already written (with
+`series_line`), so a scrape of the classic text format creates no `Sample` objects at all; its
+`samples` are built only when something else reads them (OpenMetrics, `get_sample_value`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
+from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
@@ -47,6 +53,40 @@ def _value(value: float) -> str:
     return str(floatToGoString(value))  # type: ignore[no-untyped-call]
 
 
+def series_line(name: str, pairs: tuple[tuple[str, str], ...], value: float) -> str:
+    """One sample line without a timestamp, exactly as the writer below writes it."""
+    return f"{_metric_name(name)}{_labels(pairs)} {_value(float(value))}\n"
+
+
+class TextFamily(Metric):
+    """A metric family that brings its sample lines written, and its samples only on demand."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        typ: str,
+        text: str,
+        samples: Callable[[], Sequence[Sample]],
+    ) -> None:
+        self._build_samples = samples
+        self._samples: list[Sample] | None = None
+        super().__init__(name, documentation, typ)
+        # The sample lines of the classic text format, in the order `samples` has them.
+        self.text = text
+
+    @property
+    def samples(self) -> list[Sample]:
+        if self._samples is None:
+            self._samples = list(self._build_samples())
+        return self._samples
+
+    @samples.setter
+    def samples(self, value: list[Sample]) -> None:
+        # Metric.__init__ sets an empty list: that means "not built yet" here.
+        self._samples = value or None
+
+
 def _sample_line(sample: Sample) -> str:
     timestamp = ""
     if sample.timestamp is not None:
@@ -68,6 +108,9 @@ def generate_text(registry: Collector) -> bytes:
         help_text = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
         output.append(f"# HELP {_metric_name(name)} {help_text}\n")
         output.append(f"# TYPE {_metric_name(name)} {kind}\n")
+        if isinstance(metric, TextFamily):
+            output.append(metric.text)
+            continue
         extra: dict[str, list[str]] = {}
         for sample in metric.samples:
             for suffix in _OM_SUFFIXES:

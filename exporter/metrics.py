@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from exporter.accounting import DURATION, QUEUE_WAIT, ActiveRun
+from exporter.exposition import TextFamily, series_line
 from exporter.model import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus
 from exporter.store import Histogram, Snapshot
 
@@ -45,6 +46,19 @@ def workflow_series(buckets: Mapping[str, Sequence[float]], active_statuses: int
     return terminal + duration + queue_wait + 2 * active_statuses + 1
 
 
+# Label values of one series, and its value.
+Row = tuple[tuple[str, ...], float]
+# One histogram series: its label values and its buckets.
+HistogramRow = tuple[tuple[str, ...], Histogram]
+
+_FINISHED_LABELS = ("source", "provider", "workflow", "status")
+_ERROR_LABELS = ("source", "provider", "workflow", "code")
+_DURATION_LABELS = ("source", "provider", "workflow", "status")
+_QUEUE_WAIT_LABELS = ("source", "provider", "workflow")
+_ACTIVE_LABELS = ("source", "provider", "workflow", "status")
+_PROGRESS_LABELS = ("source", "provider", "workflow")
+
+
 class RunsCollector(Collector):
     def __init__(
         self,
@@ -57,6 +71,9 @@ class RunsCollector(Collector):
         self._snapshot = snapshot
         self._clock = clock
         self._active_statuses = active_statuses or (lambda _source: _ACTIVE_PRECREATED)
+        # Written lines of each histogram series, reused while its buckets stay the same: between
+        # two scrapes a cycle touches a few series, and histograms are most of a large scrape.
+        self._histogram_text: dict[tuple[str, tuple[str, ...]], _WrittenHistogram] = {}
 
     def describe(self) -> Iterator[Metric]:
         # Describing nothing keeps registration from calling collect() at import time.
@@ -65,17 +82,62 @@ class RunsCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
         now = self._clock()
-        yield self._finished(snap)
-        yield self._errors(snap)
-        yield from self._histograms(snap)
-        yield from self._active(snap, now)
-
-    def _finished(self, snap: Snapshot) -> Metric:
-        family = CounterMetricFamily(
+        written: dict[tuple[str, tuple[str, ...]], _WrittenHistogram] = {}
+        yield _simple_family(
+            "counter",
             "workflow_runs_finished",
             "Runs that reached a terminal status; each run counted once, ever.",
-            labels=["source", "provider", "workflow", "status"],
+            _FINISHED_LABELS,
+            self._finished(snap),
         )
+        yield _simple_family(
+            "counter",
+            "workflow_run_errors",
+            "Failed runs by error code (`unspecified` when the provider gives none).",
+            _ERROR_LABELS,
+            self._errors(snap),
+        )
+        duration, queue_wait = self._histograms(snap)
+        yield self._histogram_family(
+            "workflow_run_duration_seconds",
+            "Run duration, observed once when the run finishes.",
+            _DURATION_LABELS,
+            duration,
+            written,
+        )
+        yield self._histogram_family(
+            "workflow_run_queue_wait_seconds",
+            "Time from creation to start, observed once when the run starts or finishes.",
+            _QUEUE_WAIT_LABELS,
+            queue_wait,
+            written,
+        )
+        # Only the series of this scrape are kept: series of a forgotten source go with it.
+        self._histogram_text = written
+        active, oldest, progress = self._active(snap, now)
+        yield _simple_family(
+            "gauge",
+            "workflow_runs_active",
+            "Runs currently in a non-terminal status.",
+            _ACTIVE_LABELS,
+            active,
+        )
+        yield _simple_family(
+            "gauge",
+            "workflow_runs_oldest_active_age_seconds",
+            "Age of the oldest active run in that status (stuck runs, review backlog).",
+            _ACTIVE_LABELS,
+            oldest,
+        )
+        yield _simple_family(
+            "gauge",
+            "workflow_runs_progress_ratio",
+            "Mean progress (0..1) of active runs that report progress.",
+            _PROGRESS_LABELS,
+            progress,
+        )
+
+    def _finished(self, snap: Snapshot) -> list[Row]:
         values: dict[tuple[str, str, str], int] = {}
         # Pre-create every terminal status of every workflow seen, so increase() works from the
         # first failure.
@@ -85,57 +147,59 @@ class RunsCollector(Collector):
                     values[(source, workflow, status)] = 0
         for key, count in snap.finished.items():
             values[key] = count
-        for (source, workflow, status), count in sorted(values.items()):
-            family.add_metric([source, snap.providers.get(source, ""), workflow, status], count)
-        return family
+        return [
+            ((source, snap.providers.get(source, ""), workflow, status), count)
+            for (source, workflow, status), count in sorted(values.items())
+        ]
 
-    def _errors(self, snap: Snapshot) -> Metric:
-        family = CounterMetricFamily(
-            "workflow_run_errors",
-            "Failed runs by error code (`unspecified` when the provider gives none).",
-            labels=["source", "provider", "workflow", "code"],
-        )
-        for (source, workflow, code), count in sorted(snap.errors.items()):
-            family.add_metric([source, snap.providers.get(source, ""), workflow, code], count)
-        return family
+    def _errors(self, snap: Snapshot) -> list[Row]:
+        return [
+            ((source, snap.providers.get(source, ""), workflow, code), count)
+            for (source, workflow, code), count in sorted(snap.errors.items())
+        ]
 
-    def _histograms(self, snap: Snapshot) -> Iterator[Metric]:
-        duration = HistogramMetricFamily(
-            "workflow_run_duration_seconds",
-            "Run duration, observed once when the run finishes.",
-            labels=["source", "provider", "workflow", "status"],
-        )
-        queue_wait = HistogramMetricFamily(
-            "workflow_run_queue_wait_seconds",
-            "Time from creation to start, observed once when the run starts or finishes.",
-            labels=["source", "provider", "workflow"],
-        )
+    def _histograms(self, snap: Snapshot) -> tuple[list[HistogramRow], list[HistogramRow]]:
+        duration: list[HistogramRow] = []
+        queue_wait: list[HistogramRow] = []
         for (metric, source, workflow, status), hist in sorted(snap.histograms.items()):
             provider = snap.providers.get(source, "")
             if metric == DURATION:
-                _add_histogram(duration, [source, provider, workflow, status], hist)
+                duration.append(((source, provider, workflow, status), hist))
             elif metric == QUEUE_WAIT:
-                _add_histogram(queue_wait, [source, provider, workflow], hist)
-        yield duration
-        yield queue_wait
+                queue_wait.append(((source, provider, workflow), hist))
+        return duration, queue_wait
 
-    def _active(self, snap: Snapshot, now: float) -> Iterator[Metric]:
-        labels = ["source", "provider", "workflow", "status"]
-        active = GaugeMetricFamily(
-            "workflow_runs_active",
-            "Runs currently in a non-terminal status.",
-            labels=labels,
-        )
-        oldest = GaugeMetricFamily(
-            "workflow_runs_oldest_active_age_seconds",
-            "Age of the oldest active run in that status (stuck runs, review backlog).",
-            labels=labels,
-        )
-        progress = GaugeMetricFamily(
-            "workflow_runs_progress_ratio",
-            "Mean progress (0..1) of active runs that report progress.",
-            labels=["source", "provider", "workflow"],
-        )
+    def _histogram_family(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: tuple[str, ...],
+        rows: list[HistogramRow],
+        written: dict[tuple[str, tuple[str, ...]], _WrittenHistogram],
+    ) -> TextFamily:
+        parts = []
+        for values, hist in rows:
+            key = (name, values)
+            lines = self._histogram_text.get(key)
+            if lines is None or not lines.same(hist):
+                lines = _WrittenHistogram.of(
+                    name, tuple(zip(labelnames, values, strict=True)), hist
+                )
+            written[key] = lines
+            parts.append(lines.text)
+
+        def samples() -> list[Sample]:
+            family = HistogramMetricFamily(name, documentation, labels=labelnames)
+            for values, hist in rows:
+                _add_histogram(family, list(values), hist)
+            return family.samples
+
+        return TextFamily(name, documentation, "histogram", "".join(parts), samples)
+
+    def _active(self, snap: Snapshot, now: float) -> tuple[list[Row], list[Row], list[Row]]:
+        active: list[Row] = []
+        oldest: list[Row] = []
+        progress: list[Row] = []
         for source in sorted(set(snap.workflows) | set(snap.active)):
             provider = snap.providers.get(source, "")
             counts, ages, progress_values = _active_aggregates(snap.active.get(source, ()), now)
@@ -143,14 +207,60 @@ class RunsCollector(Collector):
                 for status in self._active_statuses(source):
                     counts.setdefault((workflow, status), 0)
             for (workflow, status), count in sorted(counts.items()):
-                active.add_metric([source, provider, workflow, status], count)
+                active.append(((source, provider, workflow, status), count))
             for (workflow, status), age in sorted(ages.items()):
-                oldest.add_metric([source, provider, workflow, status], age)
+                oldest.append(((source, provider, workflow, status), age))
             for workflow, values in sorted(progress_values.items()):
-                progress.add_metric([source, provider, workflow], sum(values) / len(values))
-        yield active
-        yield oldest
-        yield progress
+                progress.append(((source, provider, workflow), sum(values) / len(values)))
+        return active, oldest, progress
+
+
+class _WrittenHistogram:
+    """The text lines of one histogram series, and the buckets they were written from."""
+
+    __slots__ = ("counts", "sum", "text")
+
+    def __init__(self, counts: list[int], total: float, text: str) -> None:
+        self.counts = counts
+        self.sum = total
+        self.text = text
+
+    @classmethod
+    def of(
+        cls, name: str, pairs: tuple[tuple[str, str], ...], hist: Histogram
+    ) -> _WrittenHistogram:
+        # The order and values HistogramMetricFamily gives: cumulative buckets, _count, _sum.
+        bucket = name + "_bucket"
+        lines = [series_line(bucket, (*pairs, ("le", le)), count) for le, count in _buckets(hist)]
+        lines.append(series_line(name + "_count", pairs, hist.count))
+        lines.append(series_line(name + "_sum", pairs, hist.sum))
+        return cls(list(hist.counts), hist.sum, "".join(lines))
+
+    def same(self, hist: Histogram) -> bool:
+        return self.counts == hist.counts and self.sum == hist.sum
+
+
+def _simple_family(
+    kind: str, name: str, documentation: str, labelnames: tuple[str, ...], rows: list[Row]
+) -> TextFamily:
+    """A counter or gauge family: its text written now, its samples only if asked for."""
+    sample_name = name + "_total" if kind == "counter" else name
+    text = "".join(
+        series_line(sample_name, tuple(zip(labelnames, values, strict=True)), value)
+        for values, value in rows
+    )
+
+    def samples() -> list[Sample]:
+        family: CounterMetricFamily | GaugeMetricFamily
+        if kind == "counter":
+            family = CounterMetricFamily(name, documentation, labels=labelnames)
+        else:
+            family = GaugeMetricFamily(name, documentation, labels=labelnames)
+        for values, value in rows:
+            family.add_metric(list(values), value)
+        return family.samples
+
+    return TextFamily(name, documentation, kind, text, samples)
 
 
 def _active_aggregates(

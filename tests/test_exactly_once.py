@@ -108,3 +108,32 @@ def test_first_start_counts_only_the_backfill_window(
         (run.workflow.name, "failed") for run in recent[:4]
     )
     assert sum(active(exporter, source).values()) == 2
+
+
+def test_a_plextera_run_older_than_the_backfill_and_still_processing_is_counted_when_it_ends(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    """The first cycle's `PROCESSING` listing finds it, however far below the scan it lies;
+    later cycles list only when the scan missed tracked runs."""
+    sim = simulator("plextera", seed=14, arrival_rate_per_min=0)
+    (old,) = sim.world.add_runs(1, native_status=sim.native_for("running"))
+    old.run_for = 10 * 3600.0  # still processing when the exporter first starts
+    sim.world.advance(2 * 3600)
+    for run in sim.world.add_runs(10):  # a page and more between it and what the scan reads
+        sim.world.finish(run.id, sim.native_for("succeeded"))
+    sim.world.advance(2 * 3600)
+    recent = sim.world.add_runs(5)
+    source = "plextera-test"
+    exporter = exporter_factory(
+        [{**source_for(sim, "plextera", page_size=5), "backfill": "1h"}], clock=sim.world.now
+    )
+    assert exporter.collect_all()[0].ok
+    sim.world.advance(60)
+    sim.world.finish(old.id, sim.native_for("failed"))
+    for run in recent:
+        sim.world.finish(run.id, sim.native_for("succeeded"))
+
+    assert exporter.collect_all()[0].ok
+
+    assert sum(finished(exporter, source).values()) == 6
+    assert finished(exporter, source)[(old.workflow.name, "failed")] == 1

@@ -227,3 +227,20 @@ def test_an_out_of_range_timestamp_is_an_invalid_record_not_a_crash(
     assert len(events.invalid) == 1
     assert "out of range" in events.invalid[0][1]
     assert len(runs) == len(body) - 1
+
+
+@pytest.mark.parametrize("provider", ["plextera", "extend"])
+def test_a_page_read_whole_gives_the_runs_read_item_by_item(
+    provider: str, captured: dict[str, tuple[dict[str, Any], Any, Any]]
+) -> None:
+    """A valid page is read straight from its bytes; one invalid item sends the page through
+    the item-by-item path. Both must give the same runs for the same valid items."""
+    settings_, page, workflows = captured[provider]
+    whole, whole_events = scan_with(provider, settings_, page, workflows)
+    spoiled = copy.deepcopy(page)
+    spoiled["data"].append({"id": "broken"})  # no status, no dates: invalid
+    by_item, item_events = scan_with(provider, settings_, spoiled, workflows)
+    assert whole_events.invalid == []
+    assert len(item_events.invalid) == 1
+    assert whole == by_item
+    assert len(whole) == len(page["data"])

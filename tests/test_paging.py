@@ -152,15 +152,23 @@ def _times(*seconds: float) -> list[datetime]:
     return [FLOOR + timedelta(seconds=s) for s in seconds]
 
 
-def test_floor_is_reached_only_when_a_whole_page_lies_below_it() -> None:
+def test_an_ordered_page_reaching_below_the_floor_is_the_last_one() -> None:
     assert reached_floor(_times(-1, -5, -60), FLOOR)
-    # The last item is below the floor, but an earlier one is not: small disorder, keep going.
+    # In order, and its oldest item is below the floor: every later page is older still.
+    assert reached_floor(_times(10, 5, -60), FLOOR)
+    assert not reached_floor(_times(10, 5, 0), FLOOR)
+
+
+def test_a_page_out_of_order_walks_on_until_a_whole_page_lies_below_the_floor() -> None:
+    # The last item is below the floor, but the page is not sorted: the list may hide newer
+    # items further on.
     assert not reached_floor(_times(-1, 3, -60), FLOOR)
-    assert not reached_floor(_times(10, 5, -60), FLOOR)
+    assert reached_floor(_times(-5, -1, -60), FLOOR)
 
 
 def test_item_exactly_at_the_floor_keeps_the_walk_going() -> None:
-    assert not reached_floor(_times(0, -10), FLOOR)
+    # Later pages may hold more items at the very same time.
+    assert not reached_floor(_times(10, 0), FLOOR)
 
 
 def test_empty_page_does_not_count_as_below_the_floor() -> None:

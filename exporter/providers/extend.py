@@ -64,6 +64,13 @@ class ExtendRun(WireModel):
     stepRuns: list[_StepRun | None] | None = None  # noqa: N815 - wire name
 
 
+class _ExtendPage(WireModel):
+    """A list page whose items are all valid, read straight from the bytes."""
+
+    data: list[ExtendRun]
+    nextPageToken: str | None = None  # noqa: N815 - wire name
+
+
 class ExtendProvider(Provider):
     name: ClassVar[str] = "extend"
     settings_model: ClassVar[type[SourceSettings]] = ExtendSettings
@@ -106,17 +113,31 @@ class ExtendProvider(Provider):
             }
             if token:
                 params["nextPageToken"] = token
-            body = self.client.get_json("/workflow_runs", endpoint="list_runs", params=params).body
-            if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-                raise PayloadError(
-                    settings.name, "list_runs", "expected an object with a `data` list"
+            body = self.client.get_json(
+                "/workflow_runs",
+                endpoint="list_runs",
+                params=params,
+                decode=_ExtendPage.model_validate_json,
+            ).body
+            if isinstance(body, _ExtendPage):
+                runs = list(self.parse_items(body.data, self._summary_of))
+                received, token = len(body.data), body.nextPageToken
+            else:
+                # Some item is invalid (or the page is odd): item by item, so that one bad record
+                # never loses the rest of the page.
+                if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+                    raise PayloadError(
+                        settings.name, "list_runs", "expected an object with a `data` list"
+                    )
+                runs = list(self.parse_items(body["data"], self._summary_to_run))
+                received = len(body["data"])
+                token = (
+                    body.get("nextPageToken")
+                    if isinstance(body.get("nextPageToken"), str)
+                    else None
                 )
-            runs = list(self.parse_items(body["data"], self._summary_to_run))
             yield from runs
-            token = (
-                body.get("nextPageToken") if isinstance(body.get("nextPageToken"), str) else None
-            )
-            if not token or not body["data"] or reached_floor([r.cursor_time for r in runs], floor):
+            if not token or not received or reached_floor([r.cursor_time for r in runs], floor):
                 return
         raise PaginationRunaway(settings.max_pages)
 
@@ -124,7 +145,10 @@ class ExtendProvider(Provider):
         return self.fetch_one(f"/workflow_runs/{run_id}", self._detail_to_run)
 
     def _summary_to_run(self, item: Any) -> Run:
-        return self._to_run(ExtendRun.model_validate(item), detailed=False)
+        return self._summary_of(ExtendRun.model_validate(item))
+
+    def _summary_of(self, wire: ExtendRun) -> Run:
+        return self._to_run(wire, detailed=False)
 
     def _detail_to_run(self, item: Any) -> Run:
         # The detail may come bare or wrapped (`{"workflowRun": {...}}`); take either.

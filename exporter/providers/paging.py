@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -67,9 +68,15 @@ def walk_pages(
 
 
 def reached_floor(cursor_times: Sequence[datetime], floor: datetime) -> bool:
-    """A newest-first walk can stop once a whole page lies below the floor.
+    """A newest-first walk can stop once a page reaches below the floor.
 
-    A whole page, not its last item: lists sorted by a timestamp with ties or small disorder still
-    walk far enough.
+    A page that is itself in order vouches for the list's order: once its oldest item lies below
+    the floor, every later item does too, so the page that crosses the floor is the last one read.
+    A page out of order shows the list is not strictly sorted (ties broken arbitrarily, a sort key
+    that is not quite `cursor_time`): then the walk goes on until a whole page lies below the
+    floor. Disorder across a page boundary is what the overlap below the watermark absorbs.
     """
-    return bool(cursor_times) and max(cursor_times) < floor
+    if not cursor_times:
+        return False
+    in_order = all(a >= b for a, b in pairwise(cursor_times))
+    return (cursor_times[-1] if in_order else max(cursor_times)) < floor

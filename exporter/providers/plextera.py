@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field
 
 from exporter.http import PayloadError
-from exporter.model import UNSPECIFIED_CODE, Run, RunStatus, Step
+from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
 from exporter.providers.base import Provider, SourceSettings
 from exporter.providers.paging import Page, reached_floor, walk_pages
 from exporter.providers.wire import UtcDatetime, WireModel
@@ -47,17 +47,10 @@ class _Progress(WireModel):
     stepsTotal: int | None = None  # noqa: N815 - wire name
 
 
-class _Step(WireModel):
-    name: str | None = None
-    type: str | None = None
-    status: str | None = None
-
-
 class PlexteraRun(WireModel):
     id: str = Field(min_length=1)
     status: str
     createdAt: UtcDatetime  # noqa: N815 - wire name
-    updatedAt: UtcDatetime | None = None  # noqa: N815 - wire name
     startedAt: UtcDatetime | None = None  # noqa: N815 - wire name
     completedAt: UtcDatetime | None = None  # noqa: N815 - wire name
     error: _Error | None = None
@@ -65,7 +58,9 @@ class PlexteraRun(WireModel):
     progress: _Progress | None = None
     durationMs: float | None = None  # noqa: N815 - wire name
     computedDurationMs: float | None = None  # noqa: N815 - wire name
-    steps: list[_Step | None] | None = None
+    # `steps` (with nested runs, most of each item's bytes) and `updatedAt` are left unread:
+    # progress comes from `progress`, the list is ordered by `createdAt`, and nothing past the
+    # provider uses either.
 
 
 class _PageInfo(BaseModel):
@@ -73,6 +68,14 @@ class _PageInfo(BaseModel):
     size: int | None = None
     totalItems: int | None = None  # noqa: N815 - wire name
     totalPages: int | None = None  # noqa: N815 - wire name
+
+
+class _PlexteraPage(WireModel):
+    """A list page whose items are all valid, read straight from the bytes: the fields a run
+    does not need are skipped by the parser instead of being built as Python objects first."""
+
+    data: list[PlexteraRun]
+    pageInfo: _PageInfo | None = None  # noqa: N815 - wire name
 
 
 class PlexteraProvider(Provider):
@@ -117,8 +120,17 @@ class PlexteraProvider(Provider):
                 "/workflow-runs",
                 endpoint="list_runs",
                 params={**params, "page": number, "size": settings.page_size},
+                decode=_PlexteraPage.model_validate_json,
             )
             body = response.body
+            if isinstance(body, _PlexteraPage):
+                info = body.pageInfo or _PageInfo()
+                runs = list(self.parse_items(body.data, self._run_of))
+                return Page(
+                    runs, size=info.size, total_pages=info.totalPages, received=len(body.data)
+                )
+            # Some item is invalid (or the page is odd): item by item, so that one bad record
+            # never loses the rest of the page.
             if not isinstance(body, dict) or not isinstance(body.get("data"), list):
                 raise PayloadError(
                     settings.name, "list_runs", "expected an object with a `data` list"
@@ -140,7 +152,9 @@ class PlexteraProvider(Provider):
         )
 
     def _to_run(self, item: Any) -> Run:
-        wire = PlexteraRun.model_validate(item)
+        return self._run_of(PlexteraRun.model_validate(item))
+
+    def _run_of(self, wire: PlexteraRun) -> Run:
         status = self.map_status(wire.status)
         progress = None
         if wire.progress and wire.progress.stepsTotal:
@@ -164,11 +178,6 @@ class PlexteraProvider(Provider):
             progress=progress,
             error_code=error_code,
             error_message=wire.error.message if wire.error else None,
-            steps=tuple(
-                Step(name=s.name or "", status=s.status or "", type=s.type)
-                for s in (wire.steps or [])
-                if s is not None
-            ),
         )
 
 
