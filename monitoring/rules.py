@@ -271,7 +271,7 @@ def _exporter_alerts(t: Thresholds) -> list[dict[str, Any]]:
             "alerts_undelivered",
             f"sum by (instance, reason) (increase({undelivered}[{uw}])) > 0",
             "Per-run alerts from {{ $labels.instance }} are not reaching Alertmanager",
-            f"{{{{ $value | printf \"%.0f\" }}}} per-run alerts from {{{{ $labels.instance }}}}"
+            f'{{{{ $value | printf "%.0f" }}}} per-run alerts from {{{{ $labels.instance }}}}'
             f" were not taken by an Alertmanager in the last {uw} (reason"
             " {{ $labels.reason }}); `invalid` ones are dropped, the others wait queued.",
         ),
