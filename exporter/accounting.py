@@ -63,6 +63,11 @@ class Cursor:
         baseline = now - backfill
         return cls(baseline=baseline, watermark=baseline, horizon=baseline)
 
+    @property
+    def never_advanced(self) -> bool:
+        """No scan has completed with a run in it yet (a first cycle, or one that failed)."""
+        return self.watermark == self.baseline
+
     def scan_floor(self, overlap: timedelta) -> datetime:
         return max(self.baseline, self.watermark - overlap)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -93,6 +93,10 @@ class SourceEvents:
 
 
 class SourceCollector:
+    # A scan that reads more runs than this commits them in chunks (see _commit_chunk): about a
+    # kilobyte each while held, so a catch-up cycle stays within tens of megabytes.
+    chunk_runs = 20_000
+
     def __init__(
         self,
         settings: SourceSettings,
@@ -128,8 +132,7 @@ class SourceCollector:
         s = self.settings
         name = s.name
         now = self.clock()
-        stored_cursor = self.store.cursor(name)
-        cursor = stored_cursor or Cursor.first_start(now, s.backfill)
+        cursor = self.store.cursor(name) or Cursor.first_start(now, s.backfill)
         active = self.store.active(name)
         floor = cursor.scan_floor(s.overlap)
         if not self.provider.cursor_tracks_changes:
@@ -141,6 +144,9 @@ class SourceCollector:
                 window_start=now - s.rescan_window,
             )
         seen: dict[str, Run] = {}
+        # What committed chunks leave behind: only the ids of runs they saw active (bounded by
+        # the active set, not by the cycle's size) and running totals.
+        chunks = _ChunkTotals()
         newest: datetime | None = None
         failure: Exception | None = None
         scan_complete = False
@@ -148,20 +154,98 @@ class SourceCollector:
             for run in self.provider.scan(floor):
                 merge_sighting(seen, run)
                 newest = run.cursor_time if newest is None else max(newest, run.cursor_time)
+                if len(seen) >= self.chunk_runs:
+                    self._commit_chunk(seen, cursor, floor, now, chunks)
+                    seen = {}
             scan_complete = True
-            # The first cycle lists every active run, whatever its age: one created before the
-            # backfill window is counted when it finishes only if it was seen active.
-            if stored_cursor is None or _listing_pays(active, seen, s.page_size):
+            # Until a scan completes, every cycle lists every active run, whatever its age: one
+            # created before the backfill window is counted when it finishes only if it was seen
+            # active (a first cycle that failed, or committed chunks, has stored its cursor).
+            reached = chunks.active_ids.union(seen)
+            if cursor.never_advanced or _listing_pays(active, reached, s.page_size):
                 for run in self.provider.list_active():
                     merge_sighting(seen, run)
         except (ApiError, PaginationRunaway) as exc:
             failure = exc
+        if chunks.runs:
+            active = self.store.active(name)  # as the committed chunks left it
         vanished: list[str] = []
         lookups = 0
         counted = self.store.counted_among(name, seen)
         if failure is None:
-            lookups, failure = self._lookups(seen, active, counted, vanished)
-        changes = decide(
+            lookups, failure = self._lookups(seen, active, counted, vanished, chunks.active_ids)
+        changes = self._decide(seen, vanished, active, counted, cursor, now)
+        new_cursor = (
+            cursor.advanced(newest, now, s.overlap, s.retention) if scan_complete else cursor
+        )
+        if scan_complete:
+            density = list_density(chunks.in_window + _in_window(seen, floor), floor, newest)
+            if density is not None:
+                # Smoothed: one quiet cycle must not make the next one give up deepening.
+                self._density = density if self._density is None else (self._density + density) / 2
+        self._apply(seen, changes, active, new_cursor, now)
+        chunks.add(seen, changes, floor)
+        report = CycleReport(
+            source=name,
+            provider=self.provider.name,
+            ok=failure is None,
+            error=str(failure) if failure else None,
+            seen_by_status=chunks.by_status,
+            counted=chunks.counted,
+            active=len(self.store.active(name)),
+            lookups=lookups,
+            failure=failure,
+        )
+        if failure is not None:
+            self.log.warning(
+                "collection failed; what was read is kept, the next cycle reads it again",
+                error=str(failure),
+                runs_read=chunks.runs,
+            )
+        else:
+            self.log.debug(
+                "collection done",
+                runs_read=chunks.runs,
+                counted=report.counted,
+                active=report.active,
+                lookups=lookups,
+                floor=floor.isoformat(),
+            )
+        return report
+
+    def _commit_chunk(
+        self,
+        seen: dict[str, Run],
+        cursor: Cursor,
+        floor: datetime,
+        now: datetime,
+        chunks: _ChunkTotals,
+    ) -> None:
+        """Commits what a long scan has read so far, with the cursor where it was.
+
+        A catch-up cycle (a first start with a long backfill, a day-long outage) can read a
+        million runs; holding them all until one commit would take about a kilobyte each. Each
+        chunk counts its finished runs and records them as counted in one transaction, so a
+        crash later in the scan loses nothing: the next cycle reads from the same floor and
+        skips what is already counted. Only the cursor waits for the scan to finish.
+        """
+        active = self.store.active(self.settings.name)
+        counted = self.store.counted_among(self.settings.name, seen)
+        changes = self._decide(seen, [], active, counted, cursor, now)
+        self._apply(seen, changes, active, cursor, now)
+        chunks.add(seen, changes, floor)
+
+    def _decide(
+        self,
+        seen: dict[str, Run],
+        vanished: list[str],
+        active: dict[str, ActiveRun],
+        counted: set[str],
+        cursor: Cursor,
+        now: datetime,
+    ) -> CycleChanges:
+        name, s = self.settings.name, self.settings
+        return decide(
             runs=seen.values(),
             vanished=vanished,
             active=active,
@@ -177,50 +261,25 @@ class SourceCollector:
             error_pairs=PairBudget(self.store.error_pairs(name), self.series),
             now=now,
         )
-        new_cursor = (
-            cursor.advanced(newest, now, s.overlap, s.retention) if scan_complete else cursor
-        )
-        if scan_complete:
-            density = list_density(seen, floor, newest)
-            if density is not None:
-                # Smoothed: one quiet cycle must not make the next one give up deepening.
-                self._density = density if self._density is None else (self._density + density) / 2
+
+    def _apply(
+        self,
+        seen: dict[str, Run],
+        changes: CycleChanges,
+        active: dict[str, ActiveRun],
+        cursor: Cursor,
+        now: datetime,
+    ) -> None:
+        name = self.settings.name
         agent = self.alerts()
         also = (
             agent.for_cycle(name, self.provider.name, changes, active, now)
             if agent is not None
             else None
         )
-        self.store.apply(name, self.provider.name, changes, new_cursor, also)
+        self.store.apply(name, self.provider.name, changes, cursor, also)
         self._report_changes(changes, len(seen))
         self._log_failures(seen, changes)
-        report = CycleReport(
-            source=name,
-            provider=self.provider.name,
-            ok=failure is None,
-            error=str(failure) if failure else None,
-            seen_by_status=Counter(run.status.value for run in seen.values()),
-            counted=len(changes.counted),
-            active=len(self.store.active(name)),
-            lookups=lookups,
-            failure=failure,
-        )
-        if failure is not None:
-            self.log.warning(
-                "collection failed; what was read is kept, the next cycle reads it again",
-                error=str(failure),
-                runs_read=len(seen),
-            )
-        else:
-            self.log.debug(
-                "collection done",
-                runs_read=len(seen),
-                counted=report.counted,
-                active=report.active,
-                lookups=lookups,
-                floor=floor.isoformat(),
-            )
-        return report
 
     def _lookups(
         self,
@@ -228,6 +287,7 @@ class SourceCollector:
         active: dict[str, ActiveRun],
         counted: set[str],
         vanished: list[str],
+        seen_in_chunks: Collection[str] = (),
     ) -> tuple[int, Exception | None]:
         """Looks up runs one by one: failure details first, then the stalest active runs.
 
@@ -239,7 +299,11 @@ class SourceCollector:
             if run.needs_detail and run.id not in counted
         ]
         stale = sorted(
-            (a for a in active.values() if a.id not in seen or a.awaiting_detail),
+            (
+                a
+                for a in active.values()
+                if (a.id not in seen and a.id not in seen_in_chunks) or a.awaiting_detail
+            ),
             key=lambda a: a.last_seen or a.created_at,
         )
         if self.provider.cursor_tracks_changes:
@@ -287,7 +351,7 @@ class SourceCollector:
             )
 
 
-def _listing_pays(active: Mapping[str, ActiveRun], seen: Mapping[str, Run], page_size: int) -> bool:
+def _listing_pays(active: Mapping[str, ActiveRun], seen: Collection[str], page_size: int) -> bool:
     """Whether an active-runs listing saves requests over looking up the runs the scan missed.
 
     The listing exists to re-read tracked runs the scan did not reach; when the scan reached them
@@ -324,10 +388,31 @@ def deepen_floor(
     return best
 
 
-def list_density(seen: dict[str, Run], floor: datetime, newest: datetime | None) -> float | None:
+def list_density(in_window: int, floor: datetime, newest: datetime | None) -> float | None:
     """Runs per second of list time between the floor and the newest run of a complete scan."""
     if newest is None:
         return None
     span = (newest - floor).total_seconds()
-    count = sum(1 for run in seen.values() if run.cursor_time >= floor)
-    return count / span if span > 0 and count else None
+    return in_window / span if span > 0 and in_window else None
+
+
+def _in_window(seen: Mapping[str, Run], floor: datetime) -> int:
+    return sum(1 for run in seen.values() if run.cursor_time >= floor)
+
+
+@dataclass
+class _ChunkTotals:
+    """A cycle's running totals over its committed chunks (and, at the end, its last one)."""
+
+    runs: int = 0
+    counted: int = 0
+    in_window: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+    active_ids: set[str] = field(default_factory=set)
+
+    def add(self, seen: Mapping[str, Run], changes: CycleChanges, floor: datetime) -> None:
+        self.runs += len(seen)
+        self.counted += len(changes.counted)
+        self.in_window += _in_window(seen, floor)
+        self.by_status.update(run.status.value for run in seen.values())
+        self.active_ids.update(changes.active_upserts)
