@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from exporter.accounting import ActiveRun, FinishedRun
-from exporter.alerting.events import OpenAlert, Planner, sanitise
+from exporter.alerting.events import AlertEvent, OpenAlert, Planner, as_sent, sanitise
 from exporter.alerting.settings import AlertingSettings
 from exporter.model import RunStatus
 
@@ -113,3 +113,21 @@ def test_open_alert_of_a_filtered_source_resolves() -> None:
 
 def test_sanitise_cuts_long_messages() -> None:
     assert sanitise("x" * 50, 20) == "x" * 19 + "…"
+
+
+def test_a_firing_alert_that_expired_in_the_queue_is_sent_with_a_fresh_end() -> None:
+    hour = timedelta(hours=1)
+
+    def event(key: str, **payload: object) -> AlertEvent:
+        return AlertEvent(key, "s", {"labels": {"alertname": "WorkflowRunFailed"}, **payload})
+
+    live = event("failed/s/r1", endsAt="2026-11-01T12:30:00Z")
+    assert as_sent(live, NOW, hour) == live.payload
+    expired = event("failed/s/r2", endsAt="2026-11-01T11:00:00Z")
+    assert as_sent(expired, NOW, hour)["endsAt"] == "2026-11-01T13:00:00Z"
+    resolution = event("stuck/s/r3/resolved", endsAt="2026-11-01T11:00:00Z")
+    assert as_sent(resolution, NOW, hour) == resolution.payload
+    # A payload without an end, or with one Alertmanager must judge, goes as it is.
+    for payload in ({}, {"endsAt": "yesterday"}, {"endsAt": 5}):
+        odd = event("failed/s/r4", **payload)
+        assert as_sent(odd, NOW, hour) == odd.payload

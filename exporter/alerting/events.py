@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from exporter.accounting import ActiveRun, FinishedRun
@@ -69,9 +69,15 @@ def as_sent(event: AlertEvent, now: datetime, lifetime: timedelta) -> dict[str, 
     """The payload to send now. Alertmanager never notifies an alert that arrives already ended,
     so a firing alert that waited in the queue past its `endsAt` (Alertmanager away longer than
     the alert lives) gets `lifetime` from now; a resolution is sent as it is."""
-    if event.key.endswith("/resolved"):
+    if event.key.endswith("/resolved") or not isinstance(event.payload.get("endsAt"), str):
+        # Without an end Alertmanager applies its resolve_timeout itself: nothing to extend.
         return event.payload
-    ends = datetime.fromisoformat(str(event.payload["endsAt"]).replace("Z", "+00:00"))
+    try:
+        ends = datetime.fromisoformat(event.payload["endsAt"].replace("Z", "+00:00"))
+    except ValueError:
+        return event.payload  # Alertmanager names the bad field; the sender drops that alert alone
+    if ends.tzinfo is None:
+        ends = ends.replace(tzinfo=UTC)
     if ends > now:
         return event.payload
     return {**event.payload, "endsAt": _iso(now + lifetime)}
