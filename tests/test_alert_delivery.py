@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -85,13 +86,19 @@ def _queue(store: Store, events: list[AlertEvent]) -> None:
     store.write(writer("test", AlertPlan(events=events), NOW))
 
 
+@contextmanager
 def _sender(
-    store: Store, url: str, clock: Clock, **settings: Any
-) -> tuple[Sender, Outbox, RecordingObserver]:
+    store: Store, urls: str | list[str], clock: Clock, **settings: Any
+) -> Iterator[tuple[Sender, Outbox, RecordingObserver]]:
     outbox = Outbox(store)
     observer = RecordingObserver()
-    config = AlertingSettings.model_validate({"alertmanagers": [{"url": url}], **settings})
-    return Sender(config, outbox, observer, clock=clock), outbox, observer
+    targets = [{"url": url} for url in ([urls] if isinstance(urls, str) else urls)]
+    config = AlertingSettings.model_validate({"alertmanagers": targets, **settings})
+    sender = Sender(config, outbox, observer, clock=clock)
+    try:
+        yield sender, outbox, observer
+    finally:
+        sender.close()
 
 
 def _in_alertmanager(url: str, alertname: str) -> set[str]:
@@ -108,15 +115,12 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 def test_batches_reach_alertmanager_and_leave_the_outbox(alertmanager: str, store: Store) -> None:
     _queue(store, [_event("DeliveryBatches", n) for n in range(10)])
-    sender, outbox, observer = _sender(store, alertmanager, Clock(), batch_size=4)
-    try:
+    with _sender(store, alertmanager, Clock(), batch_size=4) as (sender, outbox, observer):
         assert sender.flush() == 10
         assert outbox.depth() == 0
         assert observer.sent_by_kind == Counter({"failed": 10})
         assert _in_alertmanager(alertmanager, "DeliveryBatches") == {f"run-{n}" for n in range(10)}
         assert sender.flush() == 0  # nothing left, nothing resent
-    finally:
-        sender.close()
 
 
 def test_one_invalid_alert_is_dropped_and_the_rest_of_its_batch_delivered(
@@ -126,16 +130,13 @@ def test_one_invalid_alert_is_dropped_and_the_rest_of_its_batch_delivered(
     events = [_event("DeliveryInvalid", n) for n in range(7)]
     events[4].payload["labels"]["not-a-label-name"] = "x"
     _queue(store, events)
-    sender, outbox, observer = _sender(store, alertmanager, Clock(), batch_size=64)
-    try:
+    with _sender(store, alertmanager, Clock(), batch_size=64) as (sender, outbox, observer):
         assert sender.flush() == 6
         assert outbox.depth() == 0, "the refused alert does not block the queue"
         assert observer.failed_by_reason == Counter({"invalid": 1})
         assert _in_alertmanager(alertmanager, "DeliveryInvalid") == {
             f"run-{n}" for n in range(7) if n != 4
         }
-    finally:
-        sender.close()
 
 
 def test_the_rate_cap_holds_the_rest_queued_until_tokens_return(
@@ -143,8 +144,7 @@ def test_the_rate_cap_holds_the_rest_queued_until_tokens_return(
 ) -> None:
     _queue(store, [_event("DeliveryCapped", n) for n in range(5)])
     clock = Clock()
-    sender, outbox, _ = _sender(store, alertmanager, clock, max_per_minute=3)
-    try:
+    with _sender(store, alertmanager, clock, max_per_minute=3) as (sender, outbox, _):
         assert sender.flush() == 3
         assert sender.flush() == 0
         assert outbox.depth() == 2
@@ -152,8 +152,6 @@ def test_the_rate_cap_holds_the_rest_queued_until_tokens_return(
         assert sender.flush() == 2
         assert outbox.depth() == 0
         assert len(_in_alertmanager(alertmanager, "DeliveryCapped")) == 5
-    finally:
-        sender.close()
 
 
 def test_an_unreachable_alertmanager_keeps_the_queue_and_backs_off(
@@ -162,8 +160,7 @@ def test_an_unreachable_alertmanager_keeps_the_queue_and_backs_off(
     _queue(store, [_event("DeliveryDown", n) for n in range(3)])
     clock = Clock()
     down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    sender, outbox, observer = _sender(store, down, clock)
-    try:
+    with _sender(store, down, clock) as (sender, outbox, observer):
         assert sender.flush() == 0
         assert outbox.depth() == 3
         assert observer.failed_by_reason == Counter({"error": 3})
@@ -175,16 +172,11 @@ def test_an_unreachable_alertmanager_keeps_the_queue_and_backs_off(
         clock.now += 1.5
         sender.flush()
         assert observer.failed_by_reason == Counter({"error": 6}), "the backoff doubled to 2 s"
-    finally:
-        sender.close()
 
     # Another Alertmanager configured later takes the events that waited.
-    sender, outbox, _ = _sender(store, alertmanager, clock)
-    try:
+    with _sender(store, alertmanager, clock) as (sender, outbox, _):
         assert sender.flush() == 3
         assert outbox.depth() == 0
-    finally:
-        sender.close()
 
 
 def test_every_alertmanager_gets_each_event_once_even_when_one_is_down(
@@ -193,20 +185,12 @@ def test_every_alertmanager_gets_each_event_once_even_when_one_is_down(
     _queue(store, [_event("DeliveryPair", n) for n in range(4)])
     clock = Clock()
     down = f"http://127.0.0.1:{free_port()}"
-    outbox = Outbox(store)
-    observer = RecordingObserver()
-    config = AlertingSettings.model_validate(
-        {"alertmanagers": [{"url": alertmanager}, {"url": down}]}
-    )
-    sender = Sender(config, outbox, observer, clock=clock)
-    try:
+    with _sender(store, [alertmanager, down], clock) as (sender, outbox, _):
         assert sender.flush() == 4
         # Taken by one target, not the other: still queued, but not for the one that took it.
         assert outbox.depth() == 4
         assert outbox.pending(alertmanager, 10) == []
         assert len(outbox.pending(down, 10)) == 4
-    finally:
-        sender.close()
 
 
 def test_the_documented_chat_route_posts_each_failed_run_with_its_message_and_link(
@@ -243,11 +227,8 @@ def test_the_documented_chat_route_posts_each_failed_run_with_its_message_and_li
         ]
         plan = planner.plan("extend-prod", "extend", runs, {}, {}, now)
         store.write(writer("extend-prod", plan, now))
-        sender, _, _ = _sender(store, f"http://127.0.0.1:{am_port}", Clock())
-        try:
+        with _sender(store, f"http://127.0.0.1:{am_port}", Clock()) as (sender, _, _):
             assert sender.flush() == 2
-        finally:
-            sender.close()
         until("a chat message", lambda: bool(chat.notifications), 20)
     finally:
         processes.stop_all()
@@ -284,11 +265,8 @@ def test_a_failure_queued_longer_than_it_lives_still_fires_and_a_resolution_stay
     )
     resolution.payload["startsAt"] = (long_ago - timedelta(hours=1)).isoformat()
     _queue(store, [late, resolution])
-    sender, _, _ = _sender(store, alertmanager, Clock(), failed={"resolve_after": "2h"})
-    try:
+    with _sender(store, alertmanager, Clock(), failed={"resolve_after": "2h"}) as (sender, _, _):
         assert sender.flush() == 2
-    finally:
-        sender.close()
     alerts = httpx.get(f"{alertmanager}/api/v2/alerts", timeout=5).json()
     (fired,) = [a for a in alerts if a["labels"]["alertname"] == "DeliveryLate"]
     assert fired["labels"]["run_id"] == "run-1"
