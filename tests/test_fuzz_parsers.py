@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.http import ApiClient, ApiError, RetryPolicy
+from exporter.http import ApiClient, ApiError, PayloadError, RetryPolicy
 from exporter.model import Run
 from exporter.providers import Provider, registry
 from exporter.providers.paging import PaginationRunaway
@@ -93,9 +94,10 @@ def captured() -> dict[str, tuple[dict[str, Any], Any, Any]]:
 
 
 def scan_with(
-    provider: str, settings_: dict[str, Any], body: Any, workflows: Any
+    provider: str, settings_: dict[str, Any], body: Any, workflows: Any, *, raises: bool = False
 ) -> tuple[list[Run], RecordingEvents]:
-    """Runs the provider's real scan against a transport that answers with `body`."""
+    """Runs the provider's real scan against a transport that answers with `body`; its documented
+    errors are swallowed unless `raises`."""
 
     def answer(request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -125,7 +127,9 @@ def scan_with(
         for run in instance.scan(FLOOR):
             runs.append(run)
     except (ApiError, PaginationRunaway):
-        pass  # the documented ways a page can fail; the collector handles them
+        if raises:
+            raise
+        # the documented ways a page can fail; the collector handles them
     finally:
         client.close()
     return runs, events
@@ -152,6 +156,27 @@ def test_arbitrary_bodies_never_raise_past_the_provider(
 ) -> None:
     settings_, _, workflows = captured[provider]
     scan_with(provider, settings_, body, workflows)
+
+
+# What each provider's list page must be, as its error says when the page is something else.
+EXPECTED_SHAPE = {
+    "plextera": "expected an object with a `data` list",
+    "noxus": "expected an object with an `items` list",
+    "extend": "expected an object with a `data` list",
+    "cortex": "expected a JSON array",
+}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_page_of_another_shape_is_a_payload_error_naming_the_shape_expected(
+    provider: str, captured: dict[str, tuple[dict[str, Any], Any, Any]]
+) -> None:
+    settings_, _, workflows = captured[provider]
+    expected = EXPECTED_SHAPE.get(provider, "expected")
+    bodies: tuple[Any, ...] = ({"results": []}, "a string", None)
+    for body in bodies:
+        with pytest.raises(PayloadError, match=re.escape(expected)):
+            scan_with(provider, settings_, body, workflows, raises=True)
 
 
 def mutations() -> st.SearchStrategy[list[tuple[int, str, Any]]]:

@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from exporter.http import ApiClient, HttpStatusError
+from exporter.http import ApiClient, HttpStatusError, PayloadError
 from exporter.model import Run, RunStatus, StatusMapper
 from exporter.sharding import UNSHARDED, Shard
 
@@ -214,6 +214,17 @@ class Provider(ABC):
         if status is RunStatus.UNKNOWN and not self.mapper.known(native):
             self.events.unknown_status(native)
         return status
+
+    def listed_items(self, body: Any, key: str) -> list[Any]:
+        """The items of a list page that wraps them in an object under `key`; any other shape is
+        a payload error naming what was expected."""
+        if not isinstance(body, dict) or not isinstance(body.get(key), list):
+            article = "an" if key[0] in "aeiou" else "a"
+            raise PayloadError(
+                self.settings.name, "list_runs", f"expected an object with {article} `{key}` list"
+            )
+        items: list[Any] = body[key]
+        return items
 
     def parse_items(self, items: Any, build: Any) -> Iterator[Run]:
         """Parse each list item on its own so one bad record never loses the rest of the page."""

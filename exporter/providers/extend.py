@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from exporter.http import PayloadError
 from exporter.model import UNSPECIFIED_CODE, Run, RunStatus, Step
 from exporter.providers.base import Provider, SourceSettings
 from exporter.providers.paging import PaginationRunaway, reached_floor
@@ -125,12 +124,9 @@ class ExtendProvider(Provider):
             else:
                 # Some item is invalid (or the page is odd): item by item, so that one bad record
                 # never loses the rest of the page.
-                if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-                    raise PayloadError(
-                        settings.name, "list_runs", "expected an object with a `data` list"
-                    )
-                runs = list(self.parse_items(body["data"], self._summary_to_run))
-                received = len(body["data"])
+                items = self.listed_items(body, "data")
+                runs = list(self.parse_items(items, self._summary_to_run))
+                received = len(items)
                 token = (
                     body.get("nextPageToken")
                     if isinstance(body.get("nextPageToken"), str)

@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from exporter.http import PayloadError
 from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
 from exporter.providers.base import Provider, SourceSettings
 from exporter.providers.paging import Page, reached_floor, walk_pages
@@ -82,15 +81,12 @@ class NoxusProvider(Provider):
                 params={"page": number, "size": settings.page_size},
             )
             body = response.body
-            if not isinstance(body, dict) or not isinstance(body.get("items"), list):
-                raise PayloadError(
-                    settings.name, "list_runs", "expected an object with an `items` list"
-                )
+            listed = self.listed_items(body, "items")
             info = _PageInfo.model_validate(
                 {k: body.get(k) for k in ("size", "pages") if isinstance(body.get(k), int)}
             )
-            items = list(self.parse_items(body["items"], self._to_run))
-            return Page(items, size=info.size, total_pages=info.pages, received=len(body["items"]))
+            items = list(self.parse_items(listed, self._to_run))
+            return Page(items, size=info.size, total_pages=info.pages, received=len(listed))
 
         pages = walk_pages(
             fetch,

@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from exporter.http import PayloadError
 from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
 from exporter.providers.base import Provider, SourceSettings
 from exporter.providers.paging import Page, reached_floor, walk_pages
@@ -131,17 +130,12 @@ class PlexteraProvider(Provider):
                 )
             # Some item is invalid (or the page is odd): item by item, so that one bad record
             # never loses the rest of the page.
-            if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-                raise PayloadError(
-                    settings.name, "list_runs", "expected an object with a `data` list"
-                )
+            listed = self.listed_items(body, "data")
             info = _PageInfo.model_validate(
                 body["pageInfo"] if isinstance(body.get("pageInfo"), dict) else {}
             )
-            items = list(self.parse_items(body["data"], self._to_run))
-            return Page(
-                items, size=info.size, total_pages=info.totalPages, received=len(body["data"])
-            )
+            items = list(self.parse_items(listed, self._to_run))
+            return Page(items, size=info.size, total_pages=info.totalPages, received=len(listed))
 
         return walk_pages(
             fetch,
