@@ -161,8 +161,7 @@ class SourceCollector:
             # Until a scan completes, every cycle lists every active run, whatever its age: one
             # created before the backfill window is counted when it finishes only if it was seen
             # active (a first cycle that failed, or committed chunks, has stored its cursor).
-            reached = chunks.active_ids.union(seen)
-            if cursor.never_advanced or _listing_pays(active, reached, s.page_size):
+            if cursor.never_advanced or _listing_pays(active, seen, chunks.active_ids, s.page_size):
                 for run in self.provider.list_active():
                     merge_sighting(seen, run)
         except (ApiError, PaginationRunaway) as exc:
@@ -351,14 +350,19 @@ class SourceCollector:
             )
 
 
-def _listing_pays(active: Mapping[str, ActiveRun], seen: Collection[str], page_size: int) -> bool:
+def _listing_pays(
+    active: Mapping[str, ActiveRun],
+    seen: Collection[str],
+    seen_in_chunks: Collection[str],
+    page_size: int,
+) -> bool:
     """Whether an active-runs listing saves requests over looking up the runs the scan missed.
 
     The listing exists to re-read tracked runs the scan did not reach; when the scan reached them
     all it has nothing to add, and when it missed only a few, looking those up costs no more than
     the listing's pages (about one per `page_size` tracked runs) would.
     """
-    missed = sum(1 for run_id in active if run_id not in seen)
+    missed = sum(1 for run_id in active if run_id not in seen and run_id not in seen_in_chunks)
     return missed > max(1, -(-len(active) // page_size))
 
 
