@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry, generate_latest
 
+from bench.rss import peak_rss
 from exporter import logs
 from exporter.accounting import DURATION, QUEUE_WAIT, Cursor, CycleChanges, Observation
 from exporter.app import Exporter
@@ -37,6 +38,8 @@ from exporter.simulator import SIMULATORS, SimulatorServer
 from exporter.store import Store
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+# Children run `python -c` scripts that import `bench` and `exporter` from here.
+ROOT = Path(__file__).resolve().parent.parent
 MILLION = Path(__file__).with_name("RESULTS-million.md")
 
 
@@ -118,7 +121,7 @@ def _remote_world(provider: str, runs: int, *, failures: bool) -> RemoteWorld:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
     )
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -203,7 +206,7 @@ def bench_ingest(provider: str, runs: int, workdir: Path, *, baseline: bool = Tr
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
     )
     return Ingest(**json.loads(child.stdout.strip().splitlines()[-1]))
 
@@ -230,7 +233,7 @@ def _ingest_child(provider: str, runs_text: str, workdir_text: str, baseline: st
         )
     finally:
         world.stop()
-    print(json.dumps(asdict(Ingest(runs, wall, cpu, baseline_wall, baseline_cpu, _peak_rss()))))
+    print(json.dumps(asdict(Ingest(runs, wall, cpu, baseline_wall, baseline_cpu, peak_rss()))))
 
 
 def _first_cycle(world: RemoteWorld, runs: int, state: Path) -> tuple[float, float]:
@@ -264,14 +267,6 @@ def _first_cycle(world: RemoteWorld, runs: int, state: Path) -> tuple[float, flo
     assert report.counted == runs, (report.counted, runs)
     gc.unfreeze()  # the next attempt starts from a heap like this one's
     return wall, cpu
-
-
-def _peak_rss() -> int:
-    # VmHWM, not ru_maxrss: after fork and exec, ru_maxrss still counts the parent's pages.
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 # 2. API efficiency ----------------------------------------------------------------------------
@@ -435,19 +430,9 @@ def bench_scrape(series: int, workdir: Path) -> Scrape:
 
 # 4. Memory and state ---------------------------------------------------------------------------
 
-# VmHWM, not ru_maxrss: after fork and exec, ru_maxrss still counts the parent's pages.
-_PEAK = """
-def peak_rss():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
-"""
-
-_FILL = (
-    _PEAK
-    + """
+_FILL = """
 import sys, time
+from bench.rss import peak_rss
 from datetime import UTC, datetime, timedelta
 from exporter.accounting import Cursor, CycleChanges
 from exporter.metrics import DEFAULT_BUCKETS
@@ -465,12 +450,10 @@ for start in range(0, total, 20000):
 store.close()
 print(peak_rss())
 """
-)
 
-_RESTART = (
-    _PEAK
-    + """
+_RESTART = """
 import sys, time
+from bench.rss import peak_rss
 started = time.perf_counter()
 from exporter.app import Exporter
 from exporter.exposition import generate_text
@@ -484,7 +467,6 @@ seconds = time.perf_counter() - started
 exporter.shutdown()
 print(seconds, peak_rss())
 """
-)
 
 
 def bench_state(runs: int, workdir: Path) -> tuple[int, int, float, int]:
@@ -494,11 +476,16 @@ def bench_state(runs: int, workdir: Path) -> tuple[int, int, float, int]:
         capture_output=True,
         text=True,
         check=True,
+        cwd=ROOT,
     )
     fill_rss = int(fill.stdout.strip())
     size = sum(os.path.getsize(p) for p in (path, Path(f"{path}-wal")) if p.exists())
     restart = subprocess.run(
-        [sys.executable, "-c", _RESTART, str(path)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", _RESTART, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     seconds, rss = restart.stdout.split()
     return size, fill_rss, float(seconds), int(rss)
