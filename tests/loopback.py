@@ -1,11 +1,15 @@
 """Real components on loopback for the system tests: Alertmanager and Prometheus processes, stopped
-by PID, a webhook receiver for what Alertmanager notifies, and polling."""
+by PID, a webhook receiver for what Alertmanager notifies, free ports, the exporter's command, and
+polling."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -14,9 +18,44 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
-from tests.test_cli import wait_for
+EXPORTER = [sys.executable, "-m", "exporter"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    url: str,
+    predicate: Callable[[httpx.Response], object],
+    timeout: float,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    last: httpx.Response | None = None
+    while time.monotonic() < deadline:
+        try:
+            last = httpx.get(url, timeout=1, headers=headers)
+            if predicate(last):
+                return last
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(
+        f"{url} not as expected within {timeout}s; last: "
+        f"{last.status_code if last else None} {last.text[:500] if last else ''}"
+    )
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    return proc.returncode, err
 
 
 def binary(name: str) -> str:

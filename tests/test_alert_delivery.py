@@ -22,8 +22,7 @@ from exporter.alerting.settings import AlertingSettings
 from exporter.metrics import DEFAULT_BUCKETS
 from exporter.model import RunStatus
 from exporter.store import Store
-from tests.loopback import Processes, Webhook, serve_webhook, start_alertmanager, until
-from tests.test_cli import free_port
+from tests.loopback import Processes, Webhook, free_port, serve_webhook, start_alertmanager, until
 
 pytestmark = pytest.mark.system
 

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from tests.conftest import SimFactory, source_for
-from tests.test_cli import EXPORTER, free_port
+from tests.loopback import EXPORTER, free_port
 
 
 def run_check(tmp_path: Path, sources: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,39 +11,7 @@ import yaml
 
 from exporter.providers import registry
 from tests.conftest import SimFactory
-
-EXPORTER = [sys.executable, "-m", "exporter"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(
-    url: str, predicate: object, timeout: float, headers: dict[str, str] | None = None
-) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    last: httpx.Response | None = None
-    while time.monotonic() < deadline:
-        try:
-            last = httpx.get(url, timeout=1, headers=headers)
-            if predicate(last):  # type: ignore[operator]
-                return last
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(
-        f"{url} not as expected within {timeout}s; last: "
-        f"{last.status_code if last else None} {last.text[:500] if last else ''}"
-    )
-
-
-def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=20)
-    return proc.returncode, err
+from tests.loopback import EXPORTER, free_port, stop, wait_for
 
 
 def test_demo_serves_series_for_every_provider_within_15_seconds(

@@ -28,8 +28,7 @@ from exporter.providers import registry
 from exporter.simulator.server import SimulatorServer
 from exporter.simulator.world import SimRun
 from tests.conftest import SimFactory, source_for
-from tests.loopback import Processes, start_alertmanager, until
-from tests.test_cli import EXPORTER, free_port, wait_for
+from tests.loopback import EXPORTER, Processes, free_port, start_alertmanager, until, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
 

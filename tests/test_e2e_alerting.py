@@ -21,8 +21,17 @@ import yaml
 from exporter.simulator.server import SimulatorServer
 from monitoring import dashboards, rules
 from tests.conftest import SimFactory, source_for
-from tests.loopback import Processes, Webhook, binary, serve_webhook, start_alertmanager, until
-from tests.test_cli import EXPORTER, free_port, wait_for
+from tests.loopback import (
+    EXPORTER,
+    Processes,
+    Webhook,
+    binary,
+    free_port,
+    serve_webhook,
+    start_alertmanager,
+    until,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
 

@@ -10,7 +10,7 @@ from prometheus_client import generate_latest
 from exporter.exposition import generate_text
 from exporter.server import MetricsServer
 from tests.conftest import PROVIDERS, ExporterFactory, SimFactory, source_for
-from tests.test_cli import free_port
+from tests.loopback import free_port
 
 
 def test_the_fast_writer_is_byte_identical_to_prometheus_client(

@@ -13,7 +13,7 @@ import httpx
 import yaml
 
 from tests.conftest import SimFactory, source_for
-from tests.test_cli import EXPORTER, free_port, stop, wait_for
+from tests.loopback import EXPORTER, free_port, stop, wait_for
 
 
 def finished_sum(text: str, source: str) -> float:

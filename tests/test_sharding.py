@@ -17,7 +17,7 @@ from exporter.sharding import Shard, bucket, jump_hash, ordinal_from_hostname
 from exporter.simulator import SimulatorServer
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import finished
-from tests.test_cli import EXPORTER, free_port, stop, wait_for
+from tests.loopback import EXPORTER, free_port, stop, wait_for
 
 DOMAIN_PREFIXES = ("workflow_runs_", "workflow_run_")
 SHARDS = 2
