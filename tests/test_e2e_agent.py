@@ -95,14 +95,10 @@ class Recorder:
                 (
                     alert["labels"]["alertname"],
                     alert["labels"]["run_id"],
-                    _parse(alert["endsAt"]) <= received,
+                    datetime.fromisoformat(alert["endsAt"]) <= received,
                 )
                 for received, alert in self.accepted
             )
-
-
-def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 @dataclass
@@ -245,7 +241,9 @@ def test_failed_and_stuck_runs_reach_alertmanager_once_across_an_outage_and_a_re
         assert notes["run_id"] == run.id
         assert notes["status"] == "failed"
         assert notes["error_message"] == run.error_message
-        assert abs((_parse(notes["created_at"]) - run.created_at).total_seconds()) < 1
+        assert (
+            abs((datetime.fromisoformat(notes["created_at"]) - run.created_at).total_seconds()) < 1
+        )
         assert "finished_at" in notes
         # Extend gives each run a link of its own; the others get the configured dashboard.
         expected_link = (
@@ -257,7 +255,7 @@ def test_failed_and_stuck_runs_reach_alertmanager_once_across_an_outage_and_a_re
         assert alert["generatorURL"] == expected_link
         assert alert["status"]["state"] == "active"
         # Resolves by itself an hour after the run failed, unless Alertmanager hears more.
-        assert _parse(alert["endsAt"]) > datetime.now(UTC)
+        assert datetime.fromisoformat(alert["endsAt"]) > datetime.now(UTC)
     (stuck_alert,) = agent.alerts("WorkflowRunStuck")
     assert stuck_alert["labels"]["run_id"] == stuck.id
     assert stuck_alert["labels"]["code"] == "running"

@@ -73,7 +73,7 @@ def as_sent(event: AlertEvent, now: datetime, lifetime: timedelta) -> dict[str, 
         # Without an end Alertmanager applies its resolve_timeout itself: nothing to extend.
         return event.payload
     try:
-        ends = datetime.fromisoformat(event.payload["endsAt"].replace("Z", "+00:00"))
+        ends = datetime.fromisoformat(event.payload["endsAt"])
     except ValueError:
         return event.payload  # Alertmanager names the bad field; the sender drops that alert alone
     if ends.tzinfo is None:
