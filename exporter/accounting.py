@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
+from exporter.model import ERROR_STATUSES, UNSPECIFIED_CODE, Run, RunStatus
 
 OTHER_LABEL = "other"
 QUEUE_WAIT = "queue_wait"
@@ -203,8 +203,8 @@ class CycleChanges:
 
 def fresher(candidate: Run, current: Run) -> bool:
     """Which of two sightings of the same run in one cycle to believe."""
-    if candidate.status.terminal != current.status.terminal:
-        return candidate.status.terminal  # terminal is final; a stale page cannot undo it
+    if candidate.terminal != current.terminal:
+        return candidate.terminal  # terminal is final; a stale page cannot undo it
     if candidate.cursor_time != current.cursor_time:
         return candidate.cursor_time > current.cursor_time
     if candidate.needs_detail != current.needs_detail:
@@ -239,7 +239,7 @@ def decide(
                 changes.active_removals.add(run.id)
             continue
         tracked = active.get(run.id)
-        if run.status.terminal:
+        if run.terminal:
             _decide_terminal(run, tracked, cursor, workflows, codes, pairs, now, changes)
         else:
             _track_active(run, tracked, workflows, now, changes)
@@ -271,7 +271,7 @@ def _decide_terminal(
     now: datetime,
     changes: CycleChanges,
 ) -> None:
-    prune_key = run.finished_at or run.cursor_time
+    prune_key = run.finished_by or run.cursor_time
     if tracked is None and (run.cursor_time < cursor.baseline or prune_key < cursor.horizon):
         changes.ignored_old += 1
         return
@@ -292,13 +292,16 @@ def _decide_terminal(
     status = run.status.value
     changes.finished[(workflow, status)] += 1
     duration = run.effective_duration_seconds
-    if duration is None:
+    start = _exact_start(run)
+    if duration is None and start is not None and "finished_at" not in run.day_only:
         # No end time given: it ended by now, so now - start bounds it. Observing every finished
         # run keeps each histogram's _count equal to its counter.
-        duration = max(0.0, (now - (run.started_at or run.created_at)).total_seconds())
-    changes.observations.append(Observation(DURATION, workflow, status, duration))
+        duration = max(0.0, (now - start).total_seconds())
+    if duration is not None:
+        # None: only dates were given, and a day is no instant to subtract.
+        changes.observations.append(Observation(DURATION, workflow, status, duration))
     code = UNSPECIFIED_CODE
-    if run.status is RunStatus.FAILED:
+    if run.status in ERROR_STATUSES:
         code = pairs.code(workflow, codes.label(run.error_code or UNSPECIFIED_CODE))
         changes.errors[(workflow, code)] += 1
     changes.finished_runs.append(
@@ -321,6 +324,12 @@ def _decide_terminal(
         changes.active_removals.add(run.id)
 
 
+def _exact_start(run: Run) -> datetime | None:
+    if run.started_at is not None:
+        return None if "started_at" in run.day_only else run.started_at
+    return run.created_at if run.created_exactly else None
+
+
 def _count_parked_without_detail(
     tracked: ActiveRun, now: datetime, changes: CycleChanges, pairs: PairBudget
 ) -> None:
@@ -329,7 +338,7 @@ def _count_parked_without_detail(
     duration = max(0.0, (now - tracked.created_at).total_seconds())
     changes.observations.append(Observation(DURATION, tracked.workflow, status, duration))
     code = UNSPECIFIED_CODE
-    if tracked.status is RunStatus.FAILED:
+    if tracked.status in ERROR_STATUSES:
         code = pairs.code(tracked.workflow, UNSPECIFIED_CODE)
         changes.errors[(tracked.workflow, code)] += 1
     changes.finished_runs.append(
@@ -353,11 +362,15 @@ def _track_active(
     if wait is not None and not observed:
         changes.observations.append(Observation(QUEUE_WAIT, workflow, "", wait))
         observed = True
+    created = run.created_at
+    if not run.created_exactly:
+        # Only the day is known: the age of the run counts from when it was first seen.
+        created = tracked.created_at if tracked else now
     changes.active_upserts[run.id] = ActiveRun(
         id=run.id,
         workflow=workflow,
         status=run.status,
-        created_at=run.created_at,
+        created_at=created,
         cursor_time=run.cursor_time,
         progress=run.progress,
         queue_wait_observed=observed,

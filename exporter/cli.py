@@ -123,6 +123,13 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--api-key", dest="api_key", default=None)
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--speed", type=float, default=1.0)
+    simulate.add_argument(
+        "--variant",
+        default=None,
+        metavar="NAME",
+        help="answer what the provider's docs leave open another way (page order, first page, "
+        "page size cap, timestamps, ...); the names depend on the provider",
+    )
     logging_flags(simulate)
     return parser
 
@@ -330,6 +337,14 @@ def _diagnose(exporter: Exporter, report: CycleReport) -> list[str]:
         "  unknown statuses: "
         + (", ".join(unknown) + " (map them with status_map)" if unknown else "none")
     )
+    provider = runtime.collector.provider
+    facts = provider.list_facts()
+    lines.append("  list: " + ", ".join(f"{fact} {value}" for fact, value in facts.items()))
+    events = provider.events
+    for fact, (value, why) in sorted(getattr(events, "learned_facts", {}).items()):
+        lines.append(f"  learned: {fact} {value} ({why})")
+    for reason, detail in getattr(events, "inconsistencies", ()):
+        lines.append(f"  inconsistent: {reason}: {detail}")
     if report.error:
         lines.append(f"  error: {report.error}")
         lines.append(f"  advice: {advice(report.provider, report.failure, settings.model_dump())}")
@@ -401,10 +416,21 @@ def _simulate(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {"seed": args.seed, "port": args.port, "history_seconds": 3600}
     if args.api_key:
         kwargs["api_key"] = args.api_key
+    if args.variant is not None:
+        variant = sim_cls.variants.get(args.variant)
+        if variant is None:
+            names = ", ".join(sim_cls.variants) or "none"
+            print(
+                f"unknown variant {args.variant!r} for {args.provider} (one of: {names})",
+                file=sys.stderr,
+            )
+            return 2
+        kwargs["variant"] = variant
     sim = sim_cls(**kwargs)
     sim.start()
     sim.start_driver(speed=args.speed)
-    print(f"{args.provider} simulator at {sim.base_url} (api key {sim.api_key})", flush=True)
+    shown = f", variant {args.variant}" if args.variant else ""
+    print(f"{args.provider} simulator at {sim.base_url} (api key {sim.api_key}{shown})", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

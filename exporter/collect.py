@@ -76,11 +76,27 @@ class SourceEvents:
         self._unknown_logged: set[str] = set()
         self.unknown_statuses = self._unknown_logged
         self.invalid = 0
+        # For `check`: what was learned (fact -> (value, why)) and what did not add up.
+        self.learned_facts: dict[str, tuple[str, str]] = {}
+        self.inconsistencies: list[tuple[str, str]] = []
 
     def invalid_record(self, reason: str, detail: str) -> None:
         self.invalid += 1
         self._instruments.invalid_record(reason)
         self._log.warning("invalid record skipped", reason=reason, detail=detail)
+
+    def learned(self, fact: str, value: str, detail: str) -> None:
+        if self.learned_facts.get(fact, ("", ""))[0] != value:
+            self._log.info("learned from the API's answers", fact=fact, value=value, why=detail)
+        self.learned_facts[fact] = (value, detail)
+
+    def inconsistency(self, reason: str, detail: str) -> None:
+        self._instruments.scan_inconsistency(reason)
+        if len(self.inconsistencies) < 20:
+            self.inconsistencies.append((reason, detail))
+        self._log.warning(
+            "the API's answers do not add up; counts may be off", reason=reason, detail=detail
+        )
 
     def unknown_status(self, native_status: str) -> None:
         self._instruments.unknown_status(native_status)
@@ -151,7 +167,10 @@ class SourceCollector:
         failure: Exception | None = None
         scan_complete = False
         try:
-            for run in self.provider.scan(floor):
+            # A list read for the first time (a workflow created since the last cycle) goes down
+            # to the backfill window, as the first start did.
+            first_read_floor = max(cursor.baseline, now - s.backfill)
+            for run in self.provider.scan(floor, first_read_floor=first_read_floor):
                 merge_sighting(seen, run)
                 newest = run.cursor_time if newest is None else max(newest, run.cursor_time)
                 if len(seen) >= self.chunk_runs:
@@ -172,7 +191,9 @@ class SourceCollector:
         lookups = 0
         counted = self.store.counted_among(name, seen)
         if failure is None:
-            lookups, failure = self._lookups(seen, active, counted, vanished, chunks.active_ids)
+            lookups, failure = self._lookups(
+                seen, active, counted, vanished, chunks.active_ids, now
+            )
         changes = self._decide(seen, vanished, active, counted, cursor, now)
         new_cursor = (
             cursor.advanced(newest, now, s.overlap, s.retention) if scan_complete else cursor
@@ -184,6 +205,7 @@ class SourceCollector:
                 self._density = density if self._density is None else (self._density + density) / 2
         self._apply(seen, changes, active, new_cursor, now)
         chunks.add(seen, changes, floor)
+        self.instruments.facts(self.provider.list_facts())
         report = CycleReport(
             source=name,
             provider=self.provider.name,
@@ -287,11 +309,13 @@ class SourceCollector:
         counted: set[str],
         vanished: list[str],
         seen_in_chunks: Collection[str] = (),
+        now: datetime | None = None,
     ) -> tuple[int, Exception | None]:
         """Looks up runs one by one: failure details first, then the stalest active runs.
 
         Runs already counted are skipped: their summaries come back in every overlapping read,
         and must not spend the budget that the ones still waiting need."""
+        now = now or self.clock()
         need_detail = [
             (run.id, run.workflow_id)
             for run in seen.values()
@@ -306,8 +330,14 @@ class SourceCollector:
             key=lambda a: a.last_seen or a.created_at,
         )
         if self.provider.cursor_tracks_changes:
-            # Every change moves a run above the watermark: only parked runs need a lookup.
-            stale = [a for a in stale if a.awaiting_detail]
+            # A change moves a run above the watermark, where the scan sees it; the docs do not
+            # promise every change does, so a run unseen for `recheck_after` is looked up too.
+            unseen_since = now - self.settings.recheck_after
+            stale = [
+                a
+                for a in stale
+                if a.awaiting_detail or (a.last_seen or a.created_at) <= unseen_since
+            ]
         queue = dict.fromkeys([*need_detail, *((a.id, a.workflow_id) for a in stale)])
         lookups = 0
         for run_id, workflow_id in list(queue)[: self.settings.lookup_budget]:
@@ -321,8 +351,21 @@ class SourceCollector:
             if fetched is None:
                 vanished.append(run_id)
             else:
+                self._note_missed_change(active.get(run_id), fetched)
                 merge_sighting(seen, fetched)
         return lookups, None
+
+    def _note_missed_change(self, tracked: ActiveRun | None, fetched: Run) -> None:
+        """A run whose list position promises every change (Extend's `updatedAt`) changed
+        status without moving: the scan missed it, and counts lagged until this lookup."""
+        if tracked is None or tracked.awaiting_detail or not self.provider.cursor_tracks_changes:
+            return
+        if fetched.status is not tracked.status and fetched.cursor_time <= tracked.cursor_time:
+            self.provider.events.inconsistency(
+                "change_without_update",
+                f"run {fetched.id!r} went from {tracked.status} to {fetched.status} without its "
+                "list timestamp moving; found by a lookup after recheck_after",
+            )
 
     def _log_failures(self, seen: dict[str, Run], changes: CycleChanges) -> None:
         """Free-text error messages never become labels; they are logged once, here."""

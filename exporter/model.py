@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 
@@ -41,6 +41,10 @@ ACTIVE_STATUSES = frozenset(s for s in RunStatus if s not in TERMINAL_STATUSES)
 
 # The `code` label when a provider gives no machine-readable error code.
 UNSPECIFIED_CODE = "unspecified"
+# Statuses counted on the errors counter, with their code (a rejection is a run that produced no
+# usable result, as a failure is; Plextera gives rejected runs an error code like failed ones).
+ERROR_STATUSES = frozenset({RunStatus.FAILED, RunStatus.REJECTED})
+DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,29 @@ class Run:
     # Set when the provider knows more detail is needed before the run can be counted
     # (Extend: a FAILED summary carries no failure reason until the detail is fetched).
     needs_detail: bool = False
+    # Timestamps the API gave as a date only ("created_at", "started_at", "finished_at"): each is
+    # a day (held as its start), never an instant to subtract. `cursor_time` is then the day's
+    # end, the latest the run can have been created.
+    day_only: frozenset[str] = frozenset()
+
+    @property
+    def terminal(self) -> bool:
+        """A terminal status, or a status nobody mapped on a run that carries an end time: it has
+        finished, and must not sit among the active runs for ever (it would page as stuck)."""
+        return self.status.terminal or (
+            self.status is RunStatus.UNKNOWN and self.finished_at is not None
+        )
+
+    @property
+    def created_exactly(self) -> bool:
+        return "created_at" not in self.day_only
+
+    @property
+    def finished_by(self) -> datetime | None:
+        """The latest the run can have finished: its end time, or the end of its end day."""
+        if self.finished_at is None:
+            return None
+        return self.finished_at + DAY if "finished_at" in self.day_only else self.finished_at
 
     @property
     def workflow_label(self) -> str:
@@ -84,7 +111,7 @@ class Run:
 
     @property
     def queue_wait_seconds(self) -> float | None:
-        if self.started_at is None:
+        if self.started_at is None or self.day_only & {"started_at", "created_at"}:
             return None
         wait = (self.started_at - self.created_at).total_seconds()
         return wait if wait >= 0 else None
@@ -94,9 +121,16 @@ class Run:
         """The provider's own number first, else completed - started, else completed - created."""
         if self.duration_seconds is not None and self.duration_seconds >= 0:
             return self.duration_seconds
-        if self.finished_at is None:
+        if self.finished_at is None or "finished_at" in self.day_only:
             return None
-        start = self.started_at or self.created_at
+        if self.started_at is not None:
+            if "started_at" in self.day_only:
+                return None
+            start = self.started_at
+        elif self.created_exactly:
+            start = self.created_at
+        else:
+            return None
         elapsed = (self.finished_at - start).total_seconds()
         return elapsed if elapsed >= 0 else None
 

@@ -18,6 +18,15 @@ API_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 COLLECTION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 # Native status values are chosen by the provider, so the label needs a bound of its own.
 MAX_NATIVE_STATUS_VALUES = 20
+# What a scan can find that does not add up (see exporter.providers.paging and the providers).
+SCAN_INCONSISTENCIES = (
+    "fewer_than_total",
+    "page_repeated",
+    "runs_count_mismatch",
+    "change_without_update",
+    "order_contradicts_setting",
+)
+SOURCE_FACTS = ("list_order", "first_page", "page_size", "timestamps")
 
 
 class SelfMetrics:
@@ -96,6 +105,19 @@ class SelfMetrics:
             ["source"],
             registry=registry,
         )
+        self.scan_inconsistencies = Counter(
+            "workflow_exporter_scan_inconsistencies",
+            "Scans whose answers did not add up (fewer runs than the API's own total, a page "
+            "repeated, a change its cursor missed): counts may be off until the cause is fixed.",
+            ["source", "reason"],
+            registry=registry,
+        )
+        self.source_info = Gauge(
+            "workflow_exporter_source_info",
+            "What the source's API turned out to do where its docs are silent; always 1.",
+            ["source", "provider", *SOURCE_FACTS],
+            registry=registry,
+        )
         build_info = Gauge(
             "workflow_exporter_build_info",
             "Build information; the value is always 1.",
@@ -132,6 +154,8 @@ class SelfMetrics:
             self.unknown_status,
             self.label_values_dropped,
             self.runs_vanished,
+            self.scan_inconsistencies,
+            self.source_info,
         ):
             names = metric._labelnames  # the public API offers no listing of children
             children: set[tuple[str, ...]] = set()
@@ -164,6 +188,9 @@ class SourceInstruments:
             metrics.api_retries.labels(source, reason)
         metrics.runs_ingested.labels(source)
         metrics.runs_vanished.labels(source)
+        for reason in SCAN_INCONSISTENCIES:
+            metrics.scan_inconsistencies.labels(source, reason)
+        self._facts: tuple[str, ...] | None = None
 
     # ApiObserver
     def request(self, endpoint: str, code: str, seconds: float) -> None:
@@ -193,6 +220,21 @@ class SourceInstruments:
                     native_status = "other"
                 self._native_seen.add(native_status)
         self._m.unknown_status.labels(self.source, native_status).inc()
+
+    def scan_inconsistency(self, reason: str) -> None:
+        self._m.scan_inconsistencies.labels(self.source, reason).inc()
+
+    def facts(self, facts: Mapping[str, str]) -> None:
+        """One `source_info` series, with what is known now (the old one goes)."""
+        values = tuple(facts.get(name, "unknown")[:40] for name in SOURCE_FACTS)
+        with self._lock:
+            if values == self._facts:
+                return
+            if self._facts is not None:
+                with contextlib.suppress(KeyError):
+                    self._m.source_info.remove(self.source, self.provider, *self._facts)
+            self._facts = values
+        self._m.source_info.labels(self.source, self.provider, *values).set(1)
 
     def labels_dropped(self, label: str, count: int) -> None:
         self._m.label_values_dropped.labels(self.source, label).inc(count)

@@ -206,13 +206,15 @@ def _exporter_alerts(t: Thresholds) -> list[dict[str, Any]]:
     error_codes = t.get("api_errors", "codes")
     failing = _series(t, "workflow_exporter_api_requests_total", f'code=~"{error_codes}"')
     invalid = _series(t, "workflow_exporter_invalid_records_total")
+    inconsistent = _series(t, "workflow_exporter_scan_inconsistencies_total")
     undelivered = _series(t, "workflow_exporter_alerts_failed_total")
     target = _series(t, "up")
-    rl, ae, iw, uw = (
+    rl, ae, iw, uw, sw = (
         t.get("rate_limited", "window"),
         t.get("api_errors", "window"),
         t.get("invalid_records", "window"),
         t.get("alerts_undelivered", "window"),
+        t.get("scan_inconsistent", "window"),
     )
     src = "source {{ $labels.source }}"
     return [
@@ -264,6 +266,16 @@ def _exporter_alerts(t: Thresholds) -> list[dict[str, Any]]:
             "Records rejected for source {{ $labels.source }}",
             f'{{{{ $value | printf "%.0f" }}}} records of {src} were rejected as'
             f" {{{{ $labels.reason }}}} in the last {iw}; they are not counted.",
+        ),
+        _alert(
+            t,
+            "WorkflowExporterScanInconsistent",
+            "scan_inconsistent",
+            f"sum by (source, reason) (increase({inconsistent}[{sw}])) > 0",
+            "The API's answers for source {{ $labels.source }} do not add up",
+            f"Scans of {src} found {{{{ $labels.reason }}}}"
+            f' {{{{ $value | printf "%.0f" }}}} times in the last {sw}; its counts may be off.'
+            " The exporter's warning log names the numbers.",
         ),
         _alert(
             t,

@@ -20,7 +20,7 @@ from exporter.accounting import (
     fresher,
     merge_sighting,
 )
-from exporter.model import TERMINAL_STATUSES, UNSPECIFIED_CODE, Run, RunStatus
+from exporter.model import ERROR_STATUSES, TERMINAL_STATUSES, UNSPECIFIED_CODE, Run, RunStatus
 from tests.helpers_core import T0, CoreState, at, make_run, wide_cursor
 
 OVERLAP = timedelta(minutes=10)
@@ -130,14 +130,56 @@ def test_failed_run_without_code_counts_as_unspecified() -> None:
     assert changes.errors == Counter({("Invoices", UNSPECIFIED_CODE): 1})
 
 
-def test_only_failed_runs_count_as_errors() -> None:
+def test_failed_and_rejected_runs_count_as_errors() -> None:
     runs = [
         make_run(f"r-{status.value}", status=status, finished=5, error_code="E")
         for status in TERMINAL_STATUSES
     ]
     changes = CoreState().cycle(runs, now=at(10))
-    assert changes.errors == Counter({("Invoices", "E"): 1})
+    assert changes.errors == Counter({("Invoices", "E"): 2})  # failed and rejected
     assert changes.finished == Counter({("Invoices", s.value): 1 for s in TERMINAL_STATUSES})
+
+
+def test_an_unknown_status_with_an_end_time_has_finished() -> None:
+    state = CoreState()
+    state.cycle([make_run("ended", status=RunStatus.UNKNOWN, finished=5)], now=at(10))
+    state.cycle([make_run("open", status=RunStatus.UNKNOWN)], now=at(10))
+    assert state.finished == Counter({("Invoices", "unknown"): 1})
+    assert set(state.active) == {"open"}
+
+
+def test_a_run_known_only_by_its_day_is_counted_without_durations_or_waits() -> None:
+    day_start = at(-12 * 3600)
+    run = replace(
+        make_run("dated", status=RunStatus.SUCCEEDED),
+        created_at=day_start,
+        cursor_time=day_start + timedelta(days=1),
+        started_at=day_start,
+        finished_at=day_start,
+        day_only=frozenset({"created_at", "started_at", "finished_at"}),
+    )
+    # First start at T0 with a one-hour backfill: the baseline lies after the day's start, yet
+    # the run may have been created at any time of the day, so it counts.
+    state = CoreState(cursor=Cursor.first_start(T0, timedelta(hours=1)))
+    changes = state.cycle([run], now=at(10))
+    assert changes.finished == Counter({("Invoices", "succeeded"): 1})
+    assert changes.observations == []
+    # Its prune key is the end of its day: re-read until then, it is never counted again.
+    assert changes.counted == [("dated", day_start + timedelta(days=1))]
+
+
+def test_an_active_run_known_only_by_its_day_ages_from_when_it_was_first_seen() -> None:
+    day_start = at(-15 * 3600)
+    run = replace(
+        make_run("dated"),
+        created_at=day_start,
+        cursor_time=day_start + timedelta(days=1),
+        day_only=frozenset({"created_at"}),
+    )
+    state = CoreState()
+    state.cycle([run], now=at(10))
+    state.cycle([run], now=at(40))
+    assert state.active["dated"].created_at == at(10)
 
 
 # What is too old to count ----------------------------------------------------------------
@@ -671,7 +713,7 @@ def test_every_finished_run_is_counted_once_with_its_final_status(
     assert state.errors == Counter(
         (run.workflow_label, run.error_code or UNSPECIFIED_CODE)
         for run in terminal
-        if run.status is RunStatus.FAILED
+        if run.status in ERROR_STATUSES
     )
     # Every finished run observed one duration; every run that started one queue wait.
     assert Counter((o.workflow, o.status) for o in state.durations) == state.finished

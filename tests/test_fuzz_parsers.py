@@ -41,6 +41,15 @@ class RecordingEvents:
     def unknown_status(self, native_status: str) -> None:
         self.unknown.append(native_status)
 
+    def learned(self, fact: str, value: str, detail: str) -> None:
+        assert fact
+        assert value
+        assert detail
+
+    def inconsistency(self, reason: str, detail: str) -> None:
+        assert reason
+        assert detail
+
 
 def items_of(provider: str, body: Any) -> list[Any] | None:
     if provider in ("plextera", "extend"):

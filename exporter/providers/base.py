@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Protocol
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -27,8 +27,10 @@ from pydantic import (
     model_validator,
 )
 
-from exporter.http import ApiClient, HttpStatusError, PayloadError
+from exporter.http import ApiClient, HttpStatusError, JsonResponse, PayloadError
 from exporter.model import Run, RunStatus, StatusMapper
+from exporter.providers.paging import Fetch, ListShape, Order, Page, PagedList, PageRefused, T
+from exporter.providers.wire import take_offsetless_seen
 from exporter.sharding import UNSHARDED, Shard
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -84,6 +86,9 @@ class SourceSettings(BaseModel):
     max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     # A response that takes longer than this in all (a slow drip) is cut off.
     request_deadline: Duration = timedelta(seconds=60)
+    # An active run no list has shown for this long is looked up by id: a change that did not
+    # move it up its list (Extend's `updatedAt` is not promised to move) is caught this late.
+    recheck_after: Duration = timedelta(minutes=10)
     # Plain http:// sends the key in clear text: allowed to loopback only, unless set.
     allow_insecure: bool = False
     status_map: dict[str, RunStatus] = Field(default_factory=dict)
@@ -129,6 +134,25 @@ class SourceSettings(BaseModel):
         return key
 
 
+class PagedSourceSettings(SourceSettings):
+    """Settings of a source whose runs list is page-numbered: what its docs leave open is
+    learned from the answers (`auto`) unless a setting fixes it."""
+
+    list_order: Literal["auto", "newest_first", "oldest_first"] = "auto"
+    first_page: Literal["auto"] | Annotated[int, Field(ge=0, le=1)] = "auto"
+    max_pages: int = Field(default=10_000, ge=1)
+
+    def list_shape(self) -> ListShape:
+        order = None if self.list_order == "auto" else Order(self.list_order)
+        first = None if self.first_page == "auto" else int(self.first_page)
+        return ListShape(
+            order=order,
+            first_page=first,
+            order_fixed=order is not None,
+            first_page_fixed=first is not None,
+        )
+
+
 def _clear_text_to_remote(url: str) -> bool:
     parts = urlsplit(url)
     if parts.scheme != "http":
@@ -147,6 +171,12 @@ class ProviderEvents(Protocol):
 
     def invalid_record(self, reason: str, detail: str) -> None: ...
     def unknown_status(self, native_status: str) -> None: ...
+    def learned(self, fact: str, value: str, detail: str) -> None:
+        """What the API turned out to do where its docs are silent (list order, first page,
+        page size, timestamp form); said once per change."""
+
+    def inconsistency(self, reason: str, detail: str) -> None:
+        """What the API's answers say that does not add up (fewer runs than its own total)."""
 
 
 class Provider(ABC):
@@ -174,6 +204,11 @@ class Provider(ABC):
         self.events = events
         self.shard = shard
         self.mapper = StatusMapper(self.default_status_map, settings.status_map)
+        self._facts: dict[str, str] = {}
+        # What the source's page-numbered lists turned out to be, learned once for the process.
+        self.shape = (
+            settings.list_shape() if isinstance(settings, PagedSourceSettings) else ListShape()
+        )
 
     @classmethod
     @abstractmethod
@@ -181,9 +216,11 @@ class Provider(ABC):
         """The headers that authenticate (and version) every request."""
 
     @abstractmethod
-    def scan(self, floor: datetime) -> Iterator[Run]:
-        """Runs newest-first by `cursor_time`, down to (at least) `floor`.
+    def scan(self, floor: datetime, *, first_read_floor: datetime | None = None) -> Iterator[Run]:
+        """Runs with `cursor_time` at or above `floor`, in any order.
 
+        `first_read_floor`: how deep to read a list the source has never read before (a workflow
+        created since the last cycle), so that its runs from before it was found count too.
         May yield runs older than `floor` from the last page read, and the same run twice when
         pages shift; the collector dedupes. Raises `ApiError` when a page cannot be had.
         """
@@ -198,6 +235,67 @@ class Provider(ABC):
 
     # Helpers for subclasses -------------------------------------------------------------
 
+    def paged_list(
+        self, fetch: Fetch[T], key: str, time_of: Callable[[T], datetime] | None = None
+    ) -> PagedList[T]:
+        settings = self.settings
+        assert isinstance(settings, PagedSourceSettings)
+
+        def fetch_and_note(number: int, size: int) -> Page[T]:
+            page = fetch(number, size)
+            self.note_timestamp_forms()
+            return page
+
+        return PagedList(
+            fetch_and_note,
+            self.shape,
+            self.events,
+            key=key,
+            page_size=settings.page_size,
+            max_pages=settings.max_pages,
+            time_of=time_of,
+        )
+
+    def get_page(
+        self,
+        path: str,
+        *,
+        number: int,
+        params: Mapping[str, str | int],
+        endpoint: str = "list_runs",
+        decode: Callable[[bytes], Any] | None = None,
+    ) -> JsonResponse:
+        """One page of a page-numbered list. While the first page is being learned, a refused
+        page 0 is `PageRefused` (the list counts from 1), not a failure."""
+        try:
+            return self.client.get_json(path, endpoint=endpoint, params=params, decode=decode)
+        except HttpStatusError as exc:
+            if number == 0 and self.shape.first_page is None and exc.status in (400, 422):
+                raise PageRefused(str(exc)) from None
+            raise
+
+    def note_timestamp_forms(self) -> None:
+        """Says once that timestamps come without an offset (read as UTC)."""
+        if take_offsetless_seen():
+            self.say_once("timestamps", "no_offset", "timestamps without an offset read as UTC")
+
+    def say_once(self, fact: str, value: str, detail: str) -> None:
+        """Reports a fact about the API's answers the first time it is seen."""
+        if self._facts.get(fact) != value:
+            self._facts[fact] = value
+            self.events.learned(fact, value, detail)
+
+    def list_facts(self) -> dict[str, str]:
+        """What is known of the source's lists now (exported as `source_info`)."""
+        shape = self.shape
+        return {
+            "list_order": shape.order.value if shape.order else "unknown",
+            "first_page": "unknown" if shape.first_page is None else str(shape.first_page),
+            "page_size": str(shape.page_size or self.settings.page_size),
+            "timestamps": "offset",
+            **self._facts,
+        }
+
     def fetch_one(self, path: str, build: Callable[[Any], Run]) -> Run | None:
         """One run from a detail endpoint; None when the API answers that it does not exist."""
         try:
@@ -207,6 +305,7 @@ class Provider(ABC):
                 return None
             raise
         runs = list(self.parse_items([body], build))
+        self.note_timestamp_forms()
         return runs[0] if runs else None
 
     def map_status(self, native: str) -> RunStatus:

@@ -1,67 +1,64 @@
 """Cortex: Bearer key; runs are listed per workflow only, as bare JSON arrays with the paging
 totals in `pagination-*` response headers.
 
-Workflows are discovered (`GET /apps/{app_id}/workflows`, disabled and deleted ones skipped) and
-rediscovered every `discovery_interval`, so a workflow created while the exporter runs is picked
-up. With several shards each keeps only the workflows that hash to it. Each workflow's runs are
-read newest-created first down to the cycle's floor. The API gives no error code, only free text:
-the `code` label is `unspecified` and the text goes to the logs.
+Workflows are discovered (`GET /apps/{app_id}/workflows`, disabled and deleted ones skipped) every
+`discovery_interval` (every cycle by default: it costs one request per page of workflows), so a
+workflow created while the exporter runs is picked up at the next cycle, and its first read goes
+down to the backfill window, so the runs it had before it was discovered count too. With several
+shards each keeps only the workflows that hash to it. The API gives no error code, only free
+text: the `code` label is `unspecified` and the text goes to the logs.
+
+Timestamps come as ISO instants, Unix seconds or milliseconds, or bare dates (`2023-12-25`, as the
+docs show them): a date is a day, not midnight (see `Run.day_only`).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
-from pydantic import BeforeValidator, Field
+from pydantic import Field
 
-from exporter.http import HttpStatusError, JsonResponse, PayloadError
-from exporter.model import UNSPECIFIED_CODE, Run, RunStatus, Step
-from exporter.providers.base import Duration, Provider, SourceSettings
-from exporter.providers.paging import Page, reached_floor, walk_pages
-from exporter.providers.wire import WireModel
+from exporter.http import JsonResponse, PayloadError
+from exporter.model import DAY, UNSPECIFIED_CODE, Run, RunStatus, Step
+from exporter.providers.base import Duration, PagedSourceSettings, Provider, SourceSettings
+from exporter.providers.paging import Page, PagedList
+from exporter.providers.wire import WireModel, as_utc
 
 
-def _timestamp(value: Any) -> Any:
-    """Cortex documents some timestamps as bare dates (`2023-12-25`): read those as midnight UTC;
-    numbers are Unix seconds (or milliseconds when implausibly large)."""
+def _moment(value: Any, field_name: str) -> tuple[datetime, bool] | None:
+    """(instant, exact) from a Cortex timestamp; a bare date is its day's start, not exact.
+    Numbers are Unix seconds (or milliseconds when implausibly large)."""
+    if value is None:
+        return None
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = value / 1000 if value > 1e11 else value
         try:
-            return datetime.fromtimestamp(seconds, tz=UTC)
+            return datetime.fromtimestamp(seconds, tz=UTC), True
         except (OverflowError, OSError, ValueError):
-            raise ValueError(f"timestamp {value!r} is out of range") from None
-    if isinstance(value, str) and len(value) == 10:
+            raise ValueError(f"{field_name}: timestamp {value!r} is out of range") from None
+    if isinstance(value, str):
         try:
-            return datetime.combine(date.fromisoformat(value), datetime.min.time(), tzinfo=UTC)
+            if len(value) == 10:
+                return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC), False
+            return as_utc(datetime.fromisoformat(value)), True
         except ValueError:
-            return value
-    return value
+            pass
+    raise ValueError(f"{field_name}: not a timestamp: {str(value)[:40]!r}")
 
 
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-CortexTime = Annotated[datetime, BeforeValidator(_timestamp)]
-
-
-class CortexSettings(SourceSettings):
+class CortexSettings(PagedSourceSettings):
     provider: str = "cortex"
     base_url: str = "https://api.withcortex.ai"
     app_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     page_size: int = Field(default=50, ge=1, le=1000)
-    # Not documented: `auto` asks for page 0 and reads the `pagination-page` header to learn
-    # whether the API counts from 0 or 1.
-    first_page: int | None = Field(default=None, ge=0, le=1)
-    max_pages: int = Field(default=10_000, ge=1)
     origin: str = Field(
         default="ALL", pattern=r"^(ALL|WORKFLOW|TRIGGER|RECORD|TEST|ENDPOINT|WEBHOOK)$"
     )
-    discovery_interval: Duration = timedelta(minutes=10)
+    # One request per page of workflows: cheap enough for every cycle.
+    discovery_interval: Duration = timedelta(0)
     max_workflows_discovered: int = Field(default=1000, ge=1)
     # 500 requests/minute per IP are documented: 6/s (360/min, bursts of 6) stays well below.
     rate_limit: float | None = Field(default=6.0, gt=0)
@@ -72,16 +69,16 @@ class CortexWorkflow(WireModel):
     name: str | None = None
     enabled: bool | None = True
     deleted: bool | None = False
+    runs_count: int | None = None
 
 
 class CortexRun(WireModel):
     id: str = Field(min_length=1)
     status: str
     error: Any = None
-    started_at: CortexTime | None = None
-    ended_at: CortexTime | None = None
-    created_at: CortexTime
-    updated_at: CortexTime | None = None
+    started_at: Any = None
+    ended_at: Any = None
+    created_at: Any
     workflow_id: str | None = None
     output: Any = None
 
@@ -107,7 +104,9 @@ class CortexProvider(Provider):
         self._monotonic = monotonic
         self._workflows: dict[str, CortexWorkflow] = {}
         self._discovered_at: float | None = None
-        self._first_page: int | None = None
+        # Workflows found since the first discovery whose runs list has not been read whole down
+        # to the backfill window yet.
+        self._new: set[str] = set()
 
     @property
     def _settings(self) -> CortexSettings:
@@ -128,7 +127,7 @@ class CortexProvider(Provider):
         if due:
             found: dict[str, CortexWorkflow] = {}
             path = f"/apps/{s.app_id}/workflows"
-            for page in self._walk(path, "list_workflows", {}, self._to_workflow, lambda _p: True):
+            for page in self._list(path, "list_workflows", {}, "workflows", self._to_workflow):
                 for workflow in page.items:
                     if workflow.enabled is not False and not workflow.deleted:
                         found[workflow.id] = workflow
@@ -136,30 +135,36 @@ class CortexProvider(Provider):
                     break
             # Every shard lists all workflows and keeps its own, so the bound above means the
             # same whatever the shard count.
-            self._workflows = {
+            owned = {
                 workflow_id: workflow
                 for workflow_id, workflow in found.items()
                 if self.shard.owns_workflow(s.name, workflow_id)
             }
+            if self._discovered_at is not None:
+                self._new |= owned.keys() - self._workflows.keys()
+            self._workflows = owned
             self._discovered_at = self._monotonic()
         return self._workflows
 
     # Runs -------------------------------------------------------------------------------------
 
-    def scan(self, floor: datetime) -> Iterator[Run]:
+    def scan(self, floor: datetime, *, first_read_floor: datetime | None = None) -> Iterator[Run]:
         s = self._settings
         params: dict[str, str | int] = {} if s.origin == "ALL" else {"origin": s.origin}
         for workflow in list(self.workflows().values()):
             path = f"/apps/{s.app_id}/workflows/{workflow.id}/runs"
+            new = workflow.id in self._new
+            depth = min(floor, first_read_floor) if new and first_read_floor else floor
 
             def build(item: Any, workflow: CortexWorkflow = workflow) -> Run:
                 return self._to_run(item, workflow)
 
-            def keep_going(page: Page[Run]) -> bool:
-                return not reached_floor([r.cursor_time for r in page.items], floor)
-
-            for page in self._walk(path, "list_runs", params, build, keep_going):
+            pages = self._list(path, "list_runs", params, workflow.id, build, depth)
+            for index, page in enumerate(pages):
+                if index == 0 and s.origin == "ALL":
+                    self._check_runs_count(workflow, page)
                 yield from page.items
+            self._new.discard(workflow.id)
 
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
         s = self._settings
@@ -171,72 +176,49 @@ class CortexProvider(Provider):
             lambda item: self._to_run(item, workflow),
         )
 
-    def _walk(
+    def _check_runs_count(self, workflow: CortexWorkflow, page: Page[Run]) -> None:
+        """The workflow list says how many runs a workflow has; its runs list should show them
+        all (more is fine: runs arrive between the two requests)."""
+        claimed, listed = workflow.runs_count, page.total_items
+        if claimed is not None and listed is not None and listed < claimed:
+            self.events.inconsistency(
+                "runs_count_mismatch",
+                f"workflow {workflow.id!r} has runs_count {claimed} but its runs list counts "
+                f"{listed}",
+            )
+
+    def _list(
         self,
         path: str,
         endpoint: str,
         params: Mapping[str, str | int],
+        key: str,
         build: Callable[[Any], Any],
-        keep_going: Callable[[Page[Any]], bool],
+        floor: datetime | None = None,
     ) -> Iterator[Page[Any]]:
         s = self._settings
 
-        def fetch(index: int) -> Page[Any]:
-            # The walk counts pages from 0; the API's numbering starts at its first page index,
-            # learned from the first answer when it is not configured.
-            number = index + self._page_base()
-            try:
-                response = self.client.get_json(
-                    path, endpoint=endpoint, params={**params, "page": number, "take": s.page_size}
-                )
-            except HttpStatusError as exc:
-                if not (number == 0 and self._page_base_unknown() and exc.status in (400, 422)):
-                    raise
-                # Page 0 refused: the API counts from 1.
-                self._first_page = 1
-                response = self.client.get_json(
-                    path, endpoint=endpoint, params={**params, "page": 1, "take": s.page_size}
-                )
+        def fetch(number: int, size: int) -> Page[Any]:
+            response = self.get_page(
+                path,
+                number=number,
+                endpoint=endpoint,
+                params={**params, "page": number, "take": size},
+            )
             if not isinstance(response.body, list):
                 raise PayloadError(s.name, endpoint, "expected a JSON array")
-            self._learn_first_page(number, response)
             items = list(self.parse_items(response.body, build))
             return Page(
                 items,
-                size=_header_int(response, "pagination-take"),
-                total_pages=self._total_pages(response),
-                received=len(response.body),
+                len(response.body),
+                number=_header_int(response, "pagination-page"),
+                total_items=_header_int(response, "pagination-count"),
+                ids=tuple(str(item.id) for item in items),
             )
 
-        return walk_pages(
-            fetch,
-            first_page=0,
-            page_size=s.page_size,
-            max_pages=s.max_pages,
-            keep_going=keep_going,
-        )
-
-    def _page_base_unknown(self) -> bool:
-        return self._settings.first_page is None and self._first_page is None
-
-    def _page_base(self) -> int:
-        if self._settings.first_page is not None:
-            return self._settings.first_page
-        return self._first_page if self._first_page is not None else 0
-
-    def _learn_first_page(self, asked: int, response: JsonResponse) -> None:
-        if self._settings.first_page is not None or self._first_page is not None:
-            return
-        echoed = _header_int(response, "pagination-page")
-        # Asked for 0 and told 1: the API counts from 1 (and clamped our request).
-        self._first_page = 1 if (asked == 0 and echoed == 1) else 0
-
-    def _total_pages(self, response: JsonResponse) -> int | None:
-        count = _header_int(response, "pagination-count")
-        take = _header_int(response, "pagination-take") or self._settings.page_size
-        if count is None or take <= 0:
-            return None
-        return max(1, math.ceil(count / take))
+        time_of = _cursor_time if endpoint == "list_runs" else None
+        walker: PagedList[Any] = self.paged_list(fetch, key, time_of=time_of)
+        return walker.pages(floor)
 
     def _to_workflow(self, item: Any) -> CortexWorkflow:
         return CortexWorkflow.model_validate(item)
@@ -244,26 +226,45 @@ class CortexProvider(Provider):
     def _to_run(self, item: Any, workflow: CortexWorkflow) -> Run:
         wire = CortexRun.model_validate(item)
         status = self.map_status(wire.status)
+        created = _moment(wire.created_at, "created_at")
+        if created is None:
+            raise ValueError("created_at: field required")
+        started = _moment(wire.started_at, "started_at")
+        ended = _moment(wire.ended_at, "ended_at")
+        day_only = frozenset(
+            name
+            for name, moment in (
+                ("created_at", created),
+                ("started_at", started),
+                ("finished_at", ended),
+            )
+            if moment is not None and not moment[1]
+        )
+        if day_only:
+            self.say_once("timestamps", "date_only", f"{sorted(day_only)[0]} is a date only")
         steps = _steps(wire.output)
         progress = None
         if steps and not status.terminal:
             progress = sum(1 for st in steps if st.status == "COMPLETED") / len(steps)
         message = wire.error if isinstance(wire.error, str) else None
-        created = _as_utc(wire.created_at)
+        # An end time counts for a terminal status, and for one nobody mapped (it has finished).
+        ends = status.terminal or status is RunStatus.UNKNOWN
         return Run(
             id=wire.id,
             workflow_id=wire.workflow_id or workflow.id,
             workflow_name=workflow.name,
             status=status,
             native_status=wire.status,
-            created_at=created,
-            cursor_time=created,
-            started_at=_as_utc(wire.started_at) if wire.started_at else None,
-            finished_at=_as_utc(wire.ended_at) if wire.ended_at and status.terminal else None,
+            created_at=created[0],
+            # A date-only creation may lie anywhere in its day: the list position is its end.
+            cursor_time=created[0] if created[1] else created[0] + DAY,
+            started_at=started[0] if started else None,
+            finished_at=ended[0] if ended and ends else None,
             progress=progress,
             error_code=UNSPECIFIED_CODE if status is RunStatus.FAILED else None,
             error_message=message,
             steps=steps,
+            day_only=day_only,
         )
 
 
@@ -287,6 +288,10 @@ def _steps(output: Any) -> tuple[Step, ...]:
                 )
             )
     return tuple(steps)
+
+
+def _cursor_time(run: Run) -> datetime:
+    return run.cursor_time
 
 
 def _header_int(response: JsonResponse, name: str) -> int | None:

@@ -1,9 +1,12 @@
 """Extend: Bearer key plus `x-extend-api-version`, cursor pages sorted by `updatedAt` descending.
 
-Every state change bumps `updatedAt` and moves the run to the front of the list, so reading down
-to the watermark sees every change exactly: no re-reading of active runs is needed. Summaries carry
-no failure reason: a run that newly reached FAILED is parked until `GET /workflow_runs/{id}` gives
-its `failureReason` (the `code` label), within the source's `lookup_budget`.
+A state change that bumps `updatedAt` moves the run to the front of the list, so reading down to
+the watermark sees it. The docs do not promise that every change does: runs that stay active are
+looked up by id once they have gone `recheck_after` unseen (within the `lookup_budget`), and a
+change found that way is reported as one the cursor missed. Summaries carry no failure reason: a
+run that newly reached FAILED is parked until `GET /workflow_runs/{id}` gives its `failureReason`
+(the `code` label). Rejected runs count as errors with the code `unspecified` (Extend gives a
+free-text `rejectionNote` only).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from exporter.model import UNSPECIFIED_CODE, Run, RunStatus, Step
+from exporter.model import ERROR_STATUSES, UNSPECIFIED_CODE, Run, RunStatus, Step
 from exporter.providers.base import Provider, SourceSettings
 from exporter.providers.paging import PaginationRunaway, reached_floor
 from exporter.providers.wire import UtcDatetime, WireModel
@@ -101,7 +104,7 @@ class ExtendProvider(Provider):
             headers["x-extend-workspace-id"] = settings.workspace_id
         return headers
 
-    def scan(self, floor: datetime) -> Iterator[Run]:
+    def scan(self, floor: datetime, *, first_read_floor: datetime | None = None) -> Iterator[Run]:
         settings = self._settings
         token: str | None = None
         for _ in range(settings.max_pages):
@@ -132,10 +135,15 @@ class ExtendProvider(Provider):
                     if isinstance(body.get("nextPageToken"), str)
                     else None
                 )
+            self.note_timestamp_forms()
             yield from runs
             if not token or not received or reached_floor([r.cursor_time for r in runs], floor):
                 return
         raise PaginationRunaway(settings.max_pages)
+
+    def list_facts(self) -> dict[str, str]:
+        # The order is asked for (documented), and a cursor has no page numbers.
+        return {**super().list_facts(), "list_order": "newest_first", "first_page": "none"}
 
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
         return self.fetch_one(f"/workflow_runs/{run_id}", self._detail_to_run)
@@ -158,6 +166,8 @@ class ExtendProvider(Provider):
         error_code = None
         if failed and detailed:
             error_code = wire.failureReason or UNSPECIFIED_CODE
+        elif status in ERROR_STATUSES and not failed:
+            error_code = UNSPECIFIED_CODE
         steps = tuple(
             Step(name=s.stepType or "", status=s.status or "", type=s.stepType)
             for s in (wire.stepRuns or [])
@@ -175,7 +185,7 @@ class ExtendProvider(Provider):
             created_at=wire.createdAt,
             cursor_time=wire.updatedAt,
             started_at=wire.startTime or wire.initialRunAt,
-            finished_at=wire.endTime if status.terminal else None,
+            finished_at=wire.endTime if status.terminal or status is RunStatus.UNKNOWN else None,
             progress=progress,
             error_code=error_code,
             error_message=wire.failureMessage if failed else None,

@@ -14,17 +14,15 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field
 
 from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
-from exporter.providers.base import Provider, SourceSettings
-from exporter.providers.paging import Page, reached_floor, walk_pages
+from exporter.providers.base import PagedSourceSettings, Provider, SourceSettings
+from exporter.providers.paging import Page
 from exporter.providers.wire import UtcDatetime, WireModel
 
 
-class NoxusSettings(SourceSettings):
+class NoxusSettings(PagedSourceSettings):
     provider: str = "noxus"
     base_url: str = "https://backend.noxus.ai"
     page_size: int = Field(default=100, ge=1, le=100)
-    first_page: int = Field(default=1, ge=0, le=1)
-    max_pages: int = Field(default=10_000, ge=1)
     # `progress` is documented as an integer; 0-100 is the likely scale.
     progress_scale: float = Field(default=100.0, gt=0)
 
@@ -46,7 +44,8 @@ class NoxusRun(WireModel):
 
 
 class _PageInfo(BaseModel):
-    size: int | None = None
+    page: int | None = None
+    total: int | None = None
     pages: int | None = None
 
 
@@ -71,31 +70,24 @@ class NoxusProvider(Provider):
     def auth_headers(cls, settings: SourceSettings, api_key: str) -> dict[str, str]:
         return {"X-API-Key": api_key}
 
-    def scan(self, floor: datetime) -> Iterator[Run]:
-        settings = self._settings
-
-        def fetch(number: int) -> Page[Run]:
-            response = self.client.get_json(
-                "/v1/runs",
-                endpoint="list_runs",
-                params={"page": number, "size": settings.page_size},
-            )
-            body = response.body
-            listed = self.listed_items(body, "items")
+    def scan(self, floor: datetime, *, first_read_floor: datetime | None = None) -> Iterator[Run]:
+        def fetch(number: int, size: int) -> Page[Run]:
+            body = self.get_page("/v1/runs", number=number, params={"page": number, "size": size})
+            listed = self.listed_items(body.body, "items")
             info = _PageInfo.model_validate(
-                {k: body.get(k) for k in ("size", "pages") if isinstance(body.get(k), int)}
+                {k: v for k, v in body.body.items() if k in _INFO and _is_int(v)}
             )
-            items = list(self.parse_items(listed, self._to_run))
-            return Page(items, size=info.size, total_pages=info.pages, received=len(listed))
+            runs = list(self.parse_items(listed, self._to_run))
+            return Page(
+                runs,
+                len(listed),
+                number=info.page,
+                total_items=info.total,
+                total_pages=info.pages,
+                ids=tuple(run.id for run in runs),
+            )
 
-        pages = walk_pages(
-            fetch,
-            first_page=settings.first_page,
-            page_size=settings.page_size,
-            max_pages=settings.max_pages,
-            keep_going=lambda page: not reached_floor([r.cursor_time for r in page.items], floor),
-        )
-        for page in pages:
+        for page in self.paged_list(fetch, "all", time_of=_created).pages(floor):
             yield from page.items
 
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
@@ -123,3 +115,14 @@ class NoxusProvider(Provider):
             progress=progress,
             error_code=UNSPECIFIED_CODE if status is RunStatus.FAILED else None,
         )
+
+
+_INFO = frozenset(_PageInfo.model_fields)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _created(run: Run) -> datetime:
+    return run.cursor_time

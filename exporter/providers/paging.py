@@ -1,33 +1,85 @@
-"""Page-number pagination, as a pure function of what each page says (tested without a network).
+"""Page-number pagination, learned from what the pages say (pure: tested without a network).
 
-APIs disagree on whether they report totals, cap the page size silently, or answer a page past the
-end with an empty list; the walk stops on whichever signal comes first, so it needs none of them
-in particular.
+The docs of the page-numbered APIs leave open whether pages count from 0 or 1, whether the list is
+newest- or oldest-first, and whether the page size asked for is the one served. A `PagedList`
+learns each from the answers, remembers it in the source's `ListShape`, and says what it learned
+(`ShapeEvents.learned`) or what does not add up (`ShapeEvents.inconsistency`):
+
+- first page: page 0 is asked once; a refusal, an echoed page number of 1, an empty page 0 with
+  items in the totals, or a page 0 that repeats page 1 show a list counting from 1. A page 0 that
+  differs from page 1 shows one counting from 0. One empty page alone decides nothing.
+- page size: a page that is not the last one by the totals holds exactly one page's worth of
+  items, whatever size the API echoes; later requests ask for that size, so a silent cap never
+  skips items.
+- order: adjacent items' timestamps; until they show an order, a walk does not stop at its floor.
+  An oldest-first list with totals is read from its last page backwards, so a cycle costs pages in
+  proportion to new runs, not to history.
+- totals: a walk that reads a list to its end compares the distinct items it saw with the count
+  the API reports; fewer is an inconsistency.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from itertools import pairwise
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 T = TypeVar("T")
+
+
+class Order(StrEnum):
+    NEWEST_FIRST = "newest_first"
+    OLDEST_FIRST = "oldest_first"
+    UNORDERED = "unordered"
+
+
+# Ascending and descending neighbours both seen: the list counts as sorted only when one
+# direction holds at least this share of the unequal pairs of a walk of at least MIN_PAIRS pairs
+# (ties broken arbitrarily, a sort key that is not quite the timestamp).
+ORDER_MAJORITY = 0.9
+MIN_PAIRS_FOR_MAJORITY = 10
 
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     items: Sequence[T]
-    # What the API says, where it says it.
-    size: int | None = None
-    total_pages: int | None = None
     # Items on the wire, valid or not: a page with a skipped invalid record is not a short page.
-    received: int | None = None
+    received: int
+    # What the API says, where it says it.
+    number: int | None = None
+    total_items: int | None = None
+    total_pages: int | None = None
+    # Ids of the valid items, for telling pages apart (repeats, aliases, totals).
+    ids: tuple[str, ...] = ()
 
-    @property
-    def length(self) -> int:
-        return len(self.items) if self.received is None else self.received
+
+@dataclass(slots=True)
+class ListShape:
+    """What one source's page-numbered lists turned out to be; a setting fixes a fact instead.
+
+    Shared by every list of the source (they are one API), except the per-list totals.
+    """
+
+    order: Order | None = None
+    first_page: int | None = None
+    page_size: int | None = None  # items the API serves per page, once known
+    order_fixed: bool = False
+    first_page_fixed: bool = False
+    totals: dict[str, int] = field(default_factory=dict)  # list key -> items last reported
+    growth: dict[str, int] = field(default_factory=dict)  # list key -> items added last cycle
+
+
+class ShapeEvents(Protocol):
+    def learned(self, fact: str, value: str, detail: str) -> None: ...
+    def inconsistency(self, reason: str, detail: str) -> None: ...
+
+
+class PageRefused(Exception):  # noqa: N818 - names the condition
+    """The API refused a page number (HTTP 400 or 422): it lies below the first page."""
 
 
 class PaginationRunaway(Exception):  # noqa: N818 - names the condition
@@ -35,36 +87,372 @@ class PaginationRunaway(Exception):  # noqa: N818 - names the condition
         super().__init__(f"pagination did not end after {pages} pages (max_pages)")
 
 
-def is_last_page(page: Page[T], pages_read: int, requested_size: int) -> bool:
-    """True when no further page can hold items: empty, short, or the page count is reached."""
-    if page.length == 0:
-        return True
-    if page.total_pages is not None and pages_read >= page.total_pages:
-        return True
-    effective_size = page.size if page.size else requested_size
-    return page.length < effective_size
+Fetch = Callable[[int, int], Page[T]]  # (page number, page size) -> page
 
 
-def walk_pages(
-    fetch: Callable[[int], Page[T]],
-    *,
-    first_page: int,
-    page_size: int,
-    max_pages: int,
-    keep_going: Callable[[Page[T]], bool] = lambda _page: True,
-) -> Iterator[Page[T]]:
-    """Fetches pages first_page, first_page+1, ... until the last one or `keep_going` says stop."""
-    number = first_page
-    pages_read = 0
-    while True:
-        if pages_read >= max_pages:
-            raise PaginationRunaway(max_pages)
-        page = fetch(number)
-        pages_read += 1
-        yield page
-        if is_last_page(page, pages_read, page_size) or not keep_going(page):
+class PagedList(Generic[T]):
+    """One page-numbered list of one source; `pages(floor)` is one walk through it."""
+
+    def __init__(
+        self,
+        fetch: Fetch[T],
+        shape: ListShape,
+        events: ShapeEvents,
+        *,
+        key: str,
+        page_size: int,
+        max_pages: int,
+        time_of: Callable[[T], datetime] | None = None,
+    ) -> None:
+        self._fetch_page = fetch
+        self.shape = shape
+        self.events = events
+        self.key = key
+        self.requested_size = page_size
+        self.max_pages = max_pages
+        self.time_of = time_of
+        self._reads = 0
+
+    @property
+    def size(self) -> int:
+        return self.shape.page_size or self.requested_size
+
+    def pages(self, floor: datetime | None) -> Iterator[Page[T]]:
+        """Pages from newest to oldest items down to `floor` (None: the whole list).
+
+        May yield items older than the floor from the last page read, and the same item twice
+        when the list shifts while it is read; the caller dedupes by id.
+        """
+        self._reads = 0
+        walk = _Walk()
+        read: dict[int, Page[T]] = {}
+        first = self._first_page(read)
+        if first is None:  # an empty list teaches nothing
+            for page in read.values():
+                walk.add(page, self._times(page))
+                yield page
             return
-        number += 1
+        known_total = self.shape.totals.get(self.key)
+        if (
+            floor is not None
+            and not read
+            and self.shape.order is Order.OLDEST_FIRST
+            and known_total is not None
+        ):
+            # Steady state of an oldest-first list: straight to where the new items are.
+            expected = known_total + self.shape.growth.get(self.key, 0)
+            size = fullest_last_page(expected, self.size)
+            yield from self._backwards(first, first - 1, expected, floor, walk, size)
+            if self.key in self.shape.totals:
+                self.shape.growth[self.key] = max(0, self.shape.totals[self.key] - known_total)
+            return
+        number = first
+        while True:
+            page = read.pop(number) if number in read else self._fetch(number)
+            walk.add(page, self._times(page))
+            self._learn_order(walk)
+            yield page
+            index = number - first
+            if walk.short_before and page.received:
+                # A short page without totals was followed by more: it was a capped one.
+                self._learn_page_size(walk.short_before, index - 1, more=True)
+            walk.short_before = 0
+            if self._ends_here(page, index, walk):
+                self._check_totals(walk)
+                return
+            self._learn_page_size(page.received, index, more=_total(page) is not None)
+            newest_first = self.shape.order is Order.NEWEST_FIRST
+            if floor is not None and newest_first and reached_floor(self._times(page), floor):
+                return
+            if floor is not None and self.shape.order is Order.OLDEST_FIRST:
+                total = page.total_items
+                if total is not None:
+                    yield from self._backwards(first, number, total, floor, walk, self.size)
+                    return
+            number += 1
+
+    # Learning the first page ------------------------------------------------------------------
+
+    def _first_page(self, read: dict[int, Page[T]]) -> int | None:
+        shape = self.shape
+        if shape.first_page is not None:
+            return shape.first_page
+        try:
+            zero = self._fetch(0)
+        except PageRefused:
+            return self._decide_first_page(1, "page 0 was refused")
+        if zero.number == 1:
+            read[1] = zero
+            return self._decide_first_page(1, "page 0 was answered as page 1")
+        if zero.received == 0:
+            total = _total(zero)
+            if total is not None:
+                if total > 0:
+                    return self._decide_first_page(1, f"page 0 was empty of {total} items")
+                read[0] = zero
+                return None  # an empty list: decide another time
+            one = self._fetch(1)
+            if one.received == 0:
+                read[0] = zero
+                return None
+            read[1] = one
+            return self._decide_first_page(1, "page 0 was empty, page 1 was not")
+        one = self._fetch(1)
+        if _same_items(zero, one):
+            read[1] = one
+            return self._decide_first_page(1, "page 0 repeats page 1")
+        if not zero.ids and not one.ids:
+            # Nothing valid to compare (every record invalid): read as 1, decide another time.
+            read[1] = one
+            return 1
+        read[0], read[1] = zero, one
+        return self._decide_first_page(0, "page 0 and page 1 hold different items")
+
+    def _decide_first_page(self, first: int, why: str) -> int:
+        self.shape.first_page = first
+        self.events.learned("first_page", str(first), why)
+        return first
+
+    # Learning the page size and the order -----------------------------------------------------
+
+    def _learn_page_size(self, received: int, index: int, *, more: bool) -> None:
+        """A page that is not the last holds one page's worth of items, whatever the API echoes."""
+        if not more or received in (0, self.size):
+            return
+        self.shape.page_size = received
+        self.events.learned(
+            "page_size",
+            str(received),
+            f"asked for {self.requested_size} per page, page {index} held {received} "
+            "with more to come",
+        )
+
+    def _learn_order(self, walk: _Walk) -> None:
+        order = walk.order()
+        shape = self.shape
+        if order is None or order is shape.order:
+            return
+        if shape.order_fixed:
+            if not walk.contradiction_reported:
+                walk.contradiction_reported = True
+                self.events.inconsistency(
+                    "order_contradicts_setting",
+                    f"list_order is {shape.order} but the timestamps read {order}",
+                )
+            return
+        shape.order = order
+        self.events.learned("list_order", order.value, f"from {walk.unequal_pairs} timestamps")
+
+    # Where a walk ends --------------------------------------------------------------------------
+
+    def _ends_here(self, page: Page[T], index: int, walk: _Walk) -> bool:
+        if page.received == 0:
+            return True
+        if walk.repeated:
+            self.events.inconsistency(
+                "page_repeated", f"page {index} repeats the page before it: the list ends there"
+            )
+            return True
+        if _total(page) is not None:
+            # The totals decide; a short page is the last one only when they agree.
+            return not _more_by_totals(page, walk)
+        if page.received < self.size:
+            # No totals and a short page: the last one, or a silent cap. The next page tells.
+            walk.short_before = page.received
+        return False
+
+    def _check_totals(self, walk: _Walk) -> None:
+        reported = [t for t in (walk.first_items, walk.last_items) if t is not None]
+        if not reported:
+            return
+        self.shape.totals[self.key] = reported[-1]
+        seen = len(walk.ids) + walk.invalid
+        if seen < min(reported):
+            self.events.inconsistency(
+                "fewer_than_total",
+                f"read {seen} distinct items to the end of the list ({walk.pages} pages), "
+                f"the API reports {min(reported)}",
+            )
+
+    # Oldest-first lists -------------------------------------------------------------------------
+
+    def _backwards(
+        self, first: int, read_up_to: int, total: int, floor: datetime, walk: _Walk, size: int
+    ) -> Iterator[Page[T]]:
+        """From the last page back to the floor, or to the pages already read, `size` items a
+        page."""
+        for _ in range(3):
+            capped = yield from self._backwards_at(first, read_up_to, total, floor, walk, size)
+            if capped is None:
+                return
+            # The API serves fewer than asked: again with the size it serves, from the top.
+            size, total, read_up_to = capped
+            size = fullest_last_page(total, size)
+
+    def _backwards_at(
+        self, first: int, read_up_to: int, total: int, floor: datetime, walk: _Walk, size: int
+    ) -> Generator[Page[T], None, tuple[int, int, int] | None]:
+        """One backward walk; returns (size served, total, pages read) when the first page it
+        reads shows a silent cap, before yielding anything."""
+        last = first + max(0, math.ceil(total / size) - 1)
+        if last <= read_up_to:
+            return None
+        page = self._fetch(last, size)
+        for _ in range(3):
+            # The list shrank since its total was read: the last page is nearer.
+            if page.received or page.total_items is None:
+                break
+            actual = first + max(0, math.ceil(page.total_items / size) - 1)
+            if actual >= last or actual <= read_up_to:
+                break
+            last = actual
+            page = self._fetch(last, size)
+        reported = page.total_items
+        if (
+            reported is not None
+            and 0 < page.received < size
+            and (last - first) * size + page.received != reported
+        ):
+            # Not where the last page of `size` would end: the API served fewer than asked.
+            self._learn_page_size(page.received, last - first, more=True)
+            return page.received, reported, first - 1
+        walk.add(page, self._times(page), continues=False)
+        yield page
+        lowest, lowest_page = last, page
+        newest = last
+        while page.received and _more_after(page, newest - first, size):
+            # The list grew since its total was read: newer pages follow.
+            newest += 1
+            page = self._fetch(newest, size)
+            walk.add(page, self._times(page))
+            yield page
+        if page.total_items is not None:
+            self.shape.totals[self.key] = page.total_items
+        number, page = lowest, lowest_page
+        while number - 1 > read_up_to and not reached_floor(self._times(page)[::-1], floor):
+            number -= 1
+            page = self._fetch(number, size)
+            walk.add(page, self._times(page), continues=False)
+            yield page
+        return None
+
+    # Fetching -----------------------------------------------------------------------------------
+
+    def _fetch(self, number: int, size: int | None = None) -> Page[T]:
+        if self._reads >= self.max_pages:
+            raise PaginationRunaway(self.max_pages)
+        self._reads += 1
+        return self._fetch_page(number, size or self.size)
+
+    def _times(self, page: Page[T]) -> list[datetime]:
+        if self.time_of is None:
+            return []
+        return [self.time_of(item) for item in page.items]
+
+
+@dataclass(slots=True)
+class _Walk:
+    """What one walk has seen so far."""
+
+    ids: set[str] = field(default_factory=set)
+    invalid: int = 0
+    pages: int = 0
+    received: int = 0  # items on the pages read forward from the first
+    ascending: int = 0
+    descending: int = 0
+    first_items: int | None = None  # the API's item count, on the first and the latest page
+    last_items: int | None = None
+    repeated: bool = False
+    short_before: int = 0  # a short page without totals, until the next page shows what it was
+    contradiction_reported: bool = False
+    _last_ids: tuple[str, ...] = ()
+    _last_time: datetime | None = None
+
+    def add(self, page: Page[T], times: Sequence[datetime], *, continues: bool = True) -> None:
+        """`continues`: the page follows the one before it in list order (a forward read)."""
+        self.pages += 1
+        self.repeated = bool(page.ids) and page.ids == self._last_ids
+        self._last_ids = page.ids
+        self.ids.update(page.ids)
+        self.invalid += max(0, page.received - len(page.items))
+        if continues:
+            self.received += page.received
+        if page.total_items is not None:
+            if self.first_items is None:
+                self.first_items = page.total_items
+            self.last_items = page.total_items
+        before = [self._last_time] if continues and self._last_time is not None else []
+        for a, b in pairwise([*before, *times]):
+            if a > b:
+                self.descending += 1
+            elif a < b:
+                self.ascending += 1
+        if times:
+            self._last_time = times[-1]
+
+    @property
+    def unequal_pairs(self) -> int:
+        return self.ascending + self.descending
+
+    def order(self) -> Order | None:
+        up, down = self.ascending, self.descending
+        if not up and not down:
+            return None
+        if not up:
+            return Order.NEWEST_FIRST
+        if not down:
+            return Order.OLDEST_FIRST
+        if up + down < MIN_PAIRS_FOR_MAJORITY:
+            return None
+        if down >= ORDER_MAJORITY * (up + down):
+            return Order.NEWEST_FIRST
+        if up >= ORDER_MAJORITY * (up + down):
+            return Order.OLDEST_FIRST
+        return Order.UNORDERED
+
+
+def fullest_last_page(total: int, largest: int) -> int:
+    """The page size, from half the largest up, whose last page holds the most items.
+
+    An oldest-first list's newest items sit on its last page, which holds `total mod size` of
+    them: a nearly empty last page would cost a second request for what a newest-first list
+    serves in one. Pages stay aligned within a walk, since the walk asks every page at one size.
+    """
+    best, best_fill = largest, 0
+    for size in range(largest, (largest + 1) // 2 - 1, -1):
+        fill = total - size * ((total - 1) // size) if total > 0 else 0
+        if fill > best_fill:
+            best, best_fill = size, fill
+        if fill >= largest:
+            break
+    return best
+
+
+def _total(page: Page[T]) -> int | None:
+    return page.total_items if page.total_items is not None else page.total_pages
+
+
+def _more_by_totals(page: Page[T], walk: _Walk) -> bool:
+    """Whether the totals say items lie past what a forward walk has received so far."""
+    if page.total_items is not None:
+        return walk.received < page.total_items
+    if page.total_pages is not None:
+        return walk.pages < page.total_pages
+    return False
+
+
+def _more_after(page: Page[T], index: int, size: int) -> bool:
+    """Whether the totals say items lie past page `index` (counted from the first page) of a list
+    served `size` items a page."""
+    if page.total_items is not None:
+        return index * size + page.received < page.total_items
+    if page.total_pages is not None:
+        return index + 1 < page.total_pages
+    return False
+
+
+def _same_items(a: Page[T], b: Page[T]) -> bool:
+    return bool(a.ids) and bool(b.ids) and a.ids[0] == b.ids[0]
 
 
 def reached_floor(cursor_times: Sequence[datetime], floor: datetime) -> bool:

@@ -1,8 +1,9 @@
 """Plextera: `Authorization: api-key <token>`, page/size pages with totals in `pageInfo`.
 
-Incremental collection reads the list newest-created first down to the watermark. Runs that are
-still active when they drop below it are found again through the `status=PROCESSING` filter, and
-those that left it (finished) are looked up one by one.
+Incremental collection reads the list down to the watermark, from its newest end whichever order
+the API sorts it in (learned, see `paging`). Runs that are still active when they drop below it
+are found again through the `status=PROCESSING` filter, and those that left it (finished) are
+looked up one by one. `REJECTED` runs carry an error code like failed ones (seed 001).
 """
 
 from __future__ import annotations
@@ -11,21 +12,18 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
-from exporter.providers.base import Provider, SourceSettings
-from exporter.providers.paging import Page, reached_floor, walk_pages
-from exporter.providers.wire import UtcDatetime, WireModel
+from exporter.providers.base import PagedSourceSettings, Provider, SourceSettings
+from exporter.providers.paging import Page, PagedList
+from exporter.providers.wire import UtcDatetime, WireModel, dict_or_empty
 
 
-class PlexteraSettings(SourceSettings):
+class PlexteraSettings(PagedSourceSettings):
     provider: str = "plextera"
     base_url: str = "https://api.plextera.com/api/public/v1"
     page_size: int = Field(default=100, ge=1, le=1000)
-    # The docs do not say whether `page` starts at 0 or 1; 1 is the likelier reading.
-    first_page: int = Field(default=1, ge=0, le=1)
-    max_pages: int = Field(default=10_000, ge=1)
     # Status filter value that lists the runs still in progress; empty disables the listing and
     # every known active run below the watermark is looked up by id instead.
     active_status_filter: str = "PROCESSING"
@@ -86,6 +84,7 @@ class PlexteraProvider(Provider):
         "COMPLETED": RunStatus.SUCCEEDED,
         "FAILED": RunStatus.FAILED,
         "CLOSED": RunStatus.CANCELLED,
+        "REJECTED": RunStatus.REJECTED,
     }
 
     @property
@@ -97,53 +96,49 @@ class PlexteraProvider(Provider):
     def auth_headers(cls, settings: SourceSettings, api_key: str) -> dict[str, str]:
         return {"Authorization": f"api-key {api_key}"}
 
-    def scan(self, floor: datetime) -> Iterator[Run]:
-        for page in self._walk({}, lambda page: not reached_floor(_times(page), floor)):
+    def scan(self, floor: datetime, *, first_read_floor: datetime | None = None) -> Iterator[Run]:
+        for page in self._list({}, "all").pages(floor):
             yield from page.items
 
     def list_active(self) -> Iterator[Run]:
         status = self._settings.active_status_filter
         if not status:
             return
-        for page in self._walk({"status": status}, lambda _page: True):
+        for page in self._list({"status": status}, f"status={status}").pages(None):
             yield from page.items
 
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
         return self.fetch_one(f"/workflow-runs/{run_id}", self._to_run)
 
-    def _walk(self, params: dict[str, str], keep_going: Any) -> Iterator[Page[Run]]:
-        settings = self._settings
-
-        def fetch(number: int) -> Page[Run]:
-            response = self.client.get_json(
+    def _list(self, params: dict[str, str], key: str) -> PagedList[Run]:
+        def fetch(number: int, size: int) -> Page[Run]:
+            body = self.get_page(
                 "/workflow-runs",
-                endpoint="list_runs",
-                params={**params, "page": number, "size": settings.page_size},
+                number=number,
+                params={**params, "page": number, "size": size},
                 decode=_PlexteraPage.model_validate_json,
-            )
-            body = response.body
+            ).body
             if isinstance(body, _PlexteraPage):
                 info = body.pageInfo or _PageInfo()
                 runs = list(self.parse_items(body.data, self._run_of))
-                return Page(
-                    runs, size=info.size, total_pages=info.totalPages, received=len(body.data)
-                )
-            # Some item is invalid (or the page is odd): item by item, so that one bad record
-            # never loses the rest of the page.
-            listed = self.listed_items(body, "data")
-            info = _PageInfo.model_validate(
-                body["pageInfo"] if isinstance(body.get("pageInfo"), dict) else {}
+                received = len(body.data)
+            else:
+                # Some item is invalid (or the page is odd): item by item, so that one bad record
+                # never loses the rest of the page.
+                listed = self.listed_items(body, "data")
+                info = _page_info(body.get("pageInfo"))
+                runs = list(self.parse_items(listed, self._to_run))
+                received = len(listed)
+            return Page(
+                runs,
+                received,
+                number=info.page,
+                total_items=info.totalItems,
+                total_pages=info.totalPages,
+                ids=tuple(run.id for run in runs),
             )
-            items = list(self.parse_items(listed, self._to_run))
-            return Page(items, size=info.size, total_pages=info.totalPages, received=len(listed))
 
-        return walk_pages(
-            fetch,
-            first_page=settings.first_page,
-            page_size=settings.page_size,
-            max_pages=settings.max_pages,
-            keep_going=keep_going,
-        )
+        return self.paged_list(fetch, key, time_of=_created)
 
     def _to_run(self, item: Any) -> Run:
         return self._run_of(PlexteraRun.model_validate(item))
@@ -156,7 +151,7 @@ class PlexteraProvider(Provider):
             progress = min(1.0, max(0.0, done / wire.progress.stepsTotal))
         duration_ms = wire.durationMs if wire.durationMs is not None else wire.computedDurationMs
         error_code = None
-        if status is RunStatus.FAILED:
+        if status in (RunStatus.FAILED, RunStatus.REJECTED):
             error_code = (wire.error.code if wire.error else None) or UNSPECIFIED_CODE
         return Run(
             id=wire.id,
@@ -175,5 +170,13 @@ class PlexteraProvider(Provider):
         )
 
 
-def _times(page: Page[Run]) -> list[datetime]:
-    return [run.cursor_time for run in page.items]
+def _page_info(raw: Any) -> _PageInfo:
+    """Paging facts where they parse; a garbled `pageInfo` leaves the walk to its other signals."""
+    try:
+        return _PageInfo.model_validate(dict_or_empty(raw))
+    except ValidationError:
+        return _PageInfo()
+
+
+def _created(run: Run) -> datetime:
+    return run.cursor_time

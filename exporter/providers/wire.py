@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
+# Whether this thread parsed a timestamp without an offset since the provider last asked: each
+# source collects in a thread of its own, and validators have no other way to report.
+_seen = threading.local()
+
 
 def _as_utc(value: datetime) -> datetime:
-    # A timestamp without an offset is read as UTC, which is what every documented API sends.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        # No offset: read as UTC, the only reading every documented API supports; the provider
+        # says so once (`take_offsetless_seen`).
+        _seen.offsetless = True
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def take_offsetless_seen() -> bool:
+    """Whether a timestamp without an offset was read since the last call (in this thread)."""
+    seen = bool(getattr(_seen, "offsetless", False))
+    _seen.offsetless = False
+    return seen
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+def as_utc(value: datetime) -> datetime:
+    return _as_utc(value)
 
 
 class WireModel(BaseModel):

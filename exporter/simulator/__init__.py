@@ -7,11 +7,12 @@ defines a `SimulatorServer` subclass with a `provider` attribute.
 from __future__ import annotations
 
 from exporter.plugins import discover
-from exporter.simulator.server import FaultPlan, Request, Response, SimulatorServer
+from exporter.simulator.server import ApiVariant, FaultPlan, Request, Response, SimulatorServer
 from exporter.simulator.world import GroundTruth, SimRun, Vocabulary, World
 
 __all__ = [
     "SIMULATORS",
+    "ApiVariant",
     "FaultPlan",
     "GroundTruth",
     "Request",

@@ -3,30 +3,29 @@ with the paging totals in `pagination-page`, `pagination-take` and `pagination-c
 500 requests per minute per client (429, no Retry-After: the docs promise none).
 
 Pages count from 1; a request for page 0 is answered as page 1 (and the header says so), which is
-how a client can tell. Besides the world's workflows the app lists one disabled and one deleted
-workflow, which a client must skip.
+how a client can tell (`variants` answer otherwise). Besides the world's workflows the app lists
+one disabled and one deleted workflow, which a client must skip.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from exporter.model import RunStatus
-from exporter.simulator.plextera import iso
-from exporter.simulator.server import Request, Response, SimulatorServer
+from exporter.simulator.server import ApiVariant, PageZero, Request, Response, SimulatorServer
 from exporter.simulator.world import SimRun, SimWorkflow, Vocabulary
 
 DEFAULT_TAKE = 20
 MAX_TAKE = 100
+CAPPED = 25  # a silent cap well below MAX_TAKE
 
 
 class CortexSimulator(SimulatorServer):
     provider: ClassVar[str] = "cortex"
     documented_rate_limit: ClassVar[tuple[int, float] | None] = (500, 60.0)
     app_id: ClassVar[str] = "app-sim"
-    vocabulary: ClassVar[Vocabulary] = Vocabulary(
+    vocabulary = Vocabulary(
         queued="PENDING",
         running="RUNNING",
         succeeded="COMPLETED",
@@ -43,6 +42,17 @@ class CortexSimulator(SimulatorServer):
             "SKIPPED": RunStatus.SKIPPED,
         },
     )
+    page_zero_default: ClassVar[PageZero] = "as_first"
+    variants: ClassVar[Mapping[str, ApiVariant]] = {
+        "oldest_first": ApiVariant(order="oldest_first"),
+        "first_page_0": ApiVariant(first_page=0),
+        "page_zero_empty": ApiVariant(page_zero="empty"),
+        "page_cap": ApiVariant(page_cap=CAPPED),
+        # Seed 004 shows run timestamps as bare dates.
+        "date_only": ApiVariant(timestamps="date_only"),
+        "no_offset": ApiVariant(timestamps="no_offset"),
+        "oldest_first_capped": ApiVariant(order="oldest_first", page_cap=CAPPED, first_page=0),
+    }
     _hidden: ClassVar[tuple[dict[str, Any], ...]] = (
         {"id": "wf-disabled", "name": "Old intake", "enabled": False, "deleted": False},
         {"id": "wf-deleted", "name": "Removed flow", "enabled": True, "deleted": True},
@@ -88,8 +98,9 @@ class CortexSimulator(SimulatorServer):
         if parts[1] != self.app_id or parts[2] != "workflows":
             return self.error(404, "", "App not found")
         if len(parts) == 3:
-            rows = [self._workflow_json(w) for w in self.world.workflows] + list(self._hidden)
-            return self._paged(rows, request.query)
+            with self.world.lock:  # run counts of one moment, not of one half-way through advance()
+                rows = [self._workflow_json(w) for w in self.world.workflows]
+            return self._paged(rows + list(self._hidden), request.query)
         workflow = next((w for w in self.world.workflows if w.id == parts[3]), None)
         if workflow is None:
             return self.error(404, "", "Workflow not found")
@@ -105,7 +116,7 @@ class CortexSimulator(SimulatorServer):
     def _runs(self, workflow: SimWorkflow, query: Mapping[str, str]) -> Response:
         status = query.get("status", "ALL")
         with self.world.lock:
-            runs = [r for r in self.world.runs_newest_first() if r.workflow.id == workflow.id]
+            runs = [r for r in self.listed_runs() if r.workflow.id == workflow.id]
             if status != "ALL":
                 runs = [r for r in runs if r.native_status == status]
             rows = [self.render(r) for r in runs]
@@ -113,19 +124,21 @@ class CortexSimulator(SimulatorServer):
 
     def _paged(self, rows: list[Any], query: Mapping[str, str]) -> Response:
         try:
-            page = max(1, int(query.get("page", "1")))
+            page = int(query.get("page", str(self.first_page)))
             take = int(query.get("take", str(DEFAULT_TAKE)))
         except ValueError:
             return self.error(400, "", "page and take must be integers")
         take = max(1, min(take, MAX_TAKE))
-        chunk = rows[(page - 1) * take : page * take]
+        window = self.page_window(page, take)
+        if window is None:
+            return self.error(400, "", f"page must be at least {self.first_page}")
         return Response(
-            body=chunk,
+            body=rows[window.start : window.stop],
             headers={
-                "pagination-page": str(page),
+                "pagination-page": str(window.page),
                 "pagination-take": str(take),
                 "pagination-count": str(len(rows)),
-                "pagination-pages": str(max(1, math.ceil(len(rows) / take))),
+                "pagination-pages": str(max(1, window.pages(len(rows)))),
             },
         )
 
@@ -161,10 +174,10 @@ class CortexSimulator(SimulatorServer):
             "status": run.native_status,
             "origin": "WORKFLOW",
             "error": run.error_message if status is RunStatus.FAILED else None,
-            "started_at": iso(run.started_at),
-            "ended_at": iso(run.finished_at),
-            "created_at": iso(run.created_at),
-            "updated_at": iso(run.updated_at),
+            "started_at": self.stamp(run.started_at),
+            "ended_at": self.stamp(run.finished_at),
+            "created_at": self.stamp(run.created_at),
+            "updated_at": self.stamp(run.updated_at),
             "workflow_id": run.workflow.id,
             "workflow_version": {"id": f"wv-{run.workflow.id[:8]}", "version": 1},
         }

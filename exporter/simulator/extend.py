@@ -12,11 +12,11 @@ import base64
 import bisect
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, ClassVar
 
 from exporter.model import RunStatus
-from exporter.simulator.plextera import iso
-from exporter.simulator.server import Request, Response, SimulatorServer
+from exporter.simulator.server import ApiVariant, Request, Response, SimulatorServer
 from exporter.simulator.world import SimRun, Vocabulary
 
 DEFAULT_PAGE_SIZE = 10
@@ -28,7 +28,7 @@ class ExtendSimulator(SimulatorServer):
     provider: ClassVar[str] = "extend"
     cursor_field: ClassVar[str] = "updatedAt"
     documented_rate_limit: ClassVar[tuple[int, float] | None] = (10, 1.0)
-    vocabulary: ClassVar[Vocabulary] = Vocabulary(
+    vocabulary = Vocabulary(
         queued="PENDING",
         running="PROCESSING",
         succeeded="PROCESSED",
@@ -47,6 +47,10 @@ class ExtendSimulator(SimulatorServer):
             "CANCELLED": RunStatus.CANCELLED,
         },
     )
+    variants: ClassVar[Mapping[str, ApiVariant]] = {
+        "no_offset": ApiVariant(timestamps="no_offset"),
+        "stale_updated_at": ApiVariant(stale_updated_at=True),
+    }
 
     def authorized(self, headers: Mapping[str, str]) -> bool:
         return headers.get("authorization") == f"Bearer {self.api_key}"
@@ -80,10 +84,11 @@ class ExtendSimulator(SimulatorServer):
         if request.path == "/workflow_runs":
             return self._list(request.query)
         if request.path.startswith("/workflow_runs/"):
-            run = self.world.runs.get(request.path.rsplit("/", 1)[1])
-            if run is None:
-                return self.error(404, "NOT_FOUND", "workflow run not found")
-            return Response(body=self.render(run, detailed=True))
+            with self.world.lock:  # render a consistent run, not one half-way through advance()
+                run = self.world.runs.get(request.path.rsplit("/", 1)[1])
+                if run is not None:
+                    return Response(body=self.render(run, detailed=True))
+            return self.error(404, "NOT_FOUND", "workflow run not found")
         return self.error(404, "NOT_FOUND", "no such endpoint")
 
     def _list(self, query: Mapping[str, str]) -> Response:
@@ -95,10 +100,9 @@ class ExtendSimulator(SimulatorServer):
             return self.error(400, "INVALID_REQUEST", "maxPageSize must be an integer")
         if not 1 <= size <= MAX_PAGE_SIZE or sort_by not in ("updatedAt", "createdAt"):
             return self.error(400, "INVALID_REQUEST", "invalid maxPageSize or sortBy")
+        by_update = sort_by == "updatedAt" and not self.variant.stale_updated_at
         with self.world.lock:
-            ascending, keys = self.world.sorted_ascending(
-                "updated" if sort_by == "updatedAt" else "created"
-            )
+            ascending, keys = self.world.sorted_ascending("updated" if by_update else "created")
             if "status" in query or "workflowId" in query:
                 pairs = [
                     (k, r)
@@ -127,9 +131,13 @@ class ExtendSimulator(SimulatorServer):
             }
             if more and page:
                 last = page[-1]
-                stamp = last.updated_at if sort_by == "updatedAt" else last.created_at
+                stamp = last.updated_at if by_update else last.created_at
                 body["nextPageToken"] = _encode((stamp.timestamp(), last.id))
         return Response(body=body)
+
+    def updated_at(self, run: SimRun) -> datetime:
+        """The run's updatedAt as this API reports it."""
+        return run.created_at if self.variant.stale_updated_at else run.updated_at
 
     def render(self, run: SimRun, *, detailed: bool) -> dict[str, Any]:
         status = self.vocabulary.canonical(run.native_status)
@@ -140,15 +148,15 @@ class ExtendSimulator(SimulatorServer):
             "workflow": {"object": "workflow", "id": run.workflow.id, "name": run.workflow.name},
             "workflowVersion": {"id": f"wv-{run.workflow.id[:8]}", "version": "1"},
             "dashboardUrl": f"https://dashboard.extend.ai/workflows/runs/{run.id}",
-            "initialRunAt": iso(run.started_at),
-            "startTime": iso(run.started_at),
-            "endTime": iso(run.finished_at),
+            "initialRunAt": self.stamp(run.started_at),
+            "startTime": self.stamp(run.started_at),
+            "endTime": self.stamp(run.finished_at),
             "batchId": None,
             "rejectionNote": "not a valid document" if status is RunStatus.REJECTED else None,
-            "reviewedAt": iso(run.finished_at) if status is RunStatus.REJECTED else None,
+            "reviewedAt": self.stamp(run.finished_at) if status is RunStatus.REJECTED else None,
             "files": [{"object": "file", "id": f"file-{run.id[:8]}", "name": "document.pdf"}],
-            "createdAt": iso(run.created_at),
-            "updatedAt": iso(run.updated_at),
+            "createdAt": self.stamp(run.created_at),
+            "updatedAt": self.stamp(self.updated_at(run)),
             "usage": {"credits": 1},
         }
         if not detailed:

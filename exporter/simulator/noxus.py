@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from exporter.model import RunStatus
-from exporter.simulator.plextera import iso
-from exporter.simulator.server import Request, Response, SimulatorServer
+from exporter.simulator.server import ApiVariant, Request, Response, SimulatorServer
 from exporter.simulator.world import SimRun, SimWorkflow, Vocabulary
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50
+CAPPED = 25  # a silent cap well below the 100 the docs allow
 
 JSON = dict[str, Any]
 Row = TypeVar("Row", SimRun, SimWorkflow)
@@ -20,7 +19,7 @@ Row = TypeVar("Row", SimRun, SimWorkflow)
 
 class NoxusSimulator(SimulatorServer):
     provider: ClassVar[str] = "noxus"
-    vocabulary: ClassVar[Vocabulary] = Vocabulary(
+    vocabulary = Vocabulary(
         queued="queued",
         running="running",
         succeeded="completed",
@@ -37,6 +36,14 @@ class NoxusSimulator(SimulatorServer):
             "stopped": RunStatus.CANCELLED,
         },
     )
+    variants: ClassVar[Mapping[str, ApiVariant]] = {
+        "oldest_first": ApiVariant(order="oldest_first"),
+        "first_page_0": ApiVariant(first_page=0),
+        "page_cap": ApiVariant(page_cap=CAPPED),
+        "no_offset": ApiVariant(timestamps="no_offset"),
+        "no_started_at": ApiVariant(omit_started_at=True),
+        "oldest_first_capped": ApiVariant(order="oldest_first", page_cap=CAPPED, first_page=0),
+    }
 
     def authorized(self, headers: Mapping[str, str]) -> bool:
         return headers.get("x-api-key") == self.api_key
@@ -73,7 +80,7 @@ class NoxusSimulator(SimulatorServer):
 
     def _route(self, path: str, query: Mapping[str, str]) -> Response:
         if path == "/v1/runs":
-            return self._paged(self.world.runs_newest_first(), query, self.render)
+            return self._paged(self.listed_runs(), query, self.render)
         if path.startswith("/v1/runs/"):
             run = self.world.runs.get(path.rsplit("/", 1)[1])
             return Response(body=self.render(run)) if run else self.error(404, "", "Run not found")
@@ -81,7 +88,7 @@ class NoxusSimulator(SimulatorServer):
             return self._paged(list(self.world.workflows), query, self._workflow_json)
         parts = path.split("/")
         if len(parts) == 5 and parts[:3] == ["", "v1", "workflows"] and parts[4] == "runs":
-            runs = [r for r in self.world.runs_newest_first() if r.workflow.id == parts[3]]
+            runs = [r for r in self.listed_runs() if r.workflow.id == parts[3]]
             return self._paged(runs, query, self.render)
         return self.error(404, "", "Not Found")
 
@@ -89,17 +96,22 @@ class NoxusSimulator(SimulatorServer):
         self, rows: Sequence[Row], query: Mapping[str, str], render: Callable[[Row], JSON]
     ) -> Response:
         problems = []
-        page = _int(query.get("page", "1"))
+        page = _int(query.get("page", str(self.first_page)))
         size = _int(query.get("size", str(DEFAULT_PAGE_SIZE)))
-        if page is None or page < 1:
+        size_ok = size is not None and 1 <= size <= MAX_PAGE_SIZE
+        # FastAPI judges each parameter alone: a bad size does not hide a bad page number.
+        window = None
+        if page is not None:
+            window = self.page_window(page, size if size is not None and size_ok else 1)
+        if window is None:
             problems.append(
                 {
                     "loc": ["query", "page"],
-                    "msg": "ensure this value is greater than or equal to 1",
+                    "msg": f"ensure this value is greater than or equal to {self.first_page}",
                     "type": "value_error",
                 }
             )
-        if size is None or not 1 <= size <= MAX_PAGE_SIZE:
+        if not size_ok:
             problems.append(
                 {
                     "loc": ["query", "size"],
@@ -107,16 +119,16 @@ class NoxusSimulator(SimulatorServer):
                     "type": "value_error",
                 }
             )
-        if problems or page is None or size is None:
+        if problems or window is None or size is None:
             return Response(422, {"detail": problems})
-        items = [render(row) for row in rows[(page - 1) * size : page * size]]
+        items = [render(row) for row in rows[window.start : window.stop]]
         return Response(
             body={
                 "items": items,
                 "total": len(rows),
-                "page": page,
+                "page": window.page,
                 "size": size,
-                "pages": math.ceil(len(rows) / size),
+                "pages": window.pages(len(rows)),
             }
         )
 
@@ -124,7 +136,7 @@ class NoxusSimulator(SimulatorServer):
         return {"id": workflow.id, "group_id": workflow.id, "name": workflow.name, "type": "flow"}
 
     def render(self, run: SimRun) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "id": run.id,
             "group_id": run.workflow.id,
             "workflow_id": run.workflow.id,
@@ -133,9 +145,9 @@ class NoxusSimulator(SimulatorServer):
             "status": run.native_status,
             "progress": round(run.progress * 100),
             "definitions": {},
-            "created_at": iso(run.created_at),
-            "started_at": iso(run.started_at),
-            "finished_at": iso(run.finished_at),
+            "created_at": self.stamp(run.created_at),
+            "started_at": self.stamp(run.started_at),
+            "finished_at": self.stamp(run.finished_at),
             "workflow": {
                 "id": run.workflow.id,
                 "group_id": run.workflow.id,
@@ -144,6 +156,9 @@ class NoxusSimulator(SimulatorServer):
             },
             "source": "api",
         }
+        if self.variant.omit_started_at:
+            del body["started_at"]
+        return body
 
 
 def _int(value: str) -> int | None:

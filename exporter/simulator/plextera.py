@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from exporter.model import RunStatus
-from exporter.simulator.server import Request, Response, SimulatorServer
+from exporter.simulator.server import ApiVariant, Request, Response, SimulatorServer
 from exporter.simulator.world import SimRun, Vocabulary
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+CAPPED = 25  # a silent cap well below the 100 a client may ask for
 
 
 class PlexteraSimulator(SimulatorServer):
     provider: ClassVar[str] = "plextera"
     cursor_field: ClassVar[str] = "createdAt"
     path_prefix: ClassVar[str] = "/api/public/v1"
-    vocabulary: ClassVar[Vocabulary] = Vocabulary(
+    vocabulary = Vocabulary(
         queued="QUEUED",
         running="PROCESSING",
         succeeded="COMPLETED",
@@ -38,6 +34,27 @@ class PlexteraSimulator(SimulatorServer):
             "CLOSED": RunStatus.CANCELLED,
         },
     )
+    variants: ClassVar[Mapping[str, ApiVariant]] = {
+        "oldest_first": ApiVariant(order="oldest_first"),
+        "first_page_0": ApiVariant(first_page=0),
+        "page_zero_empty": ApiVariant(page_zero="empty"),
+        "page_cap": ApiVariant(page_cap=CAPPED),
+        "no_offset": ApiVariant(timestamps="no_offset"),
+        "rejected": ApiVariant(rejected=True),
+        "oldest_first_capped": ApiVariant(order="oldest_first", page_cap=CAPPED, first_page=0),
+    }
+
+    @classmethod
+    def vocabulary_for(cls, variant: ApiVariant) -> Vocabulary:
+        if not variant.rejected:
+            return cls.vocabulary
+        # Seed 001: `error` is present "only for failed or rejected" runs, so rejections carry one.
+        return replace(
+            cls.vocabulary,
+            rejected="REJECTED",
+            rejection_codes=True,
+            table={**cls.vocabulary.table, "REJECTED": RunStatus.REJECTED},
+        )
 
     def authorized(self, headers: Mapping[str, str]) -> bool:
         return headers.get("authorization") == f"api-key {self.api_key}"
@@ -99,42 +116,46 @@ class PlexteraSimulator(SimulatorServer):
 
     def _list(self, query: Mapping[str, str]) -> Response:
         try:
-            page = int(query.get("page", "1"))
+            page = int(query.get("page", str(self.first_page)))
             size = int(query.get("size", str(DEFAULT_PAGE_SIZE)))
         except ValueError:
             return self.error(400, "INVALID_REQUEST", "page and size must be integers")
-        if page < 1 or size < 1:
-            return self.error(400, "INVALID_REQUEST", "page and size must be positive")
         size = min(size, MAX_PAGE_SIZE)
+        window = self.page_window(page, size) if size >= 1 else None
+        if window is None:
+            return self.error(400, "INVALID_REQUEST", "page and size must be positive")
         with self.world.lock:
-            runs = self.world.runs_newest_first()
+            runs = self.listed_runs()
             if "status" in query:
                 runs = [r for r in runs if r.native_status == query["status"]]
             if "workflowId" in query:
                 runs = [r for r in runs if r.workflow.id == query["workflowId"]]
-            chunk = [self.render(r) for r in runs[(page - 1) * size : page * size]]
+            chunk = [self.render(r) for r in runs[window.start : window.stop]]
         return Response(
             body={
                 "data": chunk,
                 "pageInfo": {
-                    "page": page,
+                    "page": window.page,
                     "size": size,
                     "totalItems": len(runs),
-                    "totalPages": math.ceil(len(runs) / size),
+                    "totalPages": window.pages(len(runs)),
                 },
             }
         )
 
     def render(self, run: SimRun) -> dict[str, Any]:
-        failed = self.vocabulary.canonical(run.native_status) is RunStatus.FAILED
+        errored = self.vocabulary.canonical(run.native_status) in (
+            RunStatus.FAILED,
+            RunStatus.REJECTED,
+        )
         return {
             "id": run.id,
             "status": run.native_status,
-            "createdAt": iso(run.created_at),
-            "updatedAt": iso(run.updated_at),
-            "startedAt": iso(run.started_at),
-            "completedAt": iso(run.finished_at),
-            "error": {"code": run.error_code, "message": run.error_message} if failed else None,
+            "createdAt": self.stamp(run.created_at),
+            "updatedAt": self.stamp(run.updated_at),
+            "startedAt": self.stamp(run.started_at),
+            "completedAt": self.stamp(run.finished_at),
+            "error": {"code": run.error_code, "message": run.error_message} if errored else None,
             "workflow": {"id": run.workflow.id, "name": run.workflow.name},
             "progress": {"stepsCompleted": run.steps_completed, "stepsTotal": run.steps_total},
             "durationMs": run.duration_ms,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import secrets
 import socket
 import threading
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from exporter.model import RunStatus
@@ -30,6 +31,52 @@ BODY_FAULTS = ("malformed_json", "truncated")
 # How far the clock moves before page-shifting arrivals: they must sort strictly before every run
 # already listed (a tie on createdAt would be broken by id and land anywhere in the list).
 ARRIVAL_SPACING_SECONDS = 0.001
+
+PageZero = Literal["error", "as_first", "empty"]
+
+
+@dataclass(frozen=True)
+class ApiVariant:
+    """How a simulated API answers the questions its provider's docs leave open."""
+
+    # List order by creation time (page-numbered lists only).
+    order: Literal["newest_first", "oldest_first"] = "newest_first"
+    # None: the simulator's usual numbering (1); 0: pages count from 0.
+    first_page: int | None = None
+    # How a 1-based list answers page=0; None: the simulator's usual (`page_zero_default`).
+    page_zero: PageZero | None = None
+    # At most this many items a page, while the answer echoes the size asked for; totals stay
+    # true and page counts follow the cap.
+    page_cap: int | None = None
+    # date_only: run timestamps as "YYYY-MM-DD"; no_offset: ISO without Z or offset (UTC values).
+    timestamps: Literal["full", "date_only", "no_offset"] = "full"
+    omit_started_at: bool = False  # runs come without a `started_at` key at all
+    rejected: bool = False  # some runs end rejected and carry an error like failed ones
+    stale_updated_at: bool = False  # changes never bump updatedAt: it stays the creation time
+
+
+def render_time(value: datetime | None, variant: ApiVariant) -> str | None:
+    """A run timestamp as the variant's API writes it (the world's times are all UTC)."""
+    if value is None:
+        return None
+    if variant.timestamps == "date_only":
+        return value.astimezone(UTC).date().isoformat()
+    if variant.timestamps == "no_offset":
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat()
+    return value.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class PageWindow:
+    """The slice of a list one page request gets, and the page number the answer echoes."""
+
+    page: int
+    start: int
+    stop: int
+    per_page: int  # what a full page holds: the cap when it is below the size asked for
+
+    def pages(self, total: int) -> int:
+        return math.ceil(total / self.per_page)
 
 
 @dataclass(frozen=True)
@@ -109,7 +156,12 @@ class RateLimit:
 
 class SimulatorServer:
     provider: ClassVar[str]
-    vocabulary: ClassVar[Vocabulary]
+    # The class's is the provider's usual vocabulary; an instance's may differ by its variant.
+    vocabulary: Vocabulary
+    # The ways this provider's API might answer what its docs leave open, by name.
+    variants: ClassVar[Mapping[str, ApiVariant]] = {}
+    # How a 1-based list answers page=0 unless the variant says otherwise.
+    page_zero_default: ClassVar[PageZero] = "error"
     path_prefix: ClassVar[str] = ""
     unknown_status_value: ClassVar[str] = "MYSTERY_STATE"
     # The timestamp a client pages by: the field a "missing field" fault removes.
@@ -129,9 +181,12 @@ class SimulatorServer:
         history_seconds: float = 0.0,
         enforce_rate_limit: bool = True,
         rate_limit_window_scale: float = 1.0,
+        variant: ApiVariant | None = None,
     ) -> None:
         """`history_seconds`: the world starts that long ago and has lived up to now."""
         self.api_key = api_key or f"sim-{self.provider}-{secrets.token_hex(12)}"
+        self.variant = variant or ApiVariant()
+        self.vocabulary = self.vocabulary_for(self.variant)
         self.world = World(
             self.vocabulary,
             seed=seed,
@@ -219,6 +274,43 @@ class SimulatorServer:
         if self._driver is not None:
             self._driver.join()
             self._driver = None
+
+    # Variants ---------------------------------------------------------------------------------
+
+    @classmethod
+    def vocabulary_for(cls, variant: ApiVariant) -> Vocabulary:
+        """The vocabulary an instance with this variant speaks."""
+        return cls.vocabulary
+
+    @property
+    def first_page(self) -> int:
+        return 1 if self.variant.first_page is None else self.variant.first_page
+
+    def stamp(self, value: datetime | None) -> str | None:
+        """A run timestamp as this API writes it."""
+        return render_time(value, self.variant)
+
+    def listed_runs(self) -> list[SimRun]:
+        """Every run, in the order this API's page-numbered lists give them (the world's cached
+        list itself when ascending: read it, never change it)."""
+        ascending = self.world.sorted_ascending("created")[0]
+        return ascending if self.variant.order == "oldest_first" else ascending[::-1]
+
+    def page_window(self, page: int, size: int) -> PageWindow | None:
+        """Which items page `page` of `size` gets under this variant; None: the API refuses that
+        page number (the provider answers with its own error)."""
+        variant = self.variant
+        per_page = min(size, variant.page_cap) if variant.page_cap else size
+        first = self.first_page
+        if page < first:
+            zero = variant.page_zero or self.page_zero_default
+            if first <= 0 or zero == "error" or (zero == "empty" and page < 0):
+                return None
+            if zero == "empty":
+                return PageWindow(page, 0, 0, per_page)
+            page = first
+        start = (page - first) * per_page
+        return PageWindow(page, start, start + per_page, per_page)
 
     # Knobs ------------------------------------------------------------------------------------
 
@@ -412,6 +504,9 @@ class SimulatorServer:
                 native_status=payload.get("native_status"),
             )
             return Response(body={"ids": [r.id for r in runs]})
+        if method == "POST" and path == "/_sim/workflows":
+            workflow = self.world.add_workflow(str(payload["name"]))
+            return Response(body={"id": workflow.id, "name": workflow.name})
         return Response(404, {"detail": "unknown control endpoint"})
 
 

@@ -47,6 +47,8 @@ class Vocabulary:
     rejected: str | None = None
     skipped: str | None = None
     error_codes: bool = True  # False: the API exposes no code (truth uses `unspecified`)
+    # True: rejected runs carry a code drawn like failed ones' (Plextera's `error` on rejections).
+    rejection_codes: bool = False
 
     def canonical(self, native: str) -> RunStatus:
         return self.table.get(native, RunStatus.UNKNOWN)
@@ -196,9 +198,13 @@ class World:
             run.updated_at = now
             self._changes += 1
             run.duration_ms = int((now - run.started_at).total_seconds() * 1000)
-            if self.vocabulary.canonical(native_status) is RunStatus.FAILED:
+            status = self.vocabulary.canonical(native_status)
+            if status is RunStatus.FAILED or (
+                status is RunStatus.REJECTED and self.vocabulary.rejection_codes
+            ):
                 run.error_code = error_code or self.rng.choice(ERROR_CODES)
-                run.error_message = f"step failed: {run.error_code.lower().replace('_', ' ')}"
+                what = "step failed" if status is RunStatus.FAILED else "run rejected"
+                run.error_message = f"{what}: {run.error_code.lower().replace('_', ' ')}"
             else:
                 # A run failed earlier and finished again differently carries no stale error.
                 run.error_code = run.error_message = None
@@ -227,7 +233,7 @@ class World:
             run = self.runs.pop(run_id, None)
             self._changes += 1
             self._live.pop(run_id, None)
-            if run is not None and self.vocabulary.canonical(run.native_status).terminal:
+            if run is not None and self._has_finished(run):
                 # It finished and stays finished: the truth keeps counting it.
                 self.deleted_finished.append(run)
 
@@ -299,14 +305,29 @@ class World:
             for run in [*self.runs.values(), *self.deleted_finished]:
                 status = self.vocabulary.canonical(run.native_status)
                 key = (run.workflow.name, status.value)
-                if status in TERMINAL_STATUSES:
-                    truth.finished[key] += 1
-                    if status is RunStatus.FAILED:
-                        code = run.error_code if self.vocabulary.error_codes else None
-                        truth.errors[(run.workflow.name, code or "unspecified")] += 1
-                else:
+                if not self._has_finished(run):
                     truth.active[key] += 1
+                    continue
+                truth.finished[key] += 1
+                # A rejected run counts as an error too (a project decision), with its code only
+                # where the API exposes one for rejections.
+                if status is RunStatus.FAILED or status is RunStatus.REJECTED:
+                    exposed = (
+                        self.vocabulary.error_codes
+                        if status is RunStatus.FAILED
+                        else self.vocabulary.rejection_codes
+                    )
+                    code = run.error_code if exposed else None
+                    truth.errors[(run.workflow.name, code or "unspecified")] += 1
             return truth
+
+    def _has_finished(self, run: SimRun) -> bool:
+        """Terminal, or in a status the vocabulary does not know but with an end time: a client
+        that sees the end time knows the run is over, whatever its status is called."""
+        status = self.vocabulary.canonical(run.native_status)
+        if status is RunStatus.UNKNOWN:
+            return run.finished_at is not None
+        return status in TERMINAL_STATUSES
 
     def truth_json(self) -> str:
         return json.dumps(self.truth().as_json())

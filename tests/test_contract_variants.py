@@ -1,0 +1,201 @@
+"""The contract, against every way each API may answer what its docs leave open.
+
+Every simulator declares the variants its provider might answer with (list order, first page,
+a silent page-size cap, date-only or offset-less timestamps, missing fields, statuses, a cursor
+that misses changes); each provider must count exactly against each, say what it learned, and
+be loud where the answers do not add up.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.app import Exporter
+from exporter.simulator import SIMULATORS, SimulatorServer
+from exporter.simulator.server import ApiVariant
+from tests.conftest import PROVIDERS, ExporterFactory, SimFactory, source_for
+from tests.helpers import active, by_labels, errors, finished, samples
+from tests.loopback import EXPORTER
+
+CASES = [(p, name) for p in PROVIDERS for name in sorted(SIMULATORS[p].variants)]
+CYCLE = timedelta(minutes=2)
+
+
+def _variant(provider: str, name: str) -> ApiVariant:
+    return SIMULATORS[provider].variants[name]
+
+
+class SteppedClock:
+    """The exporter's clock: the simulated world's, plus time that passes while the world is
+    held still (a quiet spell the exporter lives through)."""
+
+    def __init__(self, sim: SimulatorServer) -> None:
+        self.sim = sim
+        self.extra = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return self.sim.world.now() + self.extra
+
+
+def _run(
+    provider: str,
+    name: str,
+    simulator: SimFactory,
+    exporter_factory: ExporterFactory,
+    *,
+    seed: int = 21,
+    **settings: Any,
+) -> tuple[SimulatorServer, Exporter, SteppedClock]:
+    sim = simulator(provider, seed=seed, workflows=3, variant=_variant(provider, name))
+    sim.world.add_runs(30)
+    sim.world.advance(900)  # some history: finished, failed, running, waiting
+    clock = SteppedClock(sim)
+    source = source_for(sim, provider, page_size=100, recheck_after="3m", **settings)
+    exporter = exporter_factory([source], clock=clock)
+    for _ in range(8):
+        report = exporter.collect_all()[0]
+        assert report.ok, report.error
+        sim.world.advance(CYCLE.total_seconds())  # runs move on, new ones arrive
+    # A quiet spell: the world stands still while the exporter keeps polling.
+    for _ in range(3):
+        clock.extra += CYCLE
+        report = exporter.collect_all()[0]
+        assert report.ok, report.error
+    return sim, exporter, clock
+
+
+def _facts(exporter: Exporter, source: str) -> dict[str, str]:
+    rows = [
+        labels
+        for labels, value in samples(exporter.registry, "workflow_exporter_source_info")
+        if labels["source"] == source and value == 1
+    ]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def _expected_facts(provider: str, variant: ApiVariant) -> dict[str, str]:
+    paged = provider != "extend"
+    expected = {
+        "list_order": variant.order if paged else "newest_first",
+        "first_page": str(variant.first_page if variant.first_page is not None else 1)
+        if paged
+        else "none",
+        "timestamps": {"full": "offset"}.get(variant.timestamps, variant.timestamps),
+    }
+    if variant.page_cap:
+        expected["page_size"] = str(variant.page_cap)
+    if variant.timestamps == "date_only":
+        # Runs of one day all read the same: the order shows only once the list spans two days.
+        del expected["list_order"]
+    return expected
+
+
+@pytest.mark.parametrize(("provider", "name"), CASES)
+def test_counts_equal_ground_truth_and_the_shape_is_learned(
+    provider: str, name: str, simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    sim, exporter, _ = _run(provider, name, simulator, exporter_factory)
+    source = f"{provider}-test"
+    truth = sim.world.truth()
+
+    assert finished(exporter, source) == truth.finished
+    assert active(exporter, source) == truth.active
+    assert errors(exporter, source) == truth.errors
+
+    facts = _facts(exporter, source)
+    for fact, value in _expected_facts(provider, _variant(provider, name)).items():
+        assert facts[fact] == value, (fact, facts)
+    inconsistent = by_labels(
+        exporter, "workflow_exporter_scan_inconsistencies_total", source, "reason"
+    )
+    if _variant(provider, name).stale_updated_at:
+        # Counts caught up through lookups, and the missed changes were said out loud.
+        assert inconsistent[("change_without_update",)] > 0
+    else:
+        assert not inconsistent, inconsistent
+
+
+@pytest.mark.parametrize(("provider", "name"), CASES)
+def test_no_active_run_looks_older_or_younger_than_it_is_by_more_than_a_cycle(
+    provider: str, name: str, simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    sim = simulator(provider, seed=23, workflows=2, variant=_variant(provider, name))
+    clock = SteppedClock(sim)
+    exporter = exporter_factory([source_for(sim, provider, page_size=100)], clock=clock)
+    step = timedelta(minutes=1)
+    for _ in range(12):  # runs arrive while the exporter polls
+        assert exporter.collect_all()[0].ok
+        sim.world.advance(step.total_seconds())
+    assert exporter.collect_all()[0].ok
+
+    now = sim.world.now()
+    truth: dict[tuple[str, str], float] = {}
+    with sim.world.lock:
+        for run in sim.world.runs.values():
+            status = sim.vocabulary.canonical(run.native_status)
+            if status.terminal or run.finished_at is not None:
+                continue
+            key = (run.workflow.name, status.value)
+            truth[key] = max(truth.get(key, 0.0), (now - run.created_at).total_seconds())
+    ages = {
+        (labels["workflow"], labels["status"]): value
+        for labels, value in samples(exporter.registry, "workflow_runs_oldest_active_age_seconds")
+        if labels["source"] == f"{provider}-test"
+    }
+    assert truth, "the world has active runs"
+    for key, age in truth.items():
+        assert abs(ages[key] - age) <= step.total_seconds(), (key, ages[key], age)
+
+
+@pytest.mark.parametrize(("provider", "name"), CASES)
+def test_check_prints_what_it_learned(
+    provider: str, name: str, simulator: SimFactory, tmp_path: Path
+) -> None:
+    import subprocess
+
+    sim = simulator(provider, seed=25, workflows=2, variant=_variant(provider, name))
+    sim.world.add_runs(60)
+    sim.world.advance(600)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"sources": [source_for(sim, provider, page_size=100)]}))
+    done = subprocess.run(
+        [*EXPORTER, "check", "--config.file", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    learned = next(line for line in done.stdout.splitlines() if "list:" in line)
+    for fact, value in _expected_facts(provider, _variant(provider, name)).items():
+        assert f"{fact} {value}" in learned, learned
+
+
+def test_a_cortex_workflow_created_while_running_counts_with_the_runs_it_had_before(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    sim = simulator("cortex", seed=27, workflows=2)
+    sim.world.add_runs(10)
+    exporter = exporter_factory([source_for(sim, "cortex")], clock=sim.world.now)
+    assert exporter.collect_all()[0].ok
+    sim.world.advance(20 * 60)
+    assert exporter.collect_all()[0].ok
+
+    late = sim.world.add_workflow("Late intake")
+    with sim.world.lock:
+        for run in sim.world.add_runs(4, workflow=late.name):
+            # Imported with history: created before the last cycle, deeper than the overlap.
+            run.created_at = run.updated_at = sim.world.now() - timedelta(minutes=30)
+            sim.world.finish(run.id, sim.native_for("failed"))
+        sim.world.touch()
+    assert exporter.collect_all()[0].ok
+
+    truth = sim.world.truth()
+    assert finished(exporter, "cortex-test") == truth.finished
+    assert errors(exporter, "cortex-test")[(late.name, "unspecified")] == 4
