@@ -31,6 +31,8 @@ from exporter.webconfig import WebConfig, load_web_config
 DEFAULT_LISTEN = ":9855"
 DEMO_LISTEN = "127.0.0.1:9855"
 COMMANDS = ("run", "demo", "check", "simulate")
+# Seconds a SIGTERM waits for the running cycles (Kubernetes' grace period is 30 by default).
+SHUTDOWN_GRACE = 8.0
 
 log = get_logger("exporter")
 
@@ -253,8 +255,23 @@ def _serve(
             reload()
     log.info("shutting down")
     server.stop()
-    exporter.shutdown()
-    return 0
+    return _shutdown_within(exporter, SHUTDOWN_GRACE)
+
+
+def _shutdown_within(exporter: Exporter, grace: float) -> int:
+    """Lets a running cycle end (requests notice the stop within a second), but not for longer
+    than `grace`: a connect to a black-holed host cannot be interrupted, and an orchestrator
+    that waits in vain kills the process anyway. Leaving without closing the store is safe: every
+    cycle commits in one transaction, the way a kill leaves it."""
+    done = threading.Thread(target=exporter.shutdown, name="shutdown", daemon=True)
+    done.start()
+    done.join(grace)
+    if not done.is_alive():
+        return 0
+    log.error("shutdown not finished in time; exiting without waiting", grace_seconds=grace)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(1)
 
 
 def _hooks(exporter: Exporter, reload: Any = None) -> ServerHooks:
