@@ -27,7 +27,7 @@ import bcrypt
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from exporter.settings import ConfigError, format_errors
+from exporter.settings import ConfigError, YamlBoundError, bounded_yaml, format_errors, read_bounded
 
 ClientAuth = Literal[
     "NoClientCert",
@@ -76,9 +76,11 @@ class WebConfig(BaseModel):
 
 def load_web_config(path: Path) -> WebConfig:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = bounded_yaml(read_bounded(path)) or {}
     except OSError as exc:
         raise ConfigError([f"web.config.file: cannot read {str(path)!r}: {exc.strerror}"]) from None
+    except (ValueError, YamlBoundError) as exc:
+        raise ConfigError([f"web.config.file: {str(path)!r}: refused: {exc}"]) from None
     except yaml.YAMLError:
         raise ConfigError([f"web.config.file: {str(path)!r} is not valid YAML"]) from None
     try:
