@@ -460,4 +460,5 @@ def _transport_detail(exc: httpx.HTTPError) -> str:
     # httpx messages can contain the URL; that holds no secrets (keys travel in headers) but
     # keep the text short and stable for logs.
     text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:200]
+    # Masked before it is cut: a cut key would otherwise no longer be recognised.
+    return redact(f"{type(exc).__name__}: {text}")[:200]
