@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV     := $(VENV)/.dev-installed
 
-.PHONY: demo test lint format typecheck unit system-deps chaos soak bench bench-million rules dashboards chart clean
+.PHONY: demo test lint format typecheck unit system-deps chaos soak bench bench-million bench-load rules dashboards chart clean
 
 # e.g. make demo DEMO_ARGS="--alertmanager.url http://127.0.0.1:9093"
 demo: $(RUNTIME)
@@ -34,6 +34,10 @@ bench: $(DEV)
 # 1,000,000 runs through the API, apart: the simulator takes over twenty minutes to serve them.
 bench-million: $(DEV)
 	$(BIN)/python -m bench.run --million
+
+# 200 scrapers and 1,000 silent sockets against an exporter holding 10,000 series, for 30 s.
+bench-load: $(DEV)
+	$(BIN)/python -m bench.load
 
 soak: $(DEV)
 	$(BIN)/python -m tests.soak --days 7 --runs-per-day 20000

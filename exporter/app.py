@@ -6,6 +6,7 @@ A thin shell: the work happens in `collect`, `accounting`, `store` and `metrics`
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -106,6 +107,9 @@ class Exporter:
         )
         self._scheduler: BackgroundScheduler | None = None
         self._lock = threading.Lock()
+        # Moves after every cycle and reload: a rendered /metrics older than that is stale.
+        self._generations = itertools.count(1)
+        self.generation = 0
 
     def _build_source(
         self, settings: SourceSettings, clock: Callable[[], datetime]
@@ -198,6 +202,7 @@ class Exporter:
                 report = CycleReport(name, runtime.settings.provider, ok=False, error=repr(exc))
             runtime.last_report = report
             runtime.attempts += 1
+            self.generation = next(self._generations)
             return report
 
     def collect_all(self) -> list[CycleReport]:
@@ -303,6 +308,7 @@ class Exporter:
                 if self._scheduler is not None:
                     self._schedule(runtime, delay=0.2 * index)
                 changes.append(f"{'changed' if current else 'added'} {name}")
+            self.generation = next(self._generations)
         return changes
 
     def _drop_source(self, name: str) -> None:

@@ -22,7 +22,7 @@ from exporter.app import Exporter
 from exporter.collect import CycleReport
 from exporter.diagnostics import advice
 from exporter.logs import configure, get_logger
-from exporter.server import MetricsServer, ServerHooks, SourceStatus
+from exporter.server import MetricsServer, ServerHooks, ServerLimits, SourceStatus
 from exporter.settings import ENV_PREFIX, Config, ConfigError, config_from_data, load_config
 from exporter.sharding import ordinal_from_hostname
 from exporter.store import StateError
@@ -31,6 +31,9 @@ from exporter.webconfig import WebConfig, load_web_config
 DEFAULT_LISTEN = ":9855"
 DEMO_LISTEN = "127.0.0.1:9855"
 COMMANDS = ("run", "demo", "check", "simulate")
+DEFAULT_LIMITS = ServerLimits()
+# Seconds a SIGTERM waits for the running cycles (Kubernetes' grace period is 30 by default).
+SHUTDOWN_GRACE = 8.0
 
 log = get_logger("exporter")
 
@@ -96,6 +99,37 @@ def _parser() -> argparse.ArgumentParser:
         dest="enable_lifecycle",
         action="store_true",
         help="enable POST /-/reload (SIGHUP always reloads)",
+    )
+    run.add_argument(
+        "--web.read-timeout",
+        dest="read_timeout",
+        type=float,
+        default=DEFAULT_LIMITS.read_timeout,
+        metavar="SECONDS",
+        help="a request's line and headers must arrive within this (default: %(default)s)",
+    )
+    run.add_argument(
+        "--web.idle-timeout",
+        dest="idle_timeout",
+        type=float,
+        default=DEFAULT_LIMITS.idle_timeout,
+        metavar="SECONDS",
+        help="a kept-alive connection with no request is closed after this (default: %(default)s)",
+    )
+    run.add_argument(
+        "--web.max-connections",
+        dest="max_connections",
+        type=int,
+        default=DEFAULT_LIMITS.max_connections,
+        help="open connections at most; past it the longest idle one is closed "
+        "(default: %(default)s)",
+    )
+    run.add_argument(
+        "--web.workers",
+        dest="workers",
+        type=int,
+        default=DEFAULT_LIMITS.workers,
+        help="requests served at once (default: %(default)s)",
     )
     logging_flags(run)
 
@@ -189,6 +223,18 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_problems(exc)
         return 2
+    if (
+        min(args.read_timeout, args.idle_timeout) <= 0
+        or min(args.max_connections, args.workers) < 1
+    ):
+        print("config error: --web.* timeouts and counts must be positive", file=sys.stderr)
+        return 2
+    limits = ServerLimits(
+        read_timeout=args.read_timeout,
+        idle_timeout=args.idle_timeout,
+        max_connections=args.max_connections,
+        workers=args.workers,
+    )
     return _serve(
         config,
         args.listen,
@@ -196,6 +242,7 @@ def _run(args: argparse.Namespace) -> int:
         config_file=args.config_file,
         environ=environ,
         lifecycle=args.enable_lifecycle,
+        limits=limits,
     )
 
 
@@ -213,6 +260,7 @@ def _serve(
     environ: Mapping[str, str] | None = None,
     lifecycle: bool = False,
     on_ready: Any = None,
+    limits: ServerLimits | None = None,
 ) -> int:
     try:
         exporter = Exporter(config)
@@ -238,7 +286,7 @@ def _serve(
 
     hooks = _hooks(exporter, reload if lifecycle else None)
     try:
-        server = MetricsServer(listen, hooks, web_config)
+        server = MetricsServer(listen, hooks, web_config, limits)
     except (OSError, ValueError) as exc:
         print(f"cannot listen on {listen}: {exc}", file=sys.stderr)
         exporter.shutdown()
@@ -260,8 +308,23 @@ def _serve(
             reload()
     log.info("shutting down")
     server.stop()
-    exporter.shutdown()
-    return 0
+    return _shutdown_within(exporter, SHUTDOWN_GRACE)
+
+
+def _shutdown_within(exporter: Exporter, grace: float) -> int:
+    """Lets a running cycle end (requests notice the stop within a second), but not for longer
+    than `grace`: a connect to a black-holed host cannot be interrupted, and an orchestrator
+    that waits in vain kills the process anyway. Leaving without closing the store is safe: every
+    cycle commits in one transaction, the way a kill leaves it."""
+    done = threading.Thread(target=exporter.shutdown, name="shutdown", daemon=True)
+    done.start()
+    done.join(grace)
+    if not done.is_alive():
+        return 0
+    log.error("shutdown not finished in time; exiting without waiting", grace_seconds=grace)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(1)
 
 
 def _hooks(exporter: Exporter, reload: Any = None) -> ServerHooks:
@@ -283,7 +346,11 @@ def _hooks(exporter: Exporter, reload: Any = None) -> ServerHooks:
         return out
 
     return ServerHooks(
-        registry=exporter.registry, ready=exporter.ready, sources=sources, reload=reload
+        registry=exporter.registry,
+        ready=exporter.ready,
+        sources=sources,
+        reload=reload,
+        generation=lambda: exporter.generation,
     )
 
 

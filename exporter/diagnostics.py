@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from exporter.http import ApiError, HttpStatusError, PayloadError, TransportError
+from exporter.http import ApiError, DeadlineError, HttpStatusError, PayloadError, TransportError
 
 REGIONS = {
     "extend": "Extend has api.extend.ai, api.us2.extend.app and api.eu1.extend.ai",
@@ -43,6 +43,11 @@ def advice(provider: str, failure: BaseException | None, settings: Mapping[str, 
         return (
             "cannot reach the API: check base_url (host, region), DNS, proxy and network policy"
             + (f"; {region}" if region else "")
+        )
+    if isinstance(failure, DeadlineError):
+        return (
+            "the API answered too slowly: check the network path (a proxy holding the answer?) "
+            "or raise request_deadline"
         )
     if isinstance(failure, PayloadError):
         return "the answer is not what the API documents: check that base_url is the API root"

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import random
+import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
+import httpcore
 import httpx
 import pydantic_core
 
@@ -62,6 +65,11 @@ class TransportError(ApiError):
 
 class PayloadError(ApiError):
     """The response arrived but is not what the API documents (not JSON, wrong shape)."""
+
+
+class DeadlineError(ApiError):
+    """No complete answer within `request_deadline`. Not retried: a server that drips once
+    drips again, and each retry would hold the source for another whole deadline."""
 
 
 class Cancelled(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -138,6 +146,115 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+# When the request under way must be answered in full (time.monotonic()); None: no bound.
+_request_ends: ContextVar[float | None] = ContextVar("request_ends", default=None)
+# How often a blocked read looks up from the socket to see whether the process is stopping.
+STOP_POLL = 0.5
+
+
+class _DeadlineExpired(httpcore.ReadTimeout):
+    pass
+
+
+def _bounded(timeout: float | None) -> float | None:
+    """The socket timeout for one operation: the per-operation timeout, never past the end of
+    the request. Raises when the end has already passed."""
+    ends = _request_ends.get()
+    if ends is None:
+        return timeout
+    left = ends - time.monotonic()
+    if left <= 0:
+        raise _DeadlineExpired("request_deadline reached")
+    return left if timeout is None else min(timeout, left)
+
+
+class _BoundedStream(httpcore.NetworkStream):
+    """Every socket operation bounded by the end of the request, and reads cut into short waits
+    so that a stop is noticed: httpcore's own timeouts bound each wait for a byte, so a peer
+    sending one byte a second (even within the status line and headers) would hold a request
+    for as long as it liked."""
+
+    def __init__(self, inner: httpcore.NetworkStream, stop: threading.Event) -> None:
+        self._inner = inner
+        self._stop = stop
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        quiet_until = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._stop.is_set():
+                raise httpcore.ReadError("the process is stopping")
+            wait = _bounded(STOP_POLL)
+            try:
+                return self._inner.read(max_bytes, wait)
+            except httpcore.ReadTimeout:
+                if quiet_until is not None and time.monotonic() >= quiet_until:
+                    raise
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _bounded(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        inner = self._inner.start_tls(ssl_context, server_hostname, _bounded(timeout))
+        return _BoundedStream(inner, self._stop)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _BoundedBackend(httpcore.NetworkBackend):
+    def __init__(self, stop: threading.Event) -> None:
+        self._inner = httpcore.SyncBackend()
+        self._stop = stop
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        # A connect is one blocking call that a stop cannot cut short: the process's own bound
+        # on shutting down (exporter.cli) covers a black-holed host.
+        stream = self._inner.connect_tcp(
+            host, port, _bounded(timeout), local_address, socket_options
+        )
+        return _BoundedStream(stream, self._stop)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_unix_socket(path, _bounded(timeout), socket_options)
+        return _BoundedStream(stream, self._stop)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _install_backend(client: httpx.Client, backend: httpcore.NetworkBackend) -> None:
+    """httpx builds its connection pools (the default one and one per proxy from the
+    environment) without a way to pass httpcore's `network_backend`; it is set on each pool
+    here, before any connection exists."""
+    transports = [client._transport, *client._mounts.values()]
+    for transport in transports:
+        pool = getattr(transport, "_pool", None)
+        if isinstance(pool, httpcore.ConnectionPool):  # proxies are pools too
+            if not hasattr(pool, "_network_backend"):
+                raise RuntimeError("this httpcore version keeps no _network_backend")
+            pool._network_backend = backend
+
+
 class ApiClient:
     def __init__(
         self,
@@ -160,7 +277,8 @@ class ApiClient:
         self._limiter = rate_limiter
         self._stop = stop or threading.Event()
         self._max_bytes = max_response_bytes
-        # The read timeout bounds each wait for bytes; only a deadline bounds a slow drip.
+        # The read timeout bounds each wait for bytes; only a deadline bounds a slow drip. It
+        # holds from the connect to the last byte of the body, headers included.
         self._deadline = deadline
         self._rng = random.Random()
         self._client = httpx.Client(
@@ -171,6 +289,8 @@ class ApiClient:
             follow_redirects=False,
             transport=transport,
         )
+        if transport is None:
+            _install_backend(self._client, _BoundedBackend(self._stop))
 
     def close(self) -> None:
         self._client.close()
@@ -233,38 +353,47 @@ class ApiClient:
         self, path: str, endpoint: str, params: Mapping[str, str | int] | None
     ) -> tuple[int, bytes, Mapping[str, str]]:
         started = time.perf_counter()
+        ends = None if self._deadline is None else time.monotonic() + self._deadline
+        token = _request_ends.set(ends)
         try:
             with self._client.stream("GET", path, params=params) as response:
                 try:
-                    content = self._read_bounded(response, endpoint)
-                except PayloadError:
-                    # Answered, if too long: the request is reported like any other.
+                    content = self._read_bounded(response, endpoint, ends)
+                except ApiError:
+                    # Answered, if too long or too slowly: reported like any other request.
                     elapsed = time.perf_counter() - started
                     self._observer.request(endpoint, str(response.status_code), elapsed)
                     raise
-        except httpx.TimeoutException as exc:
-            self._observer.request(endpoint, "error", time.perf_counter() - started)
-            raise TransportError(
-                self.source, endpoint, f"timed out ({type(exc).__name__})"
-            ) from None
         except httpx.HTTPError as exc:
             self._observer.request(endpoint, "error", time.perf_counter() - started)
+            if self._stop.is_set():
+                raise Cancelled from None
+            if ends is not None and time.monotonic() >= ends:
+                raise self._deadline_error(endpoint) from None
+            if isinstance(exc, httpx.TimeoutException):
+                raise TransportError(
+                    self.source, endpoint, f"timed out ({type(exc).__name__})"
+                ) from None
             raise TransportError(self.source, endpoint, _transport_detail(exc)) from None
+        finally:
+            _request_ends.reset(token)
         self._observer.request(endpoint, str(response.status_code), time.perf_counter() - started)
         self._observer.response_headers(endpoint, response.headers)
         return response.status_code, content, response.headers
 
-    def _read_bounded(self, response: httpx.Response, endpoint: str) -> bytes:
+    def _deadline_error(self, endpoint: str) -> DeadlineError:
+        return DeadlineError(
+            self.source,
+            endpoint,
+            f"no complete response within request_deadline ({self._deadline:g}s)",
+        )
+
+    def _read_bounded(self, response: httpx.Response, endpoint: str, ends: float | None) -> bytes:
         chunks: list[bytes] = []
         size = 0
-        started = time.monotonic()
         for chunk in response.iter_bytes():
-            if self._deadline is not None and time.monotonic() - started > self._deadline:
-                raise PayloadError(
-                    self.source,
-                    endpoint,
-                    f"response not complete within request_deadline ({self._deadline:g}s)",
-                )
+            if ends is not None and time.monotonic() > ends:
+                raise self._deadline_error(endpoint)
             size += len(chunk)
             if size > self._max_bytes:
                 raise PayloadError(
@@ -331,4 +460,5 @@ def _transport_detail(exc: httpx.HTTPError) -> str:
     # httpx messages can contain the URL; that holds no secrets (keys travel in headers) but
     # keep the text short and stable for logs.
     text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:200]
+    # Masked before it is cut: a cut key would otherwise no longer be recognised.
+    return redact(f"{type(exc).__name__}: {text}")[:200]

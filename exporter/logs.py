@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -32,12 +32,45 @@ def registered_secrets() -> frozenset[str]:
         return frozenset(_secrets)
 
 
+# A key cut short by an earlier truncation leaves its head at the end of a text (or its tail at
+# the start); that many of its characters are masked too.
+_MIN_PARTIAL = 6
+
+
 def redact(text: str) -> str:
     with _secrets_lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
+        secrets = list(_secrets)
+    return mask(text, secrets)
+
+
+def mask(text: str, secrets: Iterable[str], replacement: str = REDACTED) -> str:
+    """Every secret in `text` replaced, and a secret's head ending the text or tail starting it.
+
+    Truncate after masking where possible; the ends are masked for the texts that were cut
+    before they got here (a provider's message cut to a length, say)."""
+    ordered = sorted((s for s in secrets if len(s) >= _MIN_SECRET_LENGTH), key=len, reverse=True)
+    for secret in ordered:
         if secret in text:
-            text = text.replace(secret, REDACTED)
+            text = text.replace(secret, replacement)
+    for secret in ordered:
+        text = _mask_ends(text, secret, replacement)
+    return text
+
+
+def _mask_ends(text: str, secret: str, replacement: str) -> str:
+    longest = min(len(secret) - 1, len(text))
+    if longest < _MIN_PARTIAL:
+        return text
+    if secret[:_MIN_PARTIAL] in text[-longest:]:
+        for size in range(longest, _MIN_PARTIAL - 1, -1):
+            if text.endswith(secret[:size]):
+                text = text[:-size] + replacement
+                break
+    if secret[-_MIN_PARTIAL:] in text[:longest]:
+        for size in range(longest, _MIN_PARTIAL - 1, -1):
+            if text.startswith(secret[-size:]):
+                text = replacement + text[size:]
+                break
     return text
 
 

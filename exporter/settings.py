@@ -39,6 +39,11 @@ from exporter.providers.base import Duration
 from exporter.sharding import Shard
 
 ENV_PREFIX = "WORKFLOW_EXPORTER_"
+# Bounds on what a configuration file may cost to read. Anchors and aliases stay allowed (shared
+# source defaults), but a few hundred bytes of nested aliases ("billion laughs") expand to
+# billions of values, and `${VAR}` expansion walks every one of them.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_CONFIG_VALUES = 100_000
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -146,6 +151,58 @@ class Config:
         )
 
 
+class YamlBoundError(yaml.YAMLError):
+    """The document is valid YAML, but larger once its aliases are expanded than allowed."""
+
+
+def bounded_yaml(text: str, max_values: int = MAX_CONFIG_VALUES) -> Any:
+    """`yaml.safe_load`, refusing documents whose aliases expand past `max_values` nodes (or
+    refer to themselves) before anything is built from them."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _count_expanded(node, max_values)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _count_expanded(root: yaml.Node, limit: int) -> int:
+    """Nodes in the document with every alias expanded, counted over the shared node graph in
+    linear time (each node's expanded size is computed once)."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise YamlBoundError(f"an alias refers to a node that contains it{_at(node)}")
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        open_nodes.discard(key)
+        if total > limit:
+            raise YamlBoundError(
+                f"aliases expand to more than {limit} values{_at(node)} (an alias bomb?)"
+            )
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
+def _at(node: yaml.Node) -> str:
+    mark = node.start_mark
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+
+
 def expand_variables(
     text: str, environ: Mapping[str, str], where: str = "config"
 ) -> tuple[str, list[str]]:
@@ -200,7 +257,7 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> lis
         if not path:
             continue
         try:
-            value = yaml.safe_load(environ[name]) if environ[name] else ""
+            value = bounded_yaml(environ[name]) if environ[name] else ""
         except yaml.YAMLError:
             value = environ[name]
         if value is None:
@@ -288,13 +345,17 @@ def _read_document(
     if path is None:
         return None, ["config.file: no configuration file given (--config.file)"]
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bounded(path)
     except OSError as exc:
         return None, [f"config.file: cannot read {str(path)!r}: {exc.strerror}"]
     except UnicodeDecodeError:
         return None, [f"config.file: {str(path)!r} is not UTF-8 text"]
+    except ValueError as exc:
+        return None, [f"config.file: {str(path)!r} {exc}"]
     try:
-        data = yaml.safe_load(text)
+        data = bounded_yaml(text)
+    except YamlBoundError as exc:
+        return None, [f"config.file: refused: {exc}"]
     except yaml.YAMLError as exc:
         # Only the position and the parser's complaint, never the snippet of the line.
         mark = getattr(exc, "problem_mark", None)
@@ -307,6 +368,16 @@ def _read_document(
         return None, ["config.file: the top level must be a mapping of settings"]
     expanded, problems = expand_tree(data, environ)
     return expanded, problems
+
+
+def read_bounded(path: Path, limit: int = MAX_CONFIG_BYTES) -> str:
+    """The file's text; ValueError if it is larger than `limit` bytes (checked while reading, so
+    a file growing or a named pipe cannot get past it)."""
+    with path.open("rb") as file:
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"is larger than {limit} bytes")
+    return data.decode("utf-8")
 
 
 def _validate_source(index: int, raw: Any) -> tuple[SourceSettings | None, list[str]]:

@@ -434,7 +434,8 @@ def test_a_set_stop_event_cancels_before_the_next_attempt(harness: Callable[...,
     h.stop.set()
     with pytest.raises(Cancelled):
         h.client.get_json("/x", endpoint="x")
-    assert len(h.server.requests) == 1
+    # The attempt under way is cut short too: it may or may not have reached the server.
+    assert len(h.server.requests) <= 1
 
 
 def test_rate_limit_wait_is_taken_before_each_request(harness: Callable[..., Harness]) -> None:

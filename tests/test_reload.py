@@ -14,6 +14,7 @@ import yaml
 
 from tests.conftest import SimFactory, source_for
 from tests.loopback import EXPORTER, free_port, stop, wait_for
+from tests.test_settings import ALIAS_BOMB
 
 
 def finished_sum(text: str, source: str) -> float:
@@ -78,11 +79,20 @@ def test_reload_adds_changes_and_removes_sources_and_refuses_a_bad_config(
         assert len(plextera.requests) > keep_requests, "the unchanged source keeps running"
         assert any(r.query.get("size") == "7" for r in noxus.requests), "the change is applied"
 
+        config_text = config.read_text()
         # A bad config is refused with a clear answer; the running sources go on.
         config.write_text(yaml.safe_dump({"sources": [{"name": "x"}]}))
         refused = httpx.post(f"http://127.0.0.1:{port}/-/reload")
         assert refused.status_code == 400
         assert "provider" in refused.text
+        assert finished_sum(httpx.get(metrics_url).text, "added") > 0
+
+        # An alias bomb is refused before it is expanded, by SIGHUP as by POST.
+        config.write_text(ALIAS_BOMB + config_text)
+        proc.send_signal(signal.SIGHUP)
+        bombed = httpx.post(f"http://127.0.0.1:{port}/-/reload", timeout=5)
+        assert bombed.status_code == 400
+        assert "alias bomb" in bombed.text
         assert finished_sum(httpx.get(metrics_url).text, "added") > 0
 
         # POST /-/reload: remove one source; its series disappear.

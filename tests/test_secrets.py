@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from exporter.alerting.delivery import Sender
-from exporter.alerting.events import AlertEvent, AlertPlan
+from exporter.alerting.events import AlertEvent, AlertPlan, sanitise
 from exporter.alerting.outbox import Outbox, writer
 from exporter.alerting.settings import AlertingSettings
+from exporter.http import _error_detail
+from exporter.logs import get_logger, redact, register_secret
 from exporter.metrics import DEFAULT_BUCKETS
 from exporter.store import Store
 from tests.conftest import ExporterFactory, SimFactory, source_for
@@ -122,3 +124,40 @@ def test_alertmanager_credentials_are_sent_but_never_logged(
     assert token not in logged
     assert password not in logged
     assert base64.b64encode(f"exporter:{password}".encode()).decode() not in logged
+
+
+CUT_KEY = "sk-live-4e1f9a7b2c8d0e3f5a6b"  # 26 characters, like the providers' keys
+
+
+def longest_run_of(key: str, text: str) -> int:
+    """The most consecutive characters of `key` that `text` shows."""
+    return max(
+        (
+            size
+            for size in range(1, len(key) + 1)
+            for start in range(len(key) - size + 1)
+            if key[start : start + size] in text
+        ),
+        default=0,
+    )
+
+
+def test_a_key_cut_by_truncation_is_still_masked(captured_logs: io.StringIO) -> None:
+    register_secret(CUT_KEY)
+    message = "provider said: invalid key " + CUT_KEY + " for this workspace"
+    for cut in range(len(message) + 1):
+        # Cut before it reaches the log (a provider's message, bounded by an earlier layer)...
+        assert longest_run_of(CUT_KEY, redact(message[:cut])) < 8, cut
+        assert longest_run_of(CUT_KEY, redact(message[cut:])) < 8, cut
+        # ...or masked first and cut after, as this code base does where it cuts.
+        assert longest_run_of(CUT_KEY, redact(message)[:cut]) < 8, cut
+        assert longest_run_of(CUT_KEY, sanitise(message[:cut], 500, [CUT_KEY])) < 8, cut
+        get_logger("test").warning("cut", error=message[:cut])
+    assert longest_run_of(CUT_KEY, captured_logs.getvalue()) < 8
+
+
+def test_a_provider_error_body_is_masked_before_it_is_cut() -> None:
+    register_secret(CUT_KEY)
+    for pad in range(170, 200):
+        body = json.dumps({"error": {"message": "x" * pad + " " + CUT_KEY}}).encode()
+        assert longest_run_of(CUT_KEY, _error_detail(body)) < 8, pad

@@ -209,3 +209,16 @@ def test_clear_text_to_a_remote_host_is_refused_unless_allowed() -> None:
     assert "k-123456" not in str(refused.value)
     config_from_data({"sources": [{**source, "allow_insecure": True}]}, environ={})
     config_from_data({"sources": [{**source, "base_url": "http://127.0.0.1:8080"}]}, environ={})
+
+
+def test_an_alias_bomb_in_the_web_config_is_refused(tmp_path: Path) -> None:
+    from tests.test_settings import ALIAS_BOMB
+
+    path = tmp_path / "web.yml"
+    path.write_text(ALIAS_BOMB)
+    with pytest.raises(ConfigError) as refused:
+        load_web_config(path)
+    assert refused.value.problems == [
+        f"web.config.file: {str(path)!r}: refused: aliases expand to more than 100000 values "
+        "at line 6, column 4 (an alias bomb?)"
+    ]

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -606,3 +607,52 @@ def test_alerting_secrets_never_appear_in_problems() -> None:
     )
     assert problems
     assert all(SECRET not in p for p in problems)
+
+
+# A "billion laughs" of 396 bytes: nine levels of nine aliases, 9**9 strings once expanded.
+ALIAS_BOMB = "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9) if prev else ', '.join(['lol'] * 9)}]\n"
+    for prev, name in zip(["", *"abcdefgh"], "abcdefghi", strict=True)
+)
+
+
+def test_an_alias_bomb_is_refused_before_it_is_expanded(tmp_path: Path) -> None:
+    path = write_config(tmp_path, ALIAS_BOMB + "sources: []\n")
+    started = time.monotonic()
+    assert problems_of(path) == [
+        "config.file: refused: aliases expand to more than 100000 values at line 6, column 4 "
+        "(an alias bomb?)"
+    ]
+    assert time.monotonic() - started < 1
+
+
+def test_an_alias_that_contains_itself_is_refused(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "loop: &loop [1, *loop]\nsources: []\n")
+    assert problems_of(path) == [
+        "config.file: refused: an alias refers to a node that contains it at line 1, column 7"
+    ]
+
+
+def test_anchors_and_merge_keys_for_shared_settings_still_work(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        """
+        sources:
+          - &one {provider: noxus, api_key: k-1234, base_url: "http://127.0.0.1:1", name: one}
+          - {<<: *one, name: two, page_size: 7}
+        """,
+    )
+    config = load_config(path, {})
+    assert [(s.name, s.page_size) for s in config.sources] == [("one", 100), ("two", 7)]
+
+
+def test_a_config_file_over_the_size_bound_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("# padding\n" * 120_000)
+    assert problems_of(path) == [f"config.file: {str(path)!r} is larger than 1048576 bytes"]
+
+
+def test_an_alias_bomb_in_an_environment_override_stays_a_string() -> None:
+    data: dict[str, Any] = {}
+    apply_env_overrides(data, {"WORKFLOW_EXPORTER_JUNK": ALIAS_BOMB})
+    assert data == {"junk": ALIAS_BOMB}

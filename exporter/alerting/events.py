@@ -20,6 +20,7 @@ from typing import Any
 
 from exporter.accounting import ActiveRun, FinishedRun
 from exporter.alerting.settings import AlertingSettings
+from exporter.logs import mask
 from exporter.model import RunStatus
 
 FAILED = "WorkflowRunFailed"
@@ -85,9 +86,7 @@ def as_sent(event: AlertEvent, now: datetime, lifetime: timedelta) -> dict[str, 
 
 def sanitise(message: str, limit: int, secrets: Iterable[str] = ()) -> str:
     """One line of printable text, secrets masked, cut to `limit` characters."""
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, "[redacted]")
+    message = mask(message, secrets, "[redacted]")
     text = " ".join(_CONTROL.sub(" ", message).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
