@@ -195,6 +195,8 @@ class CycleChanges:
     # For logs and self-metrics.
     ignored_old: int = 0
     vanished: list[str] = field(default_factory=list)
+    # Counted runs seen unfinished again (a retry under the same id): not counted again.
+    reopened: list[str] = field(default_factory=list)
 
     @property
     def counted_ids(self) -> set[str]:
@@ -237,6 +239,8 @@ def decide(
         if run.id in counted:
             if run.id in active:  # defensive: a counted run is never active
                 changes.active_removals.add(run.id)
+            if not run.terminal:
+                changes.reopened.append(run.id)
             continue
         tracked = active.get(run.id)
         if run.terminal:

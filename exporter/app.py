@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -265,7 +266,7 @@ class Exporter:
             replace_existing=True,
             max_instances=1,
             coalesce=True,
-            misfire_grace_time=int(interval),
+            misfire_grace_time=max(1, math.ceil(interval)),  # whole seconds, at least one
             # Start at once, a little apart, rather than one interval from now.
             next_run_time=utc_now() + timedelta(seconds=delay),
         )

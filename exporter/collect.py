@@ -135,6 +135,7 @@ class SourceCollector:
         self.log = log
         self.clock = clock
         self._density: float | None = None
+        self._reopened_logged: set[str] = set()
 
     def collect(self) -> CycleReport:
         started = time.perf_counter()
@@ -385,6 +386,16 @@ class SourceCollector:
         self.instruments.ingested(seen)
         for label, count in changes.dropped_labels.items():
             self.instruments.labels_dropped(label, count)
+        for run_id in changes.reopened:
+            if run_id not in self._reopened_logged:
+                if len(self._reopened_logged) >= 10_000:
+                    self._reopened_logged.clear()
+                self._reopened_logged.add(run_id)
+                self.log.info(
+                    "run reopened after it was counted; it stays counted with its first final "
+                    "status (a retry under the same id is not a new run)",
+                    run_id=run_id,
+                )
         if changes.vanished:
             self.instruments.vanished(len(changes.vanished))
             self.log.info(

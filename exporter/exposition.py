@@ -123,4 +123,6 @@ def generate_text(registry: Collector) -> bytes:
             output.append(f"# HELP {_metric_name(metric.name + suffix)} {help_text}\n")
             output.append(f"# TYPE {_metric_name(metric.name + suffix)} gauge\n")
             output.extend(lines)
-    return "".join(output).encode("utf-8")
+    # Every text reaching a label is cleaned where it enters (providers/sanitize.py); should one
+    # slip through, a lone surrogate becomes `?` here instead of failing the whole scrape.
+    return "".join(output).encode("utf-8", "replace")

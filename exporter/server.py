@@ -24,6 +24,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder
 
 from exporter import __version__
 from exporter.exposition import generate_text
+from exporter.logs import get_logger
 from exporter.webconfig import BasicAuth, Verdict, WebConfig, ssl_context
 
 
@@ -135,6 +136,10 @@ class _Connection:
         self.wrapped = False
 
 
+log = get_logger("exporter.server")
+_TEXT = {"Content-Type": "text/plain; charset=utf-8"}
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
@@ -212,7 +217,15 @@ class _Handler(BaseHTTPRequestHandler):
         hooks = self.server.hooks
         if path == "/metrics":
             gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
-            content_type, body = self.server.metrics.get(self.headers.get("Accept", ""), gzipped)
+            try:
+                content_type, body = self.server.metrics.get(
+                    self.headers.get("Accept", ""), gzipped
+                )
+            except Exception:
+                # A scrape that cannot be rendered says so, loudly, instead of hanging up.
+                log.exception("rendering /metrics failed")
+                self._send(500, b"rendering /metrics failed; see the log\n", _TEXT)
+                return
             headers = {"Content-Type": content_type}
             if gzipped:
                 headers["Content-Encoding"] = "gzip"

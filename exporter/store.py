@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import math
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from exporter.accounting import ActiveRun, Cursor, CycleChanges
+from exporter.logs import get_logger
 from exporter.model import RunStatus
 
 T = TypeVar("T")
@@ -110,6 +112,9 @@ MIGRATIONS: Sequence[str] = (
 )
 
 
+log = get_logger("exporter.store")
+
+
 class StateError(Exception):
     """The state file cannot be used. The message says what to do; the file is never reset."""
 
@@ -134,9 +139,19 @@ class Histogram:
         return cls(tuple(bounds), [0] * (len(bounds) + 1))
 
     def observe(self, value: float) -> None:
+        if not math.isfinite(value):
+            return  # never reaches here from a provider (sanitised); a sum must stay finite
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.sum += value
         self.count += 1
+
+    def estimated_sum(self) -> float:
+        """Each bucket's count at its midpoint (the last, open one at its lower bound)."""
+        lowers = [0.0, *self.bounds]
+        uppers = [*self.bounds, self.bounds[-1] if self.bounds else 0.0]
+        return sum(
+            n * (low + high) / 2 for low, high, n in zip(lowers, uppers, self.counts, strict=True)
+        )
 
     def rebinned(self, bounds: Sequence[float]) -> Histogram:
         """Moves each old bucket into the smallest new bucket that still contains it."""
@@ -264,14 +279,33 @@ class Store:
             m.finished[(source, workflow, status)] = count
         for source, workflow, code, count in c.execute("SELECT * FROM errors"):
             m.errors[(source, workflow, code)] = count
+        repaired: list[tuple[float, str, str, str, str]] = []
         for metric, source, workflow, status, bounds, counts, total, count in c.execute(
             "SELECT * FROM histograms"
         ):
             stored = Histogram(
                 _floats(bounds), [int(x) for x in counts.split(",")], float(total), int(count)
             )
+            if not math.isfinite(stored.sum):
+                stored.sum = stored.estimated_sum()
+                repaired.append((stored.sum, metric, source, workflow, status))
             m.histograms[(metric, source, workflow, status)] = stored.rebinned(
                 self._buckets[metric]
+            )
+        if repaired:
+            # Written by a version that let an infinite duration through: the sum would stay
+            # infinite for ever. Its buckets are intact; their midpoints stand in for it.
+            with c:
+                c.executemany(
+                    "UPDATE histograms SET sum = ? "
+                    "WHERE metric = ? AND source = ? AND workflow = ? AND status = ?",
+                    repaired,
+                )
+            log.warning(
+                "state held non-finite histogram sums; each replaced by an estimate from its "
+                "buckets",
+                series=len(repaired),
+                first=f"{repaired[0][1]} {repaired[0][2]}/{repaired[0][3]}",
             )
         for row in c.execute("SELECT * FROM active"):
             m.active.setdefault(row[0], []).append(_active_from_row(row))

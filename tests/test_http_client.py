@@ -549,3 +549,20 @@ def test_token_bucket_paces_evenly_by_default() -> None:
 def test_token_bucket_needs_a_positive_rate(rate: float) -> None:
     with pytest.raises(ValueError, match="rate must be positive"):
         TokenBucket(rate=rate)
+
+
+def test_every_source_shares_one_certificate_store() -> None:
+    """Each client loading its own costs about 20 ms and a megabyte: a thousand sources felt it."""
+    first = ApiClient(
+        source="a", base_url="https://a.example", headers={}, timeout=1.0, retry=RetryPolicy()
+    )
+    second = ApiClient(
+        source="b", base_url="https://b.example", headers={}, timeout=1.0, retry=RetryPolicy()
+    )
+    contexts = [
+        client._client._transport._pool._ssl_context  # type: ignore[attr-defined]
+        for client in (first, second)
+    ]
+    first.close()
+    second.close()
+    assert contexts[0] is contexts[1]

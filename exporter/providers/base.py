@@ -7,14 +7,15 @@ never decides what to count: that is `exporter.collect`'s job.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -28,8 +29,10 @@ from pydantic import (
 )
 
 from exporter.http import ApiClient, HttpStatusError, JsonResponse, PayloadError
+from exporter.logs import redact
 from exporter.model import Run, RunStatus, StatusMapper
 from exporter.providers.paging import Fetch, ListShape, Order, Page, PagedList, PageRefused, T
+from exporter.providers.sanitize import Limits, RunSanitizer
 from exporter.providers.wire import take_offsetless_seen
 from exporter.sharding import UNSHARDED, Shard
 
@@ -92,6 +95,8 @@ class SourceSettings(BaseModel):
     # Plain http:// sends the key in clear text: allowed to loopback only, unless set.
     allow_insecure: bool = False
     status_map: dict[str, RunStatus] = Field(default_factory=dict)
+    # Longer label values (a workflow name, an error code) are cut, with a hash of the whole kept.
+    max_label_length: int = Field(default=128, ge=16, le=1024)
 
     @field_validator("base_url")
     @classmethod
@@ -205,6 +210,13 @@ class Provider(ABC):
         self.shard = shard
         self.mapper = StatusMapper(self.default_status_map, settings.status_map)
         self._facts: dict[str, str] = {}
+        self.sanitizer = RunSanitizer(
+            Limits(label_length=settings.max_label_length),
+            redact,
+            self._invalid_field,
+            lambda: datetime.now(tz=UTC),
+        )
+        self._fields_reported: set[tuple[str, str]] = set()
         # What the source's page-numbered lists turned out to be, learned once for the process.
         self.shape = (
             settings.list_shape() if isinstance(settings, PagedSourceSettings) else ListShape()
@@ -309,6 +321,7 @@ class Provider(ABC):
         return runs[0] if runs else None
 
     def map_status(self, native: str) -> RunStatus:
+        native = self.sanitizer.text(native, self.settings.max_label_length)
         status = self.mapper.map(native)
         if status is RunStatus.UNKNOWN and not self.mapper.known(native):
             self.events.unknown_status(native)
@@ -326,24 +339,62 @@ class Provider(ABC):
         return items
 
     def parse_items(self, items: Any, build: Any) -> Iterator[Run]:
-        """Parse each list item on its own so one bad record never loses the rest of the page."""
+        """Parse each list item on its own so one bad record never loses the rest of the page,
+        and one bad optional field never loses the record."""
         if not isinstance(items, list):
             return
         for index, item in enumerate(items):
-            try:
-                run = build(item)
-            except ValidationError as exc:
-                self.events.invalid_record("schema", _describe_validation(index, item, exc))
-                continue
-            except (ValueError, TypeError, ArithmeticError, OSError) as exc:
-                # Out-of-range numbers and dates surface as these from the standard library.
-                self.events.invalid_record("value", f"item {index}: {exc}"[:300])
-                continue
-            yield run
+            run = self._parse_item(index, item, build)
+            if isinstance(run, Run):
+                yield self.sanitizer.run(run)
+            elif run is not None:
+                yield run  # not a run (a Cortex workflow): its texts reach runs, cleaned there
+
+    def _parse_item(self, index: int, item: Any, build: Any) -> Any:
+        try:
+            return build(item)
+        except ValidationError as exc:
+            fields = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+            if isinstance(item, dict) and fields and fields <= item.keys():
+                # The fields that fail, left out: required ones fail again as missing.
+                with contextlib.suppress(Exception):
+                    run = build({k: v for k, v in item.items() if k not in fields})
+                    self._invalid_field(
+                        str(run.id), f"{', '.join(sorted(fields))}: {_first_error(exc)}"
+                    )
+                    return run
+            self.events.invalid_record("schema", self._redacted(_describe(index, item, exc)))
+        except Exception as exc:  # any other failure of one item (an overflow, a recursion)
+            self.events.invalid_record(
+                "value", self._redacted(f"item {index}: {exc.__class__.__name__}: {exc}")
+            )
+        return None
+
+    def _invalid_field(self, run_id: str, detail: str) -> None:
+        """A field left out of a run that is kept; said once per run and field."""
+        key = (run_id[:256], detail.split(" ", 1)[0])
+        if key in self._fields_reported:
+            return
+        if len(self._fields_reported) >= 10_000:
+            self._fields_reported.clear()
+        self._fields_reported.add(key)
+        self.events.invalid_record("field", self._redacted(f"run {run_id[:256]!r}: {detail}"))
+
+    def _redacted(self, text: str) -> str:
+        return self.sanitizer.text(text, 500)
 
 
-def _describe_validation(index: int, item: Any, exc: ValidationError) -> str:
+def segment(value: str) -> str:
+    """An id from an API as one path segment: whatever it holds, it cannot leave its place."""
+    return quote(value, safe="")
+
+
+def _describe(index: int, item: Any, exc: ValidationError) -> str:
     run_id = item.get("id") if isinstance(item, dict) else None
+    return f"item {index} (id {str(run_id)[:256]!r}): {_first_error(exc)}"
+
+
+def _first_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "item"
-    return f"item {index} (id {run_id!r}): {where}: {first['msg']}"[:300]
+    return f"{where}: {first['msg']}"

@@ -23,7 +23,13 @@ from pydantic import Field
 
 from exporter.http import JsonResponse, PayloadError
 from exporter.model import DAY, UNSPECIFIED_CODE, Run, RunStatus, Step
-from exporter.providers.base import Duration, PagedSourceSettings, Provider, SourceSettings
+from exporter.providers.base import (
+    Duration,
+    PagedSourceSettings,
+    Provider,
+    SourceSettings,
+    segment,
+)
 from exporter.providers.paging import Page, PagedList
 from exporter.providers.wire import WireModel, as_utc
 
@@ -152,7 +158,7 @@ class CortexProvider(Provider):
         s = self._settings
         params: dict[str, str | int] = {} if s.origin == "ALL" else {"origin": s.origin}
         for workflow in list(self.workflows().values()):
-            path = f"/apps/{s.app_id}/workflows/{workflow.id}/runs"
+            path = f"/apps/{s.app_id}/workflows/{segment(workflow.id)}/runs"
             new = workflow.id in self._new
             depth = min(floor, first_read_floor) if new and first_read_floor else floor
 
@@ -172,7 +178,7 @@ class CortexProvider(Provider):
             return None
         workflow = self.workflows().get(workflow_id) or CortexWorkflow(id=workflow_id)
         return self.fetch_one(
-            f"/apps/{s.app_id}/workflows/{workflow_id}/runs/{run_id}",
+            f"/apps/{s.app_id}/workflows/{segment(workflow_id)}/runs/{segment(run_id)}",
             lambda item: self._to_run(item, workflow),
         )
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from exporter.model import ERROR_STATUSES, UNSPECIFIED_CODE, Run, RunStatus, Step
-from exporter.providers.base import Provider, SourceSettings
+from exporter.providers.base import Provider, SourceSettings, segment
 from exporter.providers.paging import PaginationRunaway, reached_floor
 from exporter.providers.wire import UtcDatetime, WireModel
 
@@ -146,7 +146,7 @@ class ExtendProvider(Provider):
         return {**super().list_facts(), "list_order": "newest_first", "first_page": "none"}
 
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
-        return self.fetch_one(f"/workflow_runs/{run_id}", self._detail_to_run)
+        return self.fetch_one(f"/workflow_runs/{segment(run_id)}", self._detail_to_run)
 
     def _summary_to_run(self, item: Any) -> Run:
         return self._summary_of(ExtendRun.model_validate(item))

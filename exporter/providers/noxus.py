@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field
 
 from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
-from exporter.providers.base import PagedSourceSettings, Provider, SourceSettings
+from exporter.providers.base import PagedSourceSettings, Provider, SourceSettings, segment
 from exporter.providers.paging import Page
 from exporter.providers.wire import UtcDatetime, WireModel
 
@@ -91,7 +91,7 @@ class NoxusProvider(Provider):
             yield from page.items
 
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
-        return self.fetch_one(f"/v1/runs/{run_id}", self._to_run)
+        return self.fetch_one(f"/v1/runs/{segment(run_id)}", self._to_run)
 
     def _to_run(self, item: Any) -> Run:
         wire = NoxusRun.model_validate(item)

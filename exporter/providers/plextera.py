@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field, ValidationError
 
 from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
-from exporter.providers.base import PagedSourceSettings, Provider, SourceSettings
+from exporter.providers.base import PagedSourceSettings, Provider, SourceSettings, segment
 from exporter.providers.paging import Page, PagedList
 from exporter.providers.wire import UtcDatetime, WireModel, dict_or_empty
 
@@ -108,7 +108,7 @@ class PlexteraProvider(Provider):
             yield from page.items
 
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
-        return self.fetch_one(f"/workflow-runs/{run_id}", self._to_run)
+        return self.fetch_one(f"/workflow-runs/{segment(run_id)}", self._to_run)
 
     def _list(self, params: dict[str, str], key: str) -> PagedList[Run]:
         def fetch(number: int, size: int) -> Page[Run]:

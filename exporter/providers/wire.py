@@ -19,7 +19,11 @@ def _as_utc(value: datetime) -> datetime:
         # says so once (`take_offsetless_seen`).
         _seen.offsetless = True
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # An offset pushing the instant past year 9999: a value error like any bad timestamp.
+        raise ValueError(f"timestamp {value.isoformat()} is out of range") from None
 
 
 def take_offsetless_seen() -> bool:

@@ -1,0 +1,142 @@
+"""Every text and number an API sends, made safe once, where a run enters the exporter.
+
+A vendor's text may hold a lone UTF-16 surrogate (a JavaScript backend cutting a string inside an
+emoji), control characters, a megabyte of name, or an echo of our own API key; a number may be
+infinite or absurd; a timestamp may lie in year 9999 or 1970. Past this point every `Run` holds
+valid UTF-8 text of bounded length with no key in it, and every number and instant is one the
+exporter can add up and subtract: what is not becomes absent (counted and logged by the provider
+as an invalid field), never a broken page, a broken `/metrics` or a broken state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from exporter.model import Run, Step
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+REPLACEMENT = "\ufffd"
+
+# The value the exporter itself gives the `workflow` and `code` labels past their bounds: an API
+# value that happens to read the same gets a suffix, so it never merges silently with the fold.
+# (An API's own code `unspecified` says what the exporter's does: no code given.)
+RESERVED_LABEL_VALUES = frozenset({"other"})
+RESERVED_SUFFIX = "_"
+
+# A run lasting longer than this is a wrong number, not a run.
+MAX_DURATION = timedelta(days=366)
+# Timestamps this far from now are not instants to subtract (a default of 1970, a year 9999).
+MAX_TIME_SKEW = timedelta(days=366 * 5)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    label_length: int = 128  # a label value (workflow, code, native status, step)
+    message_length: int = 1000  # a free-text message (logged, sent in alert annotations)
+    id_length: int = 256  # a run or workflow id (kept in the state, logged)
+    url_length: int = 2048
+
+
+def clean_text(value: str, limit: int, redact: Callable[[str], str]) -> str:
+    """Valid UTF-8 without control characters or keys, at most `limit` characters; a longer
+    value keeps a stable hash of the whole, so two long values stay two."""
+    if _SURROGATES.search(value):
+        value = _SURROGATES.sub(REPLACEMENT, value)
+    if _CONTROL.search(value):
+        value = _CONTROL.sub(" ", value)
+    value = redact(value)
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8")).hexdigest()[:8]
+    return f"{value[: max(0, limit - 9)]}~{digest}"
+
+
+def clean_label(value: str, limit: int, redact: Callable[[str], str]) -> str:
+    value = clean_text(value, limit, redact)
+    return value + RESERVED_SUFFIX if value in RESERVED_LABEL_VALUES else value
+
+
+class RunSanitizer:
+    """Cleans each run a provider builds; reports each field it had to drop."""
+
+    def __init__(
+        self,
+        limits: Limits,
+        redact: Callable[[str], str],
+        invalid_field: Callable[[str, str], None],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.limits = limits
+        self._redact = redact
+        self._invalid_field = invalid_field
+        self._clock = clock
+
+    def text(self, value: str, limit: int) -> str:
+        return clean_text(value, limit, self._redact)
+
+    def label(self, value: str) -> str:
+        return clean_label(value, self.limits.label_length, self._redact)
+
+    def run(self, run: Run) -> Run:
+        limits = self.limits
+        now = self._clock()
+        inexact = set(run.day_only)
+        times: dict[str, datetime | None] = {}
+        for name in ("started_at", "finished_at"):
+            value = getattr(run, name)
+            if value is not None and not _plausible(value, now):
+                self._invalid_field(run.id, f"{name} {value.isoformat()} is implausible")
+                value = None
+            times[name] = value
+        if not _plausible(run.created_at, now):
+            # Kept (the run exists), but no age or wait is computed from it.
+            self._invalid_field(run.id, f"created_at {run.created_at.isoformat()} is implausible")
+            inexact.add("created_at")
+        duration = run.duration_seconds
+        if duration is not None and not (
+            math.isfinite(duration) and 0 <= duration <= MAX_DURATION.total_seconds()
+        ):
+            self._invalid_field(run.id, f"duration {duration!r} seconds is out of range")
+            duration = None
+        progress = run.progress
+        if progress is not None and not math.isfinite(progress):
+            self._invalid_field(run.id, f"progress {progress!r} is not a number")
+            progress = None
+        return replace(
+            run,
+            id=self.text(run.id, limits.id_length),
+            workflow_id=self.text(run.workflow_id, limits.id_length),
+            # The label the run will carry, name or id, made a label once here.
+            workflow_name=self.label(run.workflow_label),
+            native_status=self.text(run.native_status, limits.label_length),
+            error_code=None if run.error_code is None else self.label(run.error_code),
+            error_message=None
+            if run.error_message is None
+            else self.text(run.error_message, limits.message_length),
+            dashboard_url=None
+            if run.dashboard_url is None
+            else self.text(run.dashboard_url, limits.url_length),
+            started_at=times["started_at"],
+            finished_at=times["finished_at"],
+            duration_seconds=duration,
+            progress=progress,
+            steps=tuple(self._step(step) for step in run.steps),
+            day_only=frozenset(inexact),
+        )
+
+    def _step(self, step: Step) -> Step:
+        return Step(
+            name=self.label(step.name),
+            status=self.text(step.status, self.limits.label_length),
+            type=None if step.type is None else self.label(step.type),
+        )
+
+
+def _plausible(value: datetime, now: datetime) -> bool:
+    return abs(value - now) <= MAX_TIME_SKEW
