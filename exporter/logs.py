@@ -21,10 +21,24 @@ _secrets_lock = threading.Lock()
 _MIN_SECRET_LENGTH = 4
 
 
+# Pieces every text holding a key (or a key's cut head or tail) contains: a text with none of
+# them needs no masking, which a hot path checks without taking the lock.
+_fragments: tuple[str, ...] = ()
+
+
 def register_secret(value: str) -> None:
+    global _fragments  # noqa: PLW0603 - replaced whole, so readers never see it half-built
     if len(value) >= _MIN_SECRET_LENGTH:
         with _secrets_lock:
             _secrets.add(value)
+            _fragments = tuple(
+                sorted({piece for s in _secrets for piece in (s[:_MIN_PARTIAL], s[-_MIN_PARTIAL:])})
+            )
+
+
+def may_hold_secret(text: str) -> bool:
+    """False only when `text` certainly holds no registered key, whole or cut."""
+    return any(piece in text for piece in _fragments)
 
 
 def registered_secrets() -> frozenset[str]:

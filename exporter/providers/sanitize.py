@@ -33,6 +33,7 @@ RESERVED_SUFFIX = "_"
 MAX_DURATION = timedelta(days=366)
 # Timestamps this far from now are not instants to subtract (a default of 1970, a year 9999).
 MAX_TIME_SKEW = timedelta(days=366 * 5)
+_MAX_DURATION_SECONDS = MAX_DURATION.total_seconds()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,9 @@ class Limits:
 def clean_text(value: str, limit: int, redact: Callable[[str], str]) -> str:
     """Valid UTF-8 without control characters or keys, at most `limit` characters; a longer
     value keeps a stable hash of the whole, so two long values stay two."""
+    if len(value) <= limit and value.isprintable():
+        # The common case, checked in C: no surrogate, no control character, short enough.
+        return redact(value)
     if _SURROGATES.search(value):
         value = _SURROGATES.sub(REPLACEMENT, value)
     if _CONTROL.search(value):
@@ -71,9 +75,11 @@ class RunSanitizer:
         redact: Callable[[str], str],
         invalid_field: Callable[[str, str], None],
         clock: Callable[[], datetime],
+        may_hold_secret: Callable[[str], bool] = lambda _text: True,
     ) -> None:
         self.limits = limits
         self._redact = redact
+        self._may_hold_secret = may_hold_secret
         self._invalid_field = invalid_field
         self._clock = clock
 
@@ -84,6 +90,45 @@ class RunSanitizer:
         return clean_label(value, self.limits.label_length, self._redact)
 
     def run(self, run: Run) -> Run:
+        """The run itself when nothing needed cleaning (most runs: no copy made)."""
+        if self._clean_already(run):
+            return run
+        return self._cleaned(run)
+
+    def _clean_already(self, run: Run) -> bool:
+        texts = (run.id, run.workflow_id, run.native_status, run.workflow_label)
+        optional = (run.error_code, run.error_message, run.dashboard_url)
+        if run.steps or run.workflow_name is None:
+            return False
+        if self._may_hold_secret("\x00".join(t for t in (*texts, *optional) if t)):
+            return False
+        limit = self.limits.label_length
+        if not all(len(t) <= limit and t.isprintable() for t in texts):
+            return False
+        if run.workflow_label in RESERVED_LABEL_VALUES or run.error_code in RESERVED_LABEL_VALUES:
+            return False
+        if run.error_code is not None and not (
+            len(run.error_code) <= limit and run.error_code.isprintable()
+        ):
+            return False
+        for text, bound in (
+            (run.error_message, self.limits.message_length),
+            (run.dashboard_url, self.limits.url_length),
+        ):
+            if text is not None and not (len(text) <= bound and text.isprintable()):
+                return False
+        duration, progress = run.duration_seconds, run.progress
+        if duration is not None and not (0 <= duration <= _MAX_DURATION_SECONDS):
+            return False  # also NaN, which fails every comparison
+        if progress is not None and not math.isfinite(progress):
+            return False
+        now = self._clock()
+        return all(
+            t is None or abs(t - now) <= MAX_TIME_SKEW
+            for t in (run.created_at, run.started_at, run.finished_at)
+        )
+
+    def _cleaned(self, run: Run) -> Run:
         limits = self.limits
         now = self._clock()
         inexact = set(run.day_only)
