@@ -27,7 +27,8 @@ from exporter.accounting import SeriesBudget
 from exporter.alerting.agent import AlertAgent
 from exporter.alerting.settings import AlertingSettings
 from exporter.collect import CycleReport, SourceCollector, SourceEvents, utc_now
-from exporter.http import ApiClient, Cancelled, RetryPolicy, TokenBucket
+from exporter.errors import Cancelled
+from exporter.http import ApiClient, RetryPolicy, TokenBucket
 from exporter.logs import get_logger, register_secret
 from exporter.metrics import RunsCollector, workflow_series
 from exporter.model import ACTIVE_STATUSES, RunStatus

@@ -27,10 +27,9 @@ from exporter.accounting import (
     decide,
     merge_sighting,
 )
-from exporter.http import ApiError
+from exporter.errors import ApiError, SourceError
 from exporter.model import Run, RunStatus
 from exporter.providers import Provider, SourceSettings
-from exporter.providers.paging import PaginationRunaway
 from exporter.selfmetrics import SourceInstruments
 from exporter.store import Store
 
@@ -184,7 +183,7 @@ class SourceCollector:
             if cursor.never_advanced or _listing_pays(active, seen, chunks.active_ids, s.page_size):
                 for run in self.provider.list_active():
                     merge_sighting(seen, run)
-        except (ApiError, PaginationRunaway) as exc:
+        except SourceError as exc:
             failure = exc
         if chunks.runs:
             active = self.store.active(name)  # as the committed chunks left it

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from exporter.http import ApiError, DeadlineError, HttpStatusError, PayloadError, TransportError
+from exporter.errors import (
+    ApiError,
+    DeadlineError,
+    HttpStatusError,
+    PaginationRunaway,
+    PayloadError,
+    TransportError,
+)
 
 REGIONS = {
     "extend": "Extend has api.extend.ai, api.us2.extend.app and api.eu1.extend.ai",
@@ -51,6 +58,12 @@ def advice(provider: str, failure: BaseException | None, settings: Mapping[str, 
         )
     if isinstance(failure, PayloadError):
         return "the answer is not what the API documents: check that base_url is the API root"
+    if isinstance(failure, PaginationRunaway):
+        return (
+            "the list did not end within max_pages: the API may ignore the page parameter or "
+            "repeat pages past the end; check base_url, first_page and page_size, or raise "
+            "max_pages for a very long list"
+        )
     if isinstance(failure, ApiError):
         return "the API failed: see the error"
     return "unexpected failure: see the error and the logs"

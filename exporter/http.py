@@ -26,6 +26,14 @@ import httpx
 import pydantic_core
 
 from exporter import __version__
+from exporter.errors import (
+    ApiError,
+    Cancelled,
+    DeadlineError,
+    HttpStatusError,
+    PayloadError,
+    TransportError,
+)
 from exporter.logs import redact
 
 
@@ -44,38 +52,6 @@ class NullObserver:
 
     def retry(self, reason: str) -> None:
         return None
-
-
-class ApiError(Exception):
-    """A request to a provider failed for good (after retries). Safe to log: no secrets inside."""
-
-    def __init__(self, source: str, endpoint: str, message: str) -> None:
-        super().__init__(f"source {source!r}, {endpoint}: {message}")
-        self.source = source
-        self.endpoint = endpoint
-
-
-class HttpStatusError(ApiError):
-    def __init__(self, source: str, endpoint: str, status: int, detail: str) -> None:
-        super().__init__(source, endpoint, f"HTTP {status}{': ' + detail if detail else ''}")
-        self.status = status
-
-
-class TransportError(ApiError):
-    pass
-
-
-class PayloadError(ApiError):
-    """The response arrived but is not what the API documents (not JSON, wrong shape)."""
-
-
-class DeadlineError(ApiError):
-    """No complete answer within `request_deadline`. Not retried: a server that drips once
-    drips again, and each retry would hold the source for another whole deadline."""
-
-
-class Cancelled(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """Raised inside a collection when the process is shutting down."""
 
 
 class TokenBucket:

@@ -33,6 +33,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from exporter.accounting import DURATION, QUEUE_WAIT
 from exporter.alerting.settings import AlertingSettings
+from exporter.errors import ConfigError
 from exporter.metrics import DEFAULT_BUCKETS
 from exporter.providers import SourceSettings, registry
 from exporter.providers.base import Duration
@@ -45,12 +46,6 @@ ENV_PREFIX = "WORKFLOW_EXPORTER_"
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_CONFIG_VALUES = 100_000
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-class ConfigError(Exception):
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 class BucketSettings(BaseModel):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from exporter.accounting import ActiveRun, Cursor, CycleChanges
+from exporter.errors import StateError
 from exporter.logs import get_logger
 from exporter.model import RunStatus
 
@@ -113,10 +114,6 @@ MIGRATIONS: Sequence[str] = (
 
 
 log = get_logger("exporter.store")
-
-
-class StateError(Exception):
-    """The state file cannot be used. The message says what to do; the file is never reset."""
 
 
 def _ts(value: datetime) -> float:

@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.http import ApiClient, ApiError, PayloadError, RetryPolicy
+from exporter.errors import ApiError, PaginationRunaway, PayloadError
+from exporter.http import ApiClient, RetryPolicy
 from exporter.model import Run
 from exporter.providers import Provider, registry
-from exporter.providers.paging import PaginationRunaway
 from exporter.simulator import SIMULATORS
 from tests.conftest import PROVIDERS, source_for
 

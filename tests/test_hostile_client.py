@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.http import ApiClient, Cancelled, DeadlineError, RetryPolicy
+from exporter.errors import Cancelled, DeadlineError
+from exporter.http import ApiClient, RetryPolicy
 from tests.conftest import ExporterFactory
 from tests.helpers import up
 from tests.hostile import HostileServer, Reply, hostile

@@ -14,8 +14,9 @@ import yaml
 
 from exporter.app import Exporter
 from exporter.cli import _hooks
+from exporter.errors import ConfigError
 from exporter.server import MetricsServer
-from exporter.settings import ConfigError, config_from_data
+from exporter.settings import config_from_data
 from exporter.webconfig import load_web_config
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import finished, up

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from exporter.errors import ConfigError
 from exporter.providers import registry
 from exporter.providers.noxus import NoxusSettings
 from exporter.providers.plextera import PlexteraSettings
 from exporter.settings import (
-    ConfigError,
     apply_env_overrides,
     config_from_data,
     expand_tree,

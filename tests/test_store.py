@@ -19,8 +19,9 @@ from exporter.accounting import (
     CycleChanges,
     Observation,
 )
+from exporter.errors import StateError
 from exporter.model import RunStatus
-from exporter.store import SCHEMA_VERSION, Histogram, Snapshot, StateError, Store
+from exporter.store import SCHEMA_VERSION, Histogram, Snapshot, Store
 from tests.helpers_core import T0, at, cycle_into, make_run
 
 BUCKETS: Mapping[str, Sequence[float]] = {DURATION: (1, 5, 10), QUEUE_WAIT: (1, 10)}

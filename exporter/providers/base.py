@@ -28,10 +28,11 @@ from pydantic import (
     model_validator,
 )
 
-from exporter.http import ApiClient, HttpStatusError, JsonResponse, PayloadError
-from exporter.logs import redact
+from exporter.errors import HttpStatusError, PageRefused, PayloadError
+from exporter.http import ApiClient, JsonResponse
+from exporter.logs import may_hold_secret, redact
 from exporter.model import Run, RunStatus, StatusMapper
-from exporter.providers.paging import Fetch, ListShape, Order, Page, PagedList, PageRefused, T
+from exporter.providers.paging import Fetch, ListShape, Order, Page, PagedList, T
 from exporter.providers.sanitize import Limits, RunSanitizer
 from exporter.providers.wire import take_offsetless_seen
 from exporter.sharding import UNSHARDED, Shard
@@ -215,6 +216,7 @@ class Provider(ABC):
             redact,
             self._invalid_field,
             lambda: datetime.now(tz=UTC),
+            may_hold_secret,
         )
         self._fields_reported: set[tuple[str, str]] = set()
         # What the source's page-numbered lists turned out to be, learned once for the process.

@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from exporter.http import JsonResponse, PayloadError
+from exporter.errors import PayloadError
+from exporter.http import JsonResponse
 from exporter.model import DAY, UNSPECIFIED_CODE, Run, RunStatus, Step
 from exporter.providers.base import (
     Duration,

@@ -17,9 +17,10 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from exporter.errors import PaginationRunaway
 from exporter.model import ERROR_STATUSES, UNSPECIFIED_CODE, Run, RunStatus, Step
 from exporter.providers.base import Provider, SourceSettings, segment
-from exporter.providers.paging import PaginationRunaway, reached_floor
+from exporter.providers.paging import reached_floor
 from exporter.providers.wire import UtcDatetime, WireModel
 
 REGIONAL_BASE_URLS = (

@@ -28,6 +28,8 @@ from enum import StrEnum
 from itertools import pairwise
 from typing import Generic, Protocol, TypeVar
 
+from exporter.errors import PageRefused, PaginationRunaway
+
 T = TypeVar("T")
 
 
@@ -76,15 +78,6 @@ class ListShape:
 class ShapeEvents(Protocol):
     def learned(self, fact: str, value: str, detail: str) -> None: ...
     def inconsistency(self, reason: str, detail: str) -> None: ...
-
-
-class PageRefused(Exception):  # noqa: N818 - names the condition
-    """The API refused a page number (HTTP 400 or 422): it lies below the first page."""
-
-
-class PaginationRunaway(Exception):  # noqa: N818 - names the condition
-    def __init__(self, pages: int) -> None:
-        super().__init__(f"pagination did not end after {pages} pages (max_pages)")
 
 
 Fetch = Callable[[int, int], Page[T]]  # (page number, page size) -> page
