@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV     := $(VENV)/.dev-installed
 
-.PHONY: demo test lint format typecheck unit system-deps chaos soak bench bench-million bench-load rules dashboards chart clean
+.PHONY: demo test lint format typecheck unit system-deps chaos soak bench bench-million bench-load rules dashboards chart docs clean
 
 # e.g. make demo DEMO_ARGS="--alertmanager.url http://127.0.0.1:9093"
 demo: $(RUNTIME)
@@ -47,6 +47,10 @@ rules: $(DEV)
 
 dashboards: $(DEV)
 	$(BIN)/python -m monitoring.dashboards
+
+# The README's provider tables, from the provider registry.
+docs: $(DEV)
+	$(BIN)/python -m monitoring.readme
 
 # The chart's PrometheusRule template and dashboard copies, from the canonical files.
 chart: $(DEV)

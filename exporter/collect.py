@@ -115,7 +115,7 @@ class SourceCollector:
     def __init__(
         self,
         settings: SourceSettings,
-        provider: Provider,
+        provider: Provider[Any],
         store: Store,
         instruments: SourceInstruments,
         log: Any,

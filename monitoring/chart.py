@@ -10,6 +10,7 @@ the chart to compare its rules and dashboards with the canonical files.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -17,11 +18,13 @@ from typing import Any
 
 import yaml
 
+from exporter.providers import registry
 from monitoring import rules
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "workflow-runs-exporter"
 RULE_TEMPLATE = CHART / "templates" / "prometheusrule.yaml"
+VALUES_SCHEMA = CHART / "values.schema.json"
 CHART_DASHBOARDS = CHART / "files" / "dashboards"
 DASHBOARDS = Path(__file__).resolve().parent / "grafana"
 
@@ -84,8 +87,17 @@ def rule_template() -> str:
     return HEADER + indented + FOOTER
 
 
+def values_schema() -> str:
+    """The chart's values schema with the provider names the registry holds: a provider added
+    as a module is accepted by the chart too."""
+    schema = json.loads(VALUES_SCHEMA.read_text(encoding="utf-8"))
+    provider = schema["properties"]["sources"]["items"]["properties"]["provider"]
+    provider["enum"] = sorted(registry())
+    return json.dumps(schema, indent=2) + "\n"
+
+
 def expected_files() -> dict[Path, str]:
-    files = {RULE_TEMPLATE: rule_template()}
+    files = {RULE_TEMPLATE: rule_template(), VALUES_SCHEMA: values_schema()}
     for dashboard in sorted(DASHBOARDS.glob("*.json")):
         files[CHART_DASHBOARDS / dashboard.name] = dashboard.read_text(encoding="utf-8")
     return files

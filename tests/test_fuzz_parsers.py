@@ -1,28 +1,28 @@
-"""Fuzzing the parsers: whatever a runs page holds, a provider raises nothing but its documented
-errors, skips each invalid record with a reason, and still yields every valid record of the page.
+"""Fuzzing the page decoders: whatever a runs page holds, a provider raises nothing but a payload
+error, skips each invalid record with a reason, and still yields every valid record of the page.
 
-Valid pages are captured from the real simulators over loopback; hypothesis then feeds arbitrary
-and mutated versions of them to each provider through an httpx transport that replays them.
+Each provider's `decode_page` is pure (body and headers in, runs and paging facts out), so the
+fuzzing needs no network and no code per provider: a real page is captured once from each
+registered provider's simulator (the provider's own scan asks for it), and hypothesis feeds
+arbitrary and mutated versions of it to the decoder.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import re
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.errors import ApiError, PaginationRunaway, PayloadError
+from exporter.errors import PayloadError
 from exporter.http import ApiClient, RetryPolicy
 from exporter.model import Run
 from exporter.providers import Provider, registry
-from exporter.simulator import SIMULATORS
+from exporter.simulator import SIMULATORS, SimulatorServer
 from tests.conftest import PROVIDERS, source_for
 
 FLOOR = datetime(2000, 1, 1, tzinfo=UTC)
@@ -51,28 +51,44 @@ class RecordingEvents:
         assert detail
 
 
-def items_of(provider: str, body: Any) -> list[Any] | None:
-    if provider in ("plextera", "extend"):
-        return body.get("data") if isinstance(body, dict) else None
-    if provider == "noxus":
-        return body.get("items") if isinstance(body, dict) else None
-    return body if isinstance(body, list) else None
+class Captured:
+    """One provider's real runs page, with what decoding it takes."""
 
+    def __init__(self, provider: str, sim: SimulatorServer, settings_: dict[str, Any]) -> None:
+        self.provider = provider
+        self.list_items = sim.list_items  # needs no running server
+        self.settings = settings_
+        assert sim.last_runs_page is not None, f"{provider}: no runs page captured"
+        self.body, self.headers = copy.deepcopy(sim.last_runs_page)
+        self.items: list[dict[str, Any]] = sim.list_items(self.body) or []
+        assert self.items, f"{provider}: the captured page holds no runs"
 
-def emptied(provider: str, body: Any) -> Any:
-    """The page after the last: the same shape with no items."""
-    if isinstance(body, list):
-        return []
-    if items_of(provider, body) is not None:
-        rest = {k: v for k, v in body.items() if k != "nextPageToken"}
-        return {**rest, ("items" if provider == "noxus" else "data"): []}
-    return body
+    def provider_instance(self, events: RecordingEvents) -> Provider[Any]:
+        provider_cls = registry()[self.provider]
+        source = provider_cls.settings_model.model_validate(self.settings)
+        client = ApiClient(
+            source=source.name,
+            base_url=source.base_url,
+            headers={},
+            timeout=1,
+            retry=RetryPolicy(max_retries=0),
+        )
+        client.close()  # decoding does no I/O
+        return provider_cls(source, client, events)
+
+    def decode(self, body: Any) -> tuple[list[Run], RecordingEvents]:
+        events = RecordingEvents()
+        try:
+            runs = list(self.provider_instance(events).decode_page(body, self.headers).items)
+        except PayloadError:
+            runs = []  # the documented way a page of another shape fails
+        return runs, events
 
 
 @pytest.fixture(scope="module")
-def captured() -> dict[str, tuple[dict[str, Any], Any, Any]]:
-    """Per provider: source settings, one real runs page, and (Cortex) its workflow list."""
-    pages: dict[str, tuple[dict[str, Any], Any, Any]] = {}
+def captured() -> dict[str, Captured]:
+    """Per provider: a real runs page, asked for by the provider's own scan of its simulator."""
+    pages: dict[str, Captured] = {}
     for provider in PROVIDERS:
         sim = SIMULATORS[provider](seed=5, enforce_rate_limit=False, workflows=1)
         sim.start()
@@ -82,66 +98,22 @@ def captured() -> dict[str, tuple[dict[str, Any], Any, Any]]:
             settings_ = source_for(sim, provider, page_size=50)
             provider_cls = registry()[provider]
             source = provider_cls.settings_model.model_validate(settings_)
-            headers = provider_cls.auth_headers(source, sim.api_key)
-            workflows = None
-            if provider == "plextera":
-                runs_url = f"{sim.base_url}/workflow-runs?page=1&size=50"
-            elif provider == "noxus":
-                runs_url = f"{sim.base_url}/v1/runs?page=1&size=50"
-            elif provider == "extend":
-                runs_url = f"{sim.base_url}/workflow_runs?maxPageSize=50"
-            else:
-                base = f"{sim.base_url}/apps/{settings_['app_id']}/workflows"
-                workflows = httpx.get(f"{base}?page=1&take=50", headers=headers).json()
-                runs_url = f"{base}/{workflows[0]['id']}/runs?page=1&take=50"
-            page = httpx.get(runs_url, headers=headers).json()
-            assert items_of(provider, page), f"{provider}: no items captured"
-            pages[provider] = (settings_, page, workflows)
+            client = ApiClient(
+                source=source.name,
+                base_url=source.base_url,
+                headers=provider_cls.auth_headers(source, sim.api_key),
+                timeout=5,
+                retry=RetryPolicy(max_retries=0),
+            )
+            try:
+                for _ in provider_cls(source, client, RecordingEvents()).scan(FLOOR):
+                    pass
+            finally:
+                client.close()
+            pages[provider] = Captured(provider, sim, settings_)
         finally:
             sim.stop()
     return pages
-
-
-def scan_with(
-    provider: str, settings_: dict[str, Any], body: Any, workflows: Any, *, raises: bool = False
-) -> tuple[list[Run], RecordingEvents]:
-    """Runs the provider's real scan against a transport that answers with `body`; its documented
-    errors are swallowed unless `raises`."""
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        path = request.url.path
-        if provider == "cortex" and path.endswith("/workflows"):
-            return httpx.Response(200, json=workflows, headers={"pagination-page": "1"})
-        if "/runs/" in path or "workflow-runs/" in path or "workflow_runs/" in path:
-            return httpx.Response(404, json={})
-        params = request.url.params
-        if params.get("page") not in (None, "0", "1") or "nextPageToken" in params:
-            return httpx.Response(200, content=json.dumps(emptied(provider, body)).encode())
-        return httpx.Response(200, content=json.dumps(body).encode())
-
-    provider_cls = registry()[provider]
-    source = provider_cls.settings_model.model_validate({**settings_, "max_pages": 3})
-    client = ApiClient(
-        source=source.name,
-        base_url=source.base_url,
-        headers={},
-        timeout=1,
-        retry=RetryPolicy(max_retries=0),
-        transport=httpx.MockTransport(answer),
-    )
-    events = RecordingEvents()
-    instance: Provider = provider_cls(source, client, events)
-    runs: list[Run] = []
-    try:
-        for run in instance.scan(FLOOR):
-            runs.append(run)
-    except (ApiError, PaginationRunaway):
-        if raises:
-            raise
-        # the documented ways a page can fail; the collector handles them
-    finally:
-        client.close()
-    return runs, events
 
 
 json_values = st.recursive(
@@ -160,77 +132,51 @@ FUZZ = settings(
 @pytest.mark.parametrize("provider", PROVIDERS)
 @FUZZ
 @given(body=json_values)
-def test_arbitrary_bodies_never_raise_past_the_provider(
-    provider: str, body: Any, captured: dict[str, tuple[dict[str, Any], Any, Any]]
+def test_arbitrary_bodies_never_raise_past_the_decoder(
+    provider: str, body: Any, captured: dict[str, Captured]
 ) -> None:
-    settings_, _, workflows = captured[provider]
-    scan_with(provider, settings_, body, workflows)
-
-
-# What each provider's list page must be, as its error says when the page is something else.
-EXPECTED_SHAPE = {
-    "plextera": "expected an object with a `data` list",
-    "noxus": "expected an object with an `items` list",
-    "extend": "expected an object with a `data` list",
-    "cortex": "expected a JSON array",
-}
+    captured[provider].decode(body)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_a_page_of_another_shape_is_a_payload_error_naming_the_shape_expected(
-    provider: str, captured: dict[str, tuple[dict[str, Any], Any, Any]]
+    provider: str, captured: dict[str, Captured]
 ) -> None:
-    settings_, _, workflows = captured[provider]
-    expected = EXPECTED_SHAPE.get(provider, "expected")
+    page = captured[provider]
     bodies: tuple[Any, ...] = ({"results": []}, "a string", None)
     for body in bodies:
-        with pytest.raises(PayloadError, match=re.escape(expected)):
-            scan_with(provider, settings_, body, workflows, raises=True)
+        with pytest.raises(PayloadError, match="expected"):
+            page.provider_instance(RecordingEvents()).decode_page(body, page.headers)
 
 
-def mutations() -> st.SearchStrategy[list[tuple[int, str, Any]]]:
-    """(item index, field, new value or a deletion marker) triples."""
-    return st.lists(
-        st.tuples(
-            st.integers(min_value=0, max_value=100),
-            st.sampled_from(
-                [
-                    "id",
-                    "status",
-                    "createdAt",
-                    "created_at",
-                    "updatedAt",
-                    "workflow",
-                    "workflow_id",
-                    "error",
-                    "progress",
-                    "durationMs",
-                    "started_at",
-                    "finished_at",
-                    "steps",
-                    "output",
-                ]
+@st.composite
+def mutations(draw: st.DrawFn, fields: list[str]) -> list[tuple[int, str, Any]]:
+    """(item index, field, new value or a deletion marker) triples, over the page's own fields."""
+    return draw(
+        st.lists(
+            st.tuples(
+                st.integers(min_value=0, max_value=100),
+                st.sampled_from(fields),
+                st.one_of(st.just("<delete>"), json_values),
             ),
-            st.one_of(st.just("<delete>"), json_values),
-        ),
-        max_size=6,
+            max_size=6,
+        )
     )
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 @FUZZ
-@given(changes=mutations())
+@given(data=st.data())
 def test_mutated_pages_keep_every_valid_record_and_name_every_invalid_one(
-    provider: str,
-    changes: list[tuple[int, str, Any]],
-    captured: dict[str, tuple[dict[str, Any], Any, Any]],
+    provider: str, data: st.DataObject, captured: dict[str, Captured]
 ) -> None:
-    settings_, page, workflows = captured[provider]
-    body = copy.deepcopy(page)
-    items = items_of(provider, body)
-    assert items is not None
+    page = captured[provider]
+    body = copy.deepcopy(page.body)
+    items = page.list_items(body)
+    assert items
+    fields = sorted({key for item in items for key in item})
     touched: set[int] = set()
-    for index, name, value in changes:
+    for index, name, value in data.draw(mutations(fields), label="changes"):
         position = index % len(items)
         touched.add(position)
         if value == "<delete>":
@@ -239,7 +185,7 @@ def test_mutated_pages_keep_every_valid_record_and_name_every_invalid_one(
             items[position][name] = value
     untouched_ids = {item["id"] for position, item in enumerate(items) if position not in touched}
 
-    runs, events = scan_with(provider, settings_, body, workflows)
+    runs, events = page.decode(body)
 
     yielded = {run.id for run in runs}
     assert untouched_ids <= yielded, "a bad record must not lose the valid ones of its page"
@@ -254,31 +200,34 @@ def test_mutated_pages_keep_every_valid_record_and_name_every_invalid_one(
     assert all(reason in ("schema", "value", "field") for reason, _ in events.invalid)
 
 
+# Providers that read valid pages straight from their bytes into typed runs.
+TYPED = [p for p in PROVIDERS if registry()[p].fast_decode is not Provider.fast_decode]
+
+
+@pytest.mark.parametrize("provider", TYPED)
+def test_a_page_read_whole_gives_the_runs_read_item_by_item(
+    provider: str, captured: dict[str, Captured]
+) -> None:
+    """A valid page is read straight from its bytes; one invalid item sends the page through
+    the item-by-item path. Both give the same runs for the same valid items."""
+    page = captured[provider]
+    instance = page.provider_instance(RecordingEvents())
+    raw = json.dumps(page.body).encode()
+    typed = instance.fast_decode(raw)
+    whole = list(instance.decode_page(typed, page.headers).items)
+    by_item = list(instance.decode_page(json.loads(raw), page.headers).items)
+    assert whole == by_item
+    assert len(whole) == len(page.items)
+
+
 def test_an_out_of_range_timestamp_is_an_invalid_record_not_a_crash(
-    captured: dict[str, tuple[dict[str, Any], Any, Any]],
+    captured: dict[str, Captured],
 ) -> None:
     """Found by the fuzzer: `datetime.fromtimestamp` raises OverflowError past year 9999."""
-    settings_, page, workflows = captured["cortex"]
-    body = copy.deepcopy(page)
+    page = captured["cortex"]
+    body = copy.deepcopy(page.body)
     body[0]["created_at"] = 1e20
-    runs, events = scan_with("cortex", settings_, body, workflows)
+    runs, events = page.decode(body)
     assert len(events.invalid) == 1
     assert "out of range" in events.invalid[0][1]
     assert len(runs) == len(body) - 1
-
-
-@pytest.mark.parametrize("provider", ["plextera", "extend"])
-def test_a_page_read_whole_gives_the_runs_read_item_by_item(
-    provider: str, captured: dict[str, tuple[dict[str, Any], Any, Any]]
-) -> None:
-    """A valid page is read straight from its bytes; one invalid item sends the page through
-    the item-by-item path. Both must give the same runs for the same valid items."""
-    settings_, page, workflows = captured[provider]
-    whole, whole_events = scan_with(provider, settings_, page, workflows)
-    spoiled = copy.deepcopy(page)
-    spoiled["data"].append({"id": "broken"})  # no status, no dates: invalid
-    by_item, item_events = scan_with(provider, settings_, spoiled, workflows)
-    assert whole_events.invalid == []
-    assert len(item_events.invalid) == 1
-    assert whole == by_item
-    assert len(whole) == len(page["data"])

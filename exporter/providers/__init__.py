@@ -6,6 +6,7 @@ Adding a provider is adding one module here; nothing else needs to list it.
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from exporter.plugins import discover
 from exporter.providers.base import Provider, ProviderEvents, SourceSettings
@@ -14,6 +15,6 @@ __all__ = ["Provider", "ProviderEvents", "SourceSettings", "registry"]
 
 
 @cache
-def registry() -> dict[str, type[Provider]]:
-    found: dict[str, type[Provider]] = discover(__name__, __path__, Provider, "name")
+def registry() -> dict[str, type[Provider[Any]]]:
+    found: dict[str, type[Provider[Any]]] = discover(__name__, __path__, Provider, "name")
     return found

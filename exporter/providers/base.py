@@ -12,9 +12,10 @@ import ipaddress
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Protocol
+from typing import Annotated, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
 from pydantic import (
@@ -185,12 +186,33 @@ class ProviderEvents(Protocol):
         """What the API's answers say that does not add up (fewer runs than its own total)."""
 
 
-class Provider(ABC):
-    """One API. Subclasses set `name`, `settings_model` and `default_status_map`."""
+@dataclass(frozen=True, slots=True)
+class ProviderDocs:
+    """What the README's provider table says of a provider (generated: `make docs`)."""
+
+    title: str
+    auth: str
+    list: str
+    one_run: str
+    incremental_by: str
+    active_reread: str
+    code_label: str
+    duration: str
+    progress: str
+    other: str = ""
+
+
+S = TypeVar("S", bound=SourceSettings)
+
+
+class Provider(ABC, Generic[S]):
+    """One API, generic over its settings model. Subclasses set `name`, `settings_model` and
+    `default_status_map`, and implement the pure `decode_page` beside the I/O that feeds it."""
 
     name: ClassVar[str]
     settings_model: ClassVar[type[SourceSettings]]
     default_status_map: ClassVar[Mapping[str, RunStatus]]
+    docs: ClassVar[ProviderDocs]
     # True when every change of a run moves it above the watermark (a list sorted by update
     # time): then active runs never need re-reading.
     cursor_tracks_changes: ClassVar[bool] = False
@@ -200,7 +222,7 @@ class Provider(ABC):
 
     def __init__(
         self,
-        settings: SourceSettings,
+        settings: S,
         client: ApiClient,
         events: ProviderEvents,
         shard: Shard = UNSHARDED,
@@ -238,6 +260,17 @@ class Provider(ABC):
         May yield runs older than `floor` from the last page read, and the same run twice when
         pages shift; the collector dedupes. Raises `ApiError` when a page cannot be had.
         """
+
+    def fast_decode(self, raw: bytes) -> Any:
+        """A list page's bytes read straight into what `decode_page` takes, where every item is
+        valid; it raises otherwise, and the body is read as plain JSON. Default: plain JSON."""
+        raise ValueError("no typed page model")
+
+    @abstractmethod
+    def decode_page(self, body: Any, headers: Mapping[str, str]) -> Page[Run]:
+        """Pure: a runs-list answer (its decoded body and its headers) to its runs and paging
+        facts. Each item is parsed on its own; a body of another shape is a `PayloadError`
+        naming the shape expected. No I/O: tests and fuzzing drive it with recorded bodies."""
 
     def list_active(self) -> Iterator[Run]:
         """Runs the API reports as active in one cheap listing, if it has a filter for that."""

@@ -22,12 +22,12 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from exporter.errors import PayloadError
-from exporter.http import JsonResponse
 from exporter.model import DAY, UNSPECIFIED_CODE, Run, RunStatus, Step
 from exporter.providers.base import (
     Duration,
     PagedSourceSettings,
     Provider,
+    ProviderDocs,
     SourceSettings,
     segment,
 )
@@ -90,9 +90,27 @@ class CortexRun(WireModel):
     output: Any = None
 
 
-class CortexProvider(Provider):
+class CortexProvider(Provider[CortexSettings]):
     name: ClassVar[str] = "cortex"
     settings_model: ClassVar[type[SourceSettings]] = CortexSettings
+    docs: ClassVar[ProviderDocs] = ProviderDocs(
+        title="Cortex",
+        auth="`Authorization: Bearer <key>`",
+        list=(
+            "per workflow `GET /apps/{app}/workflows/{id}/runs?page&take`, bare array, totals "
+            "in `pagination-*` headers"
+        ),
+        one_run="`GET /apps/{app}/workflows/{id}/runs/{run}`",
+        incremental_by="`created_at`, per workflow",
+        active_reread="paging down to them when cheaper, else lookups",
+        code_label="`unspecified`; the free-text `error` goes to the logs",
+        duration="`ended_at - started_at`; not observed where either is a bare date",
+        progress="completed step outputs / step outputs",
+        other=(
+            "disabled and deleted workflows skipped; rediscovered every cycle; `runs_count` "
+            "checked against the runs list"
+        ),
+    )
     default_status_map: ClassVar[Mapping[str, RunStatus]] = {
         "PENDING": RunStatus.QUEUED,
         "RUNNING": RunStatus.RUNNING,
@@ -115,11 +133,6 @@ class CortexProvider(Provider):
         # to the backfill window yet.
         self._new: set[str] = set()
 
-    @property
-    def _settings(self) -> CortexSettings:
-        assert isinstance(self.settings, CortexSettings)
-        return self.settings
-
     @classmethod
     def auth_headers(cls, settings: SourceSettings, api_key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key}"}
@@ -127,7 +140,7 @@ class CortexProvider(Provider):
     # Discovery ------------------------------------------------------------------------------
 
     def workflows(self) -> dict[str, CortexWorkflow]:
-        s = self._settings
+        s = self.settings
         due = self._discovered_at is None or (
             self._monotonic() - self._discovered_at >= s.discovery_interval.total_seconds()
         )
@@ -156,7 +169,7 @@ class CortexProvider(Provider):
     # Runs -------------------------------------------------------------------------------------
 
     def scan(self, floor: datetime, *, first_read_floor: datetime | None = None) -> Iterator[Run]:
-        s = self._settings
+        s = self.settings
         params: dict[str, str | int] = {} if s.origin == "ALL" else {"origin": s.origin}
         for workflow in list(self.workflows().values()):
             path = f"/apps/{s.app_id}/workflows/{segment(workflow.id)}/runs"
@@ -174,7 +187,7 @@ class CortexProvider(Provider):
             self._new.discard(workflow.id)
 
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
-        s = self._settings
+        s = self.settings
         if workflow_id is None:
             return None
         workflow = self.workflows().get(workflow_id) or CortexWorkflow(id=workflow_id)
@@ -194,6 +207,36 @@ class CortexProvider(Provider):
                 f"{listed}",
             )
 
+    def decode_page(
+        self, body: Any, headers: Mapping[str, str], workflow: CortexWorkflow | None = None
+    ) -> Page[Run]:
+        """A runs page; its items name their workflow by id only (the name comes from the
+        workflow list, when the caller has it)."""
+
+        def build(item: Any) -> Run:
+            owner = workflow
+            if owner is None:
+                listed = item.get("workflow_id") if isinstance(item, dict) else None
+                owner = CortexWorkflow(id=str(listed or "unknown"))
+            return self._to_run(item, owner)
+
+        page: Page[Run] = self._decode(body, headers, build, "list_runs")
+        return page
+
+    def _decode(
+        self, body: Any, headers: Mapping[str, str], build: Callable[[Any], Any], endpoint: str
+    ) -> Page[Any]:
+        if not isinstance(body, list):
+            raise PayloadError(self.settings.name, endpoint, "expected a JSON array")
+        items = list(self.parse_items(body, build))
+        return Page(
+            items,
+            len(body),
+            number=_header_int(headers, "pagination-page"),
+            total_items=_header_int(headers, "pagination-count"),
+            ids=tuple(str(item.id) for item in items),
+        )
+
     def _list(
         self,
         path: str,
@@ -203,8 +246,6 @@ class CortexProvider(Provider):
         build: Callable[[Any], Any],
         floor: datetime | None = None,
     ) -> Iterator[Page[Any]]:
-        s = self._settings
-
         def fetch(number: int, size: int) -> Page[Any]:
             response = self.get_page(
                 path,
@@ -212,16 +253,7 @@ class CortexProvider(Provider):
                 endpoint=endpoint,
                 params={**params, "page": number, "take": size},
             )
-            if not isinstance(response.body, list):
-                raise PayloadError(s.name, endpoint, "expected a JSON array")
-            items = list(self.parse_items(response.body, build))
-            return Page(
-                items,
-                len(response.body),
-                number=_header_int(response, "pagination-page"),
-                total_items=_header_int(response, "pagination-count"),
-                ids=tuple(str(item.id) for item in items),
-            )
+            return self._decode(response.body, response.headers, build, endpoint)
 
         time_of = _cursor_time if endpoint == "list_runs" else None
         walker: PagedList[Any] = self.paged_list(fetch, key, time_of=time_of)
@@ -301,8 +333,8 @@ def _cursor_time(run: Run) -> datetime:
     return run.cursor_time
 
 
-def _header_int(response: JsonResponse, name: str) -> int | None:
-    value = response.headers.get(name)
+def _header_int(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
     try:
         return int(value) if value is not None else None
     except ValueError:

@@ -19,8 +19,8 @@ from pydantic import Field
 
 from exporter.errors import PaginationRunaway
 from exporter.model import ERROR_STATUSES, UNSPECIFIED_CODE, Run, RunStatus, Step
-from exporter.providers.base import Provider, SourceSettings, segment
-from exporter.providers.paging import reached_floor
+from exporter.providers.base import Provider, ProviderDocs, SourceSettings, segment
+from exporter.providers.paging import Page, reached_floor
 from exporter.providers.wire import UtcDatetime, WireModel
 
 REGIONAL_BASE_URLS = (
@@ -74,10 +74,29 @@ class _ExtendPage(WireModel):
     nextPageToken: str | None = None  # noqa: N815 - wire name
 
 
-class ExtendProvider(Provider):
+class ExtendProvider(Provider[ExtendSettings]):
     name: ClassVar[str] = "extend"
     settings_model: ClassVar[type[SourceSettings]] = ExtendSettings
     cursor_tracks_changes: ClassVar[bool] = True
+    docs: ClassVar[ProviderDocs] = ProviderDocs(
+        title="Extend",
+        auth="`Authorization: Bearer <key>` + `x-extend-api-version`",
+        list="`GET /workflow_runs?sortBy=updatedAt&sortDir=desc`, cursor `nextPageToken`",
+        one_run="`GET /workflow_runs/{id}` (failure details)",
+        incremental_by=(
+            "`updatedAt`: a change moves a run to the front; runs unseen for `recheck_after` "
+            "are looked up anyway"
+        ),
+        active_reread="none",
+        code_label=(
+            "`failureReason` from the detail, fetched for newly failed runs within "
+            "`lookup_budget` (a failed run waits, uncounted and not active, until its reason is "
+            "in); `unspecified` for rejected runs"
+        ),
+        duration="`endTime - startTime`",
+        progress="processed step runs / step runs, where the detail was fetched",
+        other="`dashboardUrl` kept on the run (logged with failures)",
+    )
     default_status_map: ClassVar[Mapping[str, RunStatus]] = {
         "PENDING": RunStatus.QUEUED,
         "PROCESSING": RunStatus.RUNNING,
@@ -88,11 +107,6 @@ class ExtendProvider(Provider):
         "REJECTED": RunStatus.REJECTED,
         "CANCELLED": RunStatus.CANCELLED,
     }
-
-    @property
-    def _settings(self) -> ExtendSettings:
-        assert isinstance(self.settings, ExtendSettings)
-        return self.settings
 
     @classmethod
     def auth_headers(cls, settings: SourceSettings, api_key: str) -> dict[str, str]:
@@ -105,8 +119,26 @@ class ExtendProvider(Provider):
             headers["x-extend-workspace-id"] = settings.workspace_id
         return headers
 
+    def fast_decode(self, raw: bytes) -> Any:
+        # Pages whose items are all valid are read straight from the bytes into typed runs.
+        return _ExtendPage.model_validate_json(raw)
+
+    def decode_page(self, body: Any, headers: Mapping[str, str]) -> Page[Run]:
+        if isinstance(body, _ExtendPage):
+            runs = list(self.parse_items(body.data, self._summary_of))
+            received, token = len(body.data), body.nextPageToken
+        else:
+            # Some item is invalid (or the page is odd): item by item, so that one bad record
+            # never loses the rest of the page.
+            items = self.listed_items(body, "data")
+            runs = list(self.parse_items(items, self._summary_to_run))
+            received = len(items)
+            token = body.get("nextPageToken")
+            token = token if isinstance(token, str) else None
+        return Page(runs, received, cursor=token, ids=tuple(run.id for run in runs))
+
     def scan(self, floor: datetime, *, first_read_floor: datetime | None = None) -> Iterator[Run]:
-        settings = self._settings
+        settings = self.settings
         token: str | None = None
         for _ in range(settings.max_pages):
             params: dict[str, str | int] = {
@@ -116,29 +148,18 @@ class ExtendProvider(Provider):
             }
             if token:
                 params["nextPageToken"] = token
-            body = self.client.get_json(
+            response = self.client.get_json(
                 "/workflow_runs",
                 endpoint="list_runs",
                 params=params,
-                decode=_ExtendPage.model_validate_json,
-            ).body
-            if isinstance(body, _ExtendPage):
-                runs = list(self.parse_items(body.data, self._summary_of))
-                received, token = len(body.data), body.nextPageToken
-            else:
-                # Some item is invalid (or the page is odd): item by item, so that one bad record
-                # never loses the rest of the page.
-                items = self.listed_items(body, "data")
-                runs = list(self.parse_items(items, self._summary_to_run))
-                received = len(items)
-                token = (
-                    body.get("nextPageToken")
-                    if isinstance(body.get("nextPageToken"), str)
-                    else None
-                )
+                decode=self.fast_decode,
+            )
+            page = self.decode_page(response.body, response.headers)
             self.note_timestamp_forms()
-            yield from runs
-            if not token or not received or reached_floor([r.cursor_time for r in runs], floor):
+            yield from page.items
+            token = page.cursor
+            cursor_times = [r.cursor_time for r in page.items]
+            if not token or not page.received or reached_floor(cursor_times, floor):
                 return
         raise PaginationRunaway(settings.max_pages)
 

@@ -14,7 +14,13 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field
 
 from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
-from exporter.providers.base import PagedSourceSettings, Provider, SourceSettings, segment
+from exporter.providers.base import (
+    PagedSourceSettings,
+    Provider,
+    ProviderDocs,
+    SourceSettings,
+    segment,
+)
 from exporter.providers.paging import Page
 from exporter.providers.wire import UtcDatetime, WireModel
 
@@ -49,9 +55,23 @@ class _PageInfo(BaseModel):
     pages: int | None = None
 
 
-class NoxusProvider(Provider):
+class NoxusProvider(Provider[NoxusSettings]):
     name: ClassVar[str] = "noxus"
     settings_model: ClassVar[type[SourceSettings]] = NoxusSettings
+    docs: ClassVar[ProviderDocs] = ProviderDocs(
+        title="Noxus",
+        auth="`X-API-Key: <key>`",
+        list="`GET /v1/runs?page&size`, `{items,total,page,size,pages}`",
+        one_run="`GET /v1/runs/{id}`",
+        incremental_by="`created_at`",
+        active_reread="paging down to them when cheaper, else lookups",
+        code_label="`unspecified` (no code in the API)",
+        duration=(
+            "`finished_at - started_at`; without `started_at` (not in the seed docs) "
+            "`finished_at - created_at`, queue wait included"
+        ),
+        progress="`progress / progress_scale`",
+    )
     default_status_map: ClassVar[Mapping[str, RunStatus]] = {
         "queued": RunStatus.QUEUED,
         "running": RunStatus.RUNNING,
@@ -61,31 +81,31 @@ class NoxusProvider(Provider):
         "stopped": RunStatus.CANCELLED,
     }
 
-    @property
-    def _settings(self) -> NoxusSettings:
-        assert isinstance(self.settings, NoxusSettings)
-        return self.settings
-
     @classmethod
     def auth_headers(cls, settings: SourceSettings, api_key: str) -> dict[str, str]:
         return {"X-API-Key": api_key}
 
+    def decode_page(self, body: Any, headers: Mapping[str, str]) -> Page[Run]:
+        listed = self.listed_items(body, "items")
+        info = _PageInfo.model_validate(
+            {k: v for k, v in body.items() if k in _INFO and _is_int(v)}
+        )
+        runs = list(self.parse_items(listed, self._to_run))
+        return Page(
+            runs,
+            len(listed),
+            number=info.page,
+            total_items=info.total,
+            total_pages=info.pages,
+            ids=tuple(run.id for run in runs),
+        )
+
     def scan(self, floor: datetime, *, first_read_floor: datetime | None = None) -> Iterator[Run]:
         def fetch(number: int, size: int) -> Page[Run]:
-            body = self.get_page("/v1/runs", number=number, params={"page": number, "size": size})
-            listed = self.listed_items(body.body, "items")
-            info = _PageInfo.model_validate(
-                {k: v for k, v in body.body.items() if k in _INFO and _is_int(v)}
+            response = self.get_page(
+                "/v1/runs", number=number, params={"page": number, "size": size}
             )
-            runs = list(self.parse_items(listed, self._to_run))
-            return Page(
-                runs,
-                len(listed),
-                number=info.page,
-                total_items=info.total,
-                total_pages=info.pages,
-                ids=tuple(run.id for run in runs),
-            )
+            return self.decode_page(response.body, response.headers)
 
         for page in self.paged_list(fetch, "all", time_of=_created).pages(floor):
             yield from page.items
@@ -101,7 +121,7 @@ class NoxusProvider(Provider):
         status = self.map_status(wire.status)
         progress = None
         if wire.progress is not None:
-            progress = min(1.0, max(0.0, wire.progress / self._settings.progress_scale))
+            progress = min(1.0, max(0.0, wire.progress / self.settings.progress_scale))
         return Run(
             id=wire.id,
             workflow_id=workflow_id,

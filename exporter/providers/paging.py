@@ -57,6 +57,8 @@ class Page(Generic[T]):
     total_pages: int | None = None
     # Ids of the valid items, for telling pages apart (repeats, aliases, totals).
     ids: tuple[str, ...] = ()
+    # A cursor-paged list's token for the next page (None: the last page).
+    cursor: str | None = None
 
 
 @dataclass(slots=True)

@@ -15,7 +15,13 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field, ValidationError
 
 from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
-from exporter.providers.base import PagedSourceSettings, Provider, SourceSettings, segment
+from exporter.providers.base import (
+    PagedSourceSettings,
+    Provider,
+    ProviderDocs,
+    SourceSettings,
+    segment,
+)
 from exporter.providers.paging import Page, PagedList
 from exporter.providers.wire import UtcDatetime, WireModel, dict_or_empty
 
@@ -75,9 +81,20 @@ class _PlexteraPage(WireModel):
     pageInfo: _PageInfo | None = None  # noqa: N815 - wire name
 
 
-class PlexteraProvider(Provider):
+class PlexteraProvider(Provider[PlexteraSettings]):
     name: ClassVar[str] = "plextera"
     settings_model: ClassVar[type[SourceSettings]] = PlexteraSettings
+    docs: ClassVar[ProviderDocs] = ProviderDocs(
+        title="Plextera",
+        auth="`Authorization: api-key <key>`",
+        list="`GET /workflow-runs?page&size`, totals in `pageInfo`",
+        one_run="`GET /workflow-runs/{id}`",
+        incremental_by="`createdAt`",
+        active_reread="`status=PROCESSING` listing, then lookups of runs that left it",
+        code_label="`error.code` (failed and rejected runs)",
+        duration="`durationMs`, else `computedDurationMs`, else completed - started",
+        progress="`stepsCompleted / stepsTotal`",
+    )
     default_status_map: ClassVar[Mapping[str, RunStatus]] = {
         "QUEUED": RunStatus.QUEUED,
         "PROCESSING": RunStatus.RUNNING,
@@ -86,11 +103,6 @@ class PlexteraProvider(Provider):
         "CLOSED": RunStatus.CANCELLED,
         "REJECTED": RunStatus.REJECTED,
     }
-
-    @property
-    def _settings(self) -> PlexteraSettings:
-        assert isinstance(self.settings, PlexteraSettings)
-        return self.settings
 
     @classmethod
     def auth_headers(cls, settings: SourceSettings, api_key: str) -> dict[str, str]:
@@ -101,7 +113,7 @@ class PlexteraProvider(Provider):
             yield from page.items
 
     def list_active(self) -> Iterator[Run]:
-        status = self._settings.active_status_filter
+        status = self.settings.active_status_filter
         if not status:
             return
         for page in self._list({"status": status}, f"status={status}").pages(None):
@@ -110,33 +122,40 @@ class PlexteraProvider(Provider):
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
         return self.fetch_one(f"/workflow-runs/{segment(run_id)}", self._to_run)
 
+    def fast_decode(self, raw: bytes) -> Any:
+        # Pages whose items are all valid are read straight from the bytes into typed runs.
+        return _PlexteraPage.model_validate_json(raw)
+
+    def decode_page(self, body: Any, headers: Mapping[str, str]) -> Page[Run]:
+        if isinstance(body, _PlexteraPage):
+            info = body.pageInfo or _PageInfo()
+            runs = list(self.parse_items(body.data, self._run_of))
+            received = len(body.data)
+        else:
+            # Some item is invalid (or the page is odd): item by item, so that one bad record
+            # never loses the rest of the page.
+            listed = self.listed_items(body, "data")
+            info = _page_info(body.get("pageInfo"))
+            runs = list(self.parse_items(listed, self._to_run))
+            received = len(listed)
+        return Page(
+            runs,
+            received,
+            number=info.page,
+            total_items=info.totalItems,
+            total_pages=info.totalPages,
+            ids=tuple(run.id for run in runs),
+        )
+
     def _list(self, params: dict[str, str], key: str) -> PagedList[Run]:
         def fetch(number: int, size: int) -> Page[Run]:
-            body = self.get_page(
+            response = self.get_page(
                 "/workflow-runs",
                 number=number,
                 params={**params, "page": number, "size": size},
-                decode=_PlexteraPage.model_validate_json,
-            ).body
-            if isinstance(body, _PlexteraPage):
-                info = body.pageInfo or _PageInfo()
-                runs = list(self.parse_items(body.data, self._run_of))
-                received = len(body.data)
-            else:
-                # Some item is invalid (or the page is odd): item by item, so that one bad record
-                # never loses the rest of the page.
-                listed = self.listed_items(body, "data")
-                info = _page_info(body.get("pageInfo"))
-                runs = list(self.parse_items(listed, self._to_run))
-                received = len(listed)
-            return Page(
-                runs,
-                received,
-                number=info.page,
-                total_items=info.totalItems,
-                total_pages=info.totalPages,
-                ids=tuple(run.id for run in runs),
+                decode=self.fast_decode,
             )
+            return self.decode_page(response.body, response.headers)
 
         return self.paged_list(fetch, key, time_of=_created)
 

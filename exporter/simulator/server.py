@@ -212,6 +212,7 @@ class SimulatorServer:
         self.deletions_per_list_request = 0
         # Simulated seconds that pass with each list request: runs change while a client pages.
         self.advance_per_list_request = 0.0
+        self.last_runs_page: tuple[Any, dict[str, str]] | None = None
         self._bad_records = 0
         self._broken = 0
         self._requests: list[Request] = []
@@ -415,7 +416,11 @@ class SimulatorServer:
             # Whatever the answer would have been (even a 401), the taken fault spoils it: a fault
             # counted in `injected` is always one the client saw.
             response = fault_response(fault, response)
-        return self.finalize(request, response)
+        response = self.finalize(request, response)
+        if response.status == 200 and self.is_list(request):
+            # A real answer of the runs list, for tests that decode recorded pages.
+            self.last_runs_page = (response.body, dict(response.headers))
+        return response
 
     def _answer(self, request: Request, fault: Fault | None) -> Response:
         if fault is not None and fault.kind == "status":
