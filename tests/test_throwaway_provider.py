@@ -1,0 +1,231 @@
+"""Adding a provider is one module plus its simulator: a throwaway sixth provider, written to a
+temporary directory and found by the registries' own discovery, is picked up by the contract
+tests, the decoder fuzzing, the chart's provider enum and the README's provider tables, with no
+other file of the project touched."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROVIDER = '''
+"""Toy: `X-Toy-Key`, page/size pages `{runs, total}`, newest first."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
+from exporter.providers.base import PagedSourceSettings, Provider, ProviderDocs, SourceSettings
+from exporter.providers.paging import Page
+from exporter.providers.wire import UtcDatetime, WireModel
+
+
+class ToySettings(PagedSourceSettings):
+    provider: str = "toy"
+    base_url: str = "https://toy.example"
+
+
+class ToyRun(WireModel):
+    id: str
+    state: str
+    flow: str
+    created: UtcDatetime
+    ended: UtcDatetime | None = None
+
+
+class ToyProvider(Provider[ToySettings]):
+    name: ClassVar[str] = "toy"
+    settings_model: ClassVar[type[SourceSettings]] = ToySettings
+    docs: ClassVar[ProviderDocs] = ProviderDocs(
+        title="Toy", auth="`X-Toy-Key`", list="`GET /runs`", one_run="`GET /runs/{id}`",
+        incremental_by="`created`", active_reread="lookups", code_label="`unspecified`",
+        duration="ended - created", progress="none",
+    )
+    default_status_map: ClassVar[Mapping[str, RunStatus]] = {
+        "new": RunStatus.QUEUED, "busy": RunStatus.RUNNING, "ok": RunStatus.SUCCEEDED,
+        "bad": RunStatus.FAILED, "off": RunStatus.CANCELLED,
+    }
+
+    @classmethod
+    def auth_headers(cls, settings: SourceSettings, api_key: str) -> dict[str, str]:
+        return {"X-Toy-Key": api_key}
+
+    def decode_page(self, body: Any, headers: Mapping[str, str]) -> Page[Run]:
+        listed = self.listed_items(body, "runs")
+        runs = list(self.parse_items(listed, self._to_run))
+        total = body.get("total") if isinstance(body.get("total"), int) else None
+        return Page(runs, len(listed), total_items=total, ids=tuple(r.id for r in runs))
+
+    def scan(self, floor: datetime, *, first_read_floor: datetime | None = None) -> Iterator[Run]:
+        def fetch(number: int, size: int) -> Page[Run]:
+            response = self.get_page("/runs", number=number, params={"page": number, "size": size})
+            return self.decode_page(response.body, response.headers)
+
+        for page in self.paged_list(fetch, "all", time_of=lambda run: run.cursor_time).pages(floor):
+            yield from page.items
+
+    def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
+        return self.fetch_one(f"/runs/{run_id}", self._to_run)
+
+    def _to_run(self, item: Any) -> Run:
+        wire = ToyRun.model_validate(item)
+        status = self.map_status(wire.state)
+        return Run(
+            id=wire.id, workflow_id=wire.flow, workflow_name=wire.flow, status=status,
+            native_status=wire.state, created_at=wire.created, cursor_time=wire.created,
+            finished_at=wire.ended,
+            error_code=UNSPECIFIED_CODE if status is RunStatus.FAILED else None,
+        )
+'''
+
+SIMULATOR = '''
+"""Toy's API, for the throwaway-provider test."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from exporter.model import RunStatus
+from exporter.simulator.server import Request, Response, SimulatorServer
+from exporter.simulator.world import SimRun, Vocabulary
+
+
+class ToySimulator(SimulatorServer):
+    provider: ClassVar[str] = "toy"
+    vocabulary = Vocabulary(
+        queued="new", running="busy", succeeded="ok", failed="bad", cancelled="off",
+        error_codes=False,
+        table={"new": RunStatus.QUEUED, "busy": RunStatus.RUNNING, "ok": RunStatus.SUCCEEDED,
+               "bad": RunStatus.FAILED, "off": RunStatus.CANCELLED},
+    )
+
+    def authorized(self, headers: Mapping[str, str]) -> bool:
+        return headers.get("x-toy-key") == self.api_key
+
+    def is_list(self, request: Request) -> bool:
+        return request.path == "/runs"
+
+    def list_items(self, body: Any) -> list[dict[str, Any]] | None:
+        return body.get("runs") if isinstance(body, dict) else None
+
+    def error(self, status: int, code: str, message: str) -> Response:
+        return Response(status, {"error": message})
+
+    def route(self, request: Request) -> Response:
+        with self.world.lock:
+            if request.path == "/runs":
+                page = int(request.query.get("page", "1"))
+                size = int(request.query.get("size", "10"))
+                if page < 1:
+                    return self.error(400, "", "page starts at 1")
+                runs = self.world.runs_newest_first()
+                chunk = [self.render(r) for r in runs[(page - 1) * size : page * size]]
+                return Response(body={"runs": chunk, "total": len(runs)})
+            run = self.world.runs.get(request.path.rsplit("/", 1)[-1])
+            return Response(body=self.render(run)) if run else self.error(404, "", "no such run")
+
+    def render(self, run: SimRun) -> dict[str, Any]:
+        return {
+            "id": run.id, "state": run.native_status, "flow": run.workflow.name,
+            "created": self.stamp(run.created_at), "ended": self.stamp(run.finished_at),
+        }
+'''
+
+PLUGIN = '''
+"""Puts the toy modules where discovery looks (beside the project's own), as a new file would."""
+
+import sys
+from pathlib import Path
+
+import exporter.providers
+import exporter.simulator
+from exporter.plugins import discover
+from exporter.providers.base import Provider
+from exporter.simulator.server import SimulatorServer
+
+HERE = Path(__file__).resolve().parent
+exporter.providers.__path__.append(str(HERE / "providers"))
+exporter.simulator.__path__.append(str(HERE / "simulator"))
+exporter.providers.registry.cache_clear()
+exporter.simulator.SIMULATORS.update(
+    discover("exporter.simulator", exporter.simulator.__path__, SimulatorServer, "provider")
+)
+assert "toy" in exporter.providers.registry(), "discovery did not find the toy provider"
+'''
+
+CHECKS = '''
+"""What the chart and the README make of the registry, with the toy provider in it."""
+
+import json
+
+from monitoring import chart, readme
+
+
+def test_the_chart_accepts_the_new_provider() -> None:
+    schema = json.loads(chart.values_schema())
+    assert "toy" in schema["properties"]["sources"]["items"]["properties"]["provider"]["enum"]
+
+
+def test_the_readme_tables_show_the_new_provider() -> None:
+    tables = readme.provider_tables()
+    assert tables.count(" Toy ") == 2
+    assert "`ok`" in tables
+'''
+
+
+@pytest.mark.timeout(600)
+def test_a_sixth_provider_is_one_module_plus_its_simulator(tmp_path: Path) -> None:
+    (tmp_path / "providers").mkdir()
+    (tmp_path / "simulator").mkdir()
+    (tmp_path / "providers" / "toy.py").write_text(textwrap.dedent(PROVIDER))
+    (tmp_path / "simulator" / "toy.py").write_text(textwrap.dedent(SIMULATOR))
+    (tmp_path / "toy_plugin.py").write_text(textwrap.dedent(PLUGIN))
+    (tmp_path / "test_toy_checks.py").write_text(textwrap.dedent(CHECKS))
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "toy_plugin",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(ROOT),
+            "-k",
+            "toy or Toy",
+            str(ROOT / "tests" / "test_contract.py"),
+            str(ROOT / "tests" / "test_fuzz_parsers.py"),
+            str(tmp_path / "test_toy_checks.py"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=560,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    # Every contract test and every fuzz test ran for the toy provider, and passed.
+    assert "failed" not in output.splitlines()[-1], output[-2000:]
+    passed = int(output.splitlines()[-1].split(" passed")[0].split()[-1])
+    contract = sum(
+        1
+        for line in (ROOT / "tests" / "test_contract.py").read_text().splitlines()
+        if line.startswith("def test_") and "provider" in line
+    )
+    assert passed >= contract + 2, output[-2000:]
