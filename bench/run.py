@@ -33,6 +33,7 @@ from exporter.accounting import DURATION, QUEUE_WAIT, Cursor, CycleChanges, Obse
 from exporter.app import Exporter
 from exporter.exposition import generate_text
 from exporter.metrics import DEFAULT_BUCKETS, RunsCollector
+from exporter.providers import registry
 from exporter.settings import config_from_data
 from exporter.simulator import SIMULATORS, SimulatorServer
 from exporter.simulator.server import ApiVariant
@@ -139,13 +140,11 @@ def _remote_world(provider: str, runs: int, *, failures: bool) -> RemoteWorld:
 def _baseline_fetch(world: RemoteWorld) -> tuple[float, float]:
     """Only fetching the same pages with httpx and parsing them with json.loads: wall and CPU
     seconds of this process."""
-    headers = {
-        "plextera": {"Authorization": f"api-key {world.api_key}"},
-        "extend": {
-            "Authorization": f"Bearer {world.api_key}",
-            "x-extend-api-version": "2026-02-09",
-        },
-    }[world.provider]
+    provider_cls = registry()[world.provider]
+    source = provider_cls.settings_model.model_validate(
+        {"name": "baseline", "base_url": world.base_url, "api_key": world.api_key, **world.settings}
+    )
+    headers = provider_cls.auth_headers(source, world.api_key)
     started, cpu = time.perf_counter(), time.process_time()
     with httpx.Client(base_url=world.base_url, headers=headers) as client:
         if world.provider == "plextera":
