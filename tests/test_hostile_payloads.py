@@ -322,26 +322,32 @@ def test_a_process_fed_hostile_pages_keeps_metrics_valid_and_stops_on_sigterm(
             assert proc.wait(timeout=15) is not None
 
 
-@settings(
+# Random byte-level mutations of a valid page: (position, replacement bytes) pairs.
+BYTE_MUTATIONS = st.lists(
+    st.tuples(st.integers(min_value=0), st.binary(min_size=0, max_size=4)), min_size=1, max_size=6
+)
+BYTE_FUZZ = settings(
     max_examples=15,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(
-    mutations=st.lists(
-        st.tuples(st.integers(min_value=0), st.binary(min_size=0, max_size=4)),
-        min_size=1,
-        max_size=6,
-    )
-)
-def test_random_byte_mutations_of_a_page_never_break_the_exporter(
-    mutations: list[tuple[int, bytes]], exporter_factory: ExporterFactory
-) -> None:
-    body = bytearray(page([run_json(i) for i in range(6)]))
+
+
+def mutated(valid: bytes, mutations: list[tuple[int, bytes]]) -> bytes:
+    body = bytearray(valid)
     for position, replacement in mutations:
         at = position % len(body)
         body[at : at + len(replacement) or at + 1] = replacement or b"\\"
-    with hostile(Reply(body=bytes(body))) as server:
+    return bytes(body)
+
+
+@BYTE_FUZZ
+@given(mutations=BYTE_MUTATIONS)
+def test_random_byte_mutations_of_a_page_never_break_the_exporter(
+    mutations: list[tuple[int, bytes]], exporter_factory: ExporterFactory
+) -> None:
+    body = mutated(page([run_json(i) for i in range(6)]), mutations)
+    with hostile(Reply(body=body)) as server:
         exporter = exporter_factory(
             [source(server.base_url, name=f"fuzz-{id(body)}", max_retries=0)]
         )
@@ -407,18 +413,8 @@ def _collections(port: int) -> float:
     )
 
 
-@settings(
-    max_examples=15,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(
-    mutations=st.lists(
-        st.tuples(st.integers(min_value=0), st.binary(min_size=0, max_size=4)),
-        min_size=1,
-        max_size=6,
-    )
-)
+@BYTE_FUZZ
+@given(mutations=BYTE_MUTATIONS)
 def test_a_running_exporter_fed_mutated_pages_stays_up_valid_and_bounded(
     mutations: list[tuple[int, bytes]],
     exporter_process: tuple[HostileServer, int, subprocess.Popen[bytes]],
@@ -426,10 +422,7 @@ def test_a_running_exporter_fed_mutated_pages_stays_up_valid_and_bounded(
     import httpx
 
     server, port, proc = exporter_process
-    body = bytearray(page([run_json(i) for i in range(6)]))
-    for position, replacement in mutations:
-        at = position % len(body)
-        body[at : at + len(replacement) or at + 1] = replacement or b"\\"
+    body = mutated(page([run_json(i) for i in range(6)]), mutations)
     deadline = time.monotonic() + 20
     while True:  # the process may still be starting
         try:
@@ -438,7 +431,7 @@ def test_a_running_exporter_fed_mutated_pages_stays_up_valid_and_bounded(
         except httpx.HTTPError:
             assert time.monotonic() < deadline, "the exporter never answered"
             time.sleep(0.2)
-    server.reply = Reply(body=bytes(body))
+    server.reply = Reply(body=body)
     while _collections(port) < before + 2:  # a whole cycle on the mutated page
         assert proc.poll() is None, "the exporter died"
         assert time.monotonic() < deadline, "collection stopped"
