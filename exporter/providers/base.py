@@ -251,6 +251,17 @@ class Provider(ABC, Generic[S]):
     def auth_headers(cls, settings: SourceSettings, api_key: str) -> dict[str, str]:
         """The headers that authenticate (and version) every request."""
 
+    @classmethod
+    def hint(cls, settings: Any, situation: str) -> str:
+        """What this API adds to `check`'s advice (empty: nothing). Situations: `auth_refused`,
+        `version_refused`, `not_found`, `unreachable`."""
+        return ""
+
+    @classmethod
+    def check_lines(cls, settings: Any, ok: bool) -> list[str]:
+        """Lines of this API's own that `check` prints for a source (e.g. the API version)."""
+        return []
+
     @abstractmethod
     def scan(self, floor: datetime, *, first_read_floor: datetime | None = None) -> Iterator[Run]:
         """Runs with `cursor_time` at or above `floor`, in any order.

@@ -134,6 +134,10 @@ class CortexProvider(Provider[CortexSettings]):
         self._new: set[str] = set()
 
     @classmethod
+    def hint(cls, settings: Any, situation: str) -> str:
+        return "check app_id too" if situation == "not_found" else ""
+
+    @classmethod
     def auth_headers(cls, settings: SourceSettings, api_key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key}"}
 

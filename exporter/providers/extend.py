@@ -163,6 +163,24 @@ class ExtendProvider(Provider[ExtendSettings]):
                 return
         raise PaginationRunaway(settings.max_pages)
 
+    @classmethod
+    def hint(cls, settings: Any, situation: str) -> str:
+        regions = "Extend has " + ", ".join(url.split("//")[1] for url in REGIONAL_BASE_URLS)
+        return {
+            "auth_refused": "organisation-scoped keys also need workspace_id",
+            "version_refused": (
+                f"api_version {getattr(settings, 'api_version', '?')!r} is not accepted for "
+                "this key; set the version your account uses"
+            ),
+            "not_found": regions,
+            "unreachable": regions,
+        }.get(situation, "")
+
+    @classmethod
+    def check_lines(cls, settings: Any, ok: bool) -> list[str]:
+        version = getattr(settings, "api_version", "?")
+        return [f"api version: {version} {'accepted' if ok else 'not confirmed'}"]
+
     def list_facts(self) -> dict[str, str]:
         # The order is asked for (documented), and a cursor has no page numbers.
         return {**super().list_facts(), "list_order": "newest_first", "first_page": "none"}
