@@ -259,12 +259,17 @@ class _Handler(BaseHTTPRequestHandler):
         return  # scrapes every few seconds would drown the logs
 
 
+# The OpenMetrics content type repeats the `version=` a client asks for, so clients could
+# otherwise make the server keep one rendering per made-up version; scrapers use two or three.
+_SHARED_FORMATS = 8
+
+
 class RenderedMetrics:
     """/metrics rendered once and shared: by the concurrent scrapes (one renders, the others
     wait for it) and by the scrapes that follow, until the state's generation changes or
     `max_age` passes (the exporter's own metrics and the age gauges move without a cycle).
-    Gzip is computed once per render too. A scrape asking for some series only (`name[]`) is
-    rendered on its own and not counted in `renders`."""
+    Gzip is computed once per render too. A scrape asking for some series only (`name[]`), or
+    for a format past the first few, is rendered on its own and not counted in `renders`."""
 
     def __init__(
         self,
@@ -291,7 +296,12 @@ class RenderedMetrics:
             body = encoder(self._registry.restricted_registry(names))
             return content_type, gzip.compress(body, compresslevel=1) if gzipped else body
         with self._locks_lock:
-            lock = self._locks.setdefault(content_type, threading.Lock())
+            lock = self._locks.get(content_type)
+            if lock is None and len(self._locks) < _SHARED_FORMATS:
+                lock = self._locks[content_type] = threading.Lock()
+        if lock is None:
+            body = encoder(self._registry)
+            return content_type, gzip.compress(body, compresslevel=1) if gzipped else body
         with lock:
             entry = self._entries.get(content_type)
             generation = self._generation()

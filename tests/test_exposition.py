@@ -160,3 +160,14 @@ def test_gzip_is_sent_only_where_accepted(
         response = httpx.get(served.url(path), headers={"Accept-Encoding": accept_encoding})
         assert response.headers.get("Content-Encoding") == ("gzip" if gzipped else None)
         assert "beta 2.0" in response.text  # httpx has undone the gzip
+
+
+def test_made_up_format_versions_cannot_grow_the_shared_renderings(served: MetricsServer) -> None:
+    for minor in range(20):
+        accept = f"application/openmetrics-text; version=1.0.{minor}"
+        response = httpx.get(served.url("/metrics"), headers={"Accept": accept})
+        assert response.headers["Content-Type"].startswith(
+            f"application/openmetrics-text; version=1.0.{minor};"
+        )
+        assert "beta 2.0" in response.text
+    assert served.metrics.renders == 8
