@@ -35,7 +35,8 @@ from exporter.model import ACTIVE_STATUSES, RunStatus
 from exporter.providers import SourceSettings, registry
 from exporter.selfmetrics import AlertInstruments, SelfMetrics
 from exporter.settings import Config
-from exporter.store import Snapshot, Store
+from exporter.snapshot import Snapshot
+from exporter.store import Store
 
 log = get_logger("exporter")
 

@@ -8,13 +8,17 @@ remembering it gives the same bytes in a fraction of the time. A test compares t
 A collector can go further and yield a `TextFamily`: its sample lines come already written (with
 `series_line`), so a scrape of the classic text format creates no `Sample` objects at all; its
 `samples` are built only when something else reads them (OpenMetrics, `get_sample_value`).
+
+Which format and coding a scrape gets is client_python's choice (`choose_encoder`), except where
+it misreads the request: see `encoder_for` and `gzip_wanted`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import lru_cache, partial
 
+from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
@@ -126,3 +130,39 @@ def generate_text(registry: Collector) -> bytes:
     # Every text reaching a label is cleaned where it enters (providers/sanitize.py); should one
     # slip through, a lone surrogate becomes `?` here instead of failing the whole scrape.
     return "".join(output).encode("utf-8", "replace")
+
+
+def encoder_for(accept: str) -> tuple[Callable[[Collector], bytes], str]:
+    """client_python's encoder and content type for an `Accept` header, with the fast writer
+    standing in wherever client_python would write the classic text format with its default
+    escaping (the only one the fast writer knows)."""
+    encoder, content_type = choose_encoder(accept)
+    classic = encoder is generate_latest or (
+        isinstance(encoder, partial)
+        and encoder.func is generate_latest
+        and not encoder.args
+        and encoder.keywords == {"escaping": _ESCAPING}
+    )
+    return (generate_text if classic else encoder), content_type
+
+
+def gzip_wanted(accept_encoding: str) -> bool:
+    """Whether the client accepts gzip. client_python's `gzip_accepted` matches the coding's name
+    the same way but reads no quality, so it would send gzip to `gzip;q=0`, which refuses it
+    (RFC 9110, section 12.5.3). `*` is not taken as gzip: identity is always acceptable."""
+    for entry in accept_encoding.split(","):
+        coding, *params = (part.strip() for part in entry.split(";"))
+        if coding.lower() == "gzip":
+            return _quality(params) > 0
+    return False
+
+
+def _quality(params: Sequence[str]) -> float:
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "q":
+            try:
+                return float(value.strip())
+            except ValueError:
+                return 1.0  # malformed: as if absent
+    return 1.0

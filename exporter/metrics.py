@@ -26,7 +26,7 @@ from prometheus_client.samples import Sample
 from exporter.accounting import DURATION, QUEUE_WAIT, ActiveRun
 from exporter.exposition import TextFamily, series_line
 from exporter.model import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus
-from exporter.store import Histogram, Snapshot
+from exporter.snapshot import Histogram, Snapshot
 
 DEFAULT_BUCKETS: Mapping[str, tuple[float, ...]] = {
     # Document workflows take seconds to hours.

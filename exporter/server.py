@@ -18,12 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder
 
 from exporter import __version__
-from exporter.exposition import generate_text
+from exporter.exposition import encoder_for, gzip_wanted
 from exporter.logs import get_logger
 from exporter.webconfig import BasicAuth, Verdict, WebConfig, ssl_context
 
@@ -213,13 +213,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if not self._authorized():
             return
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         hooks = self.server.hooks
         if path == "/metrics":
-            gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
+            gzipped = gzip_wanted(self.headers.get("Accept-Encoding", ""))
+            # As client_python's own handler: `?name[]=a&name[]=b` keeps only those series.
+            names = parse_qs(query).get("name[]")
             try:
                 content_type, body = self.server.metrics.get(
-                    self.headers.get("Accept", ""), gzipped
+                    self.headers.get("Accept", ""), gzipped, names
                 )
             except Exception:
                 # A scrape that cannot be rendered says so, loudly, instead of hanging up.
@@ -257,11 +259,17 @@ class _Handler(BaseHTTPRequestHandler):
         return  # scrapes every few seconds would drown the logs
 
 
+# The OpenMetrics content type repeats the `version=` a client asks for, so clients could
+# otherwise make the server keep one rendering per made-up version; scrapers use two or three.
+_SHARED_FORMATS = 8
+
+
 class RenderedMetrics:
     """/metrics rendered once and shared: by the concurrent scrapes (one renders, the others
     wait for it) and by the scrapes that follow, until the state's generation changes or
     `max_age` passes (the exporter's own metrics and the age gauges move without a cycle).
-    Gzip is computed once per render too."""
+    Gzip is computed once per render too. A scrape asking for some series only (`name[]`), or
+    for a format past the first few, is rendered on its own and not counted in `renders`."""
 
     def __init__(
         self,
@@ -277,22 +285,29 @@ class RenderedMetrics:
         self._locks_lock = threading.Lock()
         self.renders = 0
 
-    def get(self, accept: str, gzipped: bool) -> tuple[str, bytes]:
-        encoder, content_type = choose_encoder(accept)
+    def get(
+        self, accept: str, gzipped: bool, names: Sequence[str] | None = None
+    ) -> tuple[str, bytes]:
+        """The body for a scrape; `names` (its `name[]` parameters) keeps only those series."""
+        encoder, content_type = encoder_for(accept)
+        if names:
+            # Rendered for this request alone: caching by name set would let clients choose how
+            # many renderings the exporter keeps.
+            body = encoder(self._registry.restricted_registry(names))
+            return content_type, gzip.compress(body, compresslevel=1) if gzipped else body
         with self._locks_lock:
-            lock = self._locks.setdefault(content_type, threading.Lock())
+            lock = self._locks.get(content_type)
+            if lock is None and len(self._locks) < _SHARED_FORMATS:
+                lock = self._locks[content_type] = threading.Lock()
+        if lock is None:
+            body = encoder(self._registry)
+            return content_type, gzip.compress(body, compresslevel=1) if gzipped else body
         with lock:
             entry = self._entries.get(content_type)
             generation = self._generation()
             now = time.monotonic()
             if entry is None or entry.generation != generation or now - entry.at > self._max_age:
-                # The classic text format (what Prometheus asks for by default) is written by
-                # the fast writer.
-                if content_type == CONTENT_TYPE_LATEST:
-                    body = generate_text(self._registry)
-                else:
-                    body = encoder(self._registry)
-                entry = _Rendered(generation, now, body)
+                entry = _Rendered(generation, now, encoder(self._registry))
                 self._entries[content_type] = entry
                 self.renders += 1
             if not gzipped:

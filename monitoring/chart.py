@@ -2,7 +2,7 @@
 
 `python -m monitoring.chart` writes `templates/prometheusrule.yaml` (the rule groups of
 `monitoring.rules`, with every threshold read from `.Values.prometheusRule.thresholds`) and copies
-`monitoring/grafana/*.json` to `files/dashboards/` (Helm reads no file outside the chart, and does
+`grafana/*.json` to `files/dashboards/` (Helm reads no file outside the chart, and does
 not follow symbolic links out of it). `--check` only compares; the tests run it, and also render
 the chart to compare its rules and dashboards with the canonical files.
 """
@@ -26,7 +26,7 @@ CHART = ROOT / "helm" / "workflow-runs-exporter"
 RULE_TEMPLATE = CHART / "templates" / "prometheusrule.yaml"
 VALUES_SCHEMA = CHART / "values.schema.json"
 CHART_DASHBOARDS = CHART / "files" / "dashboards"
-DASHBOARDS = Path(__file__).resolve().parent / "grafana"
+DASHBOARDS = ROOT / "grafana"
 
 # A placeholder for a threshold in the dumped YAML; it holds no character YAML would quote.
 _TOKEN = "TQQ{}QQ{}QQT"  # noqa: S105 (a placeholder, not a secret)

@@ -1,6 +1,6 @@
 """The Grafana dashboards, built in code so every panel follows the same conventions.
 
-`python -m monitoring.dashboards` writes `monitoring/grafana/*.json`; `--check` only compares.
+`python -m monitoring.dashboards` writes `grafana/*.json`; `--check` only compares.
 Every query goes through the `${datasource}` variable (no datasource uid is baked in), and every
 selector honours the dashboard's variables. `panel_queries()` lists each panel's PromQL for the
 tests: they syntax-check it with promtool and run it against a real Prometheus.
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-GRAFANA_DIR = HERE / "grafana"
+GRAFANA_DIR = HERE.parent / "grafana"
 SCHEMA_VERSION = 39
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 

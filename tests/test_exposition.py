@@ -1,14 +1,20 @@
-"""The fast text writer writes exactly what prometheus_client writes."""
+"""The fast text writer writes exactly what prometheus_client writes; /metrics negotiates its
+format and coding, and honours `name[]`, as client_python's own handler does."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from prometheus_client import generate_latest
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 
-from exporter.exposition import generate_text
-from exporter.server import MetricsServer
+from exporter.exposition import TextFamily, generate_text, series_line
+from exporter.server import MetricsServer, ServerHooks, ServerLimits
 from tests.conftest import PROVIDERS, ExporterFactory, SimFactory, source_for
 from tests.loopback import free_port
 
@@ -64,3 +70,104 @@ def test_the_server_sends_the_fast_text_and_openmetrics_on_request(
         assert om.text.rstrip().endswith("# EOF")
     finally:
         server.stop()
+
+
+class _Families:
+    """Two classic families and one written ahead (`TextFamily`) whose samples count their reads."""
+
+    def __init__(self) -> None:
+        self.sample_reads = 0
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily("alpha", "Alpha.", value=1)
+        yield GaugeMetricFamily("beta", "Beta.", value=2)
+
+        def samples() -> list[Sample]:
+            self.sample_reads += 1
+            return [Sample("gamma", {"k": "v"}, 3.0)]
+
+        yield TextFamily(
+            "gamma", "Gamma.", "gauge", series_line("gamma", (("k", "v"),), 3), samples
+        )
+
+
+@pytest.fixture
+def families() -> _Families:
+    return _Families()
+
+
+@pytest.fixture
+def served(families: _Families) -> Iterator[MetricsServer]:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(families)
+    hooks = ServerHooks(registry=registry, ready=lambda: True, sources=list)
+    server = MetricsServer(
+        f"127.0.0.1:{free_port()}", hooks, limits=ServerLimits(metrics_max_age=60)
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def names_in(text: str) -> set[str]:
+    return {
+        line.split("{")[0].split(" ")[0] for line in text.splitlines() if not line.startswith("#")
+    }
+
+
+def test_a_plain_scrape_is_written_by_the_fast_writer(
+    served: MetricsServer, families: _Families
+) -> None:
+    response = httpx.get(served.url("/metrics"))
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert 'gamma{k="v"} 3.0' in response.text
+    assert families.sample_reads == 0
+
+
+def test_name_parameters_keep_only_those_series_in_either_format(served: MetricsServer) -> None:
+    text = httpx.get(served.url("/metrics?name[]=alpha_total&name[]=gamma"))
+    assert names_in(text.text) == {"alpha_total", "gamma"}
+    om = httpx.get(
+        served.url("/metrics"),
+        params={"name[]": ["beta"]},
+        headers={"Accept": "application/openmetrics-text"},
+    )
+    assert om.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert names_in(om.text) == {"beta"}
+    assert om.text.rstrip().endswith("# EOF")
+    # The restricted answers were rendered apart: the shared rendering holds every family.
+    assert served.metrics.renders == 0
+    assert names_in(httpx.get(served.url("/metrics")).text) == {"alpha_total", "beta", "gamma"}
+    assert served.metrics.renders == 1
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzipped"),
+    [
+        ("gzip", True),
+        ("deflate, GZIP;q=0.5", True),
+        ("gzip;q=0", False),
+        ("gzip; q=0.0, identity", False),
+        ("x-gzip", False),
+        ("*", False),
+        ("identity", False),
+    ],
+)
+def test_gzip_is_sent_only_where_accepted(
+    served: MetricsServer, accept_encoding: str, gzipped: bool
+) -> None:
+    for path in ("/metrics", "/metrics?name[]=beta"):
+        response = httpx.get(served.url(path), headers={"Accept-Encoding": accept_encoding})
+        assert response.headers.get("Content-Encoding") == ("gzip" if gzipped else None)
+        assert "beta 2.0" in response.text  # httpx has undone the gzip
+
+
+def test_made_up_format_versions_cannot_grow_the_shared_renderings(served: MetricsServer) -> None:
+    for minor in range(20):
+        accept = f"application/openmetrics-text; version=1.0.{minor}"
+        response = httpx.get(served.url("/metrics"), headers={"Accept": accept})
+        assert response.headers["Content-Type"].startswith(
+            f"application/openmetrics-text; version=1.0.{minor};"
+        )
+        assert "beta 2.0" in response.text
+    assert served.metrics.renders == 8

@@ -12,7 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.accounting import DURATION, QUEUE_WAIT, ActiveRun
 from exporter.metrics import DEFAULT_BUCKETS, RunsCollector
 from exporter.model import TERMINAL_STATUSES, RunStatus
-from exporter.store import Histogram, Snapshot, Store
+from exporter.snapshot import Histogram, Snapshot
+from exporter.store import Store
 from tests.helpers_core import at, cycle_into, make_run
 
 NOW = at(100).timestamp()

@@ -1,8 +1,7 @@
-"""The SQLite state: survives restarts, commits whole cycles or nothing, refuses foreign files."""
+"""The store: survives restarts, commits whole cycles or nothing, forgets a source whole."""
 
 from __future__ import annotations
 
-import random
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
@@ -19,9 +18,9 @@ from exporter.accounting import (
     CycleChanges,
     Observation,
 )
-from exporter.errors import StateError
 from exporter.model import RunStatus
-from exporter.store import SCHEMA_VERSION, Histogram, Snapshot, Store
+from exporter.snapshot import Snapshot
+from exporter.store import Store
 from tests.helpers_core import T0, at, cycle_into, make_run
 
 BUCKETS: Mapping[str, Sequence[float]] = {DURATION: (1, 5, 10), QUEUE_WAIT: (1, 10)}
@@ -67,11 +66,6 @@ def first_cycle(store: Store) -> CycleChanges:
         now=at(40),
         cursor=CURSOR,
     )
-
-
-def file_state(path: Path) -> tuple[bytes, list[str]]:
-    """The file's bytes and what lies beside it (a -wal or -shm file means it was touched)."""
-    return path.read_bytes(), sorted(p.name for p in path.parent.iterdir())
 
 
 # Persistence -----------------------------------------------------------------------------
@@ -154,16 +148,6 @@ def test_snapshot_is_a_copy(store: Store) -> None:
     assert fresh.histograms[(DURATION, "src", "Invoices", "succeeded")].count == 1
     assert len(fresh.active["src"]) == 2
     assert "tampered" not in fresh.workflows["src"]
-
-
-def test_new_file_gets_the_current_schema_version(db: Path) -> None:
-    Store(db, BUCKETS).close()
-    conn = sqlite3.connect(db)
-    try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    finally:
-        conn.close()
 
 
 # One transaction per apply ---------------------------------------------------------------
@@ -287,16 +271,6 @@ def test_histograms_are_rebinned_when_buckets_change(db: Path) -> None:
         again.close()
 
 
-def test_rebinning_to_finer_buckets_keeps_counts_in_the_smallest_bucket_that_holds_them() -> None:
-    hist = Histogram.empty((1, 5, 10))
-    for value in (0.5, 3, 7, 100):
-        hist.observe(value)
-    finer = hist.rebinned((1, 3, 5, 10, 20))
-    assert finer.counts == [1, 0, 1, 1, 0, 1]
-    assert (finer.count, finer.sum) == (hist.count, hist.sum)
-    assert hist.rebinned((1, 5, 10)) is hist
-
-
 # Pruning ---------------------------------------------------------------------------------
 
 
@@ -320,72 +294,6 @@ def test_pruning_touches_only_its_own_source(store: Store) -> None:
     store.apply("a", "plextera", CycleChanges(), Cursor(at(-86400), at(0), at(-3600)))
     assert store.counted_total("a") == 0
     assert store.counted_total("b") == 1
-
-
-# Files the store refuses -----------------------------------------------------------------
-
-
-def test_corrupt_file_is_refused_and_left_untouched(db: Path) -> None:
-    db.write_bytes(random.Random(7).randbytes(16384))
-    before = file_state(db)
-    with pytest.raises(StateError) as caught:
-        Store(db, BUCKETS)
-    message = str(caught.value)
-    assert str(db) in message
-    assert "not a readable SQLite database" in message
-    assert "move the file aside" in message
-    assert file_state(db) == before
-
-
-def test_damaged_store_file_is_refused(db: Path) -> None:
-    store = Store(db, BUCKETS)
-    first_cycle(store)
-    store.close()
-    data = bytearray(db.read_bytes())
-    page_size = int.from_bytes(data[16:18], "big")
-    # Wreck every page after the first (the schema stays readable, the tables do not).
-    rng = random.Random(3)
-    data[page_size:] = rng.randbytes(len(data) - page_size)
-    db.write_bytes(bytes(data))
-    before = file_state(db)
-    with pytest.raises(StateError, match="move the file aside"):
-        Store(db, BUCKETS)
-    assert file_state(db) == before
-
-
-def test_file_of_another_program_is_refused_and_left_untouched(db: Path) -> None:
-    conn = sqlite3.connect(db)
-    conn.execute("CREATE TABLE bookmarks (url TEXT)")
-    conn.execute("INSERT INTO bookmarks VALUES ('https://example.com')")
-    conn.commit()
-    conn.close()
-    before = file_state(db)
-    with pytest.raises(StateError) as caught:
-        Store(db, BUCKETS)
-    assert "another program" in str(caught.value)
-    assert "move the file aside" in str(caught.value)
-    assert file_state(db) == before
-
-
-def test_newer_schema_version_is_refused(db: Path) -> None:
-    conn = sqlite3.connect(db)
-    conn.execute("CREATE TABLE sources (source TEXT)")
-    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
-    conn.commit()
-    conn.close()
-    before = file_state(db)
-    with pytest.raises(StateError) as caught:
-        Store(db, BUCKETS)
-    assert f"schema version {SCHEMA_VERSION + 1}" in str(caught.value)
-    assert "newer" in str(caught.value)
-    assert file_state(db) == before
-
-
-def test_path_that_cannot_be_opened_is_a_state_error(tmp_path: Path) -> None:
-    with pytest.raises(StateError, match="state file"):
-        Store(tmp_path, BUCKETS)
-    with pytest.raises(StateError, match="state file"):
-        Store(tmp_path / "missing-dir" / "state.db", BUCKETS)
 
 
 # Forgetting a source ---------------------------------------------------------------------

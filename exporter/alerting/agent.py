@@ -10,10 +10,9 @@ from datetime import datetime
 from exporter.accounting import ActiveRun, CycleChanges
 from exporter.alerting.delivery import DeliveryObserver, Sender
 from exporter.alerting.events import Planner
-from exporter.alerting.outbox import Outbox, writer
+from exporter.alerting.outbox import Outbox, StateAccess, writer
 from exporter.alerting.settings import AlertingSettings
 from exporter.logs import registered_secrets
-from exporter.store import Store
 
 
 def active_after(active: Mapping[str, ActiveRun], changes: CycleChanges) -> dict[str, ActiveRun]:
@@ -25,7 +24,7 @@ def active_after(active: Mapping[str, ActiveRun], changes: CycleChanges) -> dict
 
 class AlertAgent:
     def __init__(
-        self, settings: AlertingSettings, store: Store, observer: DeliveryObserver
+        self, settings: AlertingSettings, store: StateAccess, observer: DeliveryObserver
     ) -> None:
         self.settings = settings
         self.outbox = Outbox(store)

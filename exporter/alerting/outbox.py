@@ -2,7 +2,8 @@
 
 An event is written in the transaction that counts its run (`writer`), so it exists exactly when
 the count does. It leaves the outbox once each configured Alertmanager has accepted it; which
-ones have is recorded per target, so a restart resends only what was not yet accepted.
+ones have is recorded per target, so a restart resends only what was not yet accepted. The tables
+are declared in `schema.py`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,20 @@ import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Protocol, TypeVar
 
 from exporter.alerting.events import AlertEvent, AlertPlan, OpenAlert
-from exporter.store import Store
+
+T = TypeVar("T")
+
+
+class StateAccess(Protocol):
+    """The state file as the outbox needs it (`exporter.store.Store` is one). Named here rather
+    than imported, because the state file imports this package's tables (`schema.py`)."""
+
+    def read(self, query: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    def write(self, change: Callable[[sqlite3.Connection], T]) -> T: ...
 
 
 def writer(source: str, plan: AlertPlan, now: datetime) -> Callable[[sqlite3.Connection], None]:
@@ -50,7 +62,7 @@ def writer(source: str, plan: AlertPlan, now: datetime) -> Callable[[sqlite3.Con
 
 
 class Outbox:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: StateAccess) -> None:
         self._store = store
 
     def open_alerts(self, source: str) -> dict[tuple[str, str], OpenAlert]:

@@ -1,0 +1,87 @@
+"""What a scrape renders: the aggregates and active runs, copied out of the store.
+
+Histograms are kept per bucket rather than cumulative so that a change of bucket bounds can move
+each old bucket into the new ones without inventing observations.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from exporter.accounting import ActiveRun
+
+
+@dataclass(slots=True)
+class Histogram:
+    bounds: tuple[float, ...]  # upper bounds, +Inf implied
+    counts: list[int]  # per bucket, not cumulative; len(bounds) + 1
+    sum: float = 0.0
+    count: int = 0
+
+    @classmethod
+    def empty(cls, bounds: Sequence[float]) -> Histogram:
+        return cls(tuple(bounds), [0] * (len(bounds) + 1))
+
+    def observe(self, value: float) -> None:
+        if not math.isfinite(value):
+            return  # never reaches here from a provider (sanitised); a sum must stay finite
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def estimated_sum(self) -> float:
+        """Each bucket's count at its midpoint (the last, open one at its lower bound)."""
+        lowers = [0.0, *self.bounds]
+        uppers = [*self.bounds, self.bounds[-1] if self.bounds else 0.0]
+        return sum(
+            n * (low + high) / 2 for low, high, n in zip(lowers, uppers, self.counts, strict=True)
+        )
+
+    def rebinned(self, bounds: Sequence[float]) -> Histogram:
+        """Moves each old bucket into the smallest new bucket that still contains it."""
+        if tuple(bounds) == self.bounds:
+            return self
+        new = Histogram.empty(bounds)
+        old_uppers = [*self.bounds, float("inf")]
+        for upper, count in zip(old_uppers, self.counts, strict=True):
+            new.counts[bisect.bisect_left(new.bounds, upper)] += count
+        new.sum, new.count = self.sum, self.count
+        return new
+
+    def copy(self) -> Histogram:
+        return Histogram(self.bounds, list(self.counts), self.sum, self.count)
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What a scrape renders; a copy, so collection can go on while it is rendered."""
+
+    providers: dict[str, str] = field(default_factory=dict)
+    workflows: dict[str, set[str]] = field(default_factory=dict)
+    finished: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    errors: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    histograms: dict[tuple[str, str, str, str], Histogram] = field(default_factory=dict)
+    active: dict[str, list[ActiveRun]] = field(default_factory=dict)
+
+    def only(self, sources: set[str]) -> Snapshot:
+        return Snapshot(
+            providers={s: p for s, p in self.providers.items() if s in sources},
+            workflows={s: w for s, w in self.workflows.items() if s in sources},
+            finished={k: v for k, v in self.finished.items() if k[0] in sources},
+            errors={k: v for k, v in self.errors.items() if k[0] in sources},
+            histograms={k: v for k, v in self.histograms.items() if k[1] in sources},
+            active={s: runs for s, runs in self.active.items() if s in sources},
+        )
+
+    def copy(self) -> Snapshot:
+        return Snapshot(
+            providers=dict(self.providers),
+            workflows={s: set(w) for s, w in self.workflows.items()},
+            finished=dict(self.finished),
+            errors=dict(self.errors),
+            histograms={k: h.copy() for k, h in self.histograms.items()},
+            active={s: list(runs) for s, runs in self.active.items()},
+        )
