@@ -31,13 +31,11 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from exporter.accounting import DURATION, QUEUE_WAIT
 from exporter.alerting.settings import AlertingSettings
 from exporter.errors import ConfigError
-from exporter.metrics import DEFAULT_BUCKETS
 from exporter.providers import SourceSettings, registry
-from exporter.providers.base import Duration
 from exporter.sharding import Shard
+from exporter.units import DEFAULT_BUCKETS, DURATION, QUEUE_WAIT, Duration
 
 ENV_PREFIX = "WORKFLOW_EXPORTER_"
 # Bounds on what a configuration file may cost to read. Anchors and aliases stay allowed (shared

@@ -12,8 +12,6 @@ from typing import Any
 import pytest
 
 from exporter.accounting import (
-    DURATION,
-    QUEUE_WAIT,
     ActiveRun,
     Cursor,
     CycleChanges,
@@ -22,6 +20,7 @@ from exporter.accounting import (
 from exporter.errors import StateError
 from exporter.model import RunStatus
 from exporter.store import SCHEMA_VERSION, Histogram, Snapshot, Store
+from exporter.units import DURATION, QUEUE_WAIT
 from tests.helpers_core import T0, at, cycle_into, make_run
 
 BUCKETS: Mapping[str, Sequence[float]] = {DURATION: (1, 5, 10), QUEUE_WAIT: (1, 10)}

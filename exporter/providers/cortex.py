@@ -25,7 +25,6 @@ from exporter.errors import PayloadError
 from exporter.http import JsonResponse
 from exporter.model import DAY, UNSPECIFIED_CODE, Run, RunStatus, Step
 from exporter.providers.base import (
-    Duration,
     PagedSourceSettings,
     Provider,
     SourceSettings,
@@ -33,6 +32,7 @@ from exporter.providers.base import (
 )
 from exporter.providers.paging import Page, PagedList
 from exporter.providers.wire import WireModel, as_utc
+from exporter.units import Duration
 
 
 def _moment(value: Any, field_name: str) -> tuple[datetime, bool] | None:
