@@ -20,11 +20,12 @@ from typing import Any
 from exporter import __version__
 from exporter.app import Exporter
 from exporter.collect import CycleReport
+from exporter.configfile import ENV_PREFIX
 from exporter.diagnostics import advice
 from exporter.errors import ConfigError, StateError
 from exporter.logs import configure, get_logger
 from exporter.server import MetricsServer, ServerHooks, ServerLimits, SourceStatus
-from exporter.settings import ENV_PREFIX, Config, config_from_data, load_config
+from exporter.settings import Config, config_from_data, load_config
 from exporter.sharding import ordinal_from_hostname
 from exporter.webconfig import WebConfig, load_web_config
 

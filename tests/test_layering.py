@@ -100,10 +100,16 @@ def test_settings_import_neither_the_renderer_nor_the_provider_machinery() -> No
     assert not names(path, "exporter.metrics", "exporter.providers.base", "prometheus_client")
 
 
+def test_file_mechanics_know_no_settings_model() -> None:
+    """The web config file is read like the main one, without the main one's models."""
+    assert names(PACKAGE / "configfile.py", "exporter") == []
+    assert not names(PACKAGE / "webconfig.py", "exporter.settings")
+
+
 def test_loading_a_configuration_does_not_load_the_renderer() -> None:
     """Transitively too: reading a config file needs no prometheus_client."""
     probe = (
-        "import sys, exporter.settings; "
+        "import sys, exporter.settings, exporter.webconfig; "
         "print(' '.join(m for m in ('prometheus_client', 'exporter.metrics', "
         "'exporter.store') if m in sys.modules))"
     )
