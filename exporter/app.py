@@ -26,7 +26,7 @@ from prometheus_client.process_collector import ProcessCollector
 from exporter.accounting import SeriesBudget
 from exporter.alerting.agent import AlertAgent
 from exporter.alerting.settings import AlertingSettings
-from exporter.collect import CycleReport, SourceCollector, SourceEvents, utc_now
+from exporter.collect import CycleReport, SourceCollector, utc_now
 from exporter.errors import Cancelled
 from exporter.http import ApiClient, RetryPolicy, TokenBucket
 from exporter.logs import get_logger, register_secret
@@ -35,6 +35,7 @@ from exporter.model import ACTIVE_STATUSES, RunStatus
 from exporter.providers import SourceSettings, registry
 from exporter.selfmetrics import AlertInstruments, SelfMetrics
 from exporter.settings import Config
+from exporter.sourceevents import SourceEvents
 from exporter.store import Snapshot, Store
 
 log = get_logger("exporter")

@@ -123,6 +123,11 @@ def test_metrics_render_without_the_http_client() -> None:
     assert not names(PACKAGE / "metrics.py", "httpx", "exporter.http", "exporter.providers")
 
 
+def test_the_scan_cost_policy_is_pure() -> None:
+    modules = {name.rsplit(".", 1)[0] for name in names(PACKAGE / "scancost.py", "exporter")}
+    assert modules <= {"exporter", "exporter.accounting", "exporter.model"}
+
+
 def test_units_is_a_leaf() -> None:
     assert not names(PACKAGE / "units.py", "exporter")
 
