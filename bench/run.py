@@ -29,15 +29,16 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from bench.rss import peak_rss
 from exporter import logs
-from exporter.accounting import DURATION, QUEUE_WAIT, Cursor, CycleChanges, Observation
+from exporter.accounting import Cursor, CycleChanges, Observation
 from exporter.app import Exporter
 from exporter.exposition import generate_text
-from exporter.metrics import DEFAULT_BUCKETS, RunsCollector
+from exporter.metrics import RunsCollector
 from exporter.providers import registry
 from exporter.settings import config_from_data
 from exporter.simulator import SIMULATORS, SimulatorServer
 from exporter.simulator.server import ApiVariant
 from exporter.store import Store
+from exporter.units import DEFAULT_BUCKETS, DURATION, QUEUE_WAIT
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 # Children run `python -c` scripts that import `bench` and `exporter` from here.
@@ -497,7 +498,7 @@ import sys, time
 from bench.rss import peak_rss
 from datetime import UTC, datetime, timedelta
 from exporter.accounting import Cursor, CycleChanges
-from exporter.metrics import DEFAULT_BUCKETS
+from exporter.units import DEFAULT_BUCKETS
 from exporter.store import Store
 path, total = sys.argv[1], int(sys.argv[2])
 store = Store(path, DEFAULT_BUCKETS)

@@ -24,10 +24,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from exporter.model import ERROR_STATUSES, UNSPECIFIED_CODE, Run, RunStatus
+from exporter.units import DURATION, QUEUE_WAIT
 
 OTHER_LABEL = "other"
-QUEUE_WAIT = "queue_wait"
-DURATION = "duration"
 
 
 @dataclass(frozen=True, slots=True)

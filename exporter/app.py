@@ -1,23 +1,18 @@
-"""Wires one process together: store, sources (provider + client + collector), registry, schedule.
+"""Wires one process together: store, sources (provider + client + collector), registry.
 
-A thin shell: the work happens in `collect`, `accounting`, `store` and `metrics`.
+A thin shell: the work happens in `collect`, `accounting`, `store` and `metrics`; when it runs is
+`schedule`'s, and what a new configuration changes is `reload`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.jobstores.base import JobLookupError
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry, disable_created_metrics
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -26,16 +21,19 @@ from prometheus_client.process_collector import ProcessCollector
 from exporter.accounting import SeriesBudget
 from exporter.alerting.agent import AlertAgent
 from exporter.alerting.settings import AlertingSettings
-from exporter.collect import CycleReport, SourceCollector, SourceEvents, utc_now
+from exporter.collect import CycleReport, SourceCollector, utc_now
 from exporter.errors import Cancelled
 from exporter.http import ApiClient, RetryPolicy, TokenBucket
 from exporter.logs import get_logger, register_secret
 from exporter.metrics import RunsCollector, workflow_series
 from exporter.model import ACTIVE_STATUSES, RunStatus
 from exporter.providers import SourceSettings, registry
+from exporter.reload import plan_reload
+from exporter.schedule import Schedule
 from exporter.selfmetrics import AlertInstruments, SelfMetrics
 from exporter.settings import Config
 from exporter.snapshot import Snapshot
+from exporter.sourceevents import SourceEvents
 from exporter.store import Store
 
 log = get_logger("exporter")
@@ -108,7 +106,7 @@ class Exporter:
                 active_statuses=self._active_statuses,
             )
         )
-        self._scheduler: BackgroundScheduler | None = None
+        self._schedule: Schedule | None = None
         self._lock = threading.Lock()
         # Moves after every cycle and reload: a rendered /metrics older than that is stale.
         self._generations = itertools.count(1)
@@ -227,98 +225,63 @@ class Exporter:
             runtime.api_key = key
             log.info("api key file changed; using the new key", source=runtime.name)
 
-    # Scheduling ----------------------------------------------------------------------------
+    # Scheduling and reload ------------------------------------------------------------------
 
     def start(self) -> None:
-        scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(16)},
-            timezone="UTC",
-        )
-        self._scheduler = scheduler
+        self._schedule = Schedule()
         for index, runtime in enumerate(self.sources.values()):
-            self._schedule(runtime, delay=0.2 * index)
+            self._schedule_source(runtime, delay=0.2 * index)
         self._schedule_alerts()
-        scheduler.start()
+        self._schedule.start()
 
     def _schedule_alerts(self) -> None:
-        assert self._scheduler is not None
+        assert self._schedule is not None
         agent = self.alerting
-        if agent is None:
-            with contextlib.suppress(JobLookupError):
-                self._scheduler.remove_job("alerts:flush")
-            return
-        self._scheduler.add_job(
-            self.flush_alerts,
-            IntervalTrigger(seconds=agent.settings.flush_interval.total_seconds()),
-            id="alerts:flush",
-            replace_existing=True,
-            max_instances=1,
-            coalesce=True,
-            next_run_time=utc_now() + timedelta(seconds=1),
-        )
+        every = agent.settings.flush_interval if agent is not None else None
+        self._schedule.deliver_alerts(self.flush_alerts, every)
 
-    def _schedule(self, runtime: SourceRuntime, delay: float) -> None:
-        assert self._scheduler is not None
-        interval = self.config.interval_for(runtime.settings).total_seconds()
-        self._scheduler.add_job(
+    def _schedule_source(self, runtime: SourceRuntime, delay: float) -> None:
+        assert self._schedule is not None
+        self._schedule.collect(
+            runtime.name,
             self.collect_source,
-            IntervalTrigger(seconds=interval, jitter=interval * self.config.app.jitter_ratio),
-            args=[runtime.name],
-            id=f"collect:{runtime.name}",
-            replace_existing=True,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=max(1, math.ceil(interval)),  # whole seconds, at least one
-            # Start at once, a little apart, rather than one interval from now.
-            next_run_time=utc_now() + timedelta(seconds=delay),
+            interval=self.config.interval_for(runtime.settings),
+            jitter_ratio=self.config.app.jitter_ratio,
+            delay=delay,
         )
 
     def reload(self, config: Config) -> list[str]:
         """Applies a new configuration: sources added, removed or changed; the unchanged ones are
         left running untouched. Counts live in the store by source name, so a changed source
         continues its counters. Returns what changed, for the log."""
-        if config.app.state_path != self.config.app.state_path:
-            log.warning("state_path cannot change without a restart; keeping the current file")
-        if config.app.buckets != self.config.app.buckets:
-            log.warning("bucket changes take effect at the next restart")
-        if config.app.shard != self.config.app.shard:
-            # Providers of unchanged sources keep the shard they were built with: a new one
-            # would split the sources and workflows differently from them.
-            log.warning("shard changes take effect at the next restart")
-            config = replace(
-                config, app=config.app.model_copy(update={"shard": self.config.app.shard})
-            )
-        wanted = {s.name: s for s in config.own_sources()}
-        changes: list[str] = []
         with self._lock:
-            self.config = config
-            if config.app.alerting != (self.alerting.settings if self.alerting else None):
-                self._set_alerting(config.app.alerting)
-                if self._scheduler is not None:
+            plan = plan_reload(
+                self.config,
+                config,
+                {name: runtime.settings for name, runtime in self.sources.items()},
+                self.alerting.settings if self.alerting else None,
+            )
+            self.config = plan.config
+            if plan.alerting_changed:
+                self._set_alerting(plan.config.app.alerting)
+                if self._schedule is not None:
                     self._schedule_alerts()
-                changes.append("alerting changed")
-            for name in [n for n in self.sources if n not in wanted]:
+            for name in plan.removed:
                 self._drop_source(name)
-                changes.append(f"removed {name}")
-            for index, (name, settings) in enumerate(wanted.items()):
-                current = self.sources.get(name)
-                if current is not None and current.settings == settings:
-                    continue
-                if current is not None:
-                    self._drop_source(name)
+            for index, settings in plan.rebuilt:
+                if settings.name in self.sources:
+                    self._drop_source(settings.name)
                 runtime = self._build_source(settings, self._clock)
-                self.sources[name] = runtime
-                if self._scheduler is not None:
-                    self._schedule(runtime, delay=0.2 * index)
-                changes.append(f"{'changed' if current else 'added'} {name}")
+                self.sources[settings.name] = runtime
+                if self._schedule is not None:
+                    self._schedule_source(runtime, delay=0.2 * index)
             self.generation = next(self._generations)
-        return changes
+        return plan.changes
 
     def _drop_source(self, name: str) -> None:
         runtime = self.sources.pop(name)
-        if self._scheduler is not None:
-            with contextlib.suppress(JobLookupError):
-                self._scheduler.remove_job(f"collect:{name}")
+        if self._schedule is not None:
+            self._schedule.stop_collecting(name)
         with runtime.lock:  # let a running cycle finish first
             runtime.client.close()
         self.selfmetrics.remove_source(name, runtime.settings.provider)
@@ -335,9 +298,9 @@ class Exporter:
     def shutdown(self) -> None:
         """Stops scheduling, interrupts waits, lets a running cycle end, closes the store."""
         self.stop_event.set()
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
-            self._scheduler = None
+        if self._schedule is not None:
+            self._schedule.shutdown()
+            self._schedule = None
         for runtime in self.sources.values():
             runtime.client.close()
         if self.alerting is not None:

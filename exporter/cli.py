@@ -1,5 +1,7 @@
 """Command line: `run` (default), `demo`, `check`, `simulate`.
 
+The flags and what they mean here; the commands themselves are in `exporter.commands`.
+
 Exit codes: 0 fine, 1 a source failed (`check`) or the exporter could not start, 2 bad
 configuration or usage.
 """
@@ -8,34 +10,27 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import sys
-import tempfile
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from exporter import __version__
-from exporter.app import Exporter
-from exporter.collect import CycleReport
-from exporter.diagnostics import advice
-from exporter.errors import ConfigError, StateError
-from exporter.logs import configure, get_logger
-from exporter.server import MetricsServer, ServerHooks, ServerLimits, SourceStatus
-from exporter.settings import ENV_PREFIX, Config, config_from_data, load_config
+from exporter.commands.check import check
+from exporter.commands.demo import demo, simulate
+from exporter.commands.run import serve
+from exporter.configfile import ENV_PREFIX
+from exporter.errors import ConfigError
+from exporter.logs import configure
+from exporter.server import ServerLimits
+from exporter.settings import Config, load_config
 from exporter.sharding import ordinal_from_hostname
-from exporter.webconfig import WebConfig, load_web_config
+from exporter.webconfig import load_web_config
 
 DEFAULT_LISTEN = ":9855"
 DEMO_LISTEN = "127.0.0.1:9855"
 COMMANDS = ("run", "demo", "check", "simulate")
 DEFAULT_LIMITS = ServerLimits()
-# Seconds a SIGTERM waits for the running cycles (Kubernetes' grace period is 30 by default).
-SHUTDOWN_GRACE = 8.0
-
-log = get_logger("exporter")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -235,7 +230,7 @@ def _run(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         workers=args.workers,
     )
-    return _serve(
+    return serve(
         config,
         args.listen,
         web_config=web,
@@ -251,109 +246,6 @@ def _print_problems(exc: ConfigError) -> None:
         print(f"config error: {problem}", file=sys.stderr)
 
 
-def _serve(
-    config: Config,
-    listen: str,
-    *,
-    web_config: WebConfig | None = None,
-    config_file: Path | None = None,
-    environ: Mapping[str, str] | None = None,
-    lifecycle: bool = False,
-    on_ready: Any = None,
-    limits: ServerLimits | None = None,
-) -> int:
-    try:
-        exporter = Exporter(config)
-    except StateError as exc:
-        print(f"state error: {exc}", file=sys.stderr)
-        return 1
-    reload_lock = threading.Lock()
-
-    def reload() -> str | None:
-        """Reads the config file again; a bad one is refused and the running one kept."""
-        if config_file is None:
-            return "no configuration file to reload (demo)"
-        with reload_lock:
-            try:
-                new = load_config(config_file, environ)
-            except ConfigError as exc:
-                for problem in exc.problems:
-                    log.error("reload refused; keeping the running configuration", problem=problem)
-                return "; ".join(exc.problems)
-            changed = exporter.reload(new)
-            log.info("configuration reloaded", changes=changed or ["none"])
-            return None
-
-    hooks = _hooks(exporter, reload if lifecycle else None)
-    try:
-        server = MetricsServer(listen, hooks, web_config, limits)
-    except (OSError, ValueError) as exc:
-        print(f"cannot listen on {listen}: {exc}", file=sys.stderr)
-        exporter.shutdown()
-        return 1
-    stop = threading.Event()
-    reload_requested = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
-    server.start()
-    exporter.start()
-    log.info("serving", url=server.url("/metrics"), sources=len(exporter.sources))
-    if on_ready is not None:
-        on_ready(server)
-    while not stop.is_set():
-        # Signal handlers only set flags: the reload itself runs here, outside the handler.
-        if reload_requested.wait(0.2):
-            reload_requested.clear()
-            reload()
-    log.info("shutting down")
-    server.stop()
-    return _shutdown_within(exporter, SHUTDOWN_GRACE)
-
-
-def _shutdown_within(exporter: Exporter, grace: float) -> int:
-    """Lets a running cycle end (requests notice the stop within a second), but not for longer
-    than `grace`: a connect to a black-holed host cannot be interrupted, and an orchestrator
-    that waits in vain kills the process anyway. Leaving without closing the store is safe: every
-    cycle commits in one transaction, the way a kill leaves it."""
-    done = threading.Thread(target=exporter.shutdown, name="shutdown", daemon=True)
-    done.start()
-    done.join(grace)
-    if not done.is_alive():
-        return 0
-    log.error("shutdown not finished in time; exiting without waiting", grace_seconds=grace)
-    sys.stderr.flush()
-    sys.stdout.flush()
-    os._exit(1)
-
-
-def _hooks(exporter: Exporter, reload: Any = None) -> ServerHooks:
-    def sources() -> list[SourceStatus]:
-        out = []
-        for runtime in exporter.status():
-            report = runtime.last_report
-            out.append(
-                SourceStatus(
-                    name=runtime.name,
-                    provider=runtime.settings.provider,
-                    up=None if report is None else report.ok,
-                    last_error=report.error if report else None,
-                    last_collection=report.finished_at if report else None,
-                    active=report.active if report else 0,
-                    counted_last_cycle=report.counted if report else 0,
-                )
-            )
-        return out
-
-    return ServerHooks(
-        registry=exporter.registry,
-        ready=exporter.ready,
-        sources=sources,
-        reload=reload,
-        generation=lambda: exporter.generation,
-    )
-
-
 def _check(args: argparse.Namespace) -> int:
     environ = _environ(args)
     if environ is None:
@@ -361,146 +253,19 @@ def _check(args: argparse.Namespace) -> int:
     config = _load(args.config_file, environ)
     if config is None:
         return 2
-    # A throwaway store: checking never moves the real state's cursors.
-    exporter = Exporter(config, state_path=":memory:")
-    failed = 0
-    try:
-        for report in exporter.collect_all():
-            failed += not report.ok
-            print("\n".join(_diagnose(exporter, report)))
-    finally:
-        exporter.shutdown()
-    return 1 if failed else 0
-
-
-def _diagnose(exporter: Exporter, report: CycleReport) -> list[str]:
-    runtime = exporter.sources[report.source]
-    instruments = runtime.collector.instruments
-    settings = runtime.settings
-    seen = ", ".join(f"{k}={v}" for k, v in sorted(report.seen_by_status.items()))
-    state = "ok" if report.ok else "FAILED"
-    lines = [
-        f"{report.source} ({report.provider}): {state} in {report.seconds:.2f}s; "
-        f"runs seen: {seen or 'none'}; active: {report.active}"
-    ]
-    first = instruments.first_request
-    if first is None:
-        lines.append("  auth: no request answered")
-    else:
-        endpoint, code, seconds = first
-        verdict = "refused" if code in ("401", "403") else ("ok" if code == "200" else code)
-        lines.append(f"  auth: {verdict} (first {endpoint} answered HTTP {code} in {seconds:.3f}s)")
-    version = getattr(settings, "api_version", None)
-    if version is not None:
-        accepted = "accepted" if report.ok else "not confirmed"
-        lines.append(f"  api version: {version} {accepted}")
-    headers = instruments.rate_limit_headers
-    lines.append(
-        "  rate-limit headers: "
-        + (", ".join(f"{k}={v}" for k, v in sorted(headers.items())) or "none seen")
-    )
-    unknown = sorted(getattr(runtime.collector.provider.events, "unknown_statuses", ()))
-    lines.append(
-        "  unknown statuses: "
-        + (", ".join(unknown) + " (map them with status_map)" if unknown else "none")
-    )
-    provider = runtime.collector.provider
-    facts = provider.list_facts()
-    lines.append("  list: " + ", ".join(f"{fact} {value}" for fact, value in facts.items()))
-    events = provider.events
-    for fact, (value, why) in sorted(getattr(events, "learned_facts", {}).items()):
-        lines.append(f"  learned: {fact} {value} ({why})")
-    for reason, detail in getattr(events, "inconsistencies", ()):
-        lines.append(f"  inconsistent: {reason}: {detail}")
-    if report.error:
-        lines.append(f"  error: {report.error}")
-        lines.append(f"  advice: {advice(report.provider, report.failure, settings.model_dump())}")
-    return lines
+    return check(config)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from exporter.simulator import SIMULATORS
-
-    simulators = []
-    sources: list[dict[str, Any]] = []
-    for seed, (provider, sim_cls) in enumerate(sorted(SIMULATORS.items()), start=1):
-        # An hour of history, so the dashboards have something to show at once.
-        sim = sim_cls(seed=seed, history_seconds=3600)
-        sim.start()
-        sim.start_driver(speed=args.speed)
-        simulators.append(sim)
-        sources.append(
-            {
-                "name": f"{provider}-demo",
-                "provider": provider,
-                "base_url": sim.base_url,
-                "api_key": sim.api_key,
-                **sim.source_settings(),
-            }
-        )
-    state_dir = tempfile.mkdtemp(prefix="workflow-runs-exporter-demo-")
-    data: dict[str, Any] = {
-        "interval": "5s",
-        "state_path": str(Path(state_dir) / "state.db"),
-        "sources": sources,
-    }
-    if args.alertmanagers:
-        # Thresholds short enough that the hour of simulated history has stuck runs and runs
-        # waiting on review to show.
-        data["alerting"] = {
-            "alertmanagers": [{"url": url} for url in args.alertmanagers],
-            "stuck": {"after": "10m"},
-            "review": {"after": "15m"},
-            "dashboard_url": "http://127.0.0.1:3000/d/workflow-runs?var-source={source}"
-            "&var-workflow={workflow}",
-        }
-    config = config_from_data(data)
-
-    def announce(server: MetricsServer) -> None:
-        print(
-            f"demo: {len(simulators)} simulated providers; metrics at {server.url('/metrics')}",
-            flush=True,
-        )
-        for url in args.alertmanagers:
-            print(f"demo: per-run alerts go to {url}/api/v2/alerts", flush=True)
-
-    try:
-        return _serve(config, args.listen, on_ready=announce)
-    finally:
-        for sim in simulators:
-            sim.stop()
+    return demo(args.listen, speed=args.speed, alertmanagers=args.alertmanagers)
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from exporter.simulator import SIMULATORS
-
-    sim_cls = SIMULATORS.get(args.provider)
-    if sim_cls is None:
-        print(
-            f"unknown provider {args.provider!r} (one of: {', '.join(SIMULATORS)})", file=sys.stderr
-        )
-        return 2
-    kwargs: dict[str, Any] = {"seed": args.seed, "port": args.port, "history_seconds": 3600}
-    if args.api_key:
-        kwargs["api_key"] = args.api_key
-    if args.variant is not None:
-        variant = sim_cls.variants.get(args.variant)
-        if variant is None:
-            names = ", ".join(sim_cls.variants) or "none"
-            print(
-                f"unknown variant {args.variant!r} for {args.provider} (one of: {names})",
-                file=sys.stderr,
-            )
-            return 2
-        kwargs["variant"] = variant
-    sim = sim_cls(**kwargs)
-    sim.start()
-    sim.start_driver(speed=args.speed)
-    shown = f", variant {args.variant}" if args.variant else ""
-    print(f"{args.provider} simulator at {sim.base_url} (api key {sim.api_key}{shown})", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    sim.stop()
-    return 0
+    return simulate(
+        args.provider,
+        port=args.port,
+        api_key=args.api_key,
+        seed=args.seed,
+        speed=args.speed,
+        variant=args.variant,
+    )

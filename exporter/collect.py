@@ -30,6 +30,7 @@ from exporter.accounting import (
 from exporter.errors import ApiError, SourceError
 from exporter.model import Run, RunStatus
 from exporter.providers import Provider, SourceSettings
+from exporter.scancost import deepen_floor, list_density, listing_pays, runs_in_window
 from exporter.selfmetrics import SourceInstruments
 from exporter.store import Store
 
@@ -64,47 +65,6 @@ class CycleReport:
     seconds: float = 0.0
     finished_at: float = 0.0
     failure: Exception | None = None  # for diagnostics: what went wrong, typed
-
-
-class SourceEvents:
-    """The provider's `ProviderEvents`: counts on self-metrics, logs each new oddity once."""
-
-    def __init__(self, instruments: SourceInstruments, log: Any) -> None:
-        self._instruments = instruments
-        self._log = log
-        self._unknown_logged: set[str] = set()
-        self.unknown_statuses = self._unknown_logged
-        self.invalid = 0
-        # For `check`: what was learned (fact -> (value, why)) and what did not add up.
-        self.learned_facts: dict[str, tuple[str, str]] = {}
-        self.inconsistencies: list[tuple[str, str]] = []
-
-    def invalid_record(self, reason: str, detail: str) -> None:
-        self.invalid += 1
-        self._instruments.invalid_record(reason)
-        self._log.warning("invalid record skipped", reason=reason, detail=detail)
-
-    def learned(self, fact: str, value: str, detail: str) -> None:
-        if self.learned_facts.get(fact, ("", ""))[0] != value:
-            self._log.info("learned from the API's answers", fact=fact, value=value, why=detail)
-        self.learned_facts[fact] = (value, detail)
-
-    def inconsistency(self, reason: str, detail: str) -> None:
-        self._instruments.scan_inconsistency(reason)
-        if len(self.inconsistencies) < 20:
-            self.inconsistencies.append((reason, detail))
-        self._log.warning(
-            "the API's answers do not add up; counts may be off", reason=reason, detail=detail
-        )
-
-    def unknown_status(self, native_status: str) -> None:
-        self._instruments.unknown_status(native_status)
-        if native_status not in self._unknown_logged and len(self._unknown_logged) < 100:
-            self._unknown_logged.add(native_status)
-            self._log.warning(
-                "unknown native status mapped to `unknown`; add it to the source's status_map",
-                native_status=native_status[:100],
-            )
 
 
 class SourceCollector:
@@ -180,7 +140,7 @@ class SourceCollector:
             # Until a scan completes, every cycle lists every active run, whatever its age: one
             # created before the backfill window is counted when it finishes only if it was seen
             # active (a first cycle that failed, or committed chunks, has stored its cursor).
-            if cursor.never_advanced or _listing_pays(active, seen, chunks.active_ids, s.page_size):
+            if cursor.never_advanced or listing_pays(active, seen, chunks.active_ids, s.page_size):
                 for run in self.provider.list_active():
                     merge_sighting(seen, run)
         except SourceError as exc:
@@ -199,7 +159,7 @@ class SourceCollector:
             cursor.advanced(newest, now, s.overlap, s.retention) if scan_complete else cursor
         )
         if scan_complete:
-            density = list_density(chunks.in_window + _in_window(seen, floor), floor, newest)
+            density = list_density(chunks.in_window + runs_in_window(seen, floor), floor, newest)
             if density is not None:
                 # Smoothed: one quiet cycle must not make the next one give up deepening.
                 self._density = density if self._density is None else (self._density + density) / 2
@@ -403,60 +363,6 @@ class SourceCollector:
             )
 
 
-def _listing_pays(
-    active: Mapping[str, ActiveRun],
-    seen: Collection[str],
-    seen_in_chunks: Collection[str],
-    page_size: int,
-) -> bool:
-    """Whether an active-runs listing saves requests over looking up the runs the scan missed.
-
-    The listing exists to re-read tracked runs the scan did not reach; when the scan reached them
-    all it has nothing to add, and when it missed only a few, looking those up costs no more than
-    the listing's pages (about one per `page_size` tracked runs) would.
-    """
-    missed = sum(1 for run_id in active if run_id not in seen and run_id not in seen_in_chunks)
-    return missed > max(1, -(-len(active) // page_size))
-
-
-def deepen_floor(
-    floor: datetime,
-    active_times: list[datetime],
-    *,
-    density: float | None,
-    page_size: int,
-    window_start: datetime,
-) -> datetime:
-    """How deep to read so that active runs are re-read by pages rather than looked up one by one.
-
-    Each active run below the floor costs one lookup unless the scan reaches down to it; reaching
-    a run at time t costs about (floor - t) * density / page_size more pages, with `density` the
-    runs per second of list time seen lately. Take the depth that saves the most requests, never
-    below `window_start`. Without an estimate yet, do not deepen: lookups are bounded anyway.
-    """
-    if density is None:
-        return floor
-    below = sorted((t for t in active_times if window_start <= t < floor), reverse=True)
-    best, best_saving = floor, 0.0
-    for reached, t in enumerate(below, start=1):
-        pages = (floor - t).total_seconds() * density / page_size
-        if reached - pages > best_saving:
-            best, best_saving = t, reached - pages
-    return best
-
-
-def list_density(in_window: int, floor: datetime, newest: datetime | None) -> float | None:
-    """Runs per second of list time between the floor and the newest run of a complete scan."""
-    if newest is None:
-        return None
-    span = (newest - floor).total_seconds()
-    return in_window / span if span > 0 and in_window else None
-
-
-def _in_window(seen: Mapping[str, Run], floor: datetime) -> int:
-    return sum(1 for run in seen.values() if run.cursor_time >= floor)
-
-
 @dataclass
 class _ChunkTotals:
     """A cycle's running totals over its committed chunks (and, at the end, its last one)."""
@@ -470,6 +376,6 @@ class _ChunkTotals:
     def add(self, seen: Mapping[str, Run], changes: CycleChanges, floor: datetime) -> None:
         self.runs += len(seen)
         self.counted += len(changes.counted)
-        self.in_window += _in_window(seen, floor)
+        self.in_window += runs_in_window(seen, floor)
         self.by_status.update(run.status.value for run in seen.values())
         self.active_ids.update(changes.active_upserts)

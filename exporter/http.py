@@ -201,7 +201,7 @@ class _BoundedBackend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         # A connect is one blocking call that a stop cannot cut short: the process's own bound
-        # on shutting down (exporter.cli) covers a black-holed host.
+        # on shutting down (exporter.commands.run) covers a black-holed host.
         stream = self._inner.connect_tcp(
             host, port, _bounded(timeout), local_address, socket_options
         )

@@ -23,16 +23,11 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from exporter.accounting import DURATION, QUEUE_WAIT, ActiveRun
+from exporter.accounting import ActiveRun
 from exporter.exposition import TextFamily, series_line
 from exporter.model import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus
 from exporter.snapshot import Histogram, Snapshot
-
-DEFAULT_BUCKETS: Mapping[str, tuple[float, ...]] = {
-    # Document workflows take seconds to hours.
-    DURATION: (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800),
-    QUEUE_WAIT: (0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200),
-}
+from exporter.units import DURATION, QUEUE_WAIT
 
 _TERMINAL = sorted(s.value for s in TERMINAL_STATUSES)
 _ACTIVE_PRECREATED = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)

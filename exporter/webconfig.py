@@ -29,8 +29,8 @@ import bcrypt
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from exporter.configfile import YamlBoundError, bounded_yaml, format_errors, read_bounded
 from exporter.errors import ConfigError
-from exporter.settings import YamlBoundError, bounded_yaml, format_errors, read_bounded
 
 ClientAuth = Literal[
     "NoClientCert",

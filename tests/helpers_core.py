@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from exporter.accounting import (
-    DURATION,
-    QUEUE_WAIT,
     ActiveRun,
     Cursor,
     CycleChanges,
@@ -22,6 +20,7 @@ from exporter.accounting import (
 )
 from exporter.model import Run, RunStatus
 from exporter.store import Store
+from exporter.units import DURATION, QUEUE_WAIT
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.accounting import (
-    DURATION,
     OTHER_LABEL,
     ActiveRun,
     Cursor,
@@ -21,6 +20,7 @@ from exporter.accounting import (
     merge_sighting,
 )
 from exporter.model import ERROR_STATUSES, TERMINAL_STATUSES, UNSPECIFIED_CODE, Run, RunStatus
+from exporter.units import DURATION
 from tests.helpers_core import T0, CoreState, at, make_run, wide_cursor
 
 OVERLAP = timedelta(minutes=10)

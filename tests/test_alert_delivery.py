@@ -19,9 +19,9 @@ from exporter.alerting.delivery import Sender
 from exporter.alerting.events import AlertEvent, AlertPlan, Planner
 from exporter.alerting.outbox import Outbox, writer
 from exporter.alerting.settings import AlertingSettings
-from exporter.metrics import DEFAULT_BUCKETS
 from exporter.model import RunStatus
 from exporter.store import Store
+from exporter.units import DEFAULT_BUCKETS
 from tests.loopback import Processes, Webhook, free_port, serve_webhook, start_alertmanager, until
 
 pytestmark = pytest.mark.system

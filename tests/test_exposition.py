@@ -53,13 +53,13 @@ def stable(text: bytes) -> list[bytes]:
 def test_the_server_sends_the_fast_text_and_openmetrics_on_request(
     simulator: SimFactory, exporter_factory: ExporterFactory
 ) -> None:
-    from exporter.cli import _hooks
+    from exporter.commands.run import server_hooks
 
     sim = simulator("noxus", seed=130)
     sim.world.add_runs(10)
     exporter = exporter_factory([source_for(sim, "noxus")])
     exporter.collect_all()
-    server = MetricsServer(f"127.0.0.1:{free_port()}", _hooks(exporter))
+    server = MetricsServer(f"127.0.0.1:{free_port()}", server_hooks(exporter))
     server.start()
     try:
         text = httpx.get(server.url("/metrics"))

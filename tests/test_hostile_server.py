@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from exporter.app import Exporter
-from exporter.cli import _hooks
+from exporter.commands.run import server_hooks
 from exporter.server import MetricsServer, ServerLimits
 from exporter.webconfig import load_web_config
 from tests.conftest import ExporterFactory, SimFactory, source_for
@@ -44,7 +44,7 @@ def serving(
         hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
         path.write_text(yaml.safe_dump({"basic_auth_users": {"prometheus": hashed}}))
         web = load_web_config(path)
-    server = MetricsServer("127.0.0.1:0", _hooks(exporter), web, limits)
+    server = MetricsServer("127.0.0.1:0", server_hooks(exporter), web, limits)
     server.start()
     try:
         yield server

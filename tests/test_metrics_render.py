@@ -9,11 +9,12 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.accounting import DURATION, QUEUE_WAIT, ActiveRun
-from exporter.metrics import DEFAULT_BUCKETS, RunsCollector
+from exporter.accounting import ActiveRun
+from exporter.metrics import RunsCollector
 from exporter.model import TERMINAL_STATUSES, RunStatus
 from exporter.snapshot import Histogram, Snapshot
 from exporter.store import Store
+from exporter.units import DEFAULT_BUCKETS, DURATION, QUEUE_WAIT
 from tests.helpers_core import at, cycle_into, make_run
 
 NOW = at(100).timestamp()

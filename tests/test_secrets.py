@@ -18,8 +18,8 @@ from exporter.alerting.outbox import Outbox, writer
 from exporter.alerting.settings import AlertingSettings
 from exporter.http import _error_detail
 from exporter.logs import get_logger, redact, register_secret
-from exporter.metrics import DEFAULT_BUCKETS
 from exporter.store import Store
+from exporter.units import DEFAULT_BUCKETS
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import exposition
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from exporter.app import Exporter
-from exporter.cli import _hooks
+from exporter.commands.run import server_hooks
 from exporter.errors import ConfigError
 from exporter.server import MetricsServer
 from exporter.settings import config_from_data
@@ -42,7 +42,7 @@ def exporter(simulator: SimFactory, exporter_factory: ExporterFactory) -> Export
 def serve(exporter: Exporter, tmp_path: Path, web: dict[str, Any]) -> Iterator[MetricsServer]:
     path = tmp_path / "web.yml"
     path.write_text(yaml.safe_dump(web))
-    server = MetricsServer("127.0.0.1:0", _hooks(exporter), load_web_config(path))
+    server = MetricsServer("127.0.0.1:0", server_hooks(exporter), load_web_config(path))
     server.start()
     try:
         yield server

@@ -11,8 +11,6 @@ from typing import Any
 import pytest
 
 from exporter.accounting import (
-    DURATION,
-    QUEUE_WAIT,
     ActiveRun,
     Cursor,
     CycleChanges,
@@ -21,6 +19,7 @@ from exporter.accounting import (
 from exporter.model import RunStatus
 from exporter.snapshot import Snapshot
 from exporter.store import Store
+from exporter.units import DURATION, QUEUE_WAIT
 from tests.helpers_core import T0, at, cycle_into, make_run
 
 BUCKETS: Mapping[str, Sequence[float]] = {DURATION: (1, 5, 10), QUEUE_WAIT: (1, 10)}

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from exporter.model import RunStatus
-from exporter.providers.base import Duration
+from exporter.units import Duration
 
 EventKind = Literal["failed", "stuck", "review"]
 

@@ -20,7 +20,6 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -37,25 +36,7 @@ from exporter.providers.paging import Fetch, ListShape, Order, Page, PagedList, 
 from exporter.providers.sanitize import Limits, RunSanitizer
 from exporter.providers.wire import take_offsetless_seen
 from exporter.sharding import UNSHARDED, Shard
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(value: Any) -> timedelta:
-    """`30s`, `5m`, `1h`, `2d`, `250ms`, or a bare number of seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=float(value))
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"])
-    raise ValueError(f"invalid duration {value!r}: use a number with a unit, e.g. 30s, 5m, 1h")
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+from exporter.units import Duration
 
 
 class SourceSettings(BaseModel):

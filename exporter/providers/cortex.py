@@ -24,7 +24,6 @@ from pydantic import Field
 from exporter.errors import PayloadError
 from exporter.model import DAY, UNSPECIFIED_CODE, Run, RunStatus, Step
 from exporter.providers.base import (
-    Duration,
     PagedSourceSettings,
     Provider,
     ProviderDocs,
@@ -33,6 +32,7 @@ from exporter.providers.base import (
 )
 from exporter.providers.paging import Page, PagedList
 from exporter.providers.wire import WireModel, as_utc
+from exporter.units import Duration
 
 
 def _moment(value: Any, field_name: str) -> tuple[datetime, bool] | None:

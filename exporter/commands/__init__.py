@@ -1,0 +1,2 @@
+"""The commands behind `exporter.cli`: each takes validated inputs, never argparse's namespace,
+and returns the process's exit code."""

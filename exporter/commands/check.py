@@ -1,0 +1,69 @@
+"""`check`: collect once per source into a throwaway store and say how each API answered.
+
+Exit code 1 when any source failed. Advice on a failure comes from `exporter.diagnostics`.
+"""
+
+from __future__ import annotations
+
+from exporter.app import Exporter
+from exporter.collect import CycleReport
+from exporter.diagnostics import advice
+from exporter.settings import Config
+
+
+def check(config: Config) -> int:
+    # A throwaway store: checking never moves the real state's cursors.
+    exporter = Exporter(config, state_path=":memory:")
+    failed = 0
+    try:
+        for report in exporter.collect_all():
+            failed += not report.ok
+            print("\n".join(diagnose(exporter, report)))
+    finally:
+        exporter.shutdown()
+    return 1 if failed else 0
+
+
+def diagnose(exporter: Exporter, report: CycleReport) -> list[str]:
+    runtime = exporter.sources[report.source]
+    instruments = runtime.collector.instruments
+    settings = runtime.settings
+    seen = ", ".join(f"{k}={v}" for k, v in sorted(report.seen_by_status.items()))
+    state = "ok" if report.ok else "FAILED"
+    lines = [
+        f"{report.source} ({report.provider}): {state} in {report.seconds:.2f}s; "
+        f"runs seen: {seen or 'none'}; active: {report.active}"
+    ]
+    first = instruments.first_request
+    if first is None:
+        lines.append("  auth: no request answered")
+    else:
+        endpoint, code, seconds = first
+        verdict = "refused" if code in ("401", "403") else ("ok" if code == "200" else code)
+        lines.append(f"  auth: {verdict} (first {endpoint} answered HTTP {code} in {seconds:.3f}s)")
+    version = getattr(settings, "api_version", None)
+    if version is not None:
+        accepted = "accepted" if report.ok else "not confirmed"
+        lines.append(f"  api version: {version} {accepted}")
+    headers = instruments.rate_limit_headers
+    lines.append(
+        "  rate-limit headers: "
+        + (", ".join(f"{k}={v}" for k, v in sorted(headers.items())) or "none seen")
+    )
+    unknown = sorted(getattr(runtime.collector.provider.events, "unknown_statuses", ()))
+    lines.append(
+        "  unknown statuses: "
+        + (", ".join(unknown) + " (map them with status_map)" if unknown else "none")
+    )
+    provider = runtime.collector.provider
+    facts = provider.list_facts()
+    lines.append("  list: " + ", ".join(f"{fact} {value}" for fact, value in facts.items()))
+    events = provider.events
+    for fact, (value, why) in sorted(getattr(events, "learned_facts", {}).items()):
+        lines.append(f"  learned: {fact} {value} ({why})")
+    for reason, detail in getattr(events, "inconsistencies", ()):
+        lines.append(f"  inconsistent: {reason}: {detail}")
+    if report.error:
+        lines.append(f"  error: {report.error}")
+        lines.append(f"  advice: {advice(report.provider, report.failure, settings.model_dump())}")
+    return lines

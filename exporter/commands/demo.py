@@ -1,0 +1,109 @@
+"""`demo` and `simulate`: the simulated providers, with the exporter in front of them or alone."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from exporter.commands.run import serve
+from exporter.server import MetricsServer
+from exporter.settings import config_from_data
+
+
+def demo(listen: str, *, speed: float, alertmanagers: Sequence[str]) -> int:
+    from exporter.simulator import SIMULATORS
+
+    simulators = []
+    sources: list[dict[str, Any]] = []
+    for seed, (provider, sim_cls) in enumerate(sorted(SIMULATORS.items()), start=1):
+        # An hour of history, so the dashboards have something to show at once.
+        sim = sim_cls(seed=seed, history_seconds=3600)
+        sim.start()
+        sim.start_driver(speed=speed)
+        simulators.append(sim)
+        sources.append(
+            {
+                "name": f"{provider}-demo",
+                "provider": provider,
+                "base_url": sim.base_url,
+                "api_key": sim.api_key,
+                **sim.source_settings(),
+            }
+        )
+    state_dir = tempfile.mkdtemp(prefix="workflow-runs-exporter-demo-")
+    data: dict[str, Any] = {
+        "interval": "5s",
+        "state_path": str(Path(state_dir) / "state.db"),
+        "sources": sources,
+    }
+    if alertmanagers:
+        # Thresholds short enough that the hour of simulated history has stuck runs and runs
+        # waiting on review to show.
+        data["alerting"] = {
+            "alertmanagers": [{"url": url} for url in alertmanagers],
+            "stuck": {"after": "10m"},
+            "review": {"after": "15m"},
+            "dashboard_url": "http://127.0.0.1:3000/d/workflow-runs?var-source={source}"
+            "&var-workflow={workflow}",
+        }
+    config = config_from_data(data)
+
+    def announce(server: MetricsServer) -> None:
+        print(
+            f"demo: {len(simulators)} simulated providers; metrics at {server.url('/metrics')}",
+            flush=True,
+        )
+        for url in alertmanagers:
+            print(f"demo: per-run alerts go to {url}/api/v2/alerts", flush=True)
+
+    try:
+        return serve(config, listen, on_ready=announce)
+    finally:
+        for sim in simulators:
+            sim.stop()
+
+
+def simulate(
+    provider: str,
+    *,
+    port: int,
+    api_key: str | None,
+    seed: int,
+    speed: float,
+    variant: str | None,
+) -> int:
+    from exporter.simulator import SIMULATORS
+
+    sim_cls = SIMULATORS.get(provider)
+    if sim_cls is None:
+        print(f"unknown provider {provider!r} (one of: {', '.join(SIMULATORS)})", file=sys.stderr)
+        return 2
+    kwargs: dict[str, Any] = {"seed": seed, "port": port, "history_seconds": 3600}
+    if api_key:
+        kwargs["api_key"] = api_key
+    if variant is not None:
+        answers = sim_cls.variants.get(variant)
+        if answers is None:
+            names = ", ".join(sim_cls.variants) or "none"
+            print(
+                f"unknown variant {variant!r} for {provider} (one of: {names})",
+                file=sys.stderr,
+            )
+            return 2
+        kwargs["variant"] = answers
+    sim = sim_cls(**kwargs)
+    sim.start()
+    sim.start_driver(speed=speed)
+    shown = f", variant {variant}" if variant else ""
+    print(f"{provider} simulator at {sim.base_url} (api key {sim.api_key}{shown})", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    sim.stop()
+    return 0
