@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, disable_created_metrics
 from prometheus_client.gc_collector import GCCollector
@@ -27,7 +28,7 @@ from exporter.http import ApiClient, RetryPolicy, TokenBucket
 from exporter.logs import get_logger, register_secret
 from exporter.metrics import RunsCollector, workflow_series
 from exporter.model import ACTIVE_STATUSES, RunStatus
-from exporter.providers import SourceSettings, registry
+from exporter.providers import Provider, SourceSettings, registry
 from exporter.reload import plan_reload
 from exporter.schedule import Schedule
 from exporter.selfmetrics import AlertInstruments, SelfMetrics
@@ -48,6 +49,10 @@ class SourceRuntime:
     collector: SourceCollector
     client: ApiClient
     api_key: str
+    # What the source's provider reported: learned facts, oddities, unknown statuses (`check`).
+    events: SourceEvents
+    # The provider's class, for what it says of itself (hints, statuses), not its internals.
+    provider_cls: type[Provider[Any]]
     last_report: CycleReport | None = None
     attempts: int = 0
     # Held for a whole cycle: a reload swaps a source only between cycles.
@@ -132,9 +137,8 @@ class Exporter:
             max_response_bytes=settings.max_response_bytes,
             deadline=settings.request_deadline.total_seconds(),
         )
-        provider = provider_cls(
-            settings, client, SourceEvents(instruments, source_log), shard=self.shard
-        )
+        events = SourceEvents(instruments, source_log)
+        provider = provider_cls(settings, client, events, shard=self.shard)
         collector = SourceCollector(
             settings,
             provider,
@@ -146,7 +150,7 @@ class Exporter:
             workflow_cost=self.workflow_cost,
             alerts=lambda: self.alerting,
         )
-        return SourceRuntime(settings, collector, client, api_key)
+        return SourceRuntime(settings, collector, client, api_key, events, provider_cls)
 
     # Alerting agent ------------------------------------------------------------------------
 
@@ -182,7 +186,7 @@ class Exporter:
         runtime = self.sources.get(source)
         if runtime is None:
             return [RunStatus.QUEUED.value, RunStatus.RUNNING.value]
-        statuses = runtime.collector.provider.mapper.canonical_values & ACTIVE_STATUSES
+        statuses = runtime.provider_cls.canonical_statuses(runtime.settings) & ACTIVE_STATUSES
         return sorted(s.value for s in statuses)
 
     # Collection ----------------------------------------------------------------------------

@@ -96,6 +96,10 @@ class SourceCollector:
         self._density: float | None = None
         self._reopened_logged: set[str] = set()
 
+    def list_facts(self) -> dict[str, str]:
+        """What the source's lists turned out to be (for `check`)."""
+        return self.provider.list_facts()
+
     def collect(self) -> CycleReport:
         started = time.perf_counter()
         report = self._collect()

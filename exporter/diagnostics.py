@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 
 from exporter.errors import (
     ApiError,
@@ -13,43 +13,32 @@ from exporter.errors import (
     TransportError,
 )
 
-REGIONS = {
-    "extend": "Extend has api.extend.ai, api.us2.extend.app and api.eu1.extend.ai",
-}
 
-
-def advice(provider: str, failure: BaseException | None, settings: Mapping[str, object]) -> str:
-    """One line on what to try, from the way the request failed."""
+def advice(failure: BaseException | None, hint: Callable[[str], str] = lambda _s: "") -> str:
+    """One line on what to try, from the way the request failed; `hint` gives what the
+    source's API adds in a situation (its provider's `hint`)."""
     if failure is None:
         return ""
     if isinstance(failure, HttpStatusError):
         text = str(failure).lower()
         if failure.status in (401, 403):
-            hint = "the API key was refused: check that it is current and belongs to this API"
-            if provider == "extend":
-                hint += "; organisation-scoped keys also need workspace_id"
-            return hint
-        if failure.status == 400 and "version" in text:
-            return (
-                f"the API version was refused: api_version {settings.get('api_version')!r} is "
-                "not accepted for this key; set the version your account uses"
+            return _with(
+                "the API key was refused: check that it is current and belongs to this API",
+                hint("auth_refused"),
             )
+        if failure.status == 400 and "version" in text:
+            return _with("the API version was refused", hint("version_refused"))
         if failure.status == 404:
-            region = REGIONS.get(provider, "")
-            hint = "the endpoint does not exist: check base_url"
-            if provider == "cortex":
-                hint += " and app_id"
-            return f"{hint}{'; ' + region if region else ''}"
+            return _with("the endpoint does not exist: check base_url", hint("not_found"))
         if failure.status == 429:
             return "rate limited: lower rate_limit or lengthen interval"
         if failure.status >= 500:
             return "the provider answered with a server error: retry later or ask its status page"
         return "the request was refused: check base_url and the source's settings"
     if isinstance(failure, TransportError):
-        region = REGIONS.get(provider, "")
-        return (
-            "cannot reach the API: check base_url (host, region), DNS, proxy and network policy"
-            + (f"; {region}" if region else "")
+        return _with(
+            "cannot reach the API: check base_url (host, region), DNS, proxy and network policy",
+            hint("unreachable"),
         )
     if isinstance(failure, DeadlineError):
         return (
@@ -67,3 +56,7 @@ def advice(provider: str, failure: BaseException | None, settings: Mapping[str, 
     if isinstance(failure, ApiError):
         return "the API failed: see the error"
     return "unexpected failure: see the error and the logs"
+
+
+def _with(advice: str, hint: str) -> str:
+    return f"{advice}; {hint}" if hint else advice

@@ -77,7 +77,7 @@ def test_check_reports_auth_version_latency_unknown_statuses_and_advice(
     assert "advice: the API version was refused" in old
 
     assert "unknown statuses: MYSTERY_STATE (map them with status_map)" in section(out, "nox-ok")
-    assert "advice: the endpoint does not exist: check base_url and app_id" in section(
+    assert "advice: the endpoint does not exist: check base_url; check app_id too" in section(
         out, "ctx-wrong-app"
     )
     assert "advice: cannot reach the API" in section(out, "nox-unreachable")

@@ -5,6 +5,8 @@ Exit code 1 when any source failed. Advice on a failure comes from `exporter.dia
 
 from __future__ import annotations
 
+import functools
+
 from exporter.app import Exporter
 from exporter.collect import CycleReport
 from exporter.diagnostics import advice
@@ -41,29 +43,26 @@ def diagnose(exporter: Exporter, report: CycleReport) -> list[str]:
         endpoint, code, seconds = first
         verdict = "refused" if code in ("401", "403") else ("ok" if code == "200" else code)
         lines.append(f"  auth: {verdict} (first {endpoint} answered HTTP {code} in {seconds:.3f}s)")
-    version = getattr(settings, "api_version", None)
-    if version is not None:
-        accepted = "accepted" if report.ok else "not confirmed"
-        lines.append(f"  api version: {version} {accepted}")
+    lines += [f"  {line}" for line in runtime.provider_cls.check_lines(settings, report.ok)]
     headers = instruments.rate_limit_headers
     lines.append(
         "  rate-limit headers: "
         + (", ".join(f"{k}={v}" for k, v in sorted(headers.items())) or "none seen")
     )
-    unknown = sorted(getattr(runtime.collector.provider.events, "unknown_statuses", ()))
+    events = runtime.events
+    unknown = sorted(events.unknown_statuses)
     lines.append(
         "  unknown statuses: "
         + (", ".join(unknown) + " (map them with status_map)" if unknown else "none")
     )
-    provider = runtime.collector.provider
-    facts = provider.list_facts()
+    facts = runtime.collector.list_facts()
     lines.append("  list: " + ", ".join(f"{fact} {value}" for fact, value in facts.items()))
-    events = provider.events
-    for fact, (value, why) in sorted(getattr(events, "learned_facts", {}).items()):
+    for fact, (value, why) in sorted(events.learned_facts.items()):
         lines.append(f"  learned: {fact} {value} ({why})")
-    for reason, detail in getattr(events, "inconsistencies", ()):
+    for reason, detail in events.inconsistencies:
         lines.append(f"  inconsistent: {reason}: {detail}")
     if report.error:
         lines.append(f"  error: {report.error}")
-        lines.append(f"  advice: {advice(report.provider, report.failure, settings.model_dump())}")
+        hint = functools.partial(runtime.provider_cls.hint, settings)
+        lines.append(f"  advice: {advice(report.failure, hint)}")
     return lines

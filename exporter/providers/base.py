@@ -233,6 +233,12 @@ class Provider(ABC, Generic[S]):
         """The headers that authenticate (and version) every request."""
 
     @classmethod
+    def canonical_statuses(cls, settings: SourceSettings) -> frozenset[RunStatus]:
+        """The statuses a source of this API can report (its table with the source's
+        `status_map`): their series are created at zero."""
+        return StatusMapper(cls.default_status_map, settings.status_map).canonical_values
+
+    @classmethod
     def hint(cls, settings: Any, situation: str) -> str:
         """What this API adds to `check`'s advice (empty: nothing). Situations: `auth_refused`,
         `version_refused`, `not_found`, `unreachable`."""
