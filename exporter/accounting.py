@@ -142,6 +142,7 @@ class PairBudget:
         self.known = set(known)
         self._series = series
         self.dropped = 0
+        self.newly_known: list[tuple[str, str]] = []
 
     def code(self, workflow: str, code: str) -> str:
         if (workflow, code) in self.known:
@@ -150,7 +151,9 @@ class PairBudget:
             self.dropped += 1
             code = OTHER_LABEL
         # `other` itself is admitted past the budget: one series per workflow at most.
-        self.known.add((workflow, code))
+        if (workflow, code) not in self.known:
+            self.known.add((workflow, code))
+            self.newly_known.append((workflow, code))
         return code
 
 
@@ -191,6 +194,10 @@ class CycleChanges:
     new_codes: list[str] = field(default_factory=list)
     dropped_labels: Counter[str] = field(default_factory=Counter)
     cursor: Cursor | None = None
+    # Error series (workflow, code) this cycle creates, and when: new counter series are served
+    # at zero before their first increment counts (0: the first start's backfill, history).
+    new_error_pairs: list[tuple[str, str]] = field(default_factory=list)
+    born_at: float = 0.0
     # For logs and self-metrics.
     ignored_old: int = 0
     vanished: list[str] = field(default_factory=list)
@@ -256,6 +263,9 @@ def decide(
             # Known to have failed; only its reason is lost with it. Count it, code unknown.
             _count_parked_without_detail(tracked, now, changes, pairs)
     changes.new_workflows = list(workflows.newly_admitted)
+    changes.new_error_pairs = list(pairs.newly_known)
+    if not cursor.never_advanced:
+        changes.born_at = now.timestamp()
     changes.new_codes = list(codes.newly_admitted)
     if workflows.dropped:
         changes.dropped_labels["workflow"] += workflows.dropped

@@ -109,6 +109,7 @@ class Exporter:
                 self._configured_snapshot,
                 clock=lambda: clock().timestamp(),
                 active_statuses=self._active_statuses,
+                new_series_hold=config.app.new_series_hold.total_seconds(),
             )
         )
         self._schedule: Schedule | None = None

@@ -26,7 +26,7 @@ from prometheus_client.samples import Sample
 from exporter.accounting import ActiveRun
 from exporter.exposition import TextFamily, series_line
 from exporter.model import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus
-from exporter.snapshot import Histogram, Snapshot
+from exporter.snapshot import Histogram, Snapshot, born_key, error_born_key
 from exporter.units import DURATION, QUEUE_WAIT
 
 _TERMINAL = sorted(s.value for s in TERMINAL_STATUSES)
@@ -60,11 +60,13 @@ class RunsCollector(Collector):
         snapshot: Callable[[], Snapshot],
         clock: Callable[[], float] = time.time,
         active_statuses: Callable[[str], Iterable[str]] | None = None,
+        new_series_hold: float = 0.0,
     ) -> None:
         """`active_statuses(source)` names the non-terminal statuses a source can report, so their
         gauges exist at 0 before the first such run (default: queued and running)."""
         self._snapshot = snapshot
         self._clock = clock
+        self._hold = new_series_hold
         self._active_statuses = active_statuses or (lambda _source: _ACTIVE_PRECREATED)
         # Written lines of each histogram series, reused while its buckets stay the same: between
         # two scrapes a cycle touches a few series, and histograms are most of a large scrape.
@@ -78,21 +80,22 @@ class RunsCollector(Collector):
         snap = self._snapshot()
         now = self._clock()
         written: dict[tuple[str, tuple[str, ...]], _WrittenHistogram] = {}
+        held = self._held(snap, now)
         yield _simple_family(
             "counter",
             "workflow_runs_finished",
             "Runs that reached a terminal status; each run counted once, ever.",
             _FINISHED_LABELS,
-            self._finished(snap),
+            self._finished(snap, held),
         )
         yield _simple_family(
             "counter",
             "workflow_run_errors",
             "Failed runs by error code (`unspecified` when the provider gives none).",
             _ERROR_LABELS,
-            self._errors(snap),
+            self._errors(snap, held),
         )
-        duration, queue_wait = self._histograms(snap)
+        duration, queue_wait = self._histograms(snap, held)
         yield self._histogram_family(
             "workflow_run_duration_seconds",
             "Run duration, observed once when the run finishes.",
@@ -132,7 +135,14 @@ class RunsCollector(Collector):
             progress,
         )
 
-    def _finished(self, snap: Snapshot) -> list[Row]:
+    def _held(self, snap: Snapshot, now: float) -> set[tuple[str, str]]:
+        """Series born less than the hold ago: served at zero, their increments kept in the
+        state until the hold is over (so Prometheus sees them rise from 0)."""
+        if self._hold <= 0:
+            return set()
+        return {key for key, born in snap.born.items() if born and now < born + self._hold}
+
+    def _finished(self, snap: Snapshot, held: set[tuple[str, str]]) -> list[Row]:
         values: dict[tuple[str, str, str], int] = {}
         # Pre-create every terminal status of every workflow seen, so increase() works from the
         # first failure.
@@ -141,23 +151,34 @@ class RunsCollector(Collector):
                 for status in _TERMINAL:
                     values[(source, workflow, status)] = 0
         for key, count in snap.finished.items():
-            values[key] = count
+            source, workflow, _status = key
+            values[key] = 0 if (source, born_key(workflow)) in held else count
         return [
             ((source, snap.providers.get(source, ""), workflow, status), count)
             for (source, workflow, status), count in sorted(values.items())
         ]
 
-    def _errors(self, snap: Snapshot) -> list[Row]:
+    def _errors(self, snap: Snapshot, held: set[tuple[str, str]]) -> list[Row]:
         return [
-            ((source, snap.providers.get(source, ""), workflow, code), count)
+            (
+                (source, snap.providers.get(source, ""), workflow, code),
+                0
+                if (source, born_key(workflow)) in held
+                or (source, error_born_key(workflow, code)) in held
+                else count,
+            )
             for (source, workflow, code), count in sorted(snap.errors.items())
         ]
 
-    def _histograms(self, snap: Snapshot) -> tuple[list[HistogramRow], list[HistogramRow]]:
+    def _histograms(
+        self, snap: Snapshot, held: set[tuple[str, str]]
+    ) -> tuple[list[HistogramRow], list[HistogramRow]]:
         duration: list[HistogramRow] = []
         queue_wait: list[HistogramRow] = []
         for (metric, source, workflow, status), hist in sorted(snap.histograms.items()):
             provider = snap.providers.get(source, "")
+            if (source, born_key(workflow)) in held:
+                hist = Histogram.empty(hist.bounds)  # noqa: PLW2901 - served at zero for now
             if metric == DURATION:
                 duration.append(((source, provider, workflow, status), hist))
             elif metric == QUEUE_WAIT:

@@ -80,6 +80,10 @@ class AppSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", frozen=True)
 
     interval: Duration = timedelta(seconds=30)
+    # A counter series born after the first start is served at zero this long before its first
+    # increments show: Prometheus never counts a series' first sample. At least one scrape
+    # interval of every Prometheus that scrapes the exporter.
+    new_series_hold: Duration = timedelta(minutes=1)
     # Each cycle starts up to this fraction of the interval late, so sources sharing an interval
     # do not hit their APIs in lockstep.
     jitter_ratio: float = Field(default=0.1, ge=0, le=0.5)

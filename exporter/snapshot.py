@@ -65,6 +65,9 @@ class Snapshot:
     errors: dict[tuple[str, str, str], int] = field(default_factory=dict)
     histograms: dict[tuple[str, str, str, str], Histogram] = field(default_factory=dict)
     active: dict[str, list[ActiveRun]] = field(default_factory=dict)
+    # (source, series) -> when it was born, Unix seconds: a workflow (`born_key`) or a
+    # workflow's error code (`error_born_key`) created after the first start's backfill.
+    born: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def only(self, sources: set[str]) -> Snapshot:
         return Snapshot(
@@ -74,6 +77,7 @@ class Snapshot:
             errors={k: v for k, v in self.errors.items() if k[0] in sources},
             histograms={k: v for k, v in self.histograms.items() if k[1] in sources},
             active={s: runs for s, runs in self.active.items() if s in sources},
+            born={k: v for k, v in self.born.items() if k[0] in sources},
         )
 
     def copy(self) -> Snapshot:
@@ -84,4 +88,13 @@ class Snapshot:
             errors=dict(self.errors),
             histograms={k: h.copy() for k, h in self.histograms.items()},
             active={s: list(runs) for s, runs in self.active.items()},
+            born=dict(self.born),
         )
+
+
+def born_key(workflow: str) -> str:
+    return f"workflow\x1f{workflow}"
+
+
+def error_born_key(workflow: str, code: str) -> str:
+    return f"error\x1f{workflow}\x1f{code}"

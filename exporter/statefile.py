@@ -75,7 +75,16 @@ COUNTING_TABLES = """
 # The file's one schema history, whoever owns each table: entry i upgrades version i to i+1, and
 # a new file runs them all in order. It is a fixed list rather than a registry filled at import,
 # so the version a file gets never depends on which modules happened to be loaded.
-MIGRATIONS: Sequence[str] = (COUNTING_TABLES, alerting_schema.TABLES)
+# 3: when each counter series was born, so its first increments wait until it has been served at
+# zero (Prometheus never counts a series' first sample).
+SERIES_BORN = """
+    CREATE TABLE series_born (
+        source TEXT NOT NULL, series TEXT NOT NULL, born REAL NOT NULL,
+        PRIMARY KEY (source, series)
+    ) WITHOUT ROWID;
+"""
+
+MIGRATIONS: Sequence[str] = (COUNTING_TABLES, alerting_schema.TABLES, SERIES_BORN)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Tables whose rows each belong to one source, so forgetting the source deletes them.
@@ -87,6 +96,7 @@ SOURCE_TABLES: Sequence[str] = (
     "finished",
     "errors",
     "histograms",
+    "series_born",
     *alerting_schema.SOURCE_TABLES,
 )
 

@@ -20,7 +20,7 @@ from typing import TypeVar
 from exporter import statefile
 from exporter.accounting import ActiveRun, Cursor, CycleChanges
 from exporter.model import RunStatus
-from exporter.snapshot import Histogram, Snapshot
+from exporter.snapshot import Histogram, Snapshot, born_key, error_born_key
 
 T = TypeVar("T")
 
@@ -51,6 +51,8 @@ class Store:
         ):
             m.providers[source] = provider
             self._cursors[source] = Cursor(_dt(baseline), _dt(watermark), _dt(horizon))
+        for source, series, born in c.execute("SELECT source, series, born FROM series_born"):
+            m.born[(source, series)] = born
         for source, label, value in c.execute("SELECT source, label, value FROM labels"):
             if label == "workflow":
                 m.workflows.setdefault(source, set()).add(value)
@@ -185,6 +187,10 @@ class Store:
             [(source, code) for code in changes.new_codes],
         )
         c.executemany(
+            "INSERT INTO series_born VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            [(source, series, changes.born_at) for series in _born_series(changes)],
+        )
+        c.executemany(
             "INSERT INTO counted VALUES (?, ?, ?)",
             [(source, run_id, _ts(key)) for run_id, key in changes.counted],
         )
@@ -230,6 +236,8 @@ class Store:
         m.providers[source] = provider
         self._cursors[source] = cursor
         m.workflows.setdefault(source, set()).update(changes.new_workflows)
+        for series in _born_series(changes):
+            m.born.setdefault((source, series), changes.born_at)
         for (wf, status), n in changes.finished.items():
             key = (source, wf, status)
             m.finished[key] = m.finished.get(key, 0) + n
@@ -329,3 +337,9 @@ def _active_from_row(row: tuple[object, ...]) -> ActiveRun:
         last_seen=_dt(seen) if isinstance(seen, float) else None,
         workflow_id=str(workflow_id) if workflow_id is not None else None,
     )
+
+
+def _born_series(changes: CycleChanges) -> list[str]:
+    return [born_key(w) for w in changes.new_workflows] + [
+        error_born_key(w, code) for w, code in changes.new_error_pairs
+    ]

@@ -249,6 +249,8 @@ def run_chaos(
                 "interval": "1s",
                 "jitter_ratio": 0,
                 "state_path": str(workdir / "state.db"),
+                # Counts are compared as soon as the faults stop: no zero-first wait.
+                "new_series_hold": "0s",
                 "sources": fleet.sources(),
             }
         )

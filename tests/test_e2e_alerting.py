@@ -92,6 +92,8 @@ def stack(tmp_path: Path, simulator: SimFactory) -> Iterator[Stack]:
         config = {
             "interval": "1s",
             "state_path": str(tmp_path / "state.db"),
+            # Prometheus scrapes every second: a new series is served at zero for two.
+            "new_series_hold": "2s",
             "sources": [
                 source_for(plextera, "plextera", name="plextera-e2e"),
                 source_for(noxus, "noxus", name="noxus-e2e", max_workflows=1),

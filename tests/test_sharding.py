@@ -262,6 +262,7 @@ def test_a_reload_keeps_the_shard_the_process_started_with(
     changed = config_from_data(
         {
             "state_path": str(tmp_path / "state.db"),
+            "new_series_hold": "0s",
             "sources": sources,
             "shard": {"index": 1, "count": 2},
         },

@@ -1,0 +1,159 @@
+"""A counter series born after the first start is served at zero before its first increments
+show, so Prometheus's increase() and rate() count them: in-process with a controlled clock, across
+a restart, and with a real Prometheus scraping a real exporter process."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import ExporterFactory, SimFactory, source_for
+from tests.helpers import errors, finished
+from tests.loopback import EXPORTER, Processes, binary, free_port, until, wait_for
+
+NEW = "Late claims"
+CODE = "NEW_CODE_X"
+
+
+class Clock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _fail_new_workflow(sim: object, count: int) -> None:
+    world = sim.world  # type: ignore[attr-defined]
+    workflow = world.add_workflow(NEW)
+    failed = sim.native_for("failed")  # type: ignore[attr-defined]
+    for run in world.add_runs(count, workflow=workflow.name):
+        world.finish(run.id, failed, error_code=CODE)
+
+
+def test_a_new_workflows_first_failures_wait_until_it_was_served_at_zero(
+    simulator: SimFactory, exporter_factory: ExporterFactory, tmp_path: Path
+) -> None:
+    sim = simulator("plextera", seed=71, workflows=2)
+    sim.world.add_runs(10)
+    sim.world.advance(600)
+    clock = Clock(sim.world.now())
+    state = tmp_path / "held.db"
+    exporter = exporter_factory(
+        [source_for(sim, "plextera")], clock=clock, state=state, new_series_hold="60s"
+    )
+    assert exporter.collect_all()[0].ok
+    # The first start's backfill is history: shown at once.
+    assert finished(exporter, "plextera-test") == sim.world.truth().finished
+
+    _fail_new_workflow(sim, 3)
+    clock.now += timedelta(seconds=30)
+    assert exporter.collect_all()[0].ok
+    assert not {k: v for k, v in finished(exporter, "plextera-test").items() if k[0] == NEW}
+    assert (NEW, CODE) not in errors(exporter, "plextera-test")
+    # Served at zero meanwhile (present, not absent).
+    text = httpx_free_render(exporter)
+    assert f'workflow="{NEW}"' in text
+
+    # Across a restart the hold and the held counts both stay.
+    exporter.shutdown()
+    clock.now += timedelta(seconds=20)
+    restarted = exporter_factory(
+        [source_for(sim, "plextera")], clock=clock, state=state, new_series_hold="60s"
+    )
+    assert (NEW, CODE) not in errors(restarted, "plextera-test")
+    clock.now += timedelta(seconds=45)  # past the hold: born at +30 s, now +95 s
+    assert errors(restarted, "plextera-test")[(NEW, CODE)] == 3
+    assert finished(restarted, "plextera-test") == sim.world.truth().finished
+
+
+def httpx_free_render(exporter: object) -> str:
+    from exporter.exposition import generate_text
+
+    return generate_text(exporter.registry).decode()  # type: ignore[attr-defined]
+
+
+@pytest.mark.system
+@pytest.mark.timeout(180)
+def test_prometheus_counts_the_first_failures_of_a_new_workflow(
+    simulator: SimFactory, tmp_path: Path
+) -> None:
+    sim = simulator("plextera", seed=72, workflows=2, history_seconds=600)
+    sim.world.arrival_rate_per_min = 0
+    processes = Processes()
+    try:
+        exporter_port, prom_port = free_port(), free_port()
+        config = {
+            "interval": "1s",
+            "state_path": str(tmp_path / "state.db"),
+            "new_series_hold": "3s",
+            "sources": [source_for(sim, "plextera", name="zero-first")],
+        }
+        (tmp_path / "exporter.yml").write_text(yaml.safe_dump(config))
+        processes.start(
+            [
+                *EXPORTER,
+                "--config.file",
+                str(tmp_path / "exporter.yml"),
+                "--web.listen-address",
+                f"127.0.0.1:{exporter_port}",
+            ],
+            tmp_path / "exporter.log",
+        )
+        (tmp_path / "prometheus.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "scrape_configs": [
+                        {
+                            "job_name": "wre",
+                            "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
+                        }
+                    ],
+                }
+            )
+        )
+        processes.start(
+            [
+                binary("prometheus"),
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'prom'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ],
+            tmp_path / "prometheus.log",
+        )
+        wait_for(f"http://127.0.0.1:{prom_port}/-/ready", lambda r: r.status_code == 200, 20)
+
+        def query(expr: str) -> list[dict[str, object]]:
+            response = httpx.get(
+                f"http://127.0.0.1:{prom_port}/api/v1/query", params={"query": expr}, timeout=5
+            )
+            response.raise_for_status()
+            result: list[dict[str, object]] = response.json()["data"]["result"]
+            return result
+
+        until(
+            "the exporter scraped a few times",
+            lambda: len(query('count_over_time(up{job="wre"}[1m]) >= 3')) == 1,
+            60,
+        )
+        _fail_new_workflow(sim, 4)  # all in one cycle: a series born at 4 without the hold
+        errors_series = f'workflow_run_errors_total{{workflow="{NEW}",code="{CODE}"}}'
+        failed_series = f'workflow_runs_finished_total{{workflow="{NEW}",status="failed"}}'
+
+        def risen(series: str) -> float | None:
+            rows = query(f"max_over_time({series}[2m]) - min_over_time({series}[2m])")
+            return float(rows[0]["value"][1]) if rows else None  # type: ignore[index]
+
+        until("Prometheus saw the new series rise from 0", lambda: risen(errors_series) == 4, 60)
+        assert risen(failed_series) == 4
+        # increase() over the span counts them (it extrapolates a little: at least the four).
+        rows = query(f"increase({errors_series}[2m])")
+        assert rows
+        assert float(rows[0]["value"][1]) >= 4  # type: ignore[index]
+    finally:
+        processes.stop_all()
