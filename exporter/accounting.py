@@ -163,6 +163,10 @@ class Observation:
     workflow: str
     status: str  # "" for metrics without a status label
     value: float
+    # The run behind a duration, and when it was counted: an exemplar, so a slow bucket leads
+    # to a run (never a label).
+    run_id: str = ""
+    at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +316,9 @@ def _decide_terminal(
         duration = max(0.0, (now - start).total_seconds())
     if duration is not None:
         # None: only dates were given, and a day is no instant to subtract.
-        changes.observations.append(Observation(DURATION, workflow, status, duration))
+        changes.observations.append(
+            Observation(DURATION, workflow, status, duration, run.id, now.timestamp())
+        )
     code = UNSPECIFIED_CODE
     if run.status in ERROR_STATUSES:
         code = pairs.code(workflow, codes.label(run.error_code or UNSPECIFIED_CODE))
@@ -349,7 +355,9 @@ def _count_parked_without_detail(
     status = tracked.status.value
     changes.finished[(tracked.workflow, status)] += 1
     duration = max(0.0, (now - tracked.created_at).total_seconds())
-    changes.observations.append(Observation(DURATION, tracked.workflow, status, duration))
+    changes.observations.append(
+        Observation(DURATION, tracked.workflow, status, duration, tracked.id, now.timestamp())
+    )
     code = UNSPECIFIED_CODE
     if tracked.status in ERROR_STATUSES:
         code = pairs.code(tracked.workflow, UNSPECIFIED_CODE)

@@ -68,6 +68,12 @@ class Snapshot:
     # (source, series) -> when it was born, Unix seconds: a workflow (`born_key`) or a
     # workflow's error code (`error_born_key`) created after the first start's backfill.
     born: dict[tuple[str, str], float] = field(default_factory=dict)
+    # (source, workflow, status) -> bucket index -> the latest run observed in that bucket:
+    # (run id, seconds, when). In memory only: exemplars point at recent runs, a restart may
+    # forget them.
+    exemplars: dict[tuple[str, str, str], dict[int, tuple[str, float, float]]] = field(
+        default_factory=dict
+    )
 
     def only(self, sources: set[str]) -> Snapshot:
         return Snapshot(
@@ -78,6 +84,7 @@ class Snapshot:
             histograms={k: v for k, v in self.histograms.items() if k[1] in sources},
             active={s: runs for s, runs in self.active.items() if s in sources},
             born={k: v for k, v in self.born.items() if k[0] in sources},
+            exemplars={k: v for k, v in self.exemplars.items() if k[0] in sources},
         )
 
     def copy(self) -> Snapshot:
@@ -89,6 +96,7 @@ class Snapshot:
             histograms={k: h.copy() for k, h in self.histograms.items()},
             active={s: list(runs) for s, runs in self.active.items()},
             born=dict(self.born),
+            exemplars={k: dict(v) for k, v in self.exemplars.items()},
         )
 
 

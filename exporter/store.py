@@ -10,6 +10,8 @@ Opening the file and its schema are `exporter.statefile`'s; what a scrape render
 
 from __future__ import annotations
 
+import bisect
+import math
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,6 +23,7 @@ from exporter import statefile
 from exporter.accounting import ActiveRun, Cursor, CycleChanges
 from exporter.model import RunStatus
 from exporter.snapshot import Histogram, Snapshot, born_key, error_born_key
+from exporter.units import DURATION
 
 T = TypeVar("T")
 
@@ -161,6 +164,10 @@ class Store:
                 hist = current.copy() if current else Histogram.empty(self._buckets[obs.metric])
                 touched[key] = hist
             hist.observe(obs.value)
+            if obs.run_id and obs.metric == DURATION and math.isfinite(obs.value):
+                bucket = bisect.bisect_left(hist.bounds, obs.value)
+                series = self._mirror.exemplars.setdefault((source, obs.workflow, obs.status), {})
+                series[bucket] = (obs.run_id, obs.value, obs.at)
         return touched
 
     def _write(
