@@ -21,6 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter.collect import utc_now
+from exporter.logs import get_logger
 
 ALERTS_JOB = "alerts:flush"
 # Cycles of different sources run side by side up to this many at once.
@@ -28,6 +29,7 @@ WORKERS = 16
 
 
 _SOURCE_JOB = "collect:"
+log = get_logger("exporter.schedule")
 
 
 def source_job(name: str) -> str:
@@ -58,8 +60,11 @@ class Schedule:
 
     def _skipped(self, event: JobSubmissionEvent) -> None:
         job = str(event.job_id)
-        if self._overrun is not None and job.startswith(_SOURCE_JOB):
+        if job.startswith(_SOURCE_JOB) and self._overrun is not None:
             self._overrun(job.removeprefix(_SOURCE_JOB))
+        else:
+            # The raw warning is filtered for every job, so the others are reported here.
+            log.warning("job still running when it was due again; that run is skipped", job=job)
 
     def start(self) -> None:
         self._scheduler.start()

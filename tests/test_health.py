@@ -115,21 +115,20 @@ def test_the_schedule_reports_an_overrun_by_source_instead_of_apschedulers_warni
     release = threading.Event()
     skipped: list[str] = []
     schedule = Schedule(overrun=skipped.append)
-    schedule.collect(
-        "slow",
-        lambda _name: release.wait(10),
-        interval=timedelta(seconds=0.2),
-        jitter_ratio=0,
-        delay=0,
-    )
+    tick = timedelta(seconds=0.2)
+    schedule.collect("slow", lambda _name: release.wait(10), interval=tick, jitter_ratio=0, delay=0)
+    schedule.deliver_alerts(lambda: release.wait(10), every=tick)
     schedule.start()
     try:
         until("an overrun", lambda: bool(skipped), 5)
+        until("the alert job's overrun", lambda: "alerts:flush" in captured_logs.getvalue(), 5)
     finally:
         release.set()
         schedule.shutdown()
     assert set(skipped) == {"slow"}
     assert "maximum number of running instances" not in captured_logs.getvalue()
+    other = [line for line in json_lines(captured_logs) if line.get("job") == "alerts:flush"]
+    assert other[0]["level"] == "warning"
 
 
 def test_the_overrun_counter_is_born_at_zero_and_leaves_with_its_source() -> None:
