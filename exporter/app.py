@@ -24,6 +24,7 @@ from exporter.alerting.agent import AlertAgent
 from exporter.alerting.settings import AlertingSettings
 from exporter.collect import CycleReport, SourceCollector, utc_now
 from exporter.errors import Cancelled
+from exporter.health import Collecting, Due, collection_bound, problems
 from exporter.http import ApiClient, RetryPolicy, TokenBucket
 from exporter.logs import get_logger, register_secret
 from exporter.metrics import RunsCollector, workflow_series
@@ -55,6 +56,9 @@ class SourceRuntime:
     provider_cls: type[Provider[Any]]
     last_report: CycleReport | None = None
     attempts: int = 0
+    # `time.monotonic()` at which each of its collections now running began (usually none or
+    # one), from before the lock is taken: a collection stuck waiting for it is hung too.
+    running_since: list[float] = field(default_factory=list)
     # Held for a whole cycle: a reload swaps a source only between cycles.
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -194,6 +198,15 @@ class Exporter:
 
     def collect_source(self, name: str) -> CycleReport:
         runtime = self.sources[name]
+        started = time.monotonic()
+        runtime.running_since.append(started)
+        try:
+            return self._collect_locked(runtime)
+        finally:
+            runtime.running_since.remove(started)
+
+    def _collect_locked(self, runtime: SourceRuntime) -> CycleReport:
+        name = runtime.name
         with runtime.lock:
             self._refresh_key(runtime)
             try:
@@ -232,8 +245,19 @@ class Exporter:
 
     # Scheduling and reload ------------------------------------------------------------------
 
+    def _overrun(self, name: str) -> None:
+        runtime = self.sources.get(name)
+        if runtime is None:
+            return
+        runtime.collector.instruments.overrun()
+        log.warning(
+            "collection still running when the next one was due; that one is skipped",
+            source=name,
+            interval_seconds=self.config.interval_for(runtime.settings).total_seconds(),
+        )
+
     def start(self) -> None:
-        self._schedule = Schedule()
+        self._schedule = Schedule(overrun=self._overrun)
         for index, runtime in enumerate(self.sources.values()):
             self._schedule_source(runtime, delay=0.2 * index)
         self._schedule_alerts()
@@ -313,6 +337,32 @@ class Exporter:
         self.store.close()
 
     # Status for /readyz and the landing page -----------------------------------------------
+
+    def health(self) -> list[str]:
+        """Why /healthz fails (see `exporter.health`); empty: healthy."""
+        now = time.monotonic()
+        collecting = []
+        for runtime in list(self.sources.values()):
+            since = min(runtime.running_since, default=None)
+            bound = self.config.app.hung_after
+            collecting.append(
+                Collecting(
+                    runtime.name,
+                    None if since is None else now - since,
+                    bound.total_seconds()
+                    if bound is not None
+                    else collection_bound(
+                        self.config.interval_for(runtime.settings), runtime.settings
+                    ),
+                )
+            )
+        schedule = self._schedule
+        if schedule is None:
+            return problems(collecting, None, [])
+        due = [
+            Due(job, overdue, interval) for job, overdue, interval in schedule.overdue(utc_now())
+        ]
+        return problems(collecting, schedule.running(), due)
 
     def ready(self) -> bool:
         return all(r.attempts > 0 for r in self.sources.values())

@@ -111,7 +111,12 @@ def _redact_rendered(_logger: Any, _method: str, rendered: Any) -> Any:
     return redact(rendered) if isinstance(rendered, str) else rendered
 
 
+# The root logger's handler `configure` installed last, replaced by the next call.
+_root_handler: logging.Handler | None = None
+
+
 def configure(level: str = "info", fmt: str | None = None, stream: TextIO | None = None) -> None:
+    global _root_handler  # noqa: PLW0603 - one handler on the root logger, swapped whole
     stream = stream or sys.stderr
     if fmt is None:
         fmt = "console" if stream.isatty() else "json"
@@ -120,27 +125,36 @@ def configure(level: str = "info", fmt: str | None = None, stream: TextIO | None
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
-    processors: list[Any] = [
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_processor,
     ]
-    if fmt == "json":
-        processors.append(structlog.processors.format_exc_info)
-    processors += [renderer, _redact_rendered]
+    rendering: list[Any] = [structlog.processors.format_exc_info] if fmt == "json" else []
+    rendering += [renderer, _redact_rendered]
+    numeric = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
-        processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
+        processors=shared + rendering,
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
-    # Libraries that log through the standard library (apscheduler, httpx) go to the same place.
-    logging.basicConfig(
-        stream=stream, level=max(logging.getLevelNamesMapping()[level.upper()], logging.INFO)
+    # Libraries log through the standard library (apscheduler, httpx, the stdlib itself): their
+    # records are rendered by the same processors, so they are lines like ours, keys redacted.
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *rendering],
+        )
     )
+    root = logging.getLogger()
+    if _root_handler is not None:
+        root.removeHandler(_root_handler)
+    root.addHandler(handler)
+    _root_handler = handler
+    root.setLevel(max(numeric, logging.INFO))
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)

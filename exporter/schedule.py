@@ -9,32 +9,62 @@ calling their APIs in lockstep.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter.collect import utc_now
+from exporter.logs import get_logger
 
 ALERTS_JOB = "alerts:flush"
 # Cycles of different sources run side by side up to this many at once.
 WORKERS = 16
 
 
+_SOURCE_JOB = "collect:"
+log = get_logger("exporter.schedule")
+
+
 def source_job(name: str) -> str:
-    return f"collect:{name}"
+    return f"{_SOURCE_JOB}{name}"
+
+
+class _NoRawOverrunWarning(logging.Filter):
+    """The exporter reports an overrun itself (a structured line and a counter), by source."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances" not in str(record.msg)
+
+
+_scheduler_log = logging.getLogger("apscheduler.scheduler")
+_scheduler_log.addFilter(_NoRawOverrunWarning())
 
 
 class Schedule:
-    def __init__(self) -> None:
+    def __init__(self, overrun: Callable[[str], object] | None = None) -> None:
+        """`overrun(source)` is called when a source's cycle is due while its last one still
+        runs (and the due one is skipped)."""
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(WORKERS)},
             timezone="UTC",
         )
+        self._overrun = overrun
+        self._scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
+
+    def _skipped(self, event: JobSubmissionEvent) -> None:
+        job = str(event.job_id)
+        if job.startswith(_SOURCE_JOB) and self._overrun is not None:
+            self._overrun(job.removeprefix(_SOURCE_JOB))
+        else:
+            # The raw warning is filtered for every job, so the others are reported here.
+            log.warning("job still running when it was due again; that run is skipped", job=job)
 
     def start(self) -> None:
         self._scheduler.start()
@@ -83,6 +113,25 @@ class Schedule:
             coalesce=True,
             next_run_time=utc_now() + timedelta(seconds=1),
         )
+
+    def running(self) -> bool:
+        return bool(self._scheduler.running)
+
+    def overdue(self, now: datetime) -> list[tuple[str, float, float]]:
+        """Each job's id, seconds past its due time (negative: not yet due) and its interval."""
+        out = []
+        for job in self._scheduler.get_jobs():
+            if job.next_run_time is None:  # paused
+                continue
+            interval = getattr(job.trigger, "interval", timedelta())
+            out.append(
+                (
+                    str(job.id),
+                    (now - job.next_run_time).total_seconds(),
+                    interval.total_seconds(),
+                )
+            )
+        return out
 
     def shutdown(self) -> None:
         """Stops starting jobs and waits for the running ones."""

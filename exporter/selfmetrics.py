@@ -56,6 +56,13 @@ class SelfMetrics:
             ["source", "result"],
             registry=registry,
         )
+        self.collection_overruns = Counter(
+            "workflow_exporter_collection_overruns",
+            "Cycles of a source skipped because its previous one was still running when they "
+            "were due (a collection slower than its interval).",
+            ["source"],
+            registry=registry,
+        )
         self.api_requests = Counter(
             "workflow_exporter_api_requests",
             "Requests to provider APIs by endpoint and HTTP status (`error` = transport failure).",
@@ -146,6 +153,7 @@ class SelfMetrics:
             self.last_success,
             self.collection_duration,
             self.collections,
+            self.collection_overruns,
             self.api_requests,
             self.api_duration,
             self.api_retries,
@@ -184,6 +192,7 @@ class SourceInstruments:
         metrics.source_up.labels(source, provider)
         for result in ("success", "error"):
             metrics.collections.labels(source, result)
+        metrics.collection_overruns.labels(source)
         for reason in ("rate_limited", "server_error", "transport", "bad_payload"):
             metrics.api_retries.labels(source, reason)
         metrics.runs_ingested.labels(source)
@@ -244,6 +253,9 @@ class SourceInstruments:
 
     def vanished(self, count: int) -> None:
         self._m.runs_vanished.labels(self.source).inc(count)
+
+    def overrun(self) -> None:
+        self._m.collection_overruns.labels(self.source).inc()
 
     def collection(self, ok: bool, seconds: float, finished_at: float) -> None:
         self._m.collection_duration.labels(self.source).observe(seconds)

@@ -49,6 +49,8 @@ class ServerHooks:
     # Moves whenever what /metrics shows may have changed (a cycle, a reload); None: only the
     # age of a rendering bounds how long it is shared.
     generation: Callable[[], int] | None = None
+    # Why the process is not healthy (see exporter.health); empty: it is. None: alive is enough.
+    health: Callable[[], Sequence[str]] | None = None
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -233,7 +235,12 @@ class _Handler(BaseHTTPRequestHandler):
                 headers["Content-Encoding"] = "gzip"
             self._send(200, body, headers)
         elif path == "/healthz":
-            self._send(200, b"ok\n", {"Content-Type": "text/plain; charset=utf-8"})
+            problems = hooks.health() if hooks.health is not None else ()
+            if problems:
+                reasons = "".join(f"unhealthy: {problem}\n" for problem in problems)
+                self._send(503, reasons.encode(), _TEXT)
+            else:
+                self._send(200, b"ok\n", _TEXT)
         elif path == "/readyz":
             ready = hooks.ready()
             self._send(

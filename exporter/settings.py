@@ -95,6 +95,9 @@ class AppSettings(BaseSettings):
     # The alerting agent: per-run alerts straight to Alertmanager (off unless configured).
     alerting: AlertingSettings | None = None
     shard: ShardSettings = ShardSettings()
+    # A collection running longer than this fails /healthz; unset: per source, three intervals
+    # plus request_deadline * (max_retries + 1) (see exporter.health).
+    hung_after: Duration | None = None
     sources: list[dict[str, Any]] = Field(min_length=1)
 
     @classmethod

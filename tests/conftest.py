@@ -33,15 +33,13 @@ def every_log_line_scanned_for_keys() -> Iterator[io.StringIO]:
     """Every test runs with DEBUG logs (structlog and the standard library alike) captured, and
     afterwards no line may hold any API key the test configured or a simulator accepted."""
     stream = io.StringIO()
-    logs.configure("debug", "json", stream=stream)
-    handler = logging.StreamHandler(stream)
     root = logging.getLogger()
-    root.addHandler(handler)
     previous_level = root.level
+    # Also puts the standard library's records on `stream`, rendered like structlog's.
+    logs.configure("debug", "json", stream=stream)
     root.setLevel(logging.DEBUG)
     _started_simulators.clear()
     yield stream
-    root.removeHandler(handler)
     root.setLevel(previous_level)
     keys = set(logs.registered_secrets()) | {sim.api_key for sim in _started_simulators}
     text = stream.getvalue()

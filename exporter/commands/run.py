@@ -126,4 +126,5 @@ def server_hooks(exporter: Exporter, reload: Callable[[], str | None] | None = N
         sources=sources,
         reload=reload,
         generation=lambda: exporter.generation,
+        health=exporter.health,
     )
