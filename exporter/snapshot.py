@@ -65,6 +65,8 @@ class Snapshot:
     errors: dict[tuple[str, str, str], int] = field(default_factory=dict)
     histograms: dict[tuple[str, str, str, str], Histogram] = field(default_factory=dict)
     active: dict[str, list[ActiveRun]] = field(default_factory=dict)
+    # (source, workflow, status) -> Unix seconds of the newest run to reach that status.
+    last_finished: dict[tuple[str, str, str], float] = field(default_factory=dict)
 
     def only(self, sources: set[str]) -> Snapshot:
         return Snapshot(
@@ -74,6 +76,7 @@ class Snapshot:
             errors={k: v for k, v in self.errors.items() if k[0] in sources},
             histograms={k: v for k, v in self.histograms.items() if k[1] in sources},
             active={s: runs for s, runs in self.active.items() if s in sources},
+            last_finished={k: v for k, v in self.last_finished.items() if k[0] in sources},
         )
 
     def copy(self) -> Snapshot:
@@ -84,4 +87,5 @@ class Snapshot:
             errors=dict(self.errors),
             histograms={k: h.copy() for k, h in self.histograms.items()},
             active={s: list(runs) for s, runs in self.active.items()},
+            last_finished=dict(self.last_finished),
         )
