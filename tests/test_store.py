@@ -353,7 +353,8 @@ def test_forget_source_drops_every_trace_of_it(db: Path) -> None:
         assert "gone" not in snap.providers
         assert "gone" not in snap.workflows
         assert "gone" not in snap.active
-        assert all(key[0] != "gone" for key in (*snap.finished, *snap.errors))
+        assert all(key[0] != "gone" for key in (*snap.finished, *snap.errors, *snap.last_finished))
+        assert snap.last_finished == {("kept", "Invoices", "failed"): at(5).timestamp()}
         assert all(key[1] != "gone" for key in snap.histograms)
         assert s.cursor("gone") is None
         assert s.counted_total("gone") == 0
