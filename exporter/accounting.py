@@ -192,6 +192,8 @@ class CycleChanges:
     observations: list[Observation] = field(default_factory=list)
     counted: list[tuple[str, datetime]] = field(default_factory=list)  # (run id, prune key)
     finished_runs: list[FinishedRun] = field(default_factory=list)
+    # (workflow, status) -> when the newest run counted this cycle reached that status.
+    last_finished: dict[tuple[str, str], datetime] = field(default_factory=dict)
     active_upserts: dict[str, ActiveRun] = field(default_factory=dict)
     active_removals: set[str] = field(default_factory=set)
     new_workflows: list[str] = field(default_factory=list)
@@ -211,6 +213,12 @@ class CycleChanges:
     @property
     def counted_ids(self) -> set[str]:
         return {run_id for run_id, _ in self.counted}
+
+    def note_finish(self, workflow: str, status: str, when: datetime) -> None:
+        key = (workflow, status)
+        current = self.last_finished.get(key)
+        if current is None or when > current:
+            self.last_finished[key] = when
 
 
 def fresher(candidate: Run, current: Run) -> bool:
@@ -323,6 +331,7 @@ def _decide_terminal(
     if run.status in ERROR_STATUSES:
         code = pairs.code(workflow, codes.label(run.error_code or UNSPECIFIED_CODE))
         changes.errors[(workflow, code)] += 1
+    changes.note_finish(workflow, status, _finish_instant(run, now))
     changes.finished_runs.append(
         FinishedRun(
             id=run.id,
@@ -343,6 +352,16 @@ def _decide_terminal(
         changes.active_removals.add(run.id)
 
 
+def _finish_instant(run: Run, now: datetime) -> datetime:
+    if run.finished_at is None or "finished_at" in run.day_only:
+        # A day is no instant, and a missing end is only known to lie before now: the time the
+        # run was counted stands in, so the gauge never claims a finish that did not yet happen.
+        return now
+    # A provider clock running ahead must not date a finish in the future: an alert on
+    # time() - last_finished would wait that much longer to fire.
+    return min(run.finished_at, now)
+
+
 def _exact_start(run: Run) -> datetime | None:
     if run.started_at is not None:
         return None if "started_at" in run.day_only else run.started_at
@@ -354,6 +373,7 @@ def _count_parked_without_detail(
 ) -> None:
     status = tracked.status.value
     changes.finished[(tracked.workflow, status)] += 1
+    changes.note_finish(tracked.workflow, status, now)
     duration = max(0.0, (now - tracked.created_at).total_seconds())
     changes.observations.append(
         Observation(DURATION, tracked.workflow, status, duration, tracked.id, now.timestamp())

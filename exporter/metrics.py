@@ -6,6 +6,7 @@ call during a scrape. Sample output:
 
     workflow_runs_finished_total{source="plextera-prod",provider="plextera",workflow="Invoices",status="failed"} 3.0
     workflow_runs_active{source="plextera-prod",provider="plextera",workflow="Invoices",status="running"} 2.0
+    workflow_runs_last_finished_timestamp_seconds{source="plextera-prod",provider="plextera",workflow="Invoices",status="succeeded"} 1.7e+09
 """  # noqa: E501
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def workflow_series(buckets: Mapping[str, Sequence[float]], active_statuses: int
     terminal = len(_TERMINAL)
     duration = terminal * (len(buckets[DURATION]) + 3)  # buckets, +Inf, _sum, _count
     queue_wait = len(buckets[QUEUE_WAIT]) + 3
-    return terminal + duration + queue_wait + 2 * active_statuses + 1
+    last_finished = terminal
+    return terminal + duration + queue_wait + last_finished + 2 * active_statuses + 1
 
 
 # Label values of one series, and its value.
@@ -52,6 +54,7 @@ _DURATION_LABELS = ("source", "provider", "workflow", "status")
 _QUEUE_WAIT_LABELS = ("source", "provider", "workflow")
 _ACTIVE_LABELS = ("source", "provider", "workflow", "status")
 _PROGRESS_LABELS = ("source", "provider", "workflow")
+_LAST_FINISHED_LABELS = ("source", "provider", "workflow", "status")
 
 
 class RunsCollector(Collector):
@@ -136,6 +139,13 @@ class RunsCollector(Collector):
             _PROGRESS_LABELS,
             progress,
         )
+        yield _simple_family(
+            "gauge",
+            "workflow_runs_last_finished_timestamp_seconds",
+            "When the newest run of the workflow reached that terminal status (Unix seconds).",
+            _LAST_FINISHED_LABELS,
+            self._last_finished(snap),
+        )
 
     def _held(self, snap: Snapshot, now: float) -> set[tuple[str, str]]:
         """Series born less than the hold ago: served at zero, their increments kept in the
@@ -158,6 +168,14 @@ class RunsCollector(Collector):
         return [
             ((source, snap.providers.get(source, ""), workflow, status), count)
             for (source, workflow, status), count in sorted(values.items())
+        ]
+
+    def _last_finished(self, snap: Snapshot) -> list[Row]:
+        # No series before the first such run: a 0 would read as "last success in 1970" and
+        # fire every "no success for N hours" alert for a workflow that never succeeded yet.
+        return [
+            ((source, snap.providers.get(source, ""), workflow, status), when)
+            for (source, workflow, status), when in sorted(snap.last_finished.items())
         ]
 
     def _errors(self, snap: Snapshot, held: set[tuple[str, str]]) -> list[Row]:

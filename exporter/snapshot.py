@@ -74,6 +74,8 @@ class Snapshot:
     exemplars: dict[tuple[str, str, str], dict[int, tuple[str, float, float]]] = field(
         default_factory=dict
     )
+    # (source, workflow, status) -> Unix seconds of the newest run to reach that status.
+    last_finished: dict[tuple[str, str, str], float] = field(default_factory=dict)
 
     def only(self, sources: set[str]) -> Snapshot:
         return Snapshot(
@@ -85,6 +87,7 @@ class Snapshot:
             active={s: runs for s, runs in self.active.items() if s in sources},
             born={k: v for k, v in self.born.items() if k[0] in sources},
             exemplars={k: v for k, v in self.exemplars.items() if k[0] in sources},
+            last_finished={k: v for k, v in self.last_finished.items() if k[0] in sources},
         )
 
     def copy(self) -> Snapshot:
@@ -97,6 +100,7 @@ class Snapshot:
             active={s: list(runs) for s, runs in self.active.items()},
             born=dict(self.born),
             exemplars={k: dict(v) for k, v in self.exemplars.items()},
+            last_finished=dict(self.last_finished),
         )
 
 

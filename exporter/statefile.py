@@ -72,6 +72,16 @@ COUNTING_TABLES = """
     ) WITHOUT ROWID;
 """
 
+# Version 4: when the newest run of each workflow reached each terminal status. A file migrated
+# from an older version starts empty here: the gauge appears with the next run that finishes.
+LAST_FINISHED_TABLE = """
+    CREATE TABLE last_finished (
+        source TEXT NOT NULL, workflow TEXT NOT NULL, status TEXT NOT NULL,
+        finished_at REAL NOT NULL,
+        PRIMARY KEY (source, workflow, status)
+    ) WITHOUT ROWID;
+"""
+
 # The file's one schema history, whoever owns each table: entry i upgrades version i to i+1, and
 # a new file runs them all in order. It is a fixed list rather than a registry filled at import,
 # so the version a file gets never depends on which modules happened to be loaded.
@@ -84,7 +94,13 @@ SERIES_BORN = """
     ) WITHOUT ROWID;
 """
 
-MIGRATIONS: Sequence[str] = (COUNTING_TABLES, alerting_schema.TABLES, SERIES_BORN)
+
+MIGRATIONS: Sequence[str] = (
+    COUNTING_TABLES,
+    alerting_schema.TABLES,
+    SERIES_BORN,
+    LAST_FINISHED_TABLE,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Tables whose rows each belong to one source, so forgetting the source deletes them.
@@ -97,6 +113,7 @@ SOURCE_TABLES: Sequence[str] = (
     "errors",
     "histograms",
     "series_born",
+    "last_finished",
     *alerting_schema.SOURCE_TABLES,
 )
 

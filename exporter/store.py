@@ -70,6 +70,10 @@ class Store:
             m.histograms[(metric, source, workflow, status)] = stored.rebinned(
                 self._buckets[metric]
             )
+        for source, workflow, status, finished_at in c.execute(
+            "SELECT source, workflow, status, finished_at FROM last_finished"
+        ):
+            m.last_finished[(source, workflow, status)] = finished_at
         for row in c.execute("SELECT * FROM active"):
             m.active.setdefault(row[0], []).append(_active_from_row(row))
 
@@ -208,6 +212,15 @@ class Store:
             [(source, wf, status, n) for (wf, status), n in changes.finished.items()],
         )
         c.executemany(
+            "INSERT INTO last_finished VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (source, workflow, status) DO UPDATE SET "
+            "finished_at = max(finished_at, excluded.finished_at)",
+            [
+                (source, wf, status, _ts(when))
+                for (wf, status), when in changes.last_finished.items()
+            ],
+        )
+        c.executemany(
             "INSERT INTO errors VALUES (?, ?, ?, ?) "
             "ON CONFLICT (source, workflow, code) DO UPDATE SET "
             "count = count + excluded.count",
@@ -251,6 +264,9 @@ class Store:
         for (wf, code), n in changes.errors.items():
             ekey = (source, wf, code)
             m.errors[ekey] = m.errors.get(ekey, 0) + n
+        for (wf, status), when in changes.last_finished.items():
+            lkey = (source, wf, status)
+            m.last_finished[lkey] = max(m.last_finished.get(lkey, 0.0), _ts(when))
         m.histograms.update(histograms)
         if changes.active_removals or changes.active_upserts:
             runs = {r.id: r for r in m.active.get(source, [])}
@@ -291,6 +307,7 @@ class Store:
             self._cursors.pop(source, None)
             m.finished = {k: v for k, v in m.finished.items() if k[0] != source}
             m.errors = {k: v for k, v in m.errors.items() if k[0] != source}
+            m.last_finished = {k: v for k, v in m.last_finished.items() if k[0] != source}
             m.histograms = {k: v for k, v in m.histograms.items() if k[1] != source}
 
     def close(self) -> None:

@@ -328,6 +328,37 @@ def workflow_runs() -> Any:
             unit="ops",
         )
     )
+    last = "workflow_runs_last_finished_timestamp_seconds"
+    grid.add(
+        Panel(
+            "Time since last success",
+            "table",
+            [
+                Target(
+                    f'time() - max by (source, workflow) ({last}{{{f},status="succeeded"}})',
+                    instant=True,
+                )
+            ],
+            "How long ago the newest successful run of each workflow finished "
+            "(WorkflowNoSuccess). A workflow that never succeeded has no row.",
+            unit="s",
+        )
+    )
+    grid.add(
+        Panel(
+            "Time since last finished run",
+            "table",
+            [
+                Target(
+                    f"time() - max by (source, workflow) ({last}{{{f}}})",
+                    instant=True,
+                )
+            ],
+            "How long ago the newest run of each workflow finished, in any status "
+            "(WorkflowSilent).",
+            unit="s",
+        )
+    )
     grid.row("In progress")
     grid.add(
         Panel(

@@ -195,6 +195,67 @@ def _workflow_alerts(t: Thresholds) -> list[dict[str, Any]]:
             f"The p95 duration of runs of {where} over the last {dw} is"
             " {{ $value | humanizeDuration }}.",
         ),
+        *_last_finished_alerts(t, where),
+    ]
+
+
+def _last_finished_alerts(t: Thresholds, where: str) -> list[dict[str, Any]]:
+    last = "workflow_runs_last_finished_timestamp_seconds"
+    succeeded = _series(t, last, 'status="succeeded"')
+    other_statuses = t.get("no_success", "statuses")
+    others = _series(t, last, f'status=~"{other_statuses}"')
+    ns = t.get("no_success", "seconds")
+    # Runs that keep finishing without success are what tells "broken" from "stopped": a
+    # workflow that stops altogether drops out of this alert `seconds` after its last run, and
+    # is WorkflowSilent's if it used to run regularly.
+    no_success = (
+        f"time() - max by ({WORKFLOW_LABELS}) ({succeeded}) > {ns}\n"
+        f"and on ({WORKFLOW_LABELS})\n"
+        f"  time() - max by ({WORKFLOW_LABELS}) ({others}) < {ns}"
+    )
+    ss = t.get("silent", "seconds")
+    hs = t.get("silent", "history_seconds")
+    every = t.get("silent", "usual_interval_seconds")
+    anything = _series(t, last)
+    all_finished = _series(t, "workflow_runs_finished_total")
+    up = _series(t, "workflow_exporter_source_up")
+    # The history is the window that ended `seconds` ago: when the alert first fires, the day
+    # before the silence began. As the silence goes on that window empties, so the alert's own
+    # ALERTS series keeps it firing until a run finishes. One run fewer than history/interval
+    # is asked for, as a run on either edge of the window may fall outside it.
+    silent = (
+        f"time() - max by ({WORKFLOW_LABELS}) ({anything}) > {ss}\n"
+        f"and on ({WORKFLOW_LABELS})\n"
+        f"  (\n"
+        f"    sum by ({WORKFLOW_LABELS}) (increase({all_finished}[{hs}s] offset {ss}s))\n"
+        f"      >= {hs} / {every} - 1\n"
+        f"    or\n"
+        f'    max by ({WORKFLOW_LABELS}) (ALERTS{{alertname="WorkflowSilent"}})\n'
+        f"  )\n"
+        # A source that cannot be collected freezes every gauge of it: one
+        # WorkflowExporterSourceDown says so, rather than a silence alert per workflow.
+        f"unless on (source)\n"
+        f"  max by (source) ({up}) == 0"
+    )
+    return [
+        _alert(
+            t,
+            "WorkflowNoSuccess",
+            "no_success",
+            no_success,
+            "No successful run of {{ $labels.workflow }} ({{ $labels.source }})",
+            f"The last run of {where} that succeeded finished"
+            " {{ $value | humanizeDuration }} ago; runs keep finishing in other statuses.",
+        ),
+        _alert(
+            t,
+            "WorkflowSilent",
+            "silent",
+            silent,
+            "Workflow {{ $labels.workflow }} ({{ $labels.source }}) went silent",
+            f"No run of {where} has finished for {{{{ $value | humanizeDuration }}}}; it used"
+            f" to finish one at least every {every}s.",
+        ),
     ]
 
 

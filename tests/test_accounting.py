@@ -140,6 +140,39 @@ def test_failed_and_rejected_runs_count_as_errors() -> None:
     assert changes.finished == Counter({("Invoices", s.value): 1 for s in TERMINAL_STATUSES})
 
 
+def test_newest_finish_per_workflow_and_status() -> None:
+    changes = CoreState().cycle(
+        [
+            make_run("a", status=RunStatus.SUCCEEDED, finished=20),
+            make_run("b", status=RunStatus.SUCCEEDED, finished=50),
+            make_run("c", status=RunStatus.SUCCEEDED, finished=30),
+            make_run("d", status=RunStatus.FAILED, finished=40, workflow="Claims"),
+        ],
+        now=at(100),
+    )
+    assert changes.last_finished == {
+        ("Invoices", "succeeded"): at(50),
+        ("Claims", "failed"): at(40),
+    }
+
+
+def test_finish_without_an_instant_is_dated_when_counted() -> None:
+    day_start = at(-12 * 3600)
+    dated = replace(
+        make_run("dated", status=RunStatus.SUCCEEDED, finished=0),
+        finished_at=day_start,
+        day_only=frozenset({"finished_at"}),
+    )
+    undated = make_run("undated", status=RunStatus.CANCELLED, workflow="Claims")
+    ahead = make_run("ahead", status=RunStatus.FAILED, finished=500, workflow="Ahead")
+    changes = CoreState().cycle([dated, undated, ahead], now=at(100))
+    assert changes.last_finished == {
+        ("Invoices", "succeeded"): at(100),
+        ("Claims", "cancelled"): at(100),
+        ("Ahead", "failed"): at(100),  # a provider clock ahead never dates a finish later
+    }
+
+
 def test_an_unknown_status_with_an_end_time_has_finished() -> None:
     state = CoreState()
     state.cycle([make_run("ended", status=RunStatus.UNKNOWN, finished=5)], now=at(10))

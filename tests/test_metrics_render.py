@@ -105,6 +105,44 @@ def test_error_counter_by_code() -> None:
     assert registry.get_sample_value("workflow_run_errors_total", claims) == 1
 
 
+# Last finished -----------------------------------------------------------------------------
+
+
+def test_last_finished_is_served_only_for_statuses_reached() -> None:
+    snap = snapshot_with()
+    snap.last_finished = {
+        ("src", "Invoices", "succeeded"): at(40).timestamp(),
+        ("src", "Invoices", "failed"): at(55.5).timestamp(),
+    }
+    registry = render(snap)
+    name = "workflow_runs_last_finished_timestamp_seconds"
+    assert registry.get_sample_value(name, labels("Invoices", "succeeded")) == at(40).timestamp()
+    assert registry.get_sample_value(name, labels("Invoices", "failed")) == at(55.5).timestamp()
+    for workflow, status in [("Invoices", "cancelled"), ("Claims", "succeeded")]:
+        assert registry.get_sample_value(name, labels(workflow, status)) is None
+    text = generate_latest(registry).decode()
+    assert f"# TYPE {name} gauge" in text
+
+
+def test_last_finished_renders_from_the_store_after_a_restart(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db", DEFAULT_BUCKETS)
+    cycle_into(
+        store,
+        "src",
+        [make_run("ok", status=RunStatus.SUCCEEDED, created=0, started=2, finished=30)],
+        now=at(40),
+    )
+    store.close()
+    store = Store(tmp_path / "state.db", DEFAULT_BUCKETS)
+    try:
+        value = render(store.snapshot).get_sample_value(
+            "workflow_runs_last_finished_timestamp_seconds", labels("Invoices", "succeeded")
+        )
+        assert value == at(30).timestamp()
+    finally:
+        store.close()
+
+
 # Active runs -----------------------------------------------------------------------------
 
 
@@ -287,4 +325,5 @@ def test_exposition_types() -> None:
         "workflow_runs_active": "gauge",
         "workflow_runs_oldest_active_age_seconds": "gauge",
         "workflow_runs_progress_ratio": "gauge",
+        "workflow_runs_last_finished_timestamp_seconds": "gauge",
     }

@@ -11,7 +11,7 @@ import pytest
 
 from exporter.errors import StateError
 from exporter.model import RunStatus
-from exporter.statefile import SCHEMA_VERSION, SOURCE_TABLES, open_state_file
+from exporter.statefile import MIGRATIONS, SCHEMA_VERSION, SOURCE_TABLES, open_state_file
 from exporter.store import Store
 from exporter.units import DURATION, QUEUE_WAIT
 from tests.helpers_core import at, cycle_into, make_run
@@ -58,6 +58,38 @@ def test_every_table_with_a_source_is_cleared_when_the_source_is_forgotten(db: P
     # Queued alert events stay owed to Alertmanager after their source is gone.
     assert with_source - set(SOURCE_TABLES) == {"alert_outbox"}
     assert set(SOURCE_TABLES) <= with_source
+
+
+def test_a_version_2_file_migrates_and_keeps_its_counts(db: Path) -> None:
+    conn = sqlite3.connect(db)
+    for script in MIGRATIONS[:2]:
+        conn.executescript(script)
+    conn.execute("INSERT INTO sources VALUES ('src', 'plextera', 0, 0, 0)")
+    conn.execute("INSERT INTO labels VALUES ('src', 'workflow', 'Invoices')")
+    conn.execute("INSERT INTO finished VALUES ('src', 'Invoices', 'succeeded', 7)")
+    conn.execute("PRAGMA user_version=2")
+    conn.commit()
+    conn.close()
+
+    store = Store(db, {DURATION: (1, 5, 10), QUEUE_WAIT: (1, 10)})
+    try:
+        snap = store.snapshot()
+        assert snap.finished == {("src", "Invoices", "succeeded"): 7}
+        # What version 2 never recorded is not invented: the gauge waits for the next run.
+        assert snap.last_finished == {}
+        cycle_into(
+            store,
+            "src",
+            [make_run("ok", status=RunStatus.SUCCEEDED, created=0, started=2, finished=4)],
+            now=at(40),
+        )
+        assert store.snapshot().last_finished == {
+            ("src", "Invoices", "succeeded"): at(4).timestamp()
+        }
+        version = store.read(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
+        assert version == SCHEMA_VERSION == 4
+    finally:
+        store.close()
 
 
 def test_corrupt_file_is_refused_and_left_untouched(db: Path) -> None:

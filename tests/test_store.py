@@ -47,6 +47,7 @@ def comparable(snap: Snapshot) -> dict[str, Any]:
         "errors": snap.errors,
         "histograms": snap.histograms,
         "active": {s: sorted(runs, key=lambda r: r.id) for s, runs in snap.active.items()},
+        "last_finished": snap.last_finished,
     }
 
 
@@ -131,6 +132,38 @@ def test_counters_continue_after_a_restart(db: Path) -> None:
         assert duration.count == 3
         assert duration.sum == pytest.approx(2 + 46.75 + 1)
         assert set(store.active("src")) == {"waiting"}
+    finally:
+        store.close()
+
+
+def test_last_finished_survives_a_restart_and_only_moves_forward(db: Path) -> None:
+    store = Store(db, BUCKETS)
+    first_cycle(store)
+    store.close()
+
+    store = Store(db, BUCKETS)
+    assert store.snapshot().last_finished == {
+        ("src", "Invoices", "succeeded"): at(4).timestamp(),
+        ("src", "Invoices", "failed"): at(30).timestamp(),
+    }
+    # A run counted later that finished earlier (a slow page) leaves the newest finish alone.
+    cycle_into(
+        store,
+        "src",
+        [
+            make_run("late", status=RunStatus.SUCCEEDED, created=0, started=1, finished=3),
+            make_run("new", status=RunStatus.FAILED, created=45, started=46, finished=47),
+        ],
+        now=at(60),
+    )
+    store.close()
+
+    store = Store(db, BUCKETS)
+    try:
+        assert store.snapshot().last_finished == {
+            ("src", "Invoices", "succeeded"): at(4).timestamp(),
+            ("src", "Invoices", "failed"): at(47).timestamp(),
+        }
     finally:
         store.close()
 
@@ -320,7 +353,8 @@ def test_forget_source_drops_every_trace_of_it(db: Path) -> None:
         assert "gone" not in snap.providers
         assert "gone" not in snap.workflows
         assert "gone" not in snap.active
-        assert all(key[0] != "gone" for key in (*snap.finished, *snap.errors))
+        assert all(key[0] != "gone" for key in (*snap.finished, *snap.errors, *snap.last_finished))
+        assert snap.last_finished == {("kept", "Invoices", "failed"): at(5).timestamp()}
         assert all(key[1] != "gone" for key in snap.histograms)
         assert s.cursor("gone") is None
         assert s.counted_total("gone") == 0
