@@ -33,6 +33,8 @@ class Target:
     legend: str = "__auto"
     instant: bool = False
     heatmap: bool = False
+    # Show the exemplars of the series (a run id per bucket) as points to click through.
+    exemplar: bool = False
 
     def render(self, ref_id: str) -> dict[str, Any]:
         target: dict[str, Any] = {
@@ -43,6 +45,8 @@ class Target:
             "range": not self.instant,
             "instant": self.instant,
         }
+        if self.exemplar:
+            target["exemplar"] = True
         if self.heatmap:
             target["format"] = "heatmap"
         elif self.instant:
@@ -430,11 +434,14 @@ def workflow_runs() -> Any:
             "timeseries",
             [
                 Target(
-                    _quantile(q, duration, f, "source, workflow"), legend=f"p{p} {{{{workflow}}}}"
+                    _quantile(q, duration, f, "source, workflow"),
+                    legend=f"p{p} {{{{workflow}}}}",
+                    exemplar=True,
                 )
                 for q, p in (("0.5", "50"), ("0.95", "95"), ("0.99", "99"))
             ],
-            "Duration of finished runs (created to finished), per workflow.",
+            "Duration of finished runs (created to finished), per workflow. The points are "
+            "exemplars (with Prometheus's exemplar storage on): each names a run of that bucket.",
             unit="s",
         )
     )
