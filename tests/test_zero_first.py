@@ -14,6 +14,7 @@ import yaml
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import errors, finished
 from tests.loopback import EXPORTER, Processes, binary, free_port, until, wait_for
+from tests.test_e2e_alerting import JOB, _rules_file
 
 NEW = "Late claims"
 CODE = "NEW_CODE_X"
@@ -108,9 +109,11 @@ def test_prometheus_counts_the_first_failures_of_a_new_workflow(
             yaml.safe_dump(
                 {
                     "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    # The shipped rules, with the spike's windows shortened for a test.
+                    "rule_files": [str(_rules_file(tmp_path))],
                     "scrape_configs": [
                         {
-                            "job_name": "wre",
+                            "job_name": JOB,
                             "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
                         }
                     ],
@@ -138,7 +141,7 @@ def test_prometheus_counts_the_first_failures_of_a_new_workflow(
 
         until(
             "the exporter scraped a few times",
-            lambda: len(query('count_over_time(up{job="wre"}[1m]) >= 3')) == 1,
+            lambda: len(query('count_over_time(up{job="workflow-runs-exporter"}[1m]) >= 3')) == 1,
             60,
         )
         _fail_new_workflow(sim, 4)  # all in one cycle: a series born at 4 without the hold
@@ -151,6 +154,12 @@ def test_prometheus_counts_the_first_failures_of_a_new_workflow(
 
         until("Prometheus saw the new series rise from 0", lambda: risen(errors_series) == 4, 60)
         assert risen(failed_series) == 4
+        # The headline alert sees the classic incident: a new workflow failing from its first run.
+        until(
+            "WorkflowRunsFailedSpike fires for the new workflow",
+            lambda: bool(query(f'ALERTS{{alertname="WorkflowRunsFailedSpike",workflow="{NEW}"}}')),
+            60,
+        )
         # increase() over the span counts them (it extrapolates a little: at least the four).
         rows = query(f"increase({errors_series}[2m])")
         assert rows
