@@ -157,3 +157,65 @@ def start_alertmanager(
     )
     wait_for(f"http://127.0.0.1:{port}/-/ready", lambda r: r.status_code == 200, 20)
     return proc
+
+
+def exporter_run(config_file: Path, port: int) -> list[str]:
+    """The command that runs the exporter with a config file, serving on 127.0.0.1:`port`."""
+    return [
+        *EXPORTER,
+        "run",
+        "--config.file",
+        str(config_file),
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+    ]
+
+
+def start_exporter(
+    processes: Processes, workdir: Path, port: int, config: dict[str, Any]
+) -> subprocess.Popen[bytes]:
+    """The exporter as a process of its own, with `config` written beside its log."""
+    config_file = workdir / "exporter.yml"
+    config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return processes.start(exporter_run(config_file, port), workdir / "exporter.log")
+
+
+def start_prometheus(
+    processes: Processes, workdir: Path, port: int, config: dict[str, Any], *flags: str
+) -> subprocess.Popen[bytes]:
+    """A Prometheus on 127.0.0.1:`port` with its own data directory, ready when this returns."""
+    config_file = workdir / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
+    proc = processes.start(
+        [
+            binary("prometheus"),
+            f"--config.file={config_file}",
+            f"--storage.tsdb.path={workdir / 'prom-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            *flags,
+        ],
+        workdir / "prometheus.log",
+    )
+    wait_for(f"http://127.0.0.1:{port}/-/ready", lambda r: r.status_code == 200, 20)
+    return proc
+
+
+def prometheus_query(base_url: str, expr: str) -> list[dict[str, Any]]:
+    """An instant query's result vector."""
+    response = httpx.get(f"{base_url}/api/v1/query", params={"query": expr}, timeout=5)
+    response.raise_for_status()
+    result: list[dict[str, Any]] = response.json()["data"]["result"]
+    return result
+
+
+def run_check(workdir: Path, sources: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+    """`check` over a config of these sources, as a user runs it."""
+    config = workdir / "config.yaml"
+    config.write_text(yaml.safe_dump({"sources": sources}))
+    return subprocess.run(
+        [*EXPORTER, "check", "--config.file", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from tests.conftest import SimFactory, source_for
-from tests.loopback import EXPORTER, free_port
-
-
-def run_check(tmp_path: Path, sources: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"sources": sources}))
-    return subprocess.run(
-        [*EXPORTER, "check", "--config.file", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.loopback import free_port, run_check
 
 
 def section(output: str, source: str) -> str:

@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from exporter.app import Exporter
 from exporter.simulator import SIMULATORS, SimulatorServer
 from exporter.simulator.server import ApiVariant
 from tests.conftest import PROVIDERS, ExporterFactory, SimFactory, source_for
 from tests.helpers import active, by_labels, errors, finished, samples
-from tests.loopback import EXPORTER
+from tests.loopback import run_check
 
 CASES = [(p, name) for p in PROVIDERS for name in sorted(SIMULATORS[p].variants)]
 CYCLE = timedelta(minutes=2)
@@ -157,20 +156,11 @@ def test_no_active_run_looks_older_or_younger_than_it_is_by_more_than_a_cycle(
 def test_check_prints_what_it_learned(
     provider: str, name: str, simulator: SimFactory, tmp_path: Path
 ) -> None:
-    import subprocess
 
     sim = simulator(provider, seed=25, workflows=2, variant=_variant(provider, name))
     sim.world.add_runs(60)
     sim.world.advance(600)
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"sources": [source_for(sim, provider, page_size=100)]}))
-    done = subprocess.run(
-        [*EXPORTER, "check", "--config.file", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_check(tmp_path, [source_for(sim, provider, page_size=100)])
     assert done.returncode == 0, done.stdout + done.stderr
     learned = next(line for line in done.stdout.splitlines() if "list:" in line)
     for fact, value in _expected_facts(provider, _variant(provider, name)).items():

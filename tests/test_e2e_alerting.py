@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
@@ -22,15 +21,15 @@ from exporter.simulator.server import SimulatorServer
 from monitoring import dashboards, rules
 from tests.conftest import SimFactory, source_for
 from tests.loopback import (
-    EXPORTER,
     Processes,
     Webhook,
-    binary,
     free_port,
+    prometheus_query,
     serve_webhook,
     start_alertmanager,
+    start_exporter,
+    start_prometheus,
     until,
-    wait_for,
 )
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
@@ -51,10 +50,7 @@ class Stack:
     workflow: str
 
     def query(self, expr: str) -> list[dict[str, Any]]:
-        response = httpx.get(f"{self.prometheus}/api/v1/query", params={"query": expr}, timeout=5)
-        response.raise_for_status()
-        result: list[dict[str, Any]] = response.json()["data"]["result"]
-        return result
+        return prometheus_query(self.prometheus, expr)
 
 
 def _rules_file(tmp_path: Path) -> Path:
@@ -104,17 +100,7 @@ def stack(tmp_path: Path, simulator: SimFactory) -> Iterator[Stack]:
                 "flush_interval": "1s",
             },
         }
-        (tmp_path / "exporter.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-        processes.start(
-            [
-                *EXPORTER,
-                "--config.file",
-                str(tmp_path / "exporter.yml"),
-                "--web.listen-address",
-                f"127.0.0.1:{exporter_port}",
-            ],
-            tmp_path / "exporter.log",
-        )
+        start_exporter(processes, tmp_path, exporter_port, config)
 
         start_alertmanager(
             processes,
@@ -140,37 +126,25 @@ def stack(tmp_path: Path, simulator: SimFactory) -> Iterator[Stack]:
         )
 
         prom_port = free_port()
-        (tmp_path / "prometheus.yml").write_text(
-            yaml.safe_dump(
-                {
-                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                    "rule_files": [str(_rules_file(tmp_path))],
-                    "alerting": {
-                        "alertmanagers": [
-                            {"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}
-                        ]
-                    },
-                    "scrape_configs": [
-                        {
-                            "job_name": JOB,
-                            "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
-                        }
-                    ],
-                }
-            ),
-            encoding="utf-8",
+        start_prometheus(
+            processes,
+            tmp_path,
+            prom_port,
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(_rules_file(tmp_path))],
+                "alerting": {
+                    "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
+                },
+                "scrape_configs": [
+                    {
+                        "job_name": JOB,
+                        "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
+                    }
+                ],
+            },
+            "--rules.alert.resend-delay=1s",
         )
-        processes.start(
-            [
-                binary("prometheus"),
-                f"--config.file={tmp_path / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp_path / 'prom-data'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
-                "--rules.alert.resend-delay=1s",
-            ],
-            tmp_path / "prometheus.log",
-        )
-        wait_for(f"http://127.0.0.1:{prom_port}/-/ready", lambda r: r.status_code == 200, 20)
         yield Stack(f"http://127.0.0.1:{prom_port}", webhook, plextera, workflow)
     finally:
         processes.stop_all()

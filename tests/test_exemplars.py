@@ -8,12 +8,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
 
 from exporter.exposition import generate_text
 from tests.conftest import ExporterFactory, SimFactory, source_for
-from tests.loopback import EXPORTER, Processes, binary, free_port, until, wait_for
+from tests.loopback import Processes, free_port, start_exporter, start_prometheus, until
 
 
 def test_openmetrics_duration_buckets_name_a_recent_run_and_classic_text_does_not(
@@ -47,46 +46,31 @@ def test_prometheus_stores_the_exemplars_and_leads_to_a_real_run(
     processes = Processes()
     try:
         exporter_port, prom_port = free_port(), free_port()
-        config = {
-            "interval": "1s",
-            "state_path": str(tmp_path / "state.db"),
-            "sources": [source_for(sim, "plextera", name="exemplars")],
-        }
-        (tmp_path / "exporter.yml").write_text(yaml.safe_dump(config))
-        processes.start(
-            [
-                *EXPORTER,
-                "--config.file",
-                str(tmp_path / "exporter.yml"),
-                "--web.listen-address",
-                f"127.0.0.1:{exporter_port}",
-            ],
-            tmp_path / "exporter.log",
+        start_exporter(
+            processes,
+            tmp_path,
+            exporter_port,
+            {
+                "interval": "1s",
+                "state_path": str(tmp_path / "state.db"),
+                "sources": [source_for(sim, "plextera", name="exemplars")],
+            },
         )
-        (tmp_path / "prometheus.yml").write_text(
-            yaml.safe_dump(
-                {
-                    "global": {"scrape_interval": "1s"},
-                    "scrape_configs": [
-                        {
-                            "job_name": "wre",
-                            "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
-                        }
-                    ],
-                }
-            )
+        start_prometheus(
+            processes,
+            tmp_path,
+            prom_port,
+            {
+                "global": {"scrape_interval": "1s"},
+                "scrape_configs": [
+                    {
+                        "job_name": "wre",
+                        "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
+                    }
+                ],
+            },
+            "--enable-feature=exemplar-storage",
         )
-        processes.start(
-            [
-                binary("prometheus"),
-                f"--config.file={tmp_path / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp_path / 'prom'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
-                "--enable-feature=exemplar-storage",
-            ],
-            tmp_path / "prometheus.log",
-        )
-        wait_for(f"http://127.0.0.1:{prom_port}/-/ready", lambda r: r.status_code == 200, 20)
         found: set[str] = set()
 
         def exemplars() -> bool:

@@ -25,7 +25,7 @@ from exporter.store import Store
 from tests.conftest import ExporterFactory
 from tests.helpers import by_labels, errors, finished, samples, up
 from tests.hostile import HostileServer, Reply, hostile
-from tests.loopback import EXPORTER
+from tests.loopback import exporter_run, free_port, run_check
 
 pytestmark = pytest.mark.system  # promtool checks every exposition
 
@@ -232,15 +232,7 @@ def test_a_key_echoed_by_the_api_reaches_no_label_log_or_check(
     assert KEY.encode() not in exposition
     assert KEY not in captured_logs.getvalue()
     with hostile(Reply(body=page(runs))) as server:
-        config = tmp_path / "config.yaml"
-        config.write_text(yaml.safe_dump({"sources": [source(server.base_url)]}))
-        done = subprocess.run(
-            [*EXPORTER, "check", "--config.file", str(config)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = run_check(tmp_path, [source(server.base_url)])
     assert KEY not in done.stdout + done.stderr
     assert "ODD_" in done.stdout  # the unknown status is named, the key in it is not
 
@@ -264,7 +256,6 @@ def test_a_process_fed_hostile_pages_keeps_metrics_valid_and_stops_on_sigterm(
     tmp_path: Path,
 ) -> None:
     """The whole process: seven 1 MB names and broken texts, scraped over HTTP."""
-    from tests.loopback import free_port
 
     runs = [run_json(i, workflow={"id": f"wf-{i}", "name": str(i) * 1_000_000}) for i in range(7)]
     runs.append(run_json(9, status="x\ud800y", completedAt="9999-12-31T23:59:59-01:00"))
@@ -281,14 +272,7 @@ def test_a_process_fed_hostile_pages_keeps_metrics_valid_and_stops_on_sigterm(
             )
         )
         proc = subprocess.Popen(
-            [
-                *EXPORTER,
-                "run",
-                "--config.file",
-                str(config),
-                "--web.listen-address",
-                f"127.0.0.1:{port}",
-            ],
+            exporter_run(config, port),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -365,7 +349,6 @@ def exporter_process(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[HostileServer, int, subprocess.Popen[bytes]]]:
     """One exporter process polling a hostile server every half second."""
-    from tests.loopback import free_port
 
     tmp = tmp_path_factory.mktemp("fuzz-process")
     server = HostileServer(Reply(body=page([run_json(i) for i in range(6)]))).start()
@@ -381,14 +364,7 @@ def exporter_process(
         )
     )
     proc = subprocess.Popen(
-        [
-            *EXPORTER,
-            "run",
-            "--config.file",
-            str(config),
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-        ],
+        exporter_run(config, port),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -6,14 +6,20 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
-import yaml
 
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import errors, finished
-from tests.loopback import EXPORTER, Processes, binary, free_port, until, wait_for
+from tests.loopback import (
+    Processes,
+    free_port,
+    prometheus_query,
+    start_exporter,
+    start_prometheus,
+    until,
+)
 from tests.test_e2e_alerting import JOB, _rules_file
 
 NEW = "Late claims"
@@ -88,56 +94,36 @@ def test_prometheus_counts_the_first_failures_of_a_new_workflow(
     processes = Processes()
     try:
         exporter_port, prom_port = free_port(), free_port()
-        config = {
-            "interval": "1s",
-            "state_path": str(tmp_path / "state.db"),
-            "new_series_hold": "3s",
-            "sources": [source_for(sim, "plextera", name="zero-first")],
-        }
-        (tmp_path / "exporter.yml").write_text(yaml.safe_dump(config))
-        processes.start(
-            [
-                *EXPORTER,
-                "--config.file",
-                str(tmp_path / "exporter.yml"),
-                "--web.listen-address",
-                f"127.0.0.1:{exporter_port}",
-            ],
-            tmp_path / "exporter.log",
+        start_exporter(
+            processes,
+            tmp_path,
+            exporter_port,
+            {
+                "interval": "1s",
+                "state_path": str(tmp_path / "state.db"),
+                "new_series_hold": "3s",
+                "sources": [source_for(sim, "plextera", name="zero-first")],
+            },
         )
-        (tmp_path / "prometheus.yml").write_text(
-            yaml.safe_dump(
-                {
-                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                    # The shipped rules, with the spike's windows shortened for a test.
-                    "rule_files": [str(_rules_file(tmp_path))],
-                    "scrape_configs": [
-                        {
-                            "job_name": JOB,
-                            "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
-                        }
-                    ],
-                }
-            )
+        start_prometheus(
+            processes,
+            tmp_path,
+            prom_port,
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                # The shipped rules, with the spike's windows shortened for a test.
+                "rule_files": [str(_rules_file(tmp_path))],
+                "scrape_configs": [
+                    {
+                        "job_name": JOB,
+                        "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
+                    }
+                ],
+            },
         )
-        processes.start(
-            [
-                binary("prometheus"),
-                f"--config.file={tmp_path / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp_path / 'prom'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
-            ],
-            tmp_path / "prometheus.log",
-        )
-        wait_for(f"http://127.0.0.1:{prom_port}/-/ready", lambda r: r.status_code == 200, 20)
 
-        def query(expr: str) -> list[dict[str, object]]:
-            response = httpx.get(
-                f"http://127.0.0.1:{prom_port}/api/v1/query", params={"query": expr}, timeout=5
-            )
-            response.raise_for_status()
-            result: list[dict[str, object]] = response.json()["data"]["result"]
-            return result
+        def query(expr: str) -> list[dict[str, Any]]:
+            return prometheus_query(f"http://127.0.0.1:{prom_port}", expr)
 
         until(
             "the exporter scraped a few times",
@@ -150,7 +136,7 @@ def test_prometheus_counts_the_first_failures_of_a_new_workflow(
 
         def risen(series: str) -> float | None:
             rows = query(f"max_over_time({series}[2m]) - min_over_time({series}[2m])")
-            return float(rows[0]["value"][1]) if rows else None  # type: ignore[index]
+            return float(rows[0]["value"][1]) if rows else None
 
         until("Prometheus saw the new series rise from 0", lambda: risen(errors_series) == 4, 60)
         assert risen(failed_series) == 4
@@ -163,6 +149,6 @@ def test_prometheus_counts_the_first_failures_of_a_new_workflow(
         # increase() over the span counts them (it extrapolates a little: at least the four).
         rows = query(f"increase({errors_series}[2m])")
         assert rows
-        assert float(rows[0]["value"][1]) >= 4  # type: ignore[index]
+        assert float(rows[0]["value"][1]) >= 4
     finally:
         processes.stop_all()
