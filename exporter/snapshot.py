@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from exporter.accounting import ActiveRun
@@ -78,16 +78,23 @@ class Snapshot:
     last_finished: dict[tuple[str, str, str], float] = field(default_factory=dict)
 
     def only(self, sources: set[str]) -> Snapshot:
+        return self._kept(lambda source: source in sources)
+
+    def without(self, source: str) -> Snapshot:
+        """Everything but one source's series (a source removed for good)."""
+        return self._kept(lambda kept: kept != source)
+
+    def _kept(self, keep: Callable[[str], bool]) -> Snapshot:
         return Snapshot(
-            providers={s: p for s, p in self.providers.items() if s in sources},
-            workflows={s: w for s, w in self.workflows.items() if s in sources},
-            finished={k: v for k, v in self.finished.items() if k[0] in sources},
-            errors={k: v for k, v in self.errors.items() if k[0] in sources},
-            histograms={k: v for k, v in self.histograms.items() if k[1] in sources},
-            active={s: runs for s, runs in self.active.items() if s in sources},
-            born={k: v for k, v in self.born.items() if k[0] in sources},
-            exemplars={k: v for k, v in self.exemplars.items() if k[0] in sources},
-            last_finished={k: v for k, v in self.last_finished.items() if k[0] in sources},
+            providers={s: p for s, p in self.providers.items() if keep(s)},
+            workflows={s: w for s, w in self.workflows.items() if keep(s)},
+            finished={k: v for k, v in self.finished.items() if keep(k[0])},
+            errors={k: v for k, v in self.errors.items() if keep(k[0])},
+            histograms={k: v for k, v in self.histograms.items() if keep(k[1])},
+            active={s: runs for s, runs in self.active.items() if keep(s)},
+            born={k: v for k, v in self.born.items() if keep(k[0])},
+            exemplars={k: v for k, v in self.exemplars.items() if keep(k[0])},
+            last_finished={k: v for k, v in self.last_finished.items() if keep(k[0])},
         )
 
     def copy(self) -> Snapshot:

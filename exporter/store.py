@@ -168,10 +168,6 @@ class Store:
                 hist = current.copy() if current else Histogram.empty(self._buckets[obs.metric])
                 touched[key] = hist
             hist.observe(obs.value)
-            if obs.run_id and obs.metric == DURATION and math.isfinite(obs.value):
-                bucket = bisect.bisect_left(hist.bounds, obs.value)
-                series = self._mirror.exemplars.setdefault((source, obs.workflow, obs.status), {})
-                series[bucket] = (obs.run_id, obs.value, obs.at)
         return touched
 
     def _write(
@@ -268,6 +264,16 @@ class Store:
             lkey = (source, wf, status)
             m.last_finished[lkey] = max(m.last_finished.get(lkey, 0.0), _ts(when))
         m.histograms.update(histograms)
+        # The latest run behind each duration bucket, once its cycle is committed.
+        for obs in changes.observations:
+            if obs.run_id and obs.metric == DURATION and math.isfinite(obs.value):
+                hist = m.histograms[(obs.metric, source, obs.workflow, obs.status)]
+                bucket = bisect.bisect_left(hist.bounds, obs.value)
+                m.exemplars.setdefault((source, obs.workflow, obs.status), {})[bucket] = (
+                    obs.run_id,
+                    obs.value,
+                    obs.at,
+                )
         if changes.active_removals or changes.active_upserts:
             runs = {r.id: r for r in m.active.get(source, [])}
             for run_id in changes.active_removals:
@@ -300,15 +306,9 @@ class Store:
             c.execute("BEGIN IMMEDIATE")
             statefile.forget_source(c, source)
             c.execute("COMMIT")
-            m = self._mirror
-            m.providers.pop(source, None)
-            m.workflows.pop(source, None)
-            m.active.pop(source, None)
+            # Every series of the source, whatever the snapshot holds (birth times, exemplars).
+            self._mirror = self._mirror.without(source)
             self._cursors.pop(source, None)
-            m.finished = {k: v for k, v in m.finished.items() if k[0] != source}
-            m.errors = {k: v for k, v in m.errors.items() if k[0] != source}
-            m.last_finished = {k: v for k, v in m.last_finished.items() if k[0] != source}
-            m.histograms = {k: v for k, v in m.histograms.items() if k[1] != source}
 
     def close(self) -> None:
         with self._lock:

@@ -356,6 +356,8 @@ def test_forget_source_drops_every_trace_of_it(db: Path) -> None:
         assert all(key[0] != "gone" for key in (*snap.finished, *snap.errors, *snap.last_finished))
         assert snap.last_finished == {("kept", "Invoices", "failed"): at(5).timestamp()}
         assert all(key[1] != "gone" for key in snap.histograms)
+        # Also what only the mirror holds: birth times and exemplars.
+        assert all(key[0] != "gone" for key in (*snap.born, *snap.exemplars))
         assert s.cursor("gone") is None
         assert s.counted_total("gone") == 0
         assert s.labels("gone", "workflow") == set()
