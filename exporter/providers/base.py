@@ -417,6 +417,11 @@ class Provider(ABC, Generic[S]):
         return self.sanitizer.text(text, 500)
 
 
+def list_position(run: Run) -> datetime:
+    """Where a run stands in a runs list ordered by time: its cursor time."""
+    return run.cursor_time
+
+
 def segment(value: str) -> str:
     """An id from an API as one path segment: whatever it holds, it cannot leave its place."""
     return quote(value, safe="")

@@ -28,6 +28,7 @@ from exporter.providers.base import (
     Provider,
     ProviderDocs,
     SourceSettings,
+    list_position,
     segment,
 )
 from exporter.providers.paging import Page, PagedList
@@ -259,7 +260,7 @@ class CortexProvider(Provider[CortexSettings]):
             )
             return self._decode(response.body, response.headers, build, endpoint)
 
-        time_of = _cursor_time if endpoint == "list_runs" else None
+        time_of = list_position if endpoint == "list_runs" else None
         walker: PagedList[Any] = self.paged_list(fetch, key, time_of=time_of)
         return walker.pages(floor)
 
@@ -331,10 +332,6 @@ def _steps(output: Any) -> tuple[Step, ...]:
                 )
             )
     return tuple(steps)
-
-
-def _cursor_time(run: Run) -> datetime:
-    return run.cursor_time
 
 
 def _header_int(headers: Mapping[str, str], name: str) -> int | None:

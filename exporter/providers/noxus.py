@@ -19,6 +19,7 @@ from exporter.providers.base import (
     Provider,
     ProviderDocs,
     SourceSettings,
+    list_position,
     segment,
 )
 from exporter.providers.paging import Page
@@ -107,7 +108,7 @@ class NoxusProvider(Provider[NoxusSettings]):
             )
             return self.decode_page(response.body, response.headers)
 
-        for page in self.paged_list(fetch, "all", time_of=_created).pages(floor):
+        for page in self.paged_list(fetch, "all", time_of=list_position).pages(floor):
             yield from page.items
 
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
@@ -142,7 +143,3 @@ _INFO = frozenset(_PageInfo.model_fields)
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _created(run: Run) -> datetime:
-    return run.cursor_time

@@ -20,6 +20,7 @@ from exporter.providers.base import (
     Provider,
     ProviderDocs,
     SourceSettings,
+    list_position,
     segment,
 )
 from exporter.providers.paging import Page, PagedList
@@ -157,7 +158,7 @@ class PlexteraProvider(Provider[PlexteraSettings]):
             )
             return self.decode_page(response.body, response.headers)
 
-        return self.paged_list(fetch, key, time_of=_created)
+        return self.paged_list(fetch, key, time_of=list_position)
 
     def _to_run(self, item: Any) -> Run:
         return self._run_of(PlexteraRun.model_validate(item))
@@ -195,7 +196,3 @@ def _page_info(raw: Any) -> _PageInfo:
         return _PageInfo.model_validate(dict_or_empty(raw))
     except ValidationError:
         return _PageInfo()
-
-
-def _created(run: Run) -> datetime:
-    return run.cursor_time
