@@ -272,14 +272,13 @@ class SourceCollector:
         active: dict[str, ActiveRun],
         counted: set[str],
         vanished: list[str],
-        seen_in_chunks: Collection[str] = (),
-        now: datetime | None = None,
+        seen_in_chunks: Collection[str],
+        now: datetime,
     ) -> tuple[int, Exception | None]:
         """Looks up runs one by one: failure details first, then the stalest active runs.
 
         Runs already counted are skipped: their summaries come back in every overlapping read,
         and must not spend the budget that the ones still waiting need."""
-        now = now or self.clock()
         need_detail = [
             (run.id, run.workflow_id)
             for run in seen.values()
