@@ -137,7 +137,6 @@ class PagedSourceSettings(SourceSettings):
             order=order,
             first_page=first,
             order_fixed=order is not None,
-            first_page_fixed=first is not None,
         )
 
 

@@ -72,7 +72,6 @@ class ListShape:
     first_page: int | None = None
     page_size: int | None = None  # items the API serves per page, once known
     order_fixed: bool = False
-    first_page_fixed: bool = False
     totals: dict[str, int] = field(default_factory=dict)  # list key -> items last reported
     growth: dict[str, int] = field(default_factory=dict)  # list key -> items added last cycle
 
@@ -138,8 +137,7 @@ class PagedList(Generic[T]):
             expected = known_total + self.shape.growth.get(self.key, 0)
             size = fullest_last_page(expected, self.size)
             yield from self._backwards(first, first - 1, expected, floor, walk, size)
-            if self.key in self.shape.totals:
-                self.shape.growth[self.key] = max(0, self.shape.totals[self.key] - known_total)
+            self.shape.growth[self.key] = max(0, self.shape.totals[self.key] - known_total)
             return
         number = first
         while True:
