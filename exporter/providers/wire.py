@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 _seen = threading.local()
 
 
-def _as_utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         # No offset: read as UTC, the only reading every documented API supports; the provider
         # says so once (`take_offsetless_seen`).
@@ -33,11 +33,7 @@ def take_offsetless_seen() -> bool:
     return seen
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
-
-
-def as_utc(value: datetime) -> datetime:
-    return _as_utc(value)
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class WireModel(BaseModel):
