@@ -192,8 +192,16 @@ def _wait_clean_cycles(port: int, sources: list[str], cycles: int, timeout: floa
         counts = _scrape(port).get("workflow_exporter_collections_total", {})
         return {s: counts.get((s, "", "success"), 0.0) for s in sources}
 
-    start = successes()
     deadline = time.monotonic() + timeout
+    # The last kill may have just restarted the exporter: wait until it listens again.
+    while True:
+        try:
+            start = successes()
+            break
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
     while time.monotonic() < deadline:
         now = successes()
         if all(now[s] - start[s] >= cycles for s in sources):
