@@ -11,8 +11,12 @@ DEV     := $(VENV)/.dev-installed
 demo: $(RUNTIME)
 	$(BIN)/workflow-runs-exporter demo $(DEMO_ARGS)
 
+# The suite mostly waits on real servers (simulators, Prometheus, Alertmanager), so it runs in
+# parallel workers; TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 3
+
 test: $(DEV) system-deps lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 lint: $(DEV)
 	$(BIN)/ruff check .
@@ -57,7 +61,7 @@ chart: $(DEV)
 	$(BIN)/python -m monitoring.chart
 
 unit: $(DEV)
-	$(BIN)/pytest -m "not system"
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not system"
 
 system-deps:
 	scripts/install-system-deps.sh

@@ -198,12 +198,11 @@ def test_default_rate_limits_never_meet_a_429(
 def test_the_simulators_do_enforce_the_documented_limits(simulator: SimFactory) -> None:
     extend = simulator("extend", seed=70, enforce_rate_limit=True)
     headers = {"Authorization": f"Bearer {extend.api_key}", "x-extend-api-version": "2026-02-09"}
-    codes = [
-        httpx.get(f"{extend.base_url}/workflow_runs", headers=headers).status_code
-        for _ in range(15)
-    ]
-    assert 429 in codes
-    limited = httpx.get(f"{extend.base_url}/workflow_runs", headers=headers)
-    assert limited.status_code == 429
+    # Requests as fast as one connection goes (a loaded machine may need more than 15 to pass
+    # 10 per second); the first refusal is the one inspected.
+    with httpx.Client(headers=headers) as client:
+        answers = (client.get(f"{extend.base_url}/workflow_runs") for _ in range(200))
+        limited = next((a for a in answers if a.status_code == 429), None)
+    assert limited is not None, "200 requests at full speed never met the 10 rps limit"
     assert int(limited.headers["Retry-After"]) >= 1
     assert limited.json()["code"] == "RATE_LIMIT_EXCEEDED"
