@@ -36,9 +36,10 @@ def serve(
     lifecycle: bool = False,
     on_ready: Callable[[MetricsServer], None] | None = None,
     limits: ServerLimits | None = None,
+    cycle_summaries: bool = False,
 ) -> int:
     try:
-        exporter = Exporter(config)
+        exporter = Exporter(config, cycle_summaries=cycle_summaries)
     except StateError as exc:
         print(f"state error: {exc}", file=sys.stderr)
         return 1
