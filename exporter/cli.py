@@ -184,7 +184,10 @@ def _parser() -> argparse.ArgumentParser:
     stack.add_argument(
         "--rules.file", dest="rules_file", type=Path, default=RULES_FILE, help=argparse.SUPPRESS
     )
-    # Shortens every rule's `for:`: for tests, which cannot wait minutes.
+    # Shortens every rule's `for:` and speeds the incident up: for tests, which cannot wait.
+    stack.add_argument(
+        "--incident.rate", dest="incident_rate", type=float, default=12.0, help=argparse.SUPPRESS
+    )
     stack.add_argument("--rules.for", dest="rules_for", default=None, help=argparse.SUPPRESS)
     logging_flags(stack)
 
@@ -329,6 +332,7 @@ def _demo_stack(args: argparse.Namespace) -> int:
         speed=args.speed,
         incident_after=args.incident_after if args.incident else None,
         evaluation_interval=args.evaluation_interval,
+        incident_rate=args.incident_rate,
         rules_for=args.rules_for,
         rules_file=args.rules_file,
     )

@@ -24,9 +24,11 @@ def demo(
     speed: float,
     alertmanagers: Sequence[str],
     incident_after: float | None = None,
+    incident_rate: float = 12.0,
     on_ready: Callable[[str], None] | None = None,
 ) -> int:
-    """`incident_after`: real seconds until the scripted incident starts (None: no incident).
+    """`incident_after`: real seconds until the scripted incident starts (None: no incident),
+    `incident_rate` its failures per real minute.
     `on_ready(metrics_url)` is called once the exporter serves."""
     from exporter.simulator import SIMULATORS
     from exporter.simulator.incident import Incident, IncidentPlan
@@ -38,7 +40,9 @@ def demo(
         # An hour of history, so the dashboards have something to show at once.
         sim = sim_cls(seed=seed, history_seconds=3600)
         if incident_after is not None and provider == INCIDENT_PROVIDER:
-            plan = IncidentPlan.real_time(speed=speed, start_after=incident_after)
+            plan = IncidentPlan.real_time(
+                speed=speed, start_after=incident_after, failures_per_minute=incident_rate
+            )
             incident = (f"{provider}-demo", Incident.attach(sim.world, plan))
         sim.start()
         sim.start_driver(speed=speed)

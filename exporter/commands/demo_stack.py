@@ -62,6 +62,7 @@ class StackSettings:
     speed: float
     incident_after: float | None
     evaluation_interval: str = "5s"
+    incident_rate: float = 12.0  # failures per real minute
     # Every rule's `for:` replaced by this (the system test's shortened timings); None: as shipped.
     rules_for: str | None = None
     rules_file: Path = RULES_FILE
@@ -226,6 +227,7 @@ def demo_stack(settings: StackSettings, *, alertmanagers: Sequence[str] = ()) ->
             speed=settings.speed,
             alertmanagers=[f"http://{settings.alertmanager}", *alertmanagers],
             incident_after=settings.incident_after,
+            incident_rate=settings.incident_rate,
             on_ready=announce,
         )
     finally:
