@@ -9,7 +9,7 @@ since the process started. Its size is bounded whatever the rate of runs.
 from __future__ import annotations
 
 import threading
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +33,7 @@ class _SourceRecord:
     totals: Counter[str] = field(default_factory=Counter)
     # Minute (Unix seconds // 60) -> status -> runs finished in it.
     minutes: dict[int, Counter[str]] = field(default_factory=dict)
-    failures: deque[RecentFailure] = field(default_factory=lambda: deque(maxlen=FAILURES_KEPT))
+    failures: list[RecentFailure] = field(default_factory=list)  # the newest by finish time
 
 
 class RecentRuns:
@@ -53,6 +53,9 @@ class RecentRuns:
                     record.minutes.setdefault(minute, Counter())[run.status.value] += 1
                 if run.status is RunStatus.FAILED:
                     record.failures.append(RecentFailure(run.workflow, run.code, run.finished_at))
+            # A scan reads newest first and a backfill holds old runs: keep the newest by time.
+            record.failures.sort(key=lambda f: f.finished_at)
+            del record.failures[:-FAILURES_KEPT]
             for stale in [m for m in record.minutes if m < oldest]:
                 del record.minutes[stale]
 
@@ -72,8 +75,7 @@ class RecentRuns:
         """The last few failures, newest first."""
         with self._lock:
             record = self._sources.get(source)
-            kept = list(record.failures) if record is not None else []
-        return sorted(kept, key=lambda f: f.finished_at, reverse=True)
+            return list(reversed(record.failures)) if record is not None else []
 
     def totals(self, source: str) -> Counter[str]:
         """Runs counted since the process started (the first start's backfill included)."""
