@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV     := $(VENV)/.dev-installed
 
-.PHONY: demo demo-stack test lint format typecheck unit system-deps chaos soak bench bench-million bench-load rules dashboards chart docs clean
+.PHONY: demo demo-stack landing-screenshot image-test test lint format typecheck unit system-deps chaos soak bench bench-million bench-load rules dashboards chart docs clean
 
 # e.g. make demo DEMO_ARGS="--alertmanager.url http://127.0.0.1:9093"
 demo: $(RUNTIME)
@@ -22,6 +22,10 @@ demo-stack: $(RUNTIME)
 	$(BIN)/workflow-runs-exporter demo-stack --web.listen-address $(EXPORTER) \
 		--prometheus.listen-address $(PROMETHEUS) --alertmanager.listen-address $(ALERTMANAGER) \
 		$(DEMO_ARGS)
+
+# The landing page in headless Chromium (installed when missing; not part of `make test`).
+landing-screenshot: $(RUNTIME)
+	scripts/landing-screenshot.sh landing.png
 
 test: $(DEV) system-deps lint typecheck
 	$(BIN)/pytest
