@@ -66,6 +66,14 @@ def _ago(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
+def _finished(at: datetime, now: float) -> str:
+    # A provider's clock ahead of ours (or the demo's world, faster than real time) gives times
+    # in the future: shown as they are, with no age.
+    age = now - at.timestamp()
+    stamp = at.astimezone(UTC).strftime("%H:%M:%S")
+    return f"{stamp} UTC ({_ago(age)})" if age >= 0 else f"{stamp} UTC"
+
+
 def _source(s: SourceStatus, now: float) -> str:
     state = "pending" if s.up is None else ("up" if s.up else "down")
     ago = _ago(now - s.last_collection) if s.last_collection else "never"
@@ -78,8 +86,7 @@ def _source(s: SourceStatus, now: float) -> str:
     )
     failures = "".join(
         f"<tr><td>{_e(f.workflow)}</td><td><code>{_e(f.code)}</code></td>"
-        f"<td>{_e(f.finished_at.astimezone(UTC).strftime('%H:%M:%S'))} UTC "
-        f"({_ago(now - f.finished_at.timestamp())})</td></tr>"
+        f"<td>{_finished(f.finished_at, now)}</td></tr>"
         for f in s.failures
     )
     recent = (

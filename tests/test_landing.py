@@ -100,3 +100,20 @@ def test_landing_page_links_the_files_it_serves() -> None:
         assert httpx.get(server.url("/files/nothing")).status_code == 404
     finally:
         server.stop()
+
+
+def test_a_finish_time_ahead_of_our_clock_shows_no_negative_age() -> None:
+    status = SourceStatus(
+        "s",
+        "extend",
+        True,
+        None,
+        NOW.timestamp(),
+        0,
+        0,
+        {},
+        [RecentFailure("Invoices", "TIMEOUT", NOW + timedelta(minutes=5))],
+    )
+    page = render([status], now=NOW.timestamp())
+    assert "12:05:00 UTC</td>" in page
+    assert "-300" not in page
