@@ -27,6 +27,11 @@ demo-stack: $(RUNTIME)
 landing-screenshot: $(RUNTIME)
 	scripts/landing-screenshot.sh landing.png
 
+# The real Dockerfile built and run with buildah on a debootstrap stand-in for the python image
+# (root; a few minutes; not part of `make test`).
+image-test: $(RUNTIME)
+	scripts/image-test.sh
+
 test: $(DEV) system-deps lint typecheck
 	$(BIN)/pytest
 
