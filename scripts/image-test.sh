@@ -54,7 +54,10 @@ if ! "${bah[@]}" inspect --type image "$base" >/dev/null 2>&1; then
   ln -sf /usr/bin/python3 "$rootfs/usr/local/bin/python"
   cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
   cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
-  chroot "$rootfs" python3 -m ensurepip --default-pip >/dev/null
+  # Debian disables ensurepip for its system python; pip's own wheel (from python3-venv) installs
+  # itself into /usr/local, where `pip uninstall` can remove it again as the Dockerfile does.
+  chroot "$rootfs" sh -c 'w=$(ls /usr/share/python-wheels/pip-*.whl) &&
+    python3 "$w/pip" install --no-index --no-cache-dir --quiet --root-user-action=ignore "$w"'
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   c=$("${bah[@]}" from scratch)
   containers+=("$c")
