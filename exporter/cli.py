@@ -188,7 +188,11 @@ def _parser() -> argparse.ArgumentParser:
         help="Prometheus's scrape and rule evaluation interval (default: %(default)s)",
     )
     stack.add_argument(
-        "--rules.file", dest="rules_file", type=Path, default=RULES_FILE, help=argparse.SUPPRESS
+        "--rules.file",
+        dest="rules_file",
+        type=Path,
+        default=RULES_FILE,
+        help="the alert rules Prometheus loads (default: the repository's)",
     )
     # Shortens every rule's `for:` and speeds the incident up: for tests, which cannot wait.
     stack.add_argument(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,12 @@ import pytest
 
 from exporter.commands.demo_stack import (
     PROMQL,
+    Children,
     StackSettings,
     links,
     prometheus_config,
     stack_rules,
+    start_components,
 )
 from tests.loopback import EXPORTER, binary, free_port, until
 
@@ -122,3 +125,21 @@ def test_demo_stack_incident_reaches_alertmanager_and_everything_stops(tmp_path:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert proc.returncode == 0, text[-3000:]
+
+
+def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        settings = StackSettings(
+            f"127.0.0.1:{free_port()}",
+            address,
+            f"127.0.0.1:{free_port()}",
+            speed=1,
+            incident_after=None,
+        )
+        children = Children(tmp_path)
+        with pytest.raises(RuntimeError, match="Prometheus cannot listen"):
+            start_components(settings, children)
+        assert children.started == []

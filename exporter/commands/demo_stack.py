@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -168,8 +169,24 @@ def _binary(name: str) -> str:
     return path
 
 
+def _check_free(what: str, address: str) -> None:
+    """A port already taken (say by a Prometheus of one's own) would make the readiness check
+    pass against that other process: refused up front instead."""
+    host, _, port = address.rpartition(":")
+    with socket.socket() as sock:
+        try:
+            sock.bind((host or "127.0.0.1", int(port)))
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(
+                f"{what} cannot listen on {address} ({exc}); choose another address"
+            ) from exc
+
+
 def start_components(settings: StackSettings, children: Children) -> None:
     workdir = children.workdir
+    _check_free("the exporter", settings.exporter)
+    _check_free("Prometheus", settings.prometheus)
+    _check_free("Alertmanager", settings.alertmanager)
     if not settings.rules_file.is_file():
         raise RuntimeError(f"alert rules not found at {settings.rules_file} (use --rules.file)")
     rules = workdir / "rules.yml"
