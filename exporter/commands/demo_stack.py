@@ -230,6 +230,8 @@ def demo_stack(settings: StackSettings, *, alertmanagers: Sequence[str] = ()) ->
         except RuntimeError as exc:
             print(f"demo-stack: {exc}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:  # Ctrl-C before the exporter took over the signals
+            return 130
         for name, proc in children.started:
             print(f"demo-stack: {name} pid {proc.pid} (logs in {workdir})", flush=True)
 
