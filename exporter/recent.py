@@ -48,7 +48,9 @@ class RecentRuns:
             record = self._sources.setdefault(source, _SourceRecord())
             for run in runs:
                 record.totals[run.status.value] += 1
-                minute = _minute(run.finished_at)
+                # A finish time ahead of our clock (a skewed provider, the demo's fast world)
+                # counts as now, so the record never holds more than the window's minutes.
+                minute = _minute(min(run.finished_at, now))
                 if minute >= oldest:
                     record.minutes.setdefault(minute, Counter())[run.status.value] += 1
                 if run.status is RunStatus.FAILED:

@@ -40,6 +40,14 @@ def test_recent_runs_count_the_last_hour_by_finish_time_and_keep_the_last_failur
     assert recent.totals("s") == Counter()
 
 
+def test_finish_times_ahead_of_the_clock_count_as_now_and_stay_bounded() -> None:
+    recent = RecentRuns()
+    ahead = [_run(RunStatus.SUCCEEDED, -m) for m in range(1, 500)]  # up to 500 minutes ahead
+    recent.record("s", ahead, NOW)
+    assert recent.last_hour("s", NOW) == Counter({"succeeded": 499})
+    assert len(recent._sources["s"].minutes) == 1
+
+
 def test_cycle_summary_reads_at_a_glance() -> None:
     before = Counter({"succeeded": 130, "failed": 2})
     after = Counter({"succeeded": 135, "failed": 3, "cancelled": 4})
