@@ -109,7 +109,9 @@ echo "image: id inside the container" >&2
 grep -q "uid=10001" "$work/id.txt" || { echo "not running as uid 10001" >&2; exit 1; }
 
 echo "image: workflow-runs-exporter check (config read-only)" >&2
-"${run[@]}" workflow-runs-exporter check --config.file /etc/workflow-runs-exporter/config.yaml
+# The report is on stdout; its log lines (one per failed run) go to a file, shown on failure.
+"${run[@]}" workflow-runs-exporter check --config.file /etc/workflow-runs-exporter/config.yaml \
+  2>"$work/check.log" || { cat "$work/check.log" >&2; exit 1; }
 
 echo "image: a short demo" >&2
 "${run[@]}" timeout --signal=TERM 15 workflow-runs-exporter demo --web.listen-address 127.0.0.1:0 \
