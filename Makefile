@@ -1,15 +1,36 @@
-# The README's two commands are `make demo` and `make test`; each sets up what it needs.
+# The README's three commands are `make demo`, `make test` and `make demo-stack`; each sets up what it
+# needs.
 VENV    ?= .venv
 PYTHON  ?= python3
 BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV     := $(VENV)/.dev-installed
 
-.PHONY: demo test lint format typecheck unit system-deps chaos soak bench bench-million bench-load rules dashboards chart docs clean
+.PHONY: demo demo-stack landing-screenshot image-test test lint format typecheck unit system-deps chaos soak bench bench-million bench-load rules dashboards chart docs clean
 
 # e.g. make demo DEMO_ARGS="--alertmanager.url http://127.0.0.1:9093"
 demo: $(RUNTIME)
 	$(BIN)/workflow-runs-exporter demo $(DEMO_ARGS)
+
+# The demo with a real Prometheus (the shipped rules) and Alertmanager, on loopback; ports by
+# variables, e.g. make demo-stack PROMETHEUS=127.0.0.1:19090
+EXPORTER     ?= 127.0.0.1:9855
+PROMETHEUS   ?= 127.0.0.1:9090
+ALERTMANAGER ?= 127.0.0.1:9093
+demo-stack: $(RUNTIME)
+	scripts/install-system-deps.sh --no-npm
+	$(BIN)/workflow-runs-exporter demo-stack --web.listen-address $(EXPORTER) \
+		--prometheus.listen-address $(PROMETHEUS) --alertmanager.listen-address $(ALERTMANAGER) \
+		$(DEMO_ARGS)
+
+# The landing page in headless Chromium (installed when missing; not part of `make test`).
+landing-screenshot: $(RUNTIME)
+	scripts/landing-screenshot.sh landing.png
+
+# The real Dockerfile built and run with buildah on a debootstrap stand-in for the python image
+# (root; a few minutes; not part of `make test`).
+image-test: $(RUNTIME)
+	scripts/image-test.sh
 
 # The suite mostly waits on real servers (simulators, Prometheus, Alertmanager), so it runs in
 # parallel workers; TEST_WORKERS=0 runs it in one process.

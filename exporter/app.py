@@ -30,6 +30,7 @@ from exporter.logs import get_logger, register_secret
 from exporter.metrics import RunsCollector, workflow_series
 from exporter.model import ACTIVE_STATUSES, RunStatus
 from exporter.providers import Provider, SourceSettings, registry
+from exporter.recent import RecentRuns
 from exporter.reload import plan_reload
 from exporter.schedule import Schedule
 from exporter.selfmetrics import AlertInstruments, SelfMetrics
@@ -37,6 +38,7 @@ from exporter.settings import Config
 from exporter.snapshot import Snapshot
 from exporter.sourceevents import SourceEvents
 from exporter.store import Store
+from exporter.summary import cycle_summary
 
 log = get_logger("exporter")
 
@@ -74,12 +76,19 @@ class Exporter:
         *,
         state_path: str | None = None,
         clock: Callable[[], datetime] = utc_now,
+        cycle_summaries: bool = False,
     ) -> None:
+        """`cycle_summaries`: one info line per source per cycle, for a person watching."""
         self.config = config
         self.stop_event = threading.Event()
         self.store = Store(
             state_path or str(config.app.state_path), config.app.buckets.as_mapping()
         )
+        self.recent = RecentRuns()
+        self.store.on_commit(
+            lambda source, changes: self.recent.record(source, changes.finished_runs, clock())
+        )
+        self._cycle_summaries = cycle_summaries
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -209,6 +218,7 @@ class Exporter:
         name = runtime.name
         with runtime.lock:
             self._refresh_key(runtime)
+            before = self.recent.totals(name) if self._cycle_summaries else None
             try:
                 report = runtime.collector.collect()
             except Cancelled:
@@ -221,6 +231,8 @@ class Exporter:
                 report = CycleReport(name, runtime.settings.provider, ok=False, error=repr(exc))
             runtime.last_report = report
             runtime.attempts += 1
+            if before is not None and report.ok:
+                log.info(cycle_summary(name, self.recent.totals(name), before, report.active))
             self.generation = next(self._generations)
             return report
 
@@ -297,6 +309,7 @@ class Exporter:
                     self._schedule_alerts()
             for name in plan.removed:
                 self._drop_source(name)
+                self.recent.forget(name)
             for index, settings in plan.rebuilt:
                 if settings.name in self.sources:
                     self._drop_source(settings.name)

@@ -115,7 +115,14 @@ def _redact_rendered(_logger: Any, _method: str, rendered: Any) -> Any:
 _root_handler: logging.Handler | None = None
 
 
-def configure(level: str = "info", fmt: str | None = None, stream: TextIO | None = None) -> None:
+def configure(
+    level: str = "info",
+    fmt: str | None = None,
+    stream: TextIO | None = None,
+    quiet_events: frozenset[str] = frozenset(),
+) -> None:
+    """`quiet_events`: events logged at debug whatever level they were logged at (the demo's
+    per-run lines, which its per-cycle summaries replace)."""
     global _root_handler  # noqa: PLW0603 - one handler on the root logger, swapped whole
     stream = stream or sys.stderr
     if fmt is None:
@@ -125,15 +132,16 @@ def configure(level: str = "info", fmt: str | None = None, stream: TextIO | None
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    numeric = logging.getLevelNamesMapping()[level.upper()]
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
+        *([_quieted(quiet_events, numeric)] if quiet_events else []),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_processor,
     ]
     rendering: list[Any] = [structlog.processors.format_exc_info] if fmt == "json" else []
     rendering += [renderer, _redact_rendered]
-    numeric = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=shared + rendering,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
@@ -158,6 +166,19 @@ def configure(level: str = "info", fmt: str | None = None, stream: TextIO | None
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def _quieted(events: frozenset[str], threshold: int) -> Any:
+    def processor(
+        _logger: Any, _method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        if event.get("event") in events:
+            if threshold > logging.DEBUG:
+                raise structlog.DropEvent
+            event["level"] = "debug"
+        return event
+
+    return processor
 
 
 def get_logger(name: str) -> Any:

@@ -14,7 +14,12 @@ import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
+from apscheduler.events import (
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobExecutionEvent,
+    JobSubmissionEvent,
+)
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -43,8 +48,16 @@ class _NoRawOverrunWarning(logging.Filter):
         return "maximum number of running instances" not in str(record.msg)
 
 
+class _NoRawMissedWarning(logging.Filter):
+    """A run missed by more than its grace time is reported by the exporter, by job."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "was missed by" not in str(record.msg)
+
+
 _scheduler_log = logging.getLogger("apscheduler.scheduler")
 _scheduler_log.addFilter(_NoRawOverrunWarning())
+logging.getLogger("apscheduler.executors.default").addFilter(_NoRawMissedWarning())
 
 
 class Schedule:
@@ -57,6 +70,7 @@ class Schedule:
         )
         self._overrun = overrun
         self._scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
+        self._scheduler.add_listener(self._missed, EVENT_JOB_MISSED)
 
     def _skipped(self, event: JobSubmissionEvent) -> None:
         job = str(event.job_id)
@@ -65,6 +79,15 @@ class Schedule:
         else:
             # The raw warning is filtered for every job, so the others are reported here.
             log.warning("job still running when it was due again; that run is skipped", job=job)
+
+    def _missed(self, event: JobExecutionEvent) -> None:
+        job = str(event.job_id)
+        log.warning(
+            "a scheduled run started too late and was skipped (the process was paused or "
+            "overloaded); the next one is on time",
+            job=job,
+            scheduled_at=event.scheduled_run_time.isoformat(),
+        )
 
     def start(self) -> None:
         self._scheduler.start()

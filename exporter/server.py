@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import gzip
-import html
 import queue
 import resource
 import select
@@ -22,21 +21,10 @@ from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry
 
-from exporter import __version__
 from exporter.exposition import encoder_for, gzip_wanted
+from exporter.landing import SourceStatus, render, shipped_file
 from exporter.logs import get_logger
 from exporter.webconfig import BasicAuth, Verdict, WebConfig, ssl_context
-
-
-@dataclass(frozen=True, slots=True)
-class SourceStatus:
-    name: str
-    provider: str
-    up: bool | None  # None: not collected yet
-    last_error: str | None
-    last_collection: float | None
-    active: int
-    counted_last_cycle: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,8 +237,10 @@ class _Handler(BaseHTTPRequestHandler):
                 {"Content-Type": "text/plain; charset=utf-8"},
             )
         elif path == "/":
-            body = _landing_page(hooks.sources()).encode()
+            body = render(hooks.sources()).encode()
             self._send(200, body, {"Content-Type": "text/html; charset=utf-8"})
+        elif (shipped := shipped_file(path)) is not None:
+            self._send(200, shipped[0], {"Content-Type": shipped[1]})
         else:
             self._send(404, b"not found\n", {"Content-Type": "text/plain; charset=utf-8"})
 
@@ -574,30 +564,3 @@ def settle_heap() -> None:
     if not _settled.is_set():
         _settled.set()
         gc.freeze()
-
-
-def _landing_page(sources: Sequence[SourceStatus]) -> str:
-    rows = []
-    now = time.time()
-    for s in sources:
-        state = "pending" if s.up is None else ("up" if s.up else "down")
-        ago = f"{now - s.last_collection:.0f}s ago" if s.last_collection else "never"
-        rows.append(
-            "<tr>"
-            f"<td>{html.escape(s.name)}</td><td>{html.escape(s.provider)}</td>"
-            f'<td class="{state}">{state}</td><td>{ago}</td><td>{s.active}</td>'
-            f"<td>{html.escape(s.last_error or '')}</td>"
-            "</tr>"
-        )
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>workflow-runs-exporter</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .8em;text-align:left}}
-.up{{color:#070}}.down{{color:#b00}}.pending{{color:#777}}</style></head>
-<body><h1>workflow-runs-exporter {html.escape(__version__)}</h1>
-<p><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a> ·
-<a href="/readyz">/readyz</a></p>
-<table><tr><th>source</th><th>provider</th><th>state</th><th>last collection</th>
-<th>active runs</th><th>last error</th></tr>
-{"".join(rows)}
-</table></body></html>
-"""

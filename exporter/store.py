@@ -44,6 +44,7 @@ class Store:
         self._conn = statefile.open_state_file(self.path)
         self._mirror = Snapshot()
         self._cursors: dict[str, Cursor] = {}
+        self._committed: list[Callable[[str, CycleChanges], None]] = []
         self._load()
 
     def _load(self) -> None:
@@ -155,6 +156,13 @@ class Store:
                 raise
             c.execute("COMMIT")
             self._mirror_apply(source, provider, changes, cursor, histograms)
+            for listener in self._committed:
+                listener(source, changes)
+
+    def on_commit(self, listener: Callable[[str, CycleChanges], None]) -> None:
+        """`listener(source, changes)` after each cycle's changes are committed (what people
+        read about recent runs is fed here, so it never shows a run the store has not counted)."""
+        self._committed.append(listener)
 
     def _observe(
         self, source: str, changes: CycleChanges

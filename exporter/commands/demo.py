@@ -6,7 +6,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +14,36 @@ from exporter.commands.run import serve
 from exporter.server import MetricsServer
 from exporter.settings import config_from_data
 
+# The provider whose simulator plays the incident: it has both error codes and a review status.
+INCIDENT_PROVIDER = "extend"
 
-def demo(listen: str, *, speed: float, alertmanagers: Sequence[str]) -> int:
+
+def demo(
+    listen: str,
+    *,
+    speed: float,
+    alertmanagers: Sequence[str],
+    incident_after: float | None = None,
+    incident_rate: float = 12.0,
+    on_ready: Callable[[str], None] | None = None,
+) -> int:
+    """`incident_after`: real seconds until the scripted incident starts (None: no incident),
+    `incident_rate` its failures per real minute.
+    `on_ready(metrics_url)` is called once the exporter serves."""
     from exporter.simulator import SIMULATORS
+    from exporter.simulator.incident import Incident, IncidentPlan
 
     simulators = []
+    incident: tuple[str, Incident] | None = None
     sources: list[dict[str, Any]] = []
     for seed, (provider, sim_cls) in enumerate(sorted(SIMULATORS.items()), start=1):
         # An hour of history, so the dashboards have something to show at once.
         sim = sim_cls(seed=seed, history_seconds=3600)
+        if incident_after is not None and provider == INCIDENT_PROVIDER:
+            plan = IncidentPlan.real_time(
+                speed=speed, start_after=incident_after, failures_per_minute=incident_rate
+            )
+            incident = (f"{provider}-demo", Incident.attach(sim.world, plan))
         sim.start()
         sim.start_driver(speed=speed)
         simulators.append(sim)
@@ -60,9 +81,20 @@ def demo(listen: str, *, speed: float, alertmanagers: Sequence[str]) -> int:
         )
         for url in alertmanagers:
             print(f"demo: per-run alerts go to {url}/api/v2/alerts", flush=True)
+        if incident is not None:
+            source, scripted = incident
+            print(
+                f"demo: in {incident_after:.0f} s, workflow {scripted.workflow!r} of {source} "
+                f"starts failing with {scripted.plan.code} for "
+                f"{scripted.plan.duration / speed / 60:.0f} min, and leaves a stuck run and "
+                "runs waiting on review",
+                flush=True,
+            )
+        if on_ready is not None:
+            on_ready(server.url("/metrics"))
 
     try:
-        return serve(config, listen, on_ready=announce)
+        return serve(config, listen, on_ready=announce, cycle_summaries=True)
     finally:
         for sim in simulators:
             sim.stop()

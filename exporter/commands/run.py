@@ -14,9 +14,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from exporter.app import Exporter
+from exporter.collect import utc_now
 from exporter.errors import ConfigError, StateError
+from exporter.landing import SourceStatus
 from exporter.logs import get_logger
-from exporter.server import MetricsServer, ServerHooks, ServerLimits, SourceStatus
+from exporter.server import MetricsServer, ServerHooks, ServerLimits
 from exporter.settings import Config, load_config
 from exporter.webconfig import WebConfig
 
@@ -36,9 +38,10 @@ def serve(
     lifecycle: bool = False,
     on_ready: Callable[[MetricsServer], None] | None = None,
     limits: ServerLimits | None = None,
+    cycle_summaries: bool = False,
 ) -> int:
     try:
-        exporter = Exporter(config)
+        exporter = Exporter(config, cycle_summaries=cycle_summaries)
     except StateError as exc:
         print(f"state error: {exc}", file=sys.stderr)
         return 1
@@ -105,6 +108,7 @@ def shutdown_within(exporter: Exporter, grace: float) -> int:
 def server_hooks(exporter: Exporter, reload: Callable[[], str | None] | None = None) -> ServerHooks:
     def sources() -> list[SourceStatus]:
         out = []
+        now = utc_now()
         for runtime in exporter.status():
             report = runtime.last_report
             out.append(
@@ -116,6 +120,8 @@ def server_hooks(exporter: Exporter, reload: Callable[[], str | None] | None = N
                     last_collection=report.finished_at if report else None,
                     active=report.active if report else 0,
                     counted_last_cycle=report.counted if report else 0,
+                    last_hour=exporter.recent.last_hour(runtime.name, now),
+                    failures=exporter.recent.failures(runtime.name),
                 )
             )
         return out

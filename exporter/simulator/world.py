@@ -13,7 +13,7 @@ import random
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -142,6 +142,8 @@ class World:
         self._arrival_debt = 0.0
         self._changes = 0
         self._sort_cache: dict[str, tuple[int, list[SimRun], list[tuple[float, str]]]] = {}
+        # Called after each step of `advance` with the step's seconds (a scripted incident).
+        self.on_advance: list[Callable[[World, float], None]] = []
 
     # Time -----------------------------------------------------------------------------------
 
@@ -160,6 +162,8 @@ class World:
                 self._arrive(step)
                 for run in list(self._live.values()):
                     self._evolve(run)
+                for hook in self.on_advance:
+                    hook(self, step)
 
     def _arrive(self, seconds: float) -> None:
         self._arrival_debt += self.arrival_rate_per_min * seconds / 60.0

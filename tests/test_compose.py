@@ -1,0 +1,64 @@
+"""`docker-compose.yml`, checked without a Docker engine: valid against the Compose
+specification's JSON schema, every file it mounts present, and wired the way the shipped rules
+and dashboards expect."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+SCHEMA = Path(__file__).resolve().parent / "data" / "compose-spec.json"
+
+
+def _compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    return data
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    jsonschema.Draft201909Validator(schema).validate(_compose())
+
+
+def test_a_broken_compose_file_is_refused_by_the_schema() -> None:
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    broken = _compose()
+    broken["services"]["exporter"]["ports"] = {"not": "a list"}
+    errors = list(jsonschema.Draft201909Validator(schema).iter_errors(broken))
+    assert errors
+
+
+def test_every_mounted_file_exists_and_is_read_only() -> None:
+    mounted = []
+    for name, service in _compose()["services"].items():
+        for volume in service.get("volumes", []):
+            source, _, rest = volume.partition(":")
+            if not source.startswith("./"):
+                continue  # a named volume
+            assert rest.endswith(":ro"), f"{name}: {volume} should be mounted read-only"
+            assert (ROOT / source).is_file(), f"{name}: {source} does not exist"
+            mounted.append(source)
+    assert "./monitoring/prometheus/workflow-runs-exporter.rules.yml" in mounted
+    assert "./grafana/workflow-runs.json" in mounted
+    assert "./grafana/exporter-health.json" in mounted
+
+
+def test_prometheus_scrapes_the_exporter_under_the_rules_job_and_alerts_alertmanager() -> None:
+    services = _compose()["services"]
+    assert services["exporter"]["build"]["context"] == "."
+    assert (ROOT / "Dockerfile").is_file()
+    prometheus = yaml.safe_load((ROOT / "deploy/compose/prometheus.yml").read_text())
+    (job,) = prometheus["scrape_configs"]
+    assert job["job_name"] == "workflow-runs-exporter"
+    assert job["static_configs"][0]["targets"] == ["exporter:9855"]
+    targets = prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert targets == ["alertmanager:9093"]
+    command = services["exporter"]["command"]
+    assert "--alertmanager.url=http://alertmanager:9093" in command
+    assert "--web.listen-address=0.0.0.0:9855" in command
