@@ -27,6 +27,9 @@ def test_check_reports_auth_version_latency_unknown_statuses_and_advice(
     for sim in (extend, noxus, cortex):
         sim.world.add_runs(8)
     noxus.unknown_status(2)
+    failed = extend.world.add_runs(3)
+    for run in failed:
+        extend.world.finish(run.id, "FAILED", "OCR_TIMEOUT")
     closed_port = free_port()
     sources = [
         source_for(extend, "extend", name="ext-ok"),
@@ -65,5 +68,7 @@ def test_check_reports_auth_version_latency_unknown_statuses_and_advice(
         out, "ctx-wrong-app"
     )
     assert "advice: cannot reach the API" in section(out, "nox-unreachable")
+    # The report is what a person reads: no line per failed run buries it.
+    assert "run failed" not in result.stderr
     for key in ("wrong-key-31337", extend.api_key, noxus.api_key, cortex.api_key):
         assert key not in out + result.stderr
