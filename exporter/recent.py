@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from exporter.accounting import FinishedRun
-from exporter.model import RunStatus
+from exporter.model import ERROR_STATUSES
 
 WINDOW_MINUTES = 60
 FAILURES_KEPT = 8
@@ -50,11 +50,13 @@ class RecentRuns:
                 record.totals[run.status.value] += 1
                 # A finish time ahead of our clock (a skewed provider, the demo's fast world)
                 # counts as now, so the record never holds more than the window's minutes.
-                minute = _minute(min(run.finished_at, now))
+                finished = min(run.finished_at, now)
+                minute = _minute(finished)
                 if minute >= oldest:
                     record.minutes.setdefault(minute, Counter())[run.status.value] += 1
-                if run.status is RunStatus.FAILED:
-                    record.failures.append(RecentFailure(run.workflow, run.code, run.finished_at))
+                if run.status in ERROR_STATUSES:
+                    # Shown with its age: never a time the page has not reached yet.
+                    record.failures.append(RecentFailure(run.workflow, run.code, finished))
             # A scan reads newest first and a backfill holds old runs: keep the newest by time.
             record.failures.sort(key=lambda f: f.finished_at)
             del record.failures[:-FAILURES_KEPT]

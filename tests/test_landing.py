@@ -48,6 +48,13 @@ def test_finish_times_ahead_of_the_clock_count_as_now_and_stay_bounded() -> None
     assert len(recent._sources["s"].minutes) == 1
 
 
+def test_failures_include_rejections_and_never_show_a_time_not_yet_reached() -> None:
+    recent = RecentRuns()
+    recent.record("s", [_run(RunStatus.FAILED, -30), _run(RunStatus.REJECTED, 2)], NOW)
+    failures = recent.failures("s")
+    assert [f.finished_at for f in failures] == [NOW, NOW - timedelta(minutes=2)]
+
+
 def test_cycle_summary_reads_at_a_glance() -> None:
     before = Counter({"succeeded": 130, "failed": 2})
     after = Counter({"succeeded": 135, "failed": 3, "cancelled": 4})
