@@ -45,6 +45,7 @@ class AlertHook(Protocol):
         changes: CycleChanges,
         active: Mapping[str, ActiveRun],
         now: datetime,
+        static_labels: Mapping[str, str] | None = None,
     ) -> Callable[[sqlite3.Connection], None]: ...
 
 
@@ -258,7 +259,7 @@ class SourceCollector:
         name = self.settings.name
         agent = self.alerts()
         also = (
-            agent.for_cycle(name, self.provider.name, changes, active, now)
+            agent.for_cycle(name, self.provider.name, changes, active, now, self.settings.labels)
             if agent is not None
             else None
         )

@@ -19,6 +19,7 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,7 +30,9 @@ from pydantic import (
 )
 
 from exporter.errors import HttpStatusError, PageRefused, PayloadError
+from exporter.filters import WorkflowFilter
 from exporter.http import ApiClient, JsonResponse
+from exporter.labelnames import MAX_STATIC_LABELS, check_label_name, check_label_value
 from exporter.logs import may_hold_secret, redact
 from exporter.model import Run, RunStatus, StatusMapper
 from exporter.providers.paging import Fetch, ListShape, Order, Page, PagedList, T
@@ -37,6 +40,9 @@ from exporter.providers.sanitize import Limits, RunSanitizer
 from exporter.providers.wire import take_offsetless_seen
 from exporter.sharding import UNSHARDED, Shard
 from exporter.units import Duration
+
+StaticLabelName = Annotated[str, AfterValidator(check_label_name)]
+StaticLabelValue = Annotated[str, AfterValidator(check_label_value)]
 
 
 class SourceSettings(BaseModel):
@@ -80,6 +86,12 @@ class SourceSettings(BaseModel):
     status_map: dict[str, RunStatus] = Field(default_factory=dict)
     # Longer label values (a workflow name, an error code) are cut, with a hash of the whole kept.
     max_label_length: int = Field(default=128, ge=16, le=1024)
+    # Added to every series of this source and to its alerts (`team`, `env`): routing by owner.
+    labels: dict[StaticLabelName, StaticLabelValue] = Field(
+        default_factory=dict, max_length=MAX_STATIC_LABELS
+    )
+    # Which workflows are counted (regexes, matched in whole against name and id).
+    workflows: WorkflowFilter = WorkflowFilter()
 
     @field_validator("base_url")
     @classmethod

@@ -1,0 +1,81 @@
+"""A source's static `labels` on every series that carries its `source` label, added in one place.
+
+prometheus_client's metrics have fixed label names, and each source may add other names, so the
+labels are not part of any metric: a wrapper around the registry adds them to the samples as a
+scrape collects them. Every path out of the exporter goes through it: the classic text format,
+OpenMetrics (exemplars and timestamps ride along on the samples), and `name[]` restricted scrapes.
+Static labels add no series (each series keeps its identity, only longer), so the series budget is
+untouched; they cost bytes per sample line.
+
+A family with no sample of a labelled source passes through as it is; one with such samples is
+copied as a plain family (its pre-written text, `exposition.TextFamily`, would lack the labels).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+Labels = Mapping[str, Mapping[str, str]]
+
+
+class StaticLabels:
+    """Each configured source's static labels; replaced whole on reload (one reference swap, so a
+    scrape sees the old mapping or the new one, never half of each)."""
+
+    def __init__(self, by_source: Labels | None = None) -> None:
+        self._by_source: Labels = {}
+        self.set(by_source or {})
+
+    def set(self, by_source: Labels) -> None:
+        self._by_source = {source: dict(labels) for source, labels in by_source.items() if labels}
+
+    def current(self) -> Labels:
+        return self._by_source
+
+    def of(self, source: str) -> Mapping[str, str]:
+        return self._by_source.get(source, {})
+
+
+class LabelledRegistry(Collector):
+    """What /metrics renders: the registry's families with the static labels added."""
+
+    def __init__(self, registry: CollectorRegistry, labels: StaticLabels) -> None:
+        self._registry = registry
+        self._labels = labels
+
+    def collect(self) -> Iterator[Metric]:
+        return labelled(self._registry.collect(), self._labels.current())
+
+    def restricted_registry(self, names: Iterable[str]) -> Collector:
+        return _Labelled(self._registry.restricted_registry(names), self._labels)
+
+
+class _Labelled(Collector):
+    def __init__(self, inner: Collector, labels: StaticLabels) -> None:
+        self._inner = inner
+        self._labels = labels
+
+    def collect(self) -> Iterator[Metric]:
+        return labelled(self._inner.collect(), self._labels.current())
+
+
+def labelled(metrics: Iterable[Metric], by_source: Labels) -> Iterator[Metric]:
+    """The families with each sample of a labelled source carrying that source's labels too."""
+    for metric in metrics:
+        if not by_source or not any(
+            sample.labels.get("source") in by_source for sample in metric.samples
+        ):
+            yield metric
+            continue
+        copy = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+        for sample in metric.samples:
+            extra = by_source.get(sample.labels.get("source", ""))
+            # The sample's own labels win: a static name never replaces a real dimension
+            # (settings refuse the exporter's own names; a third-party collector's might clash).
+            copy.samples.append(
+                sample._replace(labels={**extra, **sample.labels}) if extra else sample
+            )
+        yield copy
