@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from exporter.accounting import (
+    OTHER_LABEL,
     ActiveRun,
     Cursor,
     CycleChanges,
@@ -152,6 +153,10 @@ class SourceCollector:
             failure = exc
         if chunks.runs:
             active = self.store.active(name)  # as the committed chunks left it
+        # Filtered after the page walk (paging, watermark and totals saw every run) and before
+        # lookups and accounting: a run left out costs no lookup, no label, no series.
+        read = seen
+        seen, active, left_out = self._screen(read, active)
         vanished: list[str] = []
         lookups = 0
         counted = self.store.counted_among(name, seen)
@@ -159,17 +164,21 @@ class SourceCollector:
             lookups, failure = self._lookups(
                 seen, active, counted, vanished, chunks.active_ids, now
             )
+            # A lookup can show what a list did not (a run's origin): screened again.
+            seen, active, more = self._screen(seen, active)
+            left_out |= more
         changes = self._decide(seen, vanished, active, counted, cursor, now)
+        changes.active_removals |= left_out
         new_cursor = (
             cursor.advanced(newest, now, s.overlap, s.retention) if scan_complete else cursor
         )
         if scan_complete:
-            density = list_density(chunks.in_window + runs_in_window(seen, floor), floor, newest)
+            density = list_density(chunks.in_window + runs_in_window(read, floor), floor, newest)
             if density is not None:
                 # Smoothed: one quiet cycle must not make the next one give up deepening.
                 self._density = density if self._density is None else (self._density + density) / 2
         self._apply(seen, changes, active, new_cursor, now)
-        chunks.add(seen, changes, floor)
+        chunks.add(read, changes, floor)
         self.instruments.facts(self.provider.list_facts())
         report = CycleReport(
             source=name,
@@ -216,10 +225,38 @@ class SourceCollector:
         skips what is already counted. Only the cursor waits for the scan to finish.
         """
         active = self.store.active(self.settings.name)
-        counted = self.store.counted_among(self.settings.name, seen)
-        changes = self._decide(seen, [], active, counted, cursor, now)
-        self._apply(seen, changes, active, cursor, now)
+        kept, active, left_out = self._screen(seen, active)
+        counted = self.store.counted_among(self.settings.name, kept)
+        changes = self._decide(kept, [], active, counted, cursor, now)
+        changes.active_removals |= left_out
+        self._apply(kept, changes, active, cursor, now)
         chunks.add(seen, changes, floor)
+
+    def _admits(self, run: Run) -> bool:
+        return self.settings.workflows.admits(
+            run.workflow_id, run.workflow_name
+        ) and self.provider.admits(run)
+
+    def _screen(
+        self, seen: dict[str, Run], active: dict[str, ActiveRun]
+    ) -> tuple[dict[str, Run], dict[str, ActiveRun], set[str]]:
+        """The runs this source counts, the active runs it still tracks, and the ids of active
+        runs to let go: a filter changed by a reload takes them off the active gauges, and what
+        was counted stays counted."""
+        kept = {run_id: run for run_id, run in seen.items() if self._admits(run)}
+        workflows = self.settings.workflows
+        let_go = {
+            a.id
+            for a in active.values()
+            if (a.id in seen and a.id not in kept)
+            # The label is the workflow's name where it has one (`other`: folded, name unknown).
+            or not workflows.admits(
+                a.workflow_id, None if a.workflow == OTHER_LABEL else a.workflow
+            )
+        }
+        if not let_go:
+            return kept, active, let_go
+        return kept, {i: a for i, a in active.items() if i not in let_go}, let_go
 
     def _decide(
         self,

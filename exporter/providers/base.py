@@ -281,6 +281,11 @@ class Provider(ABC, Generic[S]):
         facts. Each item is parsed on its own; a body of another shape is a `PayloadError`
         naming the shape expected. No I/O: tests and fuzzing drive it with recorded bodies."""
 
+    def admits(self, run: Run) -> bool:
+        """Whether a run read from this API is one the source counts (Cortex: its origin).
+        Asked after the page walk, so runs left out still move paging and watermarks."""
+        return True
+
     def list_active(self) -> Iterator[Run]:
         """Runs the API reports as active in one cheap listing, if it has a filter for that."""
         return iter(())
