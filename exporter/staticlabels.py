@@ -3,7 +3,8 @@
 prometheus_client's metrics have fixed label names, and each source may add other names, so the
 labels are not part of any metric: a wrapper around the registry adds them to the samples as a
 scrape collects them. Every path out of the exporter goes through it: the classic text format,
-OpenMetrics (exemplars and timestamps ride along on the samples), and `name[]` restricted scrapes.
+OpenMetrics (exemplars and timestamps ride along on the samples), and `name[]` restricted scrapes
+(filtered here from the labelled families).
 Static labels add no series (each series keeps its identity, only longer), so the series budget is
 untouched; they cost bytes per sample line.
 
@@ -50,16 +51,26 @@ class LabelledRegistry(Collector):
         return labelled(self._registry.collect(), self._labels.current())
 
     def restricted_registry(self, names: Iterable[str]) -> Collector:
-        return _Labelled(self._registry.restricted_registry(names), self._labels)
+        return _Restricted(self, frozenset(names))
 
 
-class _Labelled(Collector):
-    def __init__(self, inner: Collector, labels: StaticLabels) -> None:
-        self._inner = inner
-        self._labels = labels
+class _Restricted(Collector):
+    """The samples named by a scrape's `name[]`. Filtered from a whole collection rather than
+    with client_python's `restricted_registry`, which finds a collector by the names it
+    describes: the store-backed collector describes none (so that registering it reads no
+    state), and would never be found."""
+
+    def __init__(self, whole: Collector, names: frozenset[str]) -> None:
+        self._whole = whole
+        self._names = names
 
     def collect(self) -> Iterator[Metric]:
-        return labelled(self._inner.collect(), self._labels.current())
+        for metric in self._whole.collect():
+            samples = [s for s in metric.samples if s.name in self._names]
+            if samples:
+                kept = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+                kept.samples = samples
+                yield kept
 
 
 def labelled(metrics: Iterable[Metric], by_source: Labels) -> Iterator[Metric]:
