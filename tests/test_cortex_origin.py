@@ -4,6 +4,7 @@ under the same filter."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from exporter.settings import config_from_data
 from exporter.simulator.cortex import EVERY_ORIGIN
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import active, by_labels, errors, finished
+from tests.loopback import run_check
 
 
 def _runs_lists(sim: Any) -> list[Any]:
@@ -160,3 +162,21 @@ def test_the_default_is_every_documented_origin_but_test_and_a_string_is_a_list_
     assert CortexSettings.model_validate(
         {"name": "c", "api_key": "k", "app_id": "a", "origin": "record"}
     ).origin == ("RECORD",)
+
+
+def test_check_prints_what_each_source_counts_and_labels(
+    simulator: SimFactory, tmp_path: Path
+) -> None:
+    sim = simulator("cortex", seed=203, origins=EVERY_ORIGIN)
+    sim.world.add_runs(10)
+    source = source_for(
+        sim,
+        "cortex",
+        name="cx",
+        labels={"team": "payments", "env": "prod"},
+        workflows={"exclude": ["Sandbox.*"]},
+    )
+    result = run_check(tmp_path, [source])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "  counted: exclude Sandbox.*; static labels: env=prod, team=payments" in result.stdout
+    assert "  origin: WORKFLOW, TRIGGER, RECORD, ENDPOINT, WEBHOOK (TEST left out)" in result.stdout

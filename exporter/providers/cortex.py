@@ -168,6 +168,15 @@ class CortexProvider(Provider[CortexSettings]):
         self._new: set[str] = set()
 
     @classmethod
+    def check_lines(cls, settings: Any, ok: bool) -> list[str]:
+        origins = getattr(settings, "origin", DEFAULT_ORIGINS)
+        left_out = [o for o in ORIGINS if o not in origins and "ALL" not in origins]
+        return [
+            f"origin: {', '.join(origins)}"
+            + (f" ({', '.join(left_out)} left out)" if left_out else "")
+        ]
+
+    @classmethod
     def hint(cls, settings: Any, situation: str) -> str:
         return "check app_id too" if situation == "not_found" else ""
 
