@@ -232,10 +232,13 @@ class SourceCollector:
         self._apply(kept, changes, active, cursor, now)
         chunks.add(seen, changes, floor)
 
-    def _admits(self, run: Run) -> bool:
-        return self.settings.workflows.admits(
-            run.workflow_id, run.workflow_name
-        ) and self.provider.admits(run)
+    def _admits(self, run: Run, verdicts: dict[tuple[str, str | None], bool]) -> bool:
+        # Many runs share few workflows: each workflow is matched against the patterns once.
+        key = (run.workflow_id, run.workflow_name)
+        wanted = verdicts.get(key)
+        if wanted is None:
+            wanted = verdicts[key] = self.settings.workflows.admits(*key)
+        return wanted and self.provider.admits(run)
 
     def _screen(
         self, seen: dict[str, Run], active: dict[str, ActiveRun]
@@ -243,15 +246,20 @@ class SourceCollector:
         """The runs this source counts, the active runs it still tracks, and the ids of active
         runs to let go: a filter changed by a reload takes them off the active gauges, and what
         was counted stays counted."""
-        kept = {run_id: run for run_id, run in seen.items() if self._admits(run)}
+        verdicts: dict[tuple[str, str | None], bool] = {}
+        kept = {run_id: run for run_id, run in seen.items() if self._admits(run, verdicts)}
         workflows = self.settings.workflows
+        # A run read this cycle is judged by what was read; one not read, by what was stored:
+        # its label is the workflow's name where it has one (`other`: folded, name unknown).
         let_go = {
             a.id
             for a in active.values()
-            if (a.id in seen and a.id not in kept)
-            # The label is the workflow's name where it has one (`other`: folded, name unknown).
-            or not workflows.admits(
-                a.workflow_id, None if a.workflow == OTHER_LABEL else a.workflow
+            if a.id not in kept
+            and (
+                a.id in seen
+                or not workflows.admits(
+                    a.workflow_id, None if a.workflow == OTHER_LABEL else a.workflow
+                )
             )
         }
         if not let_go:
