@@ -9,7 +9,8 @@ Static labels add no series (each series keeps its identity, only longer), so th
 untouched; they cost bytes per sample line.
 
 A family with no sample of a labelled source passes through as it is; one with such samples is
-copied as a plain family (its pre-written text, `exposition.TextFamily`, would lack the labels).
+copied with the labels added: a pre-written family (`exposition.TextFamily`) has them written into
+its lines, so the classic format still builds no sample objects.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from collections.abc import Iterable, Iterator, Mapping
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.samples import Sample
+
+from exporter.exposition import TextFamily
 
 Labels = Mapping[str, Mapping[str, str]]
 
@@ -75,18 +79,69 @@ class _Restricted(Collector):
 
 def labelled(metrics: Iterable[Metric], by_source: Labels) -> Iterator[Metric]:
     """The families with each sample of a labelled source carrying that source's labels too."""
+    if not by_source:
+        yield from metrics
+        return
+    needles = _needles(by_source)
     for metric in metrics:
-        if not by_source or not any(
-            sample.labels.get("source") in by_source for sample in metric.samples
-        ):
+        if isinstance(metric, TextFamily):
+            yield _labelled_text_family(metric, by_source, needles)
+            continue
+        if not any(sample.labels.get("source") in by_source for sample in metric.samples):
             yield metric
             continue
         copy = Metric(metric.name, metric.documentation, metric.type, metric.unit)
-        for sample in metric.samples:
-            extra = by_source.get(sample.labels.get("source", ""))
-            # The sample's own labels win: a static name never replaces a real dimension
-            # (settings refuse the exporter's own names; a third-party collector's might clash).
-            copy.samples.append(
-                sample._replace(labels={**extra, **sample.labels}) if extra else sample
-            )
+        copy.samples = _labelled_samples(metric.samples, by_source)
         yield copy
+
+
+def _labelled_samples(samples: Iterable[Sample], by_source: Labels) -> list[Sample]:
+    out = []
+    for sample in samples:
+        extra = by_source.get(sample.labels.get("source", ""))
+        # The sample's own labels win: a static name never replaces a real dimension (settings
+        # refuse the exporter's own names; a third-party collector's might clash).
+        out.append(sample._replace(labels={**extra, **sample.labels}) if extra else sample)
+    return out
+
+
+def _needles(by_source: Labels) -> list[tuple[tuple[str, ...], str]]:
+    """Per labelled source: the ways its `source` label can appear in a written sample line
+    (first or later in the sorted label set, last or not), and the text to add."""
+    out = []
+    for source, labels in by_source.items():
+        pair = f'source="{_escape(source)}"'
+        needles = tuple(f"{a}{pair}{b}" for a in "{," for b in ",}")
+        added = "".join(f',{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
+        out.append((needles, added))
+    return out
+
+
+def _labelled_text_family(
+    family: TextFamily, by_source: Labels, needles: list[tuple[tuple[str, ...], str]]
+) -> Metric:
+    """A pre-written family with the labels written into its lines, without building samples:
+    the fast writer's point. A label value is escaped (`"` as `\\"`), so `,source="x"` can only
+    be the label itself, and the line's last `}` closes its label set (the value is a number)."""
+    lines = family.text.splitlines(keepends=True)
+    changed = False
+    for index, line in enumerate(lines):
+        for candidates, added in needles:
+            if any(needle in line for needle in candidates):
+                close = line.rindex("}")
+                lines[index] = line[:close] + added + line[close:]
+                changed = True
+                break
+    if not changed:
+        return family
+    return TextFamily(
+        family.name,
+        family.documentation,
+        family.type,
+        "".join(lines),
+        lambda: _labelled_samples(family.samples, by_source),
+    )
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")

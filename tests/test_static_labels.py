@@ -5,6 +5,7 @@ reload; names checked against the label names the exporter really uses."""
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from exporter.errors import ConfigError
+from exporter.exposition import generate_text
 from exporter.labelnames import RESERVED_LABEL_NAMES
 from exporter.settings import config_from_data
 from tests.conftest import ExporterFactory, SimFactory, source_for
@@ -243,3 +245,37 @@ def test_good_static_labels_are_kept_as_given() -> None:
         environ={},
     )
     assert config.sources[0].labels == PAYMENTS
+
+
+def test_pre_written_lines_get_the_same_labels_as_the_samples(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    """The classic format writes the labels into the lines (no samples built); OpenMetrics and
+    `get_sample_value` read the samples: both must say the same."""
+    sim = simulator("noxus", seed=186, workflows=3)
+    sim.world.add_runs(30)
+    sim.world.advance(1800)
+    other = simulator("plextera", seed=187, workflows=2)
+    other.world.add_runs(10)
+    exporter = exporter_factory(
+        [
+            source_for(sim, "noxus", name="payments", labels=PAYMENTS),
+            source_for(other, "plextera", name="unlabelled"),
+        ]
+    )
+    assert all(report.ok for report in exporter.collect_all())
+
+    def keys(samples: Iterable[Sample]) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+        # The exporter's own series, but for the ages, which move between two renderings.
+        return {
+            (s.name, tuple(sorted(s.labels.items())), s.value)
+            for s in samples
+            if s.name.startswith("workflow_") and "_age_seconds" not in s.name
+        }
+
+    written = keys(_text_samples(generate_text(exporter.exposed).decode()))
+    from_samples = keys(s for family in exporter.exposed.collect() for s in family.samples)
+    assert written == from_samples
+    labelled = [s for s in written if ("source", "payments") in s[1]]
+    assert any(name == "workflow_runs_finished_total" for name, _, _ in labelled)
+    assert all({("team", "payments"), ("env", "prod")} <= set(labels) for _, labels, _ in labelled)
