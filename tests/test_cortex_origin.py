@@ -180,3 +180,44 @@ def test_check_prints_what_each_source_counts_and_labels(
     assert result.returncode == 0, result.stdout + result.stderr
     assert "  counted: exclude Sandbox.*; static labels: env=prod, team=payments" in result.stdout
     assert "  origin: WORKFLOW, TRIGGER, RECORD, ENDPOINT, WEBHOOK (TEST left out)" in result.stdout
+
+
+def test_a_reload_that_leaves_test_out_takes_its_active_runs_off_and_keeps_its_counts(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    sim = simulator("cortex", seed=204, origins=EVERY_ORIGIN, workflows=2)
+    sim.world.add_runs(60)
+    sim.world.advance(120)  # many runs still active, TEST ones among them
+    source = source_for(sim, "cortex", name="cx", page_size=10, origin="ALL")
+    exporter = exporter_factory([source])
+    assert exporter.collect_all()[0].ok
+    assert active(exporter, "cx") == sim.world.truth().active
+    counted_all = finished(exporter, "cx")
+
+    state = str(exporter.config.app.state_path)
+    exporter.reload(
+        config_from_data(
+            {
+                "state_path": state,
+                "new_series_hold": "0s",
+                "sources": [{k: v for k, v in source.items() if k != "origin"}],
+            },
+            environ={},
+        )
+    )
+    sim.world.advance(3600)
+    assert exporter.collect_all()[0].ok
+
+    # No TEST run is active any more; what finished is the count from before, plus what the
+    # default origins finished since (TEST runs finishing after the reload add nothing).
+    without_test = sim.world.truth(origins=DEFAULT_ORIGINS)
+    assert active(exporter, "cx") == without_test.active
+    now_counted = finished(exporter, "cx")
+    assert not counted_all - now_counted, "nothing counted before was lost"
+    test_only = sim.world.truth(origins={"TEST"}).finished
+    for (workflow, status), count in now_counted.items():
+        expected = without_test.finished[(workflow, status)]
+        assert expected <= count <= expected + test_only[(workflow, status)]
+    assert sum(now_counted.values()) < sum(sim.world.truth().finished.values()), (
+        "TEST runs that finished after the reload were not counted"
+    )
