@@ -8,6 +8,10 @@ down to the backfill window, so the runs it had before it was discovered count t
 shards each keeps only the workflows that hash to it. The API gives no error code, only free
 text: the `code` label is `unspecified` and the text goes to the logs.
 
+Runs are listed for every origin and filtered by the `origin` setting after the page walk
+(`admits`): one request per page whatever the filter, and the list's total stays comparable to the
+workflow's `runs_count`. TEST runs are left out by default.
+
 Timestamps come as ISO instants, Unix seconds or milliseconds, or bare dates (`2023-12-25`, as the
 docs show them): a date is a day, not midnight (see `Run.day_only`).
 """

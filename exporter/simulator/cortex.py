@@ -5,6 +5,10 @@ with the paging totals in `pagination-page`, `pagination-take` and `pagination-c
 Pages count from 1; a request for page 0 is answered as page 1 (and the header says so), which is
 how a client can tell (`variants` answer otherwise). Besides the world's workflows the app lists
 one disabled and one deleted workflow, which a client must skip.
+
+Runs carry an `origin`, spread over the simulator's `origins` (every documented one but TEST unless
+asked for; `World.truth(origins=...)` gives the counts a client filtering by origin should show),
+and the runs list honours the `origin` parameter.
 """
 
 from __future__ import annotations
