@@ -99,8 +99,8 @@ def values_schema() -> str:
     as a module is accepted by the chart too."""
     schema = json.loads(VALUES_SCHEMA.read_text(encoding="utf-8"))
     source = schema["properties"]["sources"]["items"]["properties"]
-    source["provider"]["enum"] = sorted(registry())
     source.update(_source_filters_and_labels())
+    source["provider"]["enum"] = sorted(registry())
     return json.dumps(schema, indent=2) + "\n"
 
 

@@ -63,6 +63,12 @@ class SourceSettings(BaseModel):
     rate_limit: float | None = Field(default=None, gt=0)
     max_workflows: int = Field(default=200, ge=1)
     max_error_codes: int = Field(default=50, ge=1)
+    # Added to every series of this source and to its alerts (`team`, `env`): routing by owner.
+    labels: dict[StaticLabelName, StaticLabelValue] = Field(
+        default_factory=dict, max_length=MAX_STATIC_LABELS
+    )
+    # Which workflows are counted (regexes, matched in whole against name and id).
+    workflows: WorkflowFilter = WorkflowFilter()
     backfill: Duration = timedelta(hours=1)
     # How far below the watermark each cycle re-reads, to catch runs that appear late or were
     # skipped when a deletion shifted the pages.
@@ -86,12 +92,6 @@ class SourceSettings(BaseModel):
     status_map: dict[str, RunStatus] = Field(default_factory=dict)
     # Longer label values (a workflow name, an error code) are cut, with a hash of the whole kept.
     max_label_length: int = Field(default=128, ge=16, le=1024)
-    # Added to every series of this source and to its alerts (`team`, `env`): routing by owner.
-    labels: dict[StaticLabelName, StaticLabelValue] = Field(
-        default_factory=dict, max_length=MAX_STATIC_LABELS
-    )
-    # Which workflows are counted (regexes, matched in whole against name and id).
-    workflows: WorkflowFilter = WorkflowFilter()
 
     @field_validator("base_url")
     @classmethod

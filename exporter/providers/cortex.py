@@ -146,7 +146,7 @@ class CortexProvider(Provider[CortexSettings]):
         progress="completed step outputs / step outputs",
         other=(
             "disabled and deleted workflows skipped; rediscovered every cycle; `runs_count` "
-            "checked against the runs list; `TEST` runs left out unless `origin` takes them"
+            "checked against the runs list"
         ),
     )
     default_status_map: ClassVar[Mapping[str, RunStatus]] = {

@@ -311,10 +311,10 @@ class World:
         with self.lock:
             truth = GroundTruth(runs=len(self.runs))
             for run in [*self.runs.values(), *self.deleted_finished]:
-                if origins is not None and self.origin_of(run) not in origins:
-                    continue
                 status = self.vocabulary.canonical(run.native_status)
                 key = (run.workflow.name, status.value)
+                if origins is not None and self.origin_of(run) not in origins:
+                    continue
                 if not self._has_finished(run):
                     truth.active[key] += 1
                     continue
