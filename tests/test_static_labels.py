@@ -5,6 +5,7 @@ reload; names checked against the label names the exporter really uses."""
 from __future__ import annotations
 
 import signal
+import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from exporter.exposition import generate_text
 from exporter.labelnames import RESERVED_LABEL_NAMES
 from exporter.settings import config_from_data
 from tests.conftest import ExporterFactory, SimFactory, source_for
-from tests.loopback import Processes, free_port, start_exporter, until
+from tests.loopback import Processes, binary, free_port, start_exporter, until
 
 PAYMENTS = {"team": "payments", "env": "prod"}
 
@@ -93,8 +94,17 @@ def test_a_running_exporter_labels_every_series_of_the_source_and_nothing_else(
 
         until("both sources collected", collected, 60)
 
-        text = _text_samples(_scrape(port))
+        body = _scrape(port)
+        text = _text_samples(body)
         _assert_labels_only_on_their_source(text, "payments", PAYMENTS)
+        lint = subprocess.run(
+            [binary("promtool"), "check", "metrics"],
+            input=body,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert lint.returncode == 0, lint.stdout + lint.stderr
         names = {s.name for s in text if s.labels.get("source") == "payments"}
         # Domain and self metrics alike.
         assert {"workflow_runs_finished_total", "workflow_exporter_source_up"} <= names
