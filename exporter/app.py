@@ -302,6 +302,10 @@ class Exporter:
                     self._schedule_alerts()
             for name in plan.removed:
                 self._drop_source(name)
+            for settings in plan.relabelled:
+                runtime = self.sources[settings.name]
+                with runtime.lock:  # between cycles: a cycle's alerts use one set of labels
+                    runtime.settings = runtime.collector.settings = settings
             self._set_static_labels()
             for index, settings in plan.rebuilt:
                 if settings.name in self.sources:

@@ -289,3 +289,26 @@ def test_pre_written_lines_get_the_same_labels_as_the_samples(
     labelled = [s for s in written if ("source", "payments") in s[1]]
     assert any(name == "workflow_runs_finished_total" for name, _, _ in labelled)
     assert all({("team", "payments"), ("env", "prod")} <= set(labels) for _, labels, _ in labelled)
+
+
+def test_a_reload_of_labels_alone_keeps_the_source_running_and_relabels_it(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    sim = simulator("noxus", seed=188, workflows=2)
+    sim.world.add_runs(10)
+    source = source_for(sim, "noxus", name="payments", labels=PAYMENTS)
+    exporter = exporter_factory([source])
+    assert exporter.collect_all()[0].ok
+    collector = exporter.sources["payments"].collector
+
+    changed = {**source, "labels": {"team": "billing"}}
+    new = config_from_data(
+        {"state_path": str(exporter.config.app.state_path), "sources": [changed]}, environ={}
+    )
+    assert exporter.reload(new) == ["relabelled payments"]
+
+    assert exporter.sources["payments"].collector is collector, "not rebuilt"
+    assert collector.settings.labels == {"team": "billing"}
+    text = _text_samples(generate_text(exporter.exposed).decode())
+    _assert_labels_only_on_their_source(text, "payments", {"team": "billing"})
+    assert not any("env" in s.labels for s in text)
