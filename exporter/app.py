@@ -37,6 +37,7 @@ from exporter.selfmetrics import AlertInstruments, SelfMetrics
 from exporter.settings import Config
 from exporter.snapshot import Snapshot
 from exporter.sourceevents import SourceEvents
+from exporter.staticlabels import LabelledRegistry, StaticLabels
 from exporter.store import Store
 from exporter.summary import cycle_summary
 
@@ -94,6 +95,9 @@ class Exporter:
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
         self.selfmetrics = SelfMetrics(self.registry)
+        # What /metrics serves: the registry with each source's static labels added.
+        self.static_labels = StaticLabels()
+        self.exposed = LabelledRegistry(self.registry, self.static_labels)
         self._clock = clock
         # Each workflow also reserves its (workflow, code="other") error series, and the budget
         # starts with the `other` workflow's series reserved, so folding never overshoots it.
@@ -110,6 +114,7 @@ class Exporter:
         self.sources: dict[str, SourceRuntime] = {}
         for settings in config.own_sources():
             self.sources[settings.name] = self._build_source(settings, clock)
+        self._set_static_labels()
         if self.shard.sharded:
             log.info(
                 "sharded",
@@ -310,6 +315,11 @@ class Exporter:
             for name in plan.removed:
                 self._drop_source(name)
                 self.recent.forget(name)
+            for settings in plan.relabelled:
+                runtime = self.sources[settings.name]
+                with runtime.lock:  # between cycles: a cycle's alerts use one set of labels
+                    runtime.settings = runtime.collector.settings = settings
+            self._set_static_labels()
             for index, settings in plan.rebuilt:
                 if settings.name in self.sources:
                     self._drop_source(settings.name)
@@ -319,6 +329,11 @@ class Exporter:
                     self._schedule_source(runtime, delay=0.2 * index)
             self.generation = next(self._generations)
         return plan.changes
+
+    def _set_static_labels(self) -> None:
+        """From the configuration as it now is: a reload that changes only a source's labels
+        changes them here, at the next scrape."""
+        self.static_labels.set({s.name: s.labels for s in self.config.sources})
 
     def _drop_source(self, name: str) -> None:
         runtime = self.sources.pop(name)

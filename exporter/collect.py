@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from exporter.accounting import (
+    OTHER_LABEL,
     ActiveRun,
     Cursor,
     CycleChanges,
@@ -45,6 +46,7 @@ class AlertHook(Protocol):
         changes: CycleChanges,
         active: Mapping[str, ActiveRun],
         now: datetime,
+        static_labels: Mapping[str, str] | None = None,
     ) -> Callable[[sqlite3.Connection], None]: ...
 
 
@@ -151,6 +153,10 @@ class SourceCollector:
             failure = exc
         if chunks.runs:
             active = self.store.active(name)  # as the committed chunks left it
+        # Filtered after the page walk (paging, watermark and totals saw every run) and before
+        # lookups and accounting: a run left out costs no lookup, no label, no series.
+        read = seen
+        seen, active, left_out = self._screen(read, active)
         vanished: list[str] = []
         lookups = 0
         counted = self.store.counted_among(name, seen)
@@ -158,17 +164,21 @@ class SourceCollector:
             lookups, failure = self._lookups(
                 seen, active, counted, vanished, chunks.active_ids, now
             )
+            # A lookup can show what a list did not (a run's origin): screened again.
+            seen, active, more = self._screen(seen, active)
+            left_out |= more
         changes = self._decide(seen, vanished, active, counted, cursor, now)
+        changes.active_removals |= left_out
         new_cursor = (
             cursor.advanced(newest, now, s.overlap, s.retention) if scan_complete else cursor
         )
         if scan_complete:
-            density = list_density(chunks.in_window + runs_in_window(seen, floor), floor, newest)
+            density = list_density(chunks.in_window + runs_in_window(read, floor), floor, newest)
             if density is not None:
                 # Smoothed: one quiet cycle must not make the next one give up deepening.
                 self._density = density if self._density is None else (self._density + density) / 2
         self._apply(seen, changes, active, new_cursor, now)
-        chunks.add(seen, changes, floor)
+        chunks.add(read, changes, floor)
         self.instruments.facts(self.provider.list_facts())
         report = CycleReport(
             source=name,
@@ -215,10 +225,46 @@ class SourceCollector:
         skips what is already counted. Only the cursor waits for the scan to finish.
         """
         active = self.store.active(self.settings.name)
-        counted = self.store.counted_among(self.settings.name, seen)
-        changes = self._decide(seen, [], active, counted, cursor, now)
-        self._apply(seen, changes, active, cursor, now)
+        kept, active, left_out = self._screen(seen, active)
+        counted = self.store.counted_among(self.settings.name, kept)
+        changes = self._decide(kept, [], active, counted, cursor, now)
+        changes.active_removals |= left_out
+        self._apply(kept, changes, active, cursor, now)
         chunks.add(seen, changes, floor)
+
+    def _admits(self, run: Run, verdicts: dict[tuple[str, str | None], bool]) -> bool:
+        # Many runs share few workflows: each workflow is matched against the patterns once.
+        key = (run.workflow_id, run.workflow_name)
+        wanted = verdicts.get(key)
+        if wanted is None:
+            wanted = verdicts[key] = self.settings.workflows.admits(*key)
+        return wanted and self.provider.admits(run)
+
+    def _screen(
+        self, seen: dict[str, Run], active: dict[str, ActiveRun]
+    ) -> tuple[dict[str, Run], dict[str, ActiveRun], set[str]]:
+        """The runs this source counts, the active runs it still tracks, and the ids of active
+        runs to let go: a filter changed by a reload takes them off the active gauges, and what
+        was counted stays counted."""
+        verdicts: dict[tuple[str, str | None], bool] = {}
+        kept = {run_id: run for run_id, run in seen.items() if self._admits(run, verdicts)}
+        workflows = self.settings.workflows
+        # A run read this cycle is judged by what was read; one not read, by what was stored:
+        # its label is the workflow's name where it has one (`other`: folded, name unknown).
+        let_go = {
+            a.id
+            for a in active.values()
+            if a.id not in kept
+            and (
+                a.id in seen
+                or not workflows.admits(
+                    a.workflow_id, None if a.workflow == OTHER_LABEL else a.workflow
+                )
+            )
+        }
+        if not let_go:
+            return kept, active, let_go
+        return kept, {i: a for i, a in active.items() if i not in let_go}, let_go
 
     def _decide(
         self,
@@ -258,7 +304,7 @@ class SourceCollector:
         name = self.settings.name
         agent = self.alerts()
         also = (
-            agent.for_cycle(name, self.provider.name, changes, active, now)
+            agent.for_cycle(name, self.provider.name, changes, active, now, self.settings.labels)
             if agent is not None
             else None
         )

@@ -212,6 +212,8 @@ def format_errors(exc: ValidationError, prefix: str = "") -> list[str]:
     for error in exc.errors():
         path = prefix
         for part in error["loc"]:
+            if part == "[key]":  # pydantic's mark of a mapping's key: the key is named already
+                continue
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
         message = str(error["msg"])
         message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")

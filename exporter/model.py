@@ -84,6 +84,9 @@ class Run:
     # a day (held as its start), never an instant to subtract. `cursor_time` is then the day's
     # end, the latest the run can have been created.
     day_only: frozenset[str] = frozenset()
+    # Where the run came from, for APIs that say (Cortex: WORKFLOW, TEST, ...); a filter, never a
+    # label. None: the API gives none.
+    origin: str | None = None
 
     @property
     def terminal(self) -> bool:

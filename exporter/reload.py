@@ -25,6 +25,9 @@ class ReloadPlan:
     removed: list[str] = field(default_factory=list)
     # (position among this shard's sources, settings): the position staggers the first cycles.
     rebuilt: list[tuple[int, SourceSettings]] = field(default_factory=list)
+    # Sources whose static labels alone changed: their new settings are swapped in, the source
+    # keeps running (its client, what its provider learned of the API).
+    relabelled: list[SourceSettings] = field(default_factory=list)
     # What changed, for the log, in the order it is applied.
     changes: list[str] = field(default_factory=list)
 
@@ -56,6 +59,12 @@ def plan_reload(
     for index, (name, settings) in enumerate(wanted.items()):
         current = sources.get(name)
         if current == settings:
+            continue
+        if current is not None and current.model_copy(update={"labels": settings.labels}) == (
+            settings
+        ):
+            plan.relabelled.append(settings)
+            plan.changes.append(f"relabelled {name}")
             continue
         plan.rebuilt.append((index, settings))
         plan.changes.append(f"{'added' if current is None else 'changed'} {name}")

@@ -13,13 +13,14 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
-from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from exporter.exposition import encoder_for, gzip_wanted
 from exporter.landing import SourceStatus, render, shipped_file
@@ -27,9 +28,16 @@ from exporter.logs import get_logger
 from exporter.webconfig import BasicAuth, Verdict, WebConfig, ssl_context
 
 
+class Exposable(Protocol):
+    """What /metrics renders: a registry, or one wrapped (exporter.staticlabels)."""
+
+    def collect(self) -> Iterable[Metric]: ...
+    def restricted_registry(self, names: Iterable[str]) -> Collector: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ServerHooks:
-    registry: CollectorRegistry
+    registry: Exposable
     ready: Callable[[], bool]
     sources: Callable[[], Sequence[SourceStatus]]
     # `POST /-/reload`, when enabled: returns None on success, else the reason it failed.
@@ -270,7 +278,7 @@ class RenderedMetrics:
 
     def __init__(
         self,
-        registry: CollectorRegistry,
+        registry: Exposable,
         generation: Callable[[], int] | None = None,
         max_age: float = 1.0,
     ) -> None:

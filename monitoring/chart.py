@@ -18,7 +18,14 @@ from typing import Any
 
 import yaml
 
+from exporter.labelnames import (
+    LABEL_NAME,
+    MAX_LABEL_VALUE_LENGTH,
+    MAX_STATIC_LABELS,
+    RESERVED_LABEL_NAMES,
+)
 from exporter.providers import registry
+from exporter.providers.cortex import ORIGINS
 from monitoring import rules
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,9 +98,59 @@ def values_schema() -> str:
     """The chart's values schema with the provider names the registry holds: a provider added
     as a module is accepted by the chart too."""
     schema = json.loads(VALUES_SCHEMA.read_text(encoding="utf-8"))
-    provider = schema["properties"]["sources"]["items"]["properties"]["provider"]
-    provider["enum"] = sorted(registry())
+    source = schema["properties"]["sources"]["items"]["properties"]
+    source.update(_source_filters_and_labels())
+    source["provider"]["enum"] = sorted(registry())
     return json.dumps(schema, indent=2) + "\n"
+
+
+def _source_filters_and_labels() -> dict[str, Any]:
+    """`labels`, `workflows` and Cortex's `origin`, from the rules the exporter itself checks
+    (exporter.labelnames, the origins the Cortex provider knows): a bad label name fails at
+    `helm install`, not when the pod starts."""
+    patterns = {"type": "array", "items": {"type": "string", "minLength": 1}}
+    origins = sorted(ORIGINS)
+    return {
+        "labels": {
+            "type": "object",
+            "description": "static labels on every series and alert of this source (README)",
+            "maxProperties": MAX_STATIC_LABELS,
+            "propertyNames": {
+                "pattern": LABEL_NAME.pattern,
+                "not": {
+                    "anyOf": [
+                        {"pattern": "^__"},
+                        {"enum": sorted(RESERVED_LABEL_NAMES)},
+                    ]
+                },
+            },
+            "additionalProperties": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_LABEL_VALUE_LENGTH,
+            },
+        },
+        "workflows": {
+            "type": "object",
+            "description": "regexes matched in whole against a workflow's name and id (README)",
+            "properties": {
+                "include": {"oneOf": [{"type": "string"}, patterns]},
+                "exclude": {"oneOf": [{"type": "string"}, patterns]},
+            },
+            "additionalProperties": False,
+        },
+        "origin": {
+            "description": "Cortex only: the run origins counted (default: all but TEST)",
+            "oneOf": [
+                {"type": "string", "enum": ["ALL", *origins]},
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "string", "enum": ["ALL", *origins]},
+                },
+            ],
+        },
+    }
 
 
 def expected_files() -> dict[Path, str]:

@@ -400,3 +400,29 @@ def test_dashboards_config_map_holds_the_canonical_dashboards_for_the_sidecar() 
     canonical = {p.name: p.read_text() for p in sorted(chart_files.DASHBOARDS.glob("*.json"))}
     assert canonical, "no canonical dashboards found"
     assert config_map["data"] == canonical
+
+
+def test_the_schema_takes_static_labels_filters_and_origins_and_refuses_bad_ones() -> None:
+    good = {
+        "name": "cx",
+        "provider": "cortex",
+        "labels": {"team": "payments", "env": "prod"},
+        "workflows": {"include": ["Invoices.*"], "exclude": "Sandbox.*"},
+        "origin": ["WORKFLOW", "RECORD"],
+    }
+    chart = helm.Chart.load(CHART)
+    try:
+        chart.validate_schema({"sources": [good]})
+        chart.validate_schema({"sources": [{**good, "origin": "ALL"}]})
+        for bad in (
+            {"labels": {"bad-name": "x"}},
+            {"labels": {"workflow": "x"}},
+            {"labels": {"__x": "x"}},
+            {"labels": {"team": ""}},
+            {"workflows": {"inclde": ["x"]}},
+            {"origin": ["BOGUS"]},
+        ):
+            with pytest.raises(helm.HelmValuesError):
+                chart.validate_schema({"sources": [{**good, **bad}]})
+    finally:
+        chart.close()

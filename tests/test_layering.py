@@ -24,6 +24,9 @@ PROVIDER_MAY_IMPORT = {
     "exporter.units",
     "exporter.sharding",
     "exporter.plugins",  # the registry finds the provider modules
+    # pure settings types every source shares (static labels, workflow filters)
+    "exporter.labelnames",
+    "exporter.filters",
 }
 # Shared by every simulator; a provider's simulator borrowing from another's would tie them.
 SIMULATOR_SHARED = {"server", "world", "wire", "base"}

@@ -60,3 +60,17 @@ def test_what_waits_for_a_restart_is_kept_as_it_runs(tmp_path: Path) -> None:
     assert plan.config.app.shard == old.app.shard
     # The state path is only warned about: the store stays open on the old file regardless.
     assert plan.config.app.state_path == new.app.state_path
+
+
+def test_a_change_of_static_labels_alone_relabels_the_source_without_rebuilding_it() -> None:
+    old = config(source("a", labels={"team": "payments"}), source("b"))
+    new = config(source("a", labels={"team": "billing"}), source("b", labels={"team": "x"}))
+    plan = plan_reload(old, new, running(old), None)
+    assert plan.rebuilt == []
+    assert [s.labels for s in plan.relabelled] == [{"team": "billing"}, {"team": "x"}]
+    assert plan.changes == ["relabelled a", "relabelled b"]
+
+    both = config(source("a", labels={"team": "ops"}, timeout="5s"), source("b"))
+    plan = plan_reload(old, both, running(old), None)
+    assert [s.name for _, s in plan.rebuilt] == ["a"]
+    assert plan.relabelled == []

@@ -38,6 +38,7 @@ class AlertAgent:
         changes: CycleChanges,
         active: Mapping[str, ActiveRun],
         now: datetime,
+        static_labels: Mapping[str, str] | None = None,
     ) -> Callable[[sqlite3.Connection], None]:
         """What to write with this cycle's commit: its events and the open-alert changes."""
         plan = self.planner.plan(
@@ -47,6 +48,7 @@ class AlertAgent:
             active_after(active, changes),
             self.outbox.open_alerts(source),
             now,
+            static_labels,
         )
         return writer(source, plan, now)
 

@@ -104,15 +104,20 @@ class Planner:
         active: Mapping[str, ActiveRun],
         open_alerts: Mapping[tuple[str, str], OpenAlert],
         now: datetime,
+        static_labels: Mapping[str, str] | None = None,
     ) -> AlertPlan:
+        """`static_labels`: the source's `labels` (team, env), on every alert it opens, so
+        Alertmanager can route by them; an open alert keeps the labels it was sent with (they are
+        its identity), so a changed label shows on the alerts opened after the change."""
         plan = AlertPlan()
+        static = static_labels or {}
         for run in finished:
-            self._failed(plan, source, provider, run, now)
+            self._failed(plan, source, provider, run, now, static)
         wanted = self._open_wanted(source, active, now)
         for (run_id, kind), active_run in wanted.items():
             current = open_alerts.get((run_id, kind))
             if current is None:
-                self._open(plan, source, provider, kind, active_run, now)
+                self._open(plan, source, provider, kind, active_run, now, static)
             elif now - current.last_sent >= self.settings.refresh_every:
                 self._refresh(plan, source, kind, current, now)
         for (run_id, kind), current in open_alerts.items():
@@ -123,14 +128,20 @@ class Planner:
     # Failed runs ------------------------------------------------------------------------------
 
     def _failed(
-        self, plan: AlertPlan, source: str, provider: str, run: FinishedRun, now: datetime
+        self,
+        plan: AlertPlan,
+        source: str,
+        provider: str,
+        run: FinishedRun,
+        now: datetime,
+        static: Mapping[str, str],
     ) -> None:
         cfg = self.settings.failed
         if not cfg.enabled or run.status not in cfg.statuses:
             return
         if not self.settings.wants(source, run.workflow) or now - run.finished_at > cfg.max_age:
             return
-        labels = self._labels(FAILED, source, provider, run.workflow, run.id, cfg.severity)
+        labels = self._labels(FAILED, source, provider, run.workflow, run.id, cfg.severity, static)
         labels["code"] = run.code
         annotations = {
             "summary": f"Run {run.id} of {run.workflow} {run.status.value} ({source})",
@@ -176,12 +187,21 @@ class Planner:
         return wanted
 
     def _open(
-        self, plan: AlertPlan, source: str, provider: str, kind: str, run: ActiveRun, now: datetime
+        self,
+        plan: AlertPlan,
+        source: str,
+        provider: str,
+        kind: str,
+        run: ActiveRun,
+        now: datetime,
+        static: Mapping[str, str],
     ) -> None:
         severity = (
             self.settings.stuck.severity if kind == "stuck" else self.settings.review.severity
         )
-        labels = self._labels(ALERTNAMES[kind], source, provider, run.workflow, run.id, severity)
+        labels = self._labels(
+            ALERTNAMES[kind], source, provider, run.workflow, run.id, severity, static
+        )
         labels["code"] = run.status.value
         waiting = "waits on human review" if kind == "review" else f"is {run.status.value}"
         annotations = {
@@ -241,9 +261,17 @@ class Planner:
 
     @staticmethod
     def _labels(
-        alertname: str, source: str, provider: str, workflow: str, run_id: str, severity: str
+        alertname: str,
+        source: str,
+        provider: str,
+        workflow: str,
+        run_id: str,
+        severity: str,
+        static: Mapping[str, str],
     ) -> dict[str, str]:
+        # Static labels first: the alert's own labels win (settings refuse their names anyway).
         return {
+            **static,
             "alertname": alertname,
             "source": source,
             "provider": provider,

@@ -44,6 +44,8 @@ def diagnose(exporter: Exporter, report: CycleReport) -> list[str]:
         verdict = "refused" if code in ("401", "403") else ("ok" if code == "200" else code)
         lines.append(f"  auth: {verdict} (first {endpoint} answered HTTP {code} in {seconds:.3f}s)")
     lines += [f"  {line}" for line in runtime.provider_cls.check_lines(settings, report.ok)]
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(settings.labels.items())) or "none"
+    lines.append(f"  counted: {settings.workflows.describe()}; static labels: {labels}")
     headers = instruments.rate_limit_headers
     lines.append(
         "  rate-limit headers: "

@@ -127,7 +127,7 @@ def server_hooks(exporter: Exporter, reload: Callable[[], str | None] | None = N
         return out
 
     return ServerHooks(
-        registry=exporter.registry,
+        registry=exporter.exposed,
         ready=exporter.ready,
         sources=sources,
         reload=reload,

@@ -19,6 +19,7 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,7 +30,9 @@ from pydantic import (
 )
 
 from exporter.errors import HttpStatusError, PageRefused, PayloadError
+from exporter.filters import WorkflowFilter
 from exporter.http import ApiClient, JsonResponse
+from exporter.labelnames import MAX_STATIC_LABELS, check_label_name, check_label_value
 from exporter.logs import may_hold_secret, redact
 from exporter.model import Run, RunStatus, StatusMapper
 from exporter.providers.paging import Fetch, ListShape, Order, Page, PagedList, T
@@ -37,6 +40,9 @@ from exporter.providers.sanitize import Limits, RunSanitizer
 from exporter.providers.wire import take_offsetless_seen
 from exporter.sharding import UNSHARDED, Shard
 from exporter.units import Duration
+
+StaticLabelName = Annotated[str, AfterValidator(check_label_name)]
+StaticLabelValue = Annotated[str, AfterValidator(check_label_value)]
 
 
 class SourceSettings(BaseModel):
@@ -57,6 +63,12 @@ class SourceSettings(BaseModel):
     rate_limit: float | None = Field(default=None, gt=0)
     max_workflows: int = Field(default=200, ge=1)
     max_error_codes: int = Field(default=50, ge=1)
+    # Added to every series of this source and to its alerts (`team`, `env`): routing by owner.
+    labels: dict[StaticLabelName, StaticLabelValue] = Field(
+        default_factory=dict, max_length=MAX_STATIC_LABELS
+    )
+    # Which workflows are counted (regexes, matched in whole against name and id).
+    workflows: WorkflowFilter = WorkflowFilter()
     backfill: Duration = timedelta(hours=1)
     # How far below the watermark each cycle re-reads, to catch runs that appear late or were
     # skipped when a deletion shifted the pages.
@@ -268,6 +280,11 @@ class Provider(ABC, Generic[S]):
         """Pure: a runs-list answer (its decoded body and its headers) to its runs and paging
         facts. Each item is parsed on its own; a body of another shape is a `PayloadError`
         naming the shape expected. No I/O: tests and fuzzing drive it with recorded bodies."""
+
+    def admits(self, run: Run) -> bool:
+        """Whether a run read from this API is one the source counts (Cortex: its origin).
+        Asked after the page walk, so runs left out still move paging and watermarks."""
+        return True
 
     def list_active(self) -> Iterator[Run]:
         """Runs the API reports as active in one cheap listing, if it has a filter for that."""

@@ -8,6 +8,10 @@ down to the backfill window, so the runs it had before it was discovered count t
 shards each keeps only the workflows that hash to it. The API gives no error code, only free
 text: the `code` label is `unspecified` and the text goes to the logs.
 
+Runs are listed for every origin and filtered by the `origin` setting after the page walk
+(`admits`): one request per page whatever the filter, and the list's total stays comparable to the
+workflow's `runs_count`. TEST runs are left out by default.
+
 Timestamps come as ISO instants, Unix seconds or milliseconds, or bare dates (`2023-12-25`, as the
 docs show them): a date is a day, not midnight (see `Run.day_only`).
 """
@@ -17,9 +21,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from exporter.errors import PayloadError
 from exporter.model import DAY, UNSPECIFIED_CODE, Run, RunStatus, Step
@@ -57,19 +61,51 @@ def _moment(value: Any, field_name: str) -> tuple[datetime, bool] | None:
     raise ValueError(f"{field_name}: not a timestamp: {str(value)[:40]!r}")
 
 
+# The origins Cortex documents for a run; `TEST` runs are someone trying a workflow out.
+Origin = Literal["ALL", "WORKFLOW", "TRIGGER", "RECORD", "TEST", "ENDPOINT", "WEBHOOK"]
+ORIGINS: tuple[Origin, ...] = ("WORKFLOW", "TRIGGER", "RECORD", "TEST", "ENDPOINT", "WEBHOOK")
+DEFAULT_ORIGINS: tuple[Origin, ...] = tuple(o for o in ORIGINS if o != "TEST")
+
+
 class CortexSettings(PagedSourceSettings):
     provider: str = "cortex"
     base_url: str = "https://api.withcortex.ai"
     app_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     page_size: int = Field(default=50, ge=1, le=1000)
-    origin: str = Field(
-        default="ALL", pattern=r"^(ALL|WORKFLOW|TRIGGER|RECORD|TEST|ENDPOINT|WEBHOOK)$"
-    )
+    # Which origins are counted: one, a list, or ALL. Read from one unfiltered listing per
+    # workflow and filtered here, so the request count and the `runs_count` check stay as they
+    # are. The default leaves out TEST.
+    origin: tuple[Origin, ...] = Field(default=DEFAULT_ORIGINS, min_length=1)
     # One request per page of workflows: cheap enough for every cycle.
     discovery_interval: Duration = timedelta(0)
     max_workflows_discovered: int = Field(default=1000, ge=1)
     # 500 requests/minute per IP are documented: 6/s (360/min, bursts of 6) stays well below.
     rate_limit: float | None = Field(default=6.0, gt=0)
+
+    @field_validator("origin", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list | tuple):
+            return tuple(v.upper() if isinstance(v, str) else v for v in value)
+        return value
+
+    @field_validator("origin")
+    @classmethod
+    def _all_alone(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "ALL" in value and len(value) > 1:
+            raise ValueError("ALL already takes every origin; give ALL alone or a list without it")
+        return tuple(dict.fromkeys(value))
+
+    @property
+    def counts_every_origin(self) -> bool:
+        return self.origin == ("ALL",)
+
+    def counts_origin(self, origin: str | None) -> bool:
+        """A run whose origin is missing or one the docs do not list is counted: it cannot be
+        told from a real run, and losing runs unseen is worse than counting a new kind."""
+        return self.counts_every_origin or origin not in ORIGINS or origin in self.origin
 
 
 class CortexWorkflow(WireModel):
@@ -84,6 +120,7 @@ class CortexRun(WireModel):
     id: str = Field(min_length=1)
     status: str
     error: Any = None
+    origin: Any = None
     started_at: Any = None
     ended_at: Any = None
     created_at: Any
@@ -135,6 +172,15 @@ class CortexProvider(Provider[CortexSettings]):
         self._new: set[str] = set()
 
     @classmethod
+    def check_lines(cls, settings: Any, ok: bool) -> list[str]:
+        origins = getattr(settings, "origin", DEFAULT_ORIGINS)
+        left_out = [o for o in ORIGINS if o not in origins and "ALL" not in origins]
+        return [
+            f"origin: {', '.join(origins)}"
+            + (f" ({', '.join(left_out)} left out)" if left_out else "")
+        ]
+
+    @classmethod
     def hint(cls, settings: Any, situation: str) -> str:
         return "check app_id too" if situation == "not_found" else ""
 
@@ -154,7 +200,12 @@ class CortexProvider(Provider[CortexSettings]):
             path = f"/apps/{s.app_id}/workflows"
             for page in self._list(path, "list_workflows", {}, "workflows", self._to_workflow):
                 for workflow in page.items:
-                    if workflow.enabled is not False and not workflow.deleted:
+                    # A workflow left out by the `workflows` filter is never listed: no requests.
+                    if (
+                        workflow.enabled is not False
+                        and not workflow.deleted
+                        and s.workflows.admits(workflow.id, workflow.name)
+                    ):
                         found[workflow.id] = workflow
                 if len(found) >= s.max_workflows_discovered:
                     break
@@ -173,9 +224,16 @@ class CortexProvider(Provider[CortexSettings]):
 
     # Runs -------------------------------------------------------------------------------------
 
+    def admits(self, run: Run) -> bool:
+        if run.origin is not None and run.origin not in ORIGINS:
+            self.say_once("origin", run.origin, "an origin the docs do not list; counted")
+        return self.settings.counts_origin(run.origin)
+
     def scan(self, floor: datetime, *, first_read_floor: datetime | None = None) -> Iterator[Run]:
         s = self.settings
-        params: dict[str, str | int] = {} if s.origin == "ALL" else {"origin": s.origin}
+        # Every origin is listed (no `origin` parameter) and filtered after the page walk:
+        # one request per page either way, and the list's total stays comparable to runs_count.
+        params: dict[str, str | int] = {}
         for workflow in list(self.workflows().values()):
             path = f"/apps/{s.app_id}/workflows/{segment(workflow.id)}/runs"
             new = workflow.id in self._new
@@ -186,7 +244,7 @@ class CortexProvider(Provider[CortexSettings]):
 
             pages = self._list(path, "list_runs", params, workflow.id, build, depth)
             for index, page in enumerate(pages):
-                if index == 0 and s.origin == "ALL":
+                if index == 0:
                     self._check_runs_count(workflow, page)
                 yield from page.items
             self._new.discard(workflow.id)
@@ -309,6 +367,7 @@ class CortexProvider(Provider[CortexSettings]):
             error_message=message,
             steps=steps,
             day_only=day_only,
+            origin=wire.origin.upper()[:32] if isinstance(wire.origin, str) else None,
         )
 
 

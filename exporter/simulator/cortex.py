@@ -5,6 +5,10 @@ with the paging totals in `pagination-page`, `pagination-take` and `pagination-c
 Pages count from 1; a request for page 0 is answered as page 1 (and the header says so), which is
 how a client can tell (`variants` answer otherwise). Besides the world's workflows the app lists
 one disabled and one deleted workflow, which a client must skip.
+
+Runs carry an `origin`, spread over the simulator's `origins` (every documented one but TEST unless
+asked for; `World.truth(origins=...)` gives the counts a client filtering by origin should show),
+and the runs list honours the `origin` parameter.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from exporter.simulator.world import SimRun, SimWorkflow, Vocabulary
 DEFAULT_TAKE = 20
 MAX_TAKE = 100
 CAPPED = 25  # a silent cap well below MAX_TAKE
+# Every origin Cortex documents but TEST, which its clients leave out by default.
+DEFAULT_ORIGINS = ("WORKFLOW", "TRIGGER", "RECORD", "ENDPOINT", "WEBHOOK")
+EVERY_ORIGIN = (*DEFAULT_ORIGINS, "TEST")
 
 
 class CortexSimulator(SimulatorServer):
@@ -53,6 +60,13 @@ class CortexSimulator(SimulatorServer):
         "no_offset": ApiVariant(timestamps="no_offset"),
         "oldest_first_capped": ApiVariant(order="oldest_first", page_cap=CAPPED, first_page=0),
     }
+
+    def __init__(self, *, origins: tuple[str, ...] = DEFAULT_ORIGINS, **kwargs: Any) -> None:
+        """`origins`: the runs' origins, spread evenly (TEST only when asked for: a client's
+        default leaves those out, and the shared tests compare with the world's whole truth)."""
+        super().__init__(**kwargs)
+        self.world.origins = origins
+
     _hidden: ClassVar[tuple[dict[str, Any], ...]] = (
         {"id": "wf-disabled", "name": "Old intake", "enabled": False, "deleted": False},
         {"id": "wf-deleted", "name": "Removed flow", "enabled": True, "deleted": True},
@@ -119,6 +133,9 @@ class CortexSimulator(SimulatorServer):
             runs = [r for r in self.listed_runs() if r.workflow.id == workflow.id]
             if status != "ALL":
                 runs = [r for r in runs if r.native_status == status]
+            origin = query.get("origin", "ALL")
+            if origin != "ALL":
+                runs = [r for r in runs if self.world.origin_of(r) == origin]
             rows = [self.render(r) for r in runs]
         return self._paged(rows, query)
 
@@ -172,7 +189,7 @@ class CortexSimulator(SimulatorServer):
             "input": {},
             "output": output,
             "status": run.native_status,
-            "origin": "WORKFLOW",
+            "origin": self.world.origin_of(run),
             "error": run.error_message if status is RunStatus.FAILED else None,
             "started_at": self.stamp(run.started_at),
             "ended_at": self.stamp(run.finished_at),

@@ -12,8 +12,9 @@ import json
 import random
 import threading
 import uuid
+import zlib
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -144,6 +145,9 @@ class World:
         self._sort_cache: dict[str, tuple[int, list[SimRun], list[tuple[float, str]]]] = {}
         # Called after each step of `advance` with the step's seconds (a scripted incident).
         self.on_advance: list[Callable[[World, float], None]] = []
+        # Where runs come from (Cortex's `origin`), spread over these by run id: no random draw,
+        # so setting it leaves every other property of the world as it was.
+        self.origins: tuple[str, ...] = ("WORKFLOW",)
 
     # Time -----------------------------------------------------------------------------------
 
@@ -303,12 +307,18 @@ class World:
         with self.lock:
             self._changes += 1
 
-    def truth(self) -> GroundTruth:
+    def origin_of(self, run: SimRun) -> str:
+        return self.origins[zlib.crc32(run.id.encode()) % len(self.origins)]
+
+    def truth(self, origins: Collection[str] | None = None) -> GroundTruth:
+        """What a client should count; `origins`: of the runs from those origins only."""
         with self.lock:
             truth = GroundTruth(runs=len(self.runs))
             for run in [*self.runs.values(), *self.deleted_finished]:
                 status = self.vocabulary.canonical(run.native_status)
                 key = (run.workflow.name, status.value)
+                if origins is not None and self.origin_of(run) not in origins:
+                    continue
                 if not self._has_finished(run):
                     truth.active[key] += 1
                     continue
