@@ -31,11 +31,12 @@ from pydantic import (
 from exporter.errors import HttpStatusError, PageRefused, PayloadError
 from exporter.http import ApiClient, JsonResponse
 from exporter.logs import may_hold_secret, redact
-from exporter.model import Run, RunStatus, StatusMapper
+from exporter.model import Run, RunStatus, StatusMapper, Step, StepStatus
 from exporter.providers.paging import Fetch, ListShape, Order, Page, PagedList, T
 from exporter.providers.sanitize import Limits, RunSanitizer
 from exporter.providers.wire import take_offsetless_seen
 from exporter.sharding import UNSHARDED, Shard
+from exporter.steps import StepMapper, StepsRead, read_steps
 from exporter.units import Duration
 
 
@@ -80,6 +81,11 @@ class SourceSettings(BaseModel):
     status_map: dict[str, RunStatus] = Field(default_factory=dict)
     # Longer label values (a workflow name, an error code) are cut, with a hash of the whole kept.
     max_label_length: int = Field(default=128, ge=16, le=1024)
+    # Per-step counters from what the runs list already carries (no extra request); unset: the
+    # provider's default (on where its list carries steps).
+    steps: bool | None = None
+    # Distinct `step` values per workflow; later ones fold into `other`.
+    max_steps: int = Field(default=30, ge=1, le=1000)
 
     @field_validator("base_url")
     @classmethod
@@ -180,6 +186,8 @@ class ProviderDocs:
     duration: str
     progress: str
     other: str = ""
+    # How the run's steps become `workflow_run_steps_total` (README provider table).
+    steps: str = "none"
 
 
 S = TypeVar("S", bound=SourceSettings)
@@ -199,6 +207,10 @@ class Provider(ABC, Generic[S]):
     # True when one source's runs can be split across shards by workflow (each shard reads only
     # its own workflows); otherwise a source goes whole to one shard.
     shards_by_workflow: ClassVar[bool] = False
+    # Whether a source counts steps when its `steps` setting is unset, and the step statuses
+    # (empty: the API's runs carry no steps).
+    steps_by_default: ClassVar[bool] = False
+    default_step_map: ClassVar[Mapping[str, StepStatus]] = {}
 
     def __init__(
         self,
@@ -225,6 +237,26 @@ class Provider(ABC, Generic[S]):
         self.shape = (
             settings.list_shape() if isinstance(settings, PagedSourceSettings) else ListShape()
         )
+
+    @property
+    def steps_on(self) -> bool:
+        steps = self.settings.steps
+        return self.steps_by_default if steps is None else steps
+
+    def step_mapper(self, table: Mapping[str, StepStatus]) -> StepMapper:
+        """Unmapped step statuses are loud: counted as `step:<native>` on unknown_status."""
+        return StepMapper(
+            table,
+            lambda native: self.events.unknown_status(
+                "step:" + self.sanitizer.text(native, self.settings.max_label_length)
+            ),
+        )
+
+    def read_steps(self, items: Any, build: Callable[[Any], Step | None], **kw: bool) -> StepsRead:
+        """`read_steps`, or nothing at all when the source does not count steps."""
+        if not self.steps_on:
+            return StepsRead((), 0)
+        return read_steps(items, build, **kw)
 
     @classmethod
     @abstractmethod

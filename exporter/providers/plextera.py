@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
+from exporter.model import UNSPECIFIED_CODE, Run, RunStatus, Step, StepStatus
 from exporter.providers.base import (
     PagedSourceSettings,
     Provider,
@@ -25,6 +25,7 @@ from exporter.providers.base import (
 )
 from exporter.providers.paging import Page, PagedList
 from exporter.providers.wire import UtcDatetime, WireModel, dict_or_empty
+from exporter.steps import StepMapper, StepsRead, text_field
 
 
 class PlexteraSettings(PagedSourceSettings):
@@ -63,8 +64,13 @@ class PlexteraRun(WireModel):
     durationMs: float | None = None  # noqa: N815 - wire name
     computedDurationMs: float | None = None  # noqa: N815 - wire name
     # `steps` (with nested runs, most of each item's bytes) and `updatedAt` are left unread:
-    # progress comes from `progress`, the list is ordered by `createdAt`, and nothing past the
-    # provider uses either.
+    # progress comes from `progress`, the list is ordered by `createdAt`. A source that counts
+    # steps reads them through `PlexteraRunWithSteps` instead.
+
+
+class PlexteraRunWithSteps(PlexteraRun):
+    # Left raw: each step is read on its own (`exporter.steps`), so one bad step loses itself.
+    steps: Any = None
 
 
 class _PageInfo(BaseModel):
@@ -82,6 +88,10 @@ class _PlexteraPage(WireModel):
     pageInfo: _PageInfo | None = None  # noqa: N815 - wire name
 
 
+class _PlexteraStepsPage(_PlexteraPage):
+    data: list[PlexteraRunWithSteps]  # type: ignore[assignment]  # a subtype: steps kept
+
+
 class PlexteraProvider(Provider[PlexteraSettings]):
     name: ClassVar[str] = "plextera"
     settings_model: ClassVar[type[SourceSettings]] = PlexteraSettings
@@ -95,7 +105,19 @@ class PlexteraProvider(Provider[PlexteraSettings]):
         code_label="`error.code` (failed and rejected runs)",
         duration="`durationMs`, else `computedDurationMs`, else completed - started",
         progress="`stepsCompleted / stepsTotal`",
+        steps=(
+            "`steps[]` of finished runs (`steps: true` by default); `step` = `type`, else "
+            "`name`; no durations (steps carry no times); `nestedRuns` not counted as steps"
+        ),
     )
+    steps_by_default: ClassVar[bool] = True
+    # Seen: QUEUED, COMPLETED, FAILED; PROCESSING is the run's word for running.
+    default_step_map: ClassVar[Mapping[str, StepStatus]] = {
+        "QUEUED": StepStatus.NOT_STARTED,
+        "PROCESSING": StepStatus.UNFINISHED,
+        "COMPLETED": StepStatus.SUCCEEDED,
+        "FAILED": StepStatus.FAILED,
+    }
     default_status_map: ClassVar[Mapping[str, RunStatus]] = {
         "QUEUED": RunStatus.QUEUED,
         "PROCESSING": RunStatus.RUNNING,
@@ -125,7 +147,8 @@ class PlexteraProvider(Provider[PlexteraSettings]):
 
     def fast_decode(self, raw: bytes) -> Any:
         # Pages whose items are all valid are read straight from the bytes into typed runs.
-        return _PlexteraPage.model_validate_json(raw)
+        page = _PlexteraStepsPage if self.steps_on else _PlexteraPage
+        return page.model_validate_json(raw)
 
     def decode_page(self, body: Any, headers: Mapping[str, str]) -> Page[Run]:
         if isinstance(body, _PlexteraPage):
@@ -161,7 +184,8 @@ class PlexteraProvider(Provider[PlexteraSettings]):
         return self.paged_list(fetch, key, time_of=list_position)
 
     def _to_run(self, item: Any) -> Run:
-        return self._run_of(PlexteraRun.model_validate(item))
+        model = PlexteraRunWithSteps if self.steps_on else PlexteraRun
+        return self._run_of(model.model_validate(item))
 
     def _run_of(self, wire: PlexteraRun) -> Run:
         status = self.map_status(wire.status)
@@ -173,6 +197,13 @@ class PlexteraProvider(Provider[PlexteraSettings]):
         error_code = None
         if status in (RunStatus.FAILED, RunStatus.REJECTED):
             error_code = (wire.error.code if wire.error else None) or UNSPECIFIED_CODE
+        read = StepsRead((), 0)
+        if isinstance(wire, PlexteraRunWithSteps) and (
+            status.terminal or status is RunStatus.UNKNOWN
+        ):
+            # Only a finished run's steps are ever counted: an active run's are not read.
+            mapper = self.step_mapper(self.default_step_map)
+            read = self.read_steps(wire.steps, lambda item: _step(item, mapper))
         return Run(
             id=wire.id,
             workflow_id=wire.workflow.id,
@@ -187,7 +218,20 @@ class PlexteraProvider(Provider[PlexteraSettings]):
             progress=progress,
             error_code=error_code,
             error_message=wire.error.message if wire.error else None,
+            steps=read.steps,
+            invalid_steps=read.invalid,
         )
+
+
+def _step(item: Any, mapper: StepMapper) -> Step | None:
+    if not isinstance(item, dict):
+        return None
+    native = text_field(item, "status")
+    name = text_field(item, "name") or text_field(item, "id")
+    kind = text_field(item, "type")
+    if native is None or (name is None and kind is None):
+        return None
+    return Step(name=name or "", status=native, type=kind, canonical=mapper.map(native))
 
 
 def _page_info(raw: Any) -> _PageInfo:

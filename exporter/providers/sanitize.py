@@ -176,7 +176,8 @@ class RunSanitizer:
         )
 
     def _step(self, step: Step) -> Step:
-        return Step(
+        return replace(
+            step,
             name=self.label(step.name),
             status=self.text(step.status, self.limits.label_length),
             type=None if step.type is None else self.label(step.type),
