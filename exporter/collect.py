@@ -24,6 +24,7 @@ from exporter.accounting import (
     LabelBudget,
     PairBudget,
     SeriesBudget,
+    StepBudget,
     decide,
     merge_sighting,
 )
@@ -83,10 +84,12 @@ class SourceCollector:
         series: SeriesBudget | None = None,
         workflow_cost: int = 0,
         alerts: Callable[[], AlertHook | None] = lambda: None,
+        step_cost: int = 0,
     ) -> None:
         self.alerts = alerts
         self.series = series
         self.workflow_cost = workflow_cost
+        self.step_cost = step_cost
         self.settings = settings
         self.provider = provider
         self.store = store
@@ -244,6 +247,9 @@ class SourceCollector:
             ),
             codes=LabelBudget(self.store.labels(name, "code"), s.max_error_codes),
             error_pairs=PairBudget(self.store.error_pairs(name), self.series),
+            steps=StepBudget(
+                self.store.step_pairs(name), s.max_steps, series=self.series, cost=self.step_cost
+            ),
             now=now,
         )
 
@@ -346,6 +352,9 @@ class SourceCollector:
 
     def _report_changes(self, changes: CycleChanges, seen: int) -> None:
         self.instruments.ingested(seen)
+        if changes.invalid_steps:
+            # Once, when the run carrying them is counted (re-reads of it are not counted again).
+            self.instruments.invalid_record("step", changes.invalid_steps)
         for label, count in changes.dropped_labels.items():
             self.instruments.labels_dropped(label, count)
         for run_id in changes.reopened:

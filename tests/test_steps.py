@@ -1,0 +1,230 @@
+"""Per-step counting: the pure pieces (step timestamps, bad step lists, the per-workflow bound,
+counting once with the run) and the state that keeps them (restart, migration, zero-first)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from exporter.accounting import (
+    OTHER_LABEL,
+    CycleChanges,
+    LabelBudget,
+    SeriesBudget,
+    StepBudget,
+    decide,
+)
+from exporter.metrics import RunsCollector
+from exporter.model import Run, RunStatus, Step, StepStatus
+from exporter.statefile import MIGRATIONS, SCHEMA_VERSION
+from exporter.steps import read_steps, step_duration, step_instant
+from exporter.store import Store
+from exporter.units import DEFAULT_BUCKETS, STEP_DURATION
+from tests.helpers import samples
+from tests.helpers_core import T0, at, make_run, wide_cursor
+
+EPOCH_S = 1_767_225_600  # 2026-01-01T00:00:00Z
+
+
+@pytest.mark.parametrize(
+    "value",
+    [EPOCH_S, EPOCH_S * 1000, float(EPOCH_S), str(EPOCH_S * 1000), "2026-01-01T00:00:00Z",
+     "2026-01-01T00:00:00", "2026-01-01T01:00:00+01:00"],
+)  # fmt: skip
+def test_a_step_instant_is_read_from_epoch_seconds_milliseconds_or_iso(value: object) -> None:
+    assert step_instant(value) == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("value", [None, True, "", "soon", [], {}, float("nan"), 1e300])
+def test_anything_else_is_no_instant(value: object) -> None:
+    assert step_instant(value) is None
+
+
+def test_a_step_duration_needs_both_ends_in_order() -> None:
+    assert step_duration(EPOCH_S * 1000, EPOCH_S * 1000 + 2500) == 2.5
+    assert step_duration(EPOCH_S, None) is None
+    assert step_duration(EPOCH_S + 10, EPOCH_S) is None  # an end before the start: wrong data
+
+
+def _named(item: object) -> Step | None:
+    if not isinstance(item, dict) or not isinstance(item.get("s"), str):
+        return None
+    return Step(name=item["s"], status="OK")
+
+
+def test_bad_step_lists_lose_only_their_bad_items() -> None:
+    assert read_steps(None, _named).invalid == 0  # no steps given: nothing wrong
+    assert read_steps("steps", _named).invalid == 1  # not a list
+    read = read_steps([{"s": "a"}, 7, None, {"s": 3}, {"s": "b"}], _named)
+    assert [s.name for s in read.steps] == ["a", "b"]
+    assert read.invalid == 3
+
+
+def _finished(
+    run_id: str, steps: tuple[Step, ...], *, invalid: int = 0, workflow: str = "Invoices"
+) -> Run:
+    run = make_run(
+        run_id, status=RunStatus.FAILED, workflow=workflow, started=0, finished=60, cursor=60
+    )
+    return replace(run, steps=steps, invalid_steps=invalid)
+
+
+STEPS = (
+    Step("Read", "COMPLETED", "ocr", StepStatus.SUCCEEDED, 2.0),
+    Step("Extract", "FAILED", "llm", StepStatus.FAILED, 3.0),
+    Step("Check", "QUEUED", None, StepStatus.NOT_STARTED),
+)
+
+
+def _decide(runs: list[Run], counted: set[str], budget: StepBudget | None = None) -> CycleChanges:
+    return decide(
+        runs=runs,
+        active={},
+        counted=counted,
+        cursor=wide_cursor(),
+        workflows=LabelBudget((), 200),
+        codes=LabelBudget((), 50),
+        now=at(120),
+        steps=budget or StepBudget((), 30),
+    )
+
+
+def test_the_steps_of_a_run_are_counted_when_the_run_is_and_never_again() -> None:
+    run = _finished("r1", STEPS, invalid=2)
+
+    first = _decide([run], set())
+    again = _decide([run], {"r1"})
+
+    assert first.steps == Counter(
+        {
+            ("Invoices", "ocr", "succeeded"): 1,
+            ("Invoices", "llm", "failed"): 1,
+            ("Invoices", "Check", "not_started"): 1,
+        }
+    )
+    assert first.invalid_steps == 2
+    assert sorted(first.new_steps) == [
+        ("Invoices", "Check"),
+        ("Invoices", "llm"),
+        ("Invoices", "ocr"),
+    ]
+    durations = [(o.status, o.value) for o in first.observations if o.metric == STEP_DURATION]
+    assert sorted(durations) == [("llm", 3.0), ("ocr", 2.0)]
+    assert not again.steps
+    assert not again.invalid_steps
+    assert not again.counted
+
+
+def test_a_run_parked_for_its_detail_counts_its_steps_only_when_counted() -> None:
+    parked = replace(_finished("r2", STEPS), needs_detail=True)
+    assert not _decide([parked], set()).steps
+
+
+def test_steps_past_the_bound_fold_into_other_per_workflow_and_are_counted_dropped() -> None:
+    many = tuple(Step(f"s{i}", "COMPLETED", None, StepStatus.SUCCEEDED) for i in range(5))
+    budget = StepBudget((), 3)
+
+    changes = _decide(
+        [_finished("a", many), _finished("b", many[:1], workflow="Receipts")], set(), budget
+    )
+
+    assert changes.steps[("Invoices", OTHER_LABEL, "succeeded")] == 2
+    assert changes.steps[("Receipts", "s0", "succeeded")] == 1  # another workflow's own bound
+    assert changes.dropped_labels["step"] == 2
+    assert (("Invoices", OTHER_LABEL)) in changes.new_steps
+
+
+def test_each_new_step_reserves_its_series_and_folds_when_the_budget_is_spent() -> None:
+    series = SeriesBudget(limit=35, used=0)
+    budget = StepBudget((), 30, series=series, cost=10)
+
+    labels = [budget.step("W", name) for name in ("a", "b", "c")]
+    # A workflow's first step reserves its `other` too; with nothing left, none at all.
+    stranger = budget.step("V", "a")
+
+    assert labels == ["a", "b", OTHER_LABEL]
+    assert stranger is None
+    assert series.used == 30  # a + W's other, b: `other` itself never overshoots
+    assert budget.dropped == 2
+
+
+def _store(path: Path) -> Store:
+    return Store(path, DEFAULT_BUCKETS)
+
+
+def _commit(store: Store, changes: CycleChanges) -> None:
+    store.apply("src", "plextera", changes, wide_cursor())
+
+
+def test_step_counters_and_durations_survive_a_restart(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    store = _store(db)
+    _commit(store, _decide([_finished("r1", STEPS)], set()))
+    store.close()
+
+    store = _store(db)
+    snap = store.snapshot()
+    store.close()
+
+    assert snap.steps[("src", "Invoices", "llm", "failed")] == 1
+    # Every status of an admitted step exists from its admission, at zero.
+    assert snap.steps[("src", "Invoices", "llm", "skipped")] == 0
+    assert len(snap.steps) == 3 * len(StepStatus)
+    assert snap.histograms[(STEP_DURATION, "src", "Invoices", "ocr")].count == 1
+
+
+def test_a_version_4_file_migrates_to_the_steps_schema_and_keeps_its_counts(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db)
+    for script in MIGRATIONS[:4]:
+        conn.executescript(script)
+    conn.execute("INSERT INTO finished VALUES ('src', 'Invoices', 'failed', 7)")
+    conn.execute("PRAGMA user_version=4")
+    conn.commit()
+    conn.close()
+
+    store = _store(db)
+    _commit(store, _decide([_finished("r1", STEPS)], set()))
+    version = store.read(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
+    snap = store.snapshot()
+    store.close()
+
+    assert SCHEMA_VERSION == 5
+    assert version == 5
+    assert snap.finished[("src", "Invoices", "failed")] == 8
+    assert snap.steps[("src", "Invoices", "ocr", "succeeded")] == 1
+
+
+def _scrape(store: Store, now: float, hold: float) -> dict[tuple[str, ...], float]:
+    registry = CollectorRegistry()
+    registry.register(RunsCollector(store.snapshot, clock=lambda: now, new_series_hold=hold))
+    values: dict[tuple[str, ...], float] = {}
+    for name in ("workflow_run_steps_total", "workflow_run_step_duration_seconds_count"):
+        for labels, value in samples(registry, name):
+            values[(name, labels["step"], labels.get("status", ""))] = value
+    return values
+
+
+def test_a_new_step_is_served_at_zero_before_its_first_increment_shows(tmp_path: Path) -> None:
+    store = _store(tmp_path / "state.db")
+    changes = _decide([_finished("r1", STEPS)], set())
+    changes.born_at = T0.timestamp()  # born after the first start: not backfill
+    _commit(store, changes)
+    failed = ("workflow_run_steps_total", "llm", "failed")
+    durations = ("workflow_run_step_duration_seconds_count", "ocr", "")
+
+    held = _scrape(store, T0.timestamp() + 1, hold=30)
+    later = _scrape(store, T0.timestamp() + 31, hold=30)
+    store.close()
+
+    assert (held[failed], held[durations]) == (0, 0)
+    assert (later[failed], later[durations]) == (1, 1)
+    assert len([k for k in later if k[0] == "workflow_run_steps_total"]) == 3 * len(StepStatus)
