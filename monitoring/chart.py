@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from exporter.providers import registry
+from exporter.providers import SourceSettings, registry
 from monitoring import rules
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,8 +91,22 @@ def values_schema() -> str:
     """The chart's values schema with the provider names the registry holds: a provider added
     as a module is accepted by the chart too."""
     schema = json.loads(VALUES_SCHEMA.read_text(encoding="utf-8"))
-    provider = schema["properties"]["sources"]["items"]["properties"]["provider"]
-    provider["enum"] = sorted(registry())
+    source = schema["properties"]["sources"]["items"]["properties"]
+    source["provider"]["enum"] = sorted(registry())
+    # The step settings, as the source model bounds them (Noxus refuses `steps: true` itself).
+    model = SourceSettings.model_json_schema()["properties"]
+    source["steps"] = {
+        "type": ["boolean", "null"],
+        "description": "count per-step metrics (default: on where the runs list carries steps)",
+    }
+    source["max_steps"] = {
+        "type": "integer",
+        "minimum": model["max_steps"]["minimum"],
+        "maximum": model["max_steps"]["maximum"],
+        "description": "distinct step values per workflow; later ones fold into `other`",
+    }
+    buckets = schema["properties"]["config"]["properties"]["buckets"]["properties"]
+    buckets["step_duration"] = buckets["duration"]
     return json.dumps(schema, indent=2) + "\n"
 
 
