@@ -98,6 +98,7 @@ class SourceCollector:
         self.clock = clock
         self._density: float | None = None
         self._reopened_logged: set[str] = set()
+        self._nested_reported: set[str] = set()
 
     def list_facts(self) -> dict[str, str]:
         """What the source's lists turned out to be (for `check`)."""
@@ -270,6 +271,7 @@ class SourceCollector:
         )
         self.store.apply(name, self.provider.name, changes, cursor, also)
         self._report_changes(changes, len(seen))
+        self._check_nested(seen, changes)
         self._log_failures(seen, changes)
 
     def _lookups(
@@ -323,6 +325,30 @@ class SourceCollector:
                 self._note_missed_change(active.get(run_id), fetched)
                 merge_sighting(seen, fetched)
         return lookups, None
+
+    def _check_nested(self, seen: Mapping[str, Run], changes: CycleChanges) -> None:
+        """Nested runs count from the top-level list only (README: Steps). A run counted now
+        whose steps name a nested run the source has never seen (not read this cycle, not
+        counted, not active) means the list does not show nested runs: said once per run."""
+        nested = {
+            nested_id
+            for run_id in changes.counted_ids
+            for nested_id in seen[run_id].nested_ids
+            if nested_id not in seen and nested_id not in self._nested_reported
+        }
+        if not nested:
+            return
+        name = self.settings.name
+        unseen = nested - self.store.counted_among(name, nested) - self.store.active(name).keys()
+        for nested_id in sorted(unseen):
+            if len(self._nested_reported) >= 10_000:
+                self._nested_reported.clear()
+            self._nested_reported.add(nested_id)
+            self.provider.events.inconsistency(
+                "nested_run_unlisted",
+                f"run {nested_id!r} is nested in a finished run's steps but the runs list never "
+                "showed it: it is not counted",
+            )
 
     def _note_missed_change(self, tracked: ActiveRun | None, fetched: Run) -> None:
         """A run whose list position promises every change (Extend's `updatedAt`) changed

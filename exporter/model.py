@@ -103,6 +103,9 @@ class Run:
     # Step items the provider could not read (counted on invalid records as `step`); the run
     # and its other steps still count.
     invalid_steps: int = 0
+    # Ids of runs nested in this run's steps (Plextera `nestedRuns`): never counted from here,
+    # only checked against what the top-level list shows (README: Steps).
+    nested_ids: tuple[str, ...] = ()
     # Set when the provider knows more detail is needed before the run can be counted
     # (Extend: a FAILED summary carries no failure reason until the detail is fetched).
     needs_detail: bool = False

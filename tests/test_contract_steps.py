@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from exporter.errors import ConfigError
+from exporter.simulator import SIMULATORS
 from tests.conftest import PROVIDERS, ExporterFactory, SimFactory, source_for
 from tests.helpers import by_labels, finished, step_durations, steps
 
@@ -101,3 +102,41 @@ def test_a_garbled_step_list_counts_the_run_and_the_bad_steps_once(
     finished_broken = sum(1 for run in broken if run.finished_at is not None)
     assert finished_broken
     assert invalid[("step",)] == finished_broken
+
+
+@pytest.mark.parametrize("mode", ["listed", "unlisted"])
+def test_plextera_nested_runs_count_once_and_only_from_the_top_level_list(
+    mode: str, simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    sim = simulator("plextera", seed=36, variant=SIMULATORS["plextera"].variants[f"nested_{mode}"])
+    sim.world.add_runs(40)
+    sim.world.advance(1800)
+    exporter = exporter_factory([source_for(sim, "plextera", page_size=10)])
+    for _ in range(3):
+        assert exporter.collect_all()[0].ok
+        sim.world.advance(900)
+    assert exporter.collect_all()[0].ok
+
+    source = "plextera-test"
+    truth = sim.world.truth()
+    assert finished(exporter, source) == truth.finished
+    assert steps(exporter, source) == truth.steps
+    with sim.world.lock:
+        runs = sim.world.runs
+        nested = {
+            child: runs[child]
+            for parent in runs.values()
+            if parent.finished_at is not None
+            for child in parent.children
+        }
+    assert len(nested) >= 5, "finished runs carry nested runs"
+    inconsistent = by_labels(
+        exporter, "workflow_exporter_scan_inconsistencies_total", source, "reason"
+    )
+    if mode == "listed":
+        # Each nested run is counted once, as the top-level list shows it (truth counts it once).
+        assert all(not run.hidden for run in nested.values())
+        assert not inconsistent
+    else:
+        assert all(run.hidden for run in nested.values())
+        assert inconsistent == {("nested_run_unlisted",): len(nested)}

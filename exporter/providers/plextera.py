@@ -107,7 +107,8 @@ class PlexteraProvider(Provider[PlexteraSettings]):
         progress="`stepsCompleted / stepsTotal`",
         steps=(
             "`steps[]` of finished runs (`steps: true` by default); `step` = `type`, else "
-            "`name`; no durations (steps carry no times); `nestedRuns` not counted as steps"
+            "`name`; no durations (steps carry no times); `nestedRuns` not counted: a nested "
+            "run counts from the top-level list, and one it never shows is reported"
         ),
     )
     steps_by_default: ClassVar[bool] = True
@@ -198,12 +199,14 @@ class PlexteraProvider(Provider[PlexteraSettings]):
         if status in (RunStatus.FAILED, RunStatus.REJECTED):
             error_code = (wire.error.code if wire.error else None) or UNSPECIFIED_CODE
         read = StepsRead((), 0)
+        nested: tuple[str, ...] = ()
         if isinstance(wire, PlexteraRunWithSteps) and (
             status.terminal or status is RunStatus.UNKNOWN
         ):
             # Only a finished run's steps are ever counted: an active run's are not read.
             mapper = self.step_mapper(self.default_step_map)
             read = self.read_steps(wire.steps, lambda item: _step(item, mapper))
+            nested = _nested_ids(wire.steps)
         return Run(
             id=wire.id,
             workflow_id=wire.workflow.id,
@@ -220,7 +223,23 @@ class PlexteraProvider(Provider[PlexteraSettings]):
             error_message=wire.error.message if wire.error else None,
             steps=read.steps,
             invalid_steps=read.invalid,
+            nested_ids=nested,
         )
+
+
+def _nested_ids(steps: Any) -> tuple[str, ...]:
+    """The ids of the runs nested in a run's steps (`steps[].nestedRuns.data[].id`)."""
+    if not isinstance(steps, list):
+        return ()
+    ids: list[str] = []
+    for step in steps:
+        nested = step.get("nestedRuns") if isinstance(step, dict) else None
+        data = nested.get("data") if isinstance(nested, dict) else None
+        for run in data if isinstance(data, list) else ():
+            run_id = run.get("id") if isinstance(run, dict) else None
+            if isinstance(run_id, str) and run_id:
+                ids.append(run_id[:256])
+    return tuple(ids)
 
 
 def _step(item: Any, mapper: StepMapper) -> Step | None:

@@ -59,6 +59,9 @@ class PlexteraSimulator(SimulatorServer):
         "no_offset": ApiVariant(timestamps="no_offset"),
         "rejected": ApiVariant(rejected=True),
         "oldest_first_capped": ApiVariant(order="oldest_first", page_cap=CAPPED, first_page=0),
+        # The docs do not say whether nested runs are in the top-level list too.
+        "nested_listed": ApiVariant(nested_runs="listed"),
+        "nested_unlisted": ApiVariant(nested_runs="unlisted"),
     }
 
     @classmethod
@@ -190,7 +193,11 @@ class PlexteraSimulator(SimulatorServer):
                 "status": v.step_native(state),
                 "message": None,
                 "output": None,
-                "nestedRuns": {"count": 0, "data": []},
+                "nestedRuns": self._nested(run) if index == 0 else {"count": 0, "data": []},
             }
             for index, state in enumerate(run.step_states())
         ]
+
+    def _nested(self, run: SimRun) -> dict[str, Any]:
+        children = [self.world.runs[c] for c in run.children if c in self.world.runs]
+        return {"count": len(children), "data": [self.render(child) for child in children]}

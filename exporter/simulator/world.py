@@ -101,6 +101,10 @@ class SimRun:
     step_spans: tuple[tuple[datetime | None, datetime | None], ...] = ()
     # The API sends this run's step list garbled (not a list): a client counts it invalid.
     steps_broken: bool = False
+    # Nested runs (Plextera): shown inside this run's first step; a hidden run is in no list, so
+    # no truth a client of the lists can know includes it.
+    children: list[str] = field(default_factory=list)
+    hidden: bool = False
 
     @property
     def progress(self) -> float:
@@ -211,8 +215,15 @@ class World:
         workflows: int = 4,
         arrival_rate_per_min: float = 6.0,
         start: datetime | None = None,
+        nested_every: int = 0,
+        nested_hidden: bool = False,
     ) -> None:
         self.vocabulary = vocabulary
+        # Every `nested_every`-th run is a nested run of the one created before it.
+        self.nested_every = nested_every
+        self.nested_hidden = nested_hidden
+        self._created = 0
+        self._last_created: SimRun | None = None
         self.rng = random.Random(seed)
         self.arrival_rate_per_min = arrival_rate_per_min
         self.lock = threading.RLock()
@@ -389,8 +400,10 @@ class World:
 
     def truth(self) -> GroundTruth:
         with self.lock:
-            truth = GroundTruth(runs=len(self.runs))
+            truth = GroundTruth(runs=sum(1 for run in self.runs.values() if not run.hidden))
             for run in [*self.runs.values(), *self.deleted_finished]:
+                if run.hidden:
+                    continue
                 status = self.vocabulary.canonical(run.native_status)
                 key = (run.workflow.name, status.value)
                 if not self._has_finished(run):
@@ -484,6 +497,12 @@ class World:
         self.runs[run.id] = run
         self._changes += 1
         self._live[run.id] = run
+        self._created += 1
+        parent = self._last_created
+        if self.nested_every and self._created % self.nested_every == 0 and parent is not None:
+            parent.children.append(run.id)
+            run.hidden = self.nested_hidden
+        self._last_created = run
         return run
 
     def _evolve(self, run: SimRun) -> None:
