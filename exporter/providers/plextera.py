@@ -73,6 +73,28 @@ class PlexteraRunWithSteps(PlexteraRun):
     steps: Any = None
 
 
+class _NestedRef(WireModel):
+    id: str | None = None  # a nested run's other fields are never read
+
+
+class _NestedRuns(WireModel):
+    data: list[_NestedRef] | None = None
+
+
+class _WireStep(WireModel):
+    """A step of a page read straight from the bytes: its `output` and the nested runs' bodies
+    (most of its bytes) are skipped by the parser."""
+
+    name: str | None = None
+    type: str | None = None
+    status: str | None = None
+    nestedRuns: _NestedRuns | None = None  # noqa: N815 - wire name
+
+
+class _PlexteraRunTypedSteps(PlexteraRun):
+    steps: list[_WireStep] | None = None
+
+
 class _PageInfo(BaseModel):
     page: int | None = None
     size: int | None = None
@@ -89,7 +111,8 @@ class _PlexteraPage(WireModel):
 
 
 class _PlexteraStepsPage(_PlexteraPage):
-    data: list[PlexteraRunWithSteps]  # type: ignore[assignment]  # a subtype: steps kept
+    # A page with an odd step fails here and is read item by item (`PlexteraRunWithSteps`).
+    data: list[_PlexteraRunTypedSteps]  # type: ignore[assignment]  # a subtype: steps kept
 
 
 class PlexteraProvider(Provider[PlexteraSettings]):
@@ -200,10 +223,19 @@ class PlexteraProvider(Provider[PlexteraSettings]):
             error_code = (wire.error.code if wire.error else None) or UNSPECIFIED_CODE
         read = StepsRead((), 0)
         nested: tuple[str, ...] = ()
-        if isinstance(wire, PlexteraRunWithSteps) and (
-            status.terminal or status is RunStatus.UNKNOWN
-        ):
-            # Only a finished run's steps are ever counted: an active run's are not read.
+        finished = status.terminal or status is RunStatus.UNKNOWN
+        # Only a finished run's steps are ever counted: an active run's are not read.
+        if isinstance(wire, _PlexteraRunTypedSteps) and finished:
+            mapper = self.step_mapper(self.default_step_map)
+            read = self.read_steps(wire.steps, lambda item: _typed_step(item, mapper))
+            nested = tuple(
+                ref.id[:256]
+                for step in wire.steps or ()
+                if step.nestedRuns and step.nestedRuns.data
+                for ref in step.nestedRuns.data
+                if ref.id
+            )
+        elif isinstance(wire, PlexteraRunWithSteps) and finished:
             mapper = self.step_mapper(self.default_step_map)
             read = self.read_steps(wire.steps, lambda item: _step(item, mapper))
             nested = _nested_ids(wire.steps)
@@ -240,6 +272,13 @@ def _nested_ids(steps: Any) -> tuple[str, ...]:
             if isinstance(run_id, str) and run_id:
                 ids.append(run_id[:256])
     return tuple(ids)
+
+
+def _typed_step(item: _WireStep, mapper: StepMapper) -> Step | None:
+    name, native = item.name, item.status
+    if not native or not (name or item.type):
+        return None
+    return Step(name=name or "", status=native, type=item.type, canonical=mapper.map(native))
 
 
 def _step(item: Any, mapper: StepMapper) -> Step | None:

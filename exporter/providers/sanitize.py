@@ -96,14 +96,19 @@ class RunSanitizer:
         return self._cleaned(run)
 
     def _clean_already(self, run: Run) -> bool:
-        texts = (run.id, run.workflow_id, run.native_status, run.workflow_label)
+        # A step's texts are labels like the run's: checked with them, so that most runs with
+        # steps are not copied either.
+        step_texts = [t for step in run.steps for t in (step.name, step.status, step.type) if t]
+        texts = (run.id, run.workflow_id, run.native_status, run.workflow_label, *step_texts)
         optional = (run.error_code, run.error_message, run.dashboard_url)
-        if run.steps or run.workflow_name is None:
+        if run.workflow_name is None:
             return False
         if self._may_hold_secret("\x00".join(t for t in (*texts, *optional) if t)):
             return False
         limit = self.limits.label_length
         if not all(len(t) <= limit and t.isprintable() for t in texts):
+            return False
+        if any(t in RESERVED_LABEL_VALUES for t in step_texts):
             return False
         if run.workflow_label in RESERVED_LABEL_VALUES or run.error_code in RESERVED_LABEL_VALUES:
             return False
