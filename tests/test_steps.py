@@ -3,14 +3,17 @@ counting once with the run) and the state that keeps them (restart, migration, z
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
 from exporter.accounting import (
     OTHER_LABEL,
@@ -20,8 +23,10 @@ from exporter.accounting import (
     StepBudget,
     decide,
 )
+from exporter.http import ApiClient, RetryPolicy
 from exporter.metrics import RunsCollector
 from exporter.model import Run, RunStatus, Step, StepStatus
+from exporter.providers import Provider, registry
 from exporter.statefile import MIGRATIONS, SCHEMA_VERSION
 from exporter.steps import read_steps, step_duration, step_instant
 from exporter.store import Store
@@ -228,3 +233,123 @@ def test_a_new_step_is_served_at_zero_before_its_first_increment_shows(tmp_path:
     assert (held[failed], held[durations]) == (0, 0)
     assert (later[failed], later[durations]) == (1, 1)
     assert len([k for k in later if k[0] == "workflow_run_steps_total"]) == 3 * len(StepStatus)
+
+
+class _Events:
+    def __init__(self) -> None:
+        self.invalid: list[str] = []
+        self.unknown: list[str] = []
+
+    def invalid_record(self, reason: str, detail: str) -> None:
+        self.invalid.append(reason)
+
+    def unknown_status(self, native_status: str) -> None:
+        self.unknown.append(native_status)
+
+    def learned(self, fact: str, value: str, detail: str) -> None:
+        pass
+
+    def inconsistency(self, reason: str, detail: str) -> None:
+        pass
+
+
+def _provider(name: str, **settings: object) -> tuple[Provider[Any], _Events]:
+    cls = registry()[name]
+    source = cls.settings_model.model_validate(
+        {
+            "name": "s",
+            "provider": name,
+            "api_key": "k",
+            "base_url": "http://127.0.0.1:1",
+            **settings,
+        }
+    )
+    client = ApiClient(
+        source="s",
+        base_url=source.base_url,
+        headers={},
+        timeout=1,
+        retry=RetryPolicy(max_retries=0),
+    )
+    client.close()  # decoding does no I/O
+    events = _Events()
+    return cls(source, client, events), events
+
+
+def _plextera_item(steps: object) -> dict[str, object]:
+    return {
+        "id": "r1",
+        "status": "FAILED",
+        "createdAt": "2026-03-01T12:00:00Z",
+        "completedAt": "2026-03-01T12:01:00Z",
+        "workflow": {"id": "w", "name": "Invoices"},
+        "error": {"code": "E", "message": "m"},
+        "steps": steps,
+    }
+
+
+def test_plextera_steps_map_loudly_and_bad_items_are_counted_not_fatal() -> None:
+    provider, events = _provider("plextera")
+    steps = [
+        {"type": "ocr", "status": "COMPLETED", "nestedRuns": {"count": 1, "data": [{"id": "n1"}]}},
+        {"name": "Check", "status": "WEIRD"},
+        7,
+        {"status": "FAILED"},  # neither a type nor a name: not a step
+    ]
+    body = {"data": [_plextera_item(steps)]}
+
+    # The odd steps make the fast reading give up (the client then reads plain JSON), and the
+    # page is read item by item; a page of clean steps is read fast, to the same steps.
+    with pytest.raises(ValidationError):
+        provider.fast_decode(json.dumps(body).encode())
+    slow = provider.decode_page(body, {}).items
+    clean = [s for s in steps if isinstance(s, dict) and "type" in s]
+    typed = provider.decode_page(
+        provider.fast_decode(json.dumps({"data": [_plextera_item(clean)]}).encode()), {}
+    ).items
+
+    (run,) = slow
+    assert [(s.label, s.canonical) for s in run.steps] == [
+        ("ocr", StepStatus.SUCCEEDED),
+        ("Check", StepStatus.UNKNOWN),
+    ]
+    assert run.invalid_steps == 2
+    assert run.nested_ids == ("n1",)
+    assert typed[0].steps == run.steps[:1]
+    assert typed[0].nested_ids == ("n1",)
+    assert "step:WEIRD" in events.unknown
+
+
+def test_plextera_with_steps_off_reads_none() -> None:
+    provider, _ = _provider("plextera", steps=False)
+    body = {"data": [_plextera_item([{"type": "ocr", "status": "COMPLETED"}])]}
+    (run,) = provider.decode_page(provider.fast_decode(json.dumps(body).encode()), {}).items
+    assert run.steps == ()
+
+
+def test_cortex_step_durations_from_milliseconds_seconds_or_iso() -> None:
+    provider, _ = _provider("cortex", app_id="a")
+    start_ms = EPOCH_S * 1000
+    output = {
+        "a": {"status": "COMPLETED", "start": start_ms, "end": start_ms + 1500},
+        "b": {"status": "COMPLETED", "start": EPOCH_S, "end": EPOCH_S + 3},
+        "c": {"status": "FAILED", "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:00:07Z"},
+        "d": {"status": "PENDING", "start": None, "end": None},
+    }
+    item = {
+        "id": "r",
+        "status": "FAILED",
+        "created_at": "2026-01-01T00:00:00Z",
+        "ended_at": "2026-01-01T00:01:00Z",
+        "workflow_id": "w",
+        "output": output,
+    }
+
+    (run,) = provider.decode_page([item], {}).items
+
+    assert [(s.label, s.canonical.value, s.duration_seconds) for s in run.steps] == [
+        ("a", "succeeded", 1.5),
+        ("b", "succeeded", 3.0),
+        ("c", "failed", 7.0),
+        ("d", "not_started", None),
+    ]
