@@ -27,8 +27,8 @@ from exporter.http import ApiClient, RetryPolicy
 from exporter.metrics import RunsCollector
 from exporter.model import Run, RunStatus, Step, StepStatus
 from exporter.providers import Provider, registry
+from exporter.providers.steps import read_steps, step_duration, step_instant
 from exporter.statefile import MIGRATIONS, SCHEMA_VERSION
-from exporter.steps import read_steps, step_duration, step_instant
 from exporter.store import Store
 from exporter.units import DEFAULT_BUCKETS, STEP_DURATION
 from tests.helpers import samples

@@ -34,9 +34,9 @@ from exporter.logs import may_hold_secret, redact
 from exporter.model import Run, RunStatus, StatusMapper, Step, StepStatus
 from exporter.providers.paging import Fetch, ListShape, Order, Page, PagedList, T
 from exporter.providers.sanitize import Limits, RunSanitizer
+from exporter.providers.steps import StepMapper, StepsRead, read_steps
 from exporter.providers.wire import take_offsetless_seen
 from exporter.sharding import UNSHARDED, Shard
-from exporter.steps import StepMapper, StepsRead, read_steps
 from exporter.units import Duration
 
 

@@ -32,8 +32,8 @@ from exporter.providers.base import (
     segment,
 )
 from exporter.providers.paging import Page, PagedList
+from exporter.providers.steps import StepMapper, StepsRead, step_duration, text_field
 from exporter.providers.wire import WireModel, as_utc
-from exporter.steps import StepMapper, StepsRead, step_duration, text_field
 from exporter.units import Duration
 
 

@@ -21,8 +21,8 @@ from exporter.errors import PaginationRunaway
 from exporter.model import ERROR_STATUSES, UNSPECIFIED_CODE, Run, RunStatus, Step, StepStatus
 from exporter.providers.base import Provider, ProviderDocs, SourceSettings, segment
 from exporter.providers.paging import Page, reached_floor
+from exporter.providers.steps import StepMapper, StepsRead, text_field
 from exporter.providers.wire import UtcDatetime, WireModel
-from exporter.steps import StepMapper, StepsRead, text_field
 
 REGIONAL_BASE_URLS = (
     "https://api.extend.ai",
@@ -59,7 +59,7 @@ class ExtendRun(WireModel):
     updatedAt: UtcDatetime  # noqa: N815 - wire name
     failureReason: str | None = None  # noqa: N815 - wire name
     failureMessage: str | None = None  # noqa: N815 - wire name
-    # Left raw: each step run is read on its own (`exporter.steps`), so one bad one loses itself.
+    # Left raw: each step run is read on its own (`providers.steps`), so one bad one loses itself.
     stepRuns: Any = None  # noqa: N815 - wire name
 
 

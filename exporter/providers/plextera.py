@@ -24,8 +24,8 @@ from exporter.providers.base import (
     segment,
 )
 from exporter.providers.paging import Page, PagedList
+from exporter.providers.steps import StepMapper, StepsRead, text_field
 from exporter.providers.wire import UtcDatetime, WireModel, dict_or_empty
-from exporter.steps import StepMapper, StepsRead, text_field
 
 
 class PlexteraSettings(PagedSourceSettings):
@@ -69,7 +69,7 @@ class PlexteraRun(WireModel):
 
 
 class PlexteraRunWithSteps(PlexteraRun):
-    # Left raw: each step is read on its own (`exporter.steps`), so one bad step loses itself.
+    # Left raw: each step is read on its own (`providers.steps`), so one bad step loses itself.
     steps: Any = None
 
 

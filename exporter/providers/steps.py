@@ -1,4 +1,4 @@
-"""Steps of a run: reading a provider's step items into canonical `Step`s, and their bounds.
+"""Steps of a run: reading a provider's step items into canonical `Step`s.
 
 Providers hand their raw step items here (no second request is ever made for steps: only what a
 page, or a detail already fetched, carries). A step item that cannot be read is counted, never a
