@@ -330,10 +330,12 @@ class SourceCollector:
         """Nested runs count from the top-level list only (README: Steps). A run counted now
         whose steps name a nested run the source has never seen (not read this cycle, not
         counted, not active) means the list does not show nested runs: said once per run."""
+        # A parked run counted because it vanished is not among this cycle's sightings.
+        counted = (seen[run_id] for run_id in changes.counted_ids if run_id in seen)
         nested = {
             nested_id
-            for run_id in changes.counted_ids
-            for nested_id in seen[run_id].nested_ids
+            for run in counted
+            for nested_id in run.nested_ids
             if nested_id not in seen and nested_id not in self._nested_reported
         }
         if not nested:
