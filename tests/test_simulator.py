@@ -514,6 +514,8 @@ def test_each_simulator_declares_the_variants_its_provider_might_answer_with() -
                 "no_offset",
                 "rejected",
                 "oldest_first_capped",
+                "nested_listed",
+                "nested_unlisted",
             ]
         ),
         "noxus": sorted(

@@ -95,7 +95,7 @@ class ExtendProvider(Provider[ExtendSettings]):
         steps=(
             "off by default (`steps: false`): the list has no steps, only the detail fetched "
             "for failed runs; `steps: true` counts `stepRuns[]` (`step` = `stepType`) of "
-            "failed runs only, and the step failure ratio leaves Extend out"
+            "failed runs only, and the step failure ratio leaves these sources out"
         ),
     )
     default_step_map: ClassVar[Mapping[str, StepStatus]] = {
