@@ -8,6 +8,7 @@ never decides what to count: that is `exporter.collect`'s job.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import re
 from abc import ABC, abstractmethod
@@ -243,10 +244,12 @@ class Provider(ABC, Generic[S]):
         steps = self.settings.steps
         return self.steps_by_default if steps is None else steps
 
-    def step_mapper(self, table: Mapping[str, StepStatus]) -> StepMapper:
-        """Unmapped step statuses are loud: counted as `step:<native>` on unknown_status."""
+    @functools.cached_property
+    def step_mapper(self) -> StepMapper:
+        """The provider's `default_step_map`. Unmapped step statuses are loud: counted as
+        `step:<native>` on unknown_status."""
         return StepMapper(
-            table,
+            self.default_step_map,
             lambda native: self.events.unknown_status(
                 "step:" + self.sanitizer.text(native, self.settings.max_label_length)
             ),

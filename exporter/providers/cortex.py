@@ -303,7 +303,7 @@ class CortexProvider(Provider[CortexSettings]):
         steps = _steps(wire.output)
         counted = StepsRead((), 0)
         if status.terminal or status is RunStatus.UNKNOWN:
-            mapper = self.step_mapper(self.default_step_map)
+            mapper = self.step_mapper
             raw = wire.output
             # Not an object or a list (and not absent): one invalid step item.
             entries: Any = _step_items(raw) if isinstance(raw, dict | list) else raw

@@ -225,7 +225,7 @@ class ExtendProvider(Provider[ExtendSettings]):
         read = StepsRead((), 0)
         if detailed and (status.terminal or status is RunStatus.UNKNOWN):
             # Only details carry steps, and only failed runs are fetched in detail: see `docs`.
-            mapper = self.step_mapper(self.default_step_map)
+            mapper = self.step_mapper
             read = self.read_steps(wire.stepRuns, lambda item: _step(item, mapper))
         return Run(
             id=wire.id,

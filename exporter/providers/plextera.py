@@ -151,6 +151,10 @@ class PlexteraProvider(Provider[PlexteraSettings]):
         "REJECTED": RunStatus.REJECTED,
     }
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._step_cache: dict[tuple[str | None, str | None, str | None], Step] = {}
+
     @classmethod
     def auth_headers(cls, settings: SourceSettings, api_key: str) -> dict[str, str]:
         return {"Authorization": f"api-key {api_key}"}
@@ -195,6 +199,28 @@ class PlexteraProvider(Provider[PlexteraSettings]):
             ids=tuple(run.id for run in runs),
         )
 
+    def _typed_steps(self, steps: list[_WireStep] | None, mapper: StepMapper) -> StepsRead:
+        """The steps of a page read fast. A workflow's steps repeat from run to run: each
+        distinct mapped step is built once and shared (steps are immutable); an unmapped status
+        is never cached, so each sighting of it is counted."""
+        if not steps:
+            return StepsRead((), 0)
+        built: list[Step] = []
+        invalid = 0
+        cache = self._step_cache
+        for item in steps:
+            key = (item.name, item.type, item.status)
+            step = cache.get(key)
+            if step is None:
+                step = _typed_step(item, mapper)
+                if step is None:
+                    invalid += 1
+                    continue
+                if step.canonical is not StepStatus.UNKNOWN and len(cache) < 10_000:
+                    cache[key] = step
+            built.append(step)
+        return StepsRead(tuple(built), invalid)
+
     def _list(self, params: dict[str, str], key: str) -> PagedList[Run]:
         def fetch(number: int, size: int) -> Page[Run]:
             response = self.get_page(
@@ -226,8 +252,8 @@ class PlexteraProvider(Provider[PlexteraSettings]):
         finished = status.terminal or status is RunStatus.UNKNOWN
         # Only a finished run's steps are ever counted: an active run's are not read.
         if isinstance(wire, _PlexteraRunTypedSteps) and finished:
-            mapper = self.step_mapper(self.default_step_map)
-            read = self.read_steps(wire.steps, lambda item: _typed_step(item, mapper))
+            mapper = self.step_mapper
+            read = self._typed_steps(wire.steps, mapper)
             nested = tuple(
                 ref.id[:256]
                 for step in wire.steps or ()
@@ -236,7 +262,7 @@ class PlexteraProvider(Provider[PlexteraSettings]):
                 if ref.id
             )
         elif isinstance(wire, PlexteraRunWithSteps) and finished:
-            mapper = self.step_mapper(self.default_step_map)
+            mapper = self.step_mapper
             read = self.read_steps(wire.steps, lambda item: _step(item, mapper))
             nested = _nested_ids(wire.steps)
         return Run(
