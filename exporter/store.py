@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from exporter import statefile
-from exporter.accounting import ActiveRun, Cursor, CycleChanges
+from exporter.accounting import OTHER_LABEL, ActiveRun, Cursor, CycleChanges
 from exporter.model import RunStatus, StepStatus
 from exporter.snapshot import Histogram, Snapshot, born_key, error_born_key, step_born_key
 from exporter.units import DEFAULT_BUCKETS, DURATION
@@ -110,7 +110,10 @@ class Store:
         """What the stored label values already take of the series budget."""
         with self._lock:
             workflows = sum(len(w) for w in self._mirror.workflows.values())
-            steps = len({key[:3] for key in self._mirror.steps})
+            pairs = {key[:3] for key in self._mirror.steps}
+            # A workflow with steps has its `other` step reserved too, admitted or not.
+            folded = {(s, wf) for s, wf, step in pairs if step == OTHER_LABEL}
+            steps = len(pairs) + len({(s, wf) for s, wf, _step in pairs} - folded)
             return workflows * workflow_cost + len(self._mirror.errors) + steps * step_cost
 
     def step_pairs(self, source: str) -> set[tuple[str, str]]:

@@ -175,7 +175,12 @@ def test_step_counters_and_durations_survive_a_restart(tmp_path: Path) -> None:
 
     store = _store(db)
     snap = store.snapshot()
+    # A restart reserves what the state holds: the failed run's error series, and for steps
+    # three of them and Invoices' `other`.
+    in_use = store.series_in_use(workflow_cost=0, step_cost=10)
     store.close()
+
+    assert in_use == 1 + (3 + 1) * 10
 
     assert snap.steps[("src", "Invoices", "llm", "failed")] == 1
     # Every status of an admitted step exists from its admission, at zero.
