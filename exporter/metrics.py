@@ -7,6 +7,7 @@ call during a scrape. Sample output:
     workflow_runs_finished_total{source="plextera-prod",provider="plextera",workflow="Invoices",status="failed"} 3.0
     workflow_runs_active{source="plextera-prod",provider="plextera",workflow="Invoices",status="running"} 2.0
     workflow_runs_last_finished_timestamp_seconds{source="plextera-prod",provider="plextera",workflow="Invoices",status="succeeded"} 1.7e+09
+    workflow_run_steps_total{source="plextera-prod",provider="plextera",workflow="Invoices",step="web_function",status="failed"} 2.0
 """  # noqa: E501
 
 from __future__ import annotations
