@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from exporter.model import ERROR_STATUSES, UNSPECIFIED_CODE, Run, RunStatus
-from exporter.units import DURATION, QUEUE_WAIT
+from exporter.units import DURATION, QUEUE_WAIT, STEP_DURATION
 
 OTHER_LABEL = "other"
 
@@ -157,11 +157,64 @@ class PairBudget:
         return code
 
 
+class StepBudget:
+    """(workflow, step) pairs of the steps counter: up to `limit` steps per workflow, each new
+    one reserving its series (`cost`: every step status and its duration histogram); later
+    steps fold into the workflow's `other` step. A workflow's first step also reserves its
+    `other`, so folding never overshoots the budget; a workflow whose first step finds the
+    budget spent gets no step series at all (its steps are counted as dropped)."""
+
+    def __init__(
+        self,
+        known: Iterable[tuple[str, str]],
+        limit: int,
+        series: SeriesBudget | None = None,
+        cost: int = 0,
+    ) -> None:
+        self.known = set(known)
+        self.limit = limit
+        self._series = series
+        self._cost = cost
+        self._per_workflow: Counter[str] = Counter(
+            workflow for workflow, step in self.known if step != OTHER_LABEL
+        )
+        # Workflows whose `other` step is reserved (or admitted): known ones were, when admitted.
+        self._reserved = {workflow for workflow, _step in self.known}
+        self.dropped = 0
+        self.newly_known: list[tuple[str, str]] = []
+
+    def step(self, workflow: str, step: str) -> str | None:
+        """The label to count the step under; None when it cannot have a series at all."""
+        if (workflow, step) in self.known:
+            return step
+        if self._per_workflow[workflow] < self.limit and self._reserve(workflow):
+            self._admit(workflow, step)
+            self._per_workflow[workflow] += 1
+            return step
+        self.dropped += 1
+        if workflow not in self._reserved:
+            return None
+        if (workflow, OTHER_LABEL) not in self.known:
+            self._admit(workflow, OTHER_LABEL)
+        return OTHER_LABEL
+
+    def _reserve(self, workflow: str) -> bool:
+        first = workflow not in self._reserved
+        if self._series is not None and not self._series.reserve(self._cost * (2 if first else 1)):
+            return False
+        self._reserved.add(workflow)
+        return True
+
+    def _admit(self, workflow: str, step: str) -> None:
+        self.known.add((workflow, step))
+        self.newly_known.append((workflow, step))
+
+
 @dataclass(slots=True)
 class Observation:
-    metric: str  # DURATION or QUEUE_WAIT
+    metric: str  # DURATION, QUEUE_WAIT or STEP_DURATION
     workflow: str
-    status: str  # "" for metrics without a status label
+    status: str  # "" for metrics without a status label; the step for STEP_DURATION
     value: float
     # The run behind a duration, and when it was counted: an exemplar, so a slow bucket leads
     # to a run (never a label).
@@ -204,6 +257,12 @@ class CycleChanges:
     # at zero before their first increment counts (0: the first start's backfill, history).
     new_error_pairs: list[tuple[str, str]] = field(default_factory=list)
     born_at: float = 0.0
+    # (workflow, step, step status) -> steps of the runs counted this cycle; the (workflow, step)
+    # pairs this cycle admits (each created with every step status at zero), and step items of
+    # counted runs that could not be read.
+    steps: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    new_steps: list[tuple[str, str]] = field(default_factory=list)
+    invalid_steps: int = 0
     # For logs and self-metrics.
     ignored_old: int = 0
     vanished: list[str] = field(default_factory=list)
@@ -249,10 +308,12 @@ def decide(
     codes: LabelBudget,
     now: datetime,
     error_pairs: PairBudget | None = None,
+    steps: StepBudget | None = None,
 ) -> CycleChanges:
     """Turn one cycle's sightings into the changes to commit. `runs` is already deduplicated."""
     changes = CycleChanges()
     pairs = error_pairs or PairBudget((), None)
+    step_budget = steps or StepBudget((), 0)
     for run in runs:
         if run.id in counted:
             if run.id in active:  # defensive: a counted run is never active
@@ -262,7 +323,11 @@ def decide(
             continue
         tracked = active.get(run.id)
         if run.terminal:
+            counted_before = len(changes.counted)
             _decide_terminal(run, tracked, cursor, workflows, codes, pairs, now, changes)
+            if len(changes.counted) > counted_before:
+                # Counted now, so its steps are counted now: the same exactly-once as the run's.
+                _count_steps(run, changes.finished_runs[-1].workflow, step_budget, changes)
         else:
             _track_active(run, tracked, workflows, now, changes)
     for run_id in vanished:
@@ -279,6 +344,9 @@ def decide(
     if not cursor.never_advanced:
         changes.born_at = now.timestamp()
     changes.new_codes = list(codes.newly_admitted)
+    changes.new_steps = list(step_budget.newly_known)
+    if step_budget.dropped:
+        changes.dropped_labels["step"] += step_budget.dropped
     if workflows.dropped:
         changes.dropped_labels["workflow"] += workflows.dropped
     if codes.dropped or pairs.dropped:
@@ -350,6 +418,19 @@ def _decide_terminal(
     changes.counted.append((run.id, prune_key))
     if tracked is not None:
         changes.active_removals.add(run.id)
+
+
+def _count_steps(run: Run, workflow: str, budget: StepBudget, changes: CycleChanges) -> None:
+    changes.invalid_steps += run.invalid_steps
+    for step in run.steps:
+        label = budget.step(workflow, step.label)
+        if label is None:
+            continue  # the series budget is spent: counted as dropped, never a series
+        changes.steps[(workflow, label, step.canonical.value)] += 1
+        if step.duration_seconds is not None:
+            changes.observations.append(
+                Observation(STEP_DURATION, workflow, label, step.duration_seconds)
+            )
 
 
 def _finish_instant(run: Run, now: datetime) -> datetime:

@@ -27,7 +27,7 @@ from exporter.errors import Cancelled
 from exporter.health import Collecting, Due, collection_bound, problems
 from exporter.http import ApiClient, RetryPolicy, TokenBucket
 from exporter.logs import get_logger, register_secret
-from exporter.metrics import RunsCollector, workflow_series
+from exporter.metrics import RunsCollector, step_series, workflow_series
 from exporter.model import ACTIVE_STATUSES, RunStatus
 from exporter.providers import Provider, SourceSettings, registry
 from exporter.recent import RecentRuns
@@ -102,9 +102,10 @@ class Exporter:
         # Each workflow also reserves its (workflow, code="other") error series, and the budget
         # starts with the `other` workflow's series reserved, so folding never overshoots it.
         self.workflow_cost = workflow_series(config.app.buckets.as_mapping()) + 1
+        self.step_cost = step_series(config.app.buckets.as_mapping())
         self.series = SeriesBudget(
             config.app.max_series,
-            self.workflow_cost + self.store.series_in_use(self.workflow_cost),
+            self.workflow_cost + self.store.series_in_use(self.workflow_cost, self.step_cost),
         )
         self.alerting: AlertAgent | None = None
         self._alert_instruments: AlertInstruments | None = None
@@ -168,6 +169,7 @@ class Exporter:
             series=self.series,
             workflow_cost=self.workflow_cost,
             alerts=lambda: self.alerting,
+            step_cost=self.step_cost,
         )
         return SourceRuntime(settings, collector, client, api_key, events, provider_cls)
 

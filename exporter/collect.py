@@ -25,6 +25,7 @@ from exporter.accounting import (
     LabelBudget,
     PairBudget,
     SeriesBudget,
+    StepBudget,
     decide,
     merge_sighting,
 )
@@ -85,10 +86,12 @@ class SourceCollector:
         series: SeriesBudget | None = None,
         workflow_cost: int = 0,
         alerts: Callable[[], AlertHook | None] = lambda: None,
+        step_cost: int = 0,
     ) -> None:
         self.alerts = alerts
         self.series = series
         self.workflow_cost = workflow_cost
+        self.step_cost = step_cost
         self.settings = settings
         self.provider = provider
         self.store = store
@@ -97,6 +100,7 @@ class SourceCollector:
         self.clock = clock
         self._density: float | None = None
         self._reopened_logged: set[str] = set()
+        self._nested_reported: set[str] = set()
 
     def list_facts(self) -> dict[str, str]:
         """What the source's lists turned out to be (for `check`)."""
@@ -290,6 +294,9 @@ class SourceCollector:
             ),
             codes=LabelBudget(self.store.labels(name, "code"), s.max_error_codes),
             error_pairs=PairBudget(self.store.error_pairs(name), self.series),
+            steps=StepBudget(
+                self.store.step_pairs(name), s.max_steps, series=self.series, cost=self.step_cost
+            ),
             now=now,
         )
 
@@ -310,6 +317,7 @@ class SourceCollector:
         )
         self.store.apply(name, self.provider.name, changes, cursor, also)
         self._report_changes(changes, len(seen))
+        self._check_nested(seen, changes)
         self._log_failures(seen, changes)
 
     def _lookups(
@@ -364,6 +372,32 @@ class SourceCollector:
                 merge_sighting(seen, fetched)
         return lookups, None
 
+    def _check_nested(self, seen: Mapping[str, Run], changes: CycleChanges) -> None:
+        """Nested runs count from the top-level list only (README: Steps). A run counted now
+        whose steps name a nested run the source has never seen (not read this cycle, not
+        counted, not active) means the list does not show nested runs: said once per run."""
+        # A parked run counted because it vanished is not among this cycle's sightings.
+        counted = (seen[run_id] for run_id in changes.counted_ids if run_id in seen)
+        nested = {
+            nested_id
+            for run in counted
+            for nested_id in run.nested_ids
+            if nested_id not in seen and nested_id not in self._nested_reported
+        }
+        if not nested:
+            return
+        name = self.settings.name
+        unseen = nested - self.store.counted_among(name, nested) - self.store.active(name).keys()
+        for nested_id in sorted(unseen):
+            if len(self._nested_reported) >= 10_000:
+                self._nested_reported.clear()
+            self._nested_reported.add(nested_id)
+            self.provider.events.inconsistency(
+                "nested_run_unlisted",
+                f"run {nested_id!r} is nested in a finished run's steps but the runs list never "
+                "showed it: it is not counted",
+            )
+
     def _note_missed_change(self, tracked: ActiveRun | None, fetched: Run) -> None:
         """A run whose list position promises every change (Extend's `updatedAt`) changed
         status without moving: the scan missed it, and counts lagged until this lookup."""
@@ -392,6 +426,9 @@ class SourceCollector:
 
     def _report_changes(self, changes: CycleChanges, seen: int) -> None:
         self.instruments.ingested(seen)
+        if changes.invalid_steps:
+            # Once, when the run carrying them is counted (re-reads of it are not counted again).
+            self.instruments.invalid_record("step", changes.invalid_steps)
         for label, count in changes.dropped_labels.items():
             self.instruments.labels_dropped(label, count)
         for run_id in changes.reopened:

@@ -7,6 +7,7 @@ call during a scrape. Sample output:
     workflow_runs_finished_total{source="plextera-prod",provider="plextera",workflow="Invoices",status="failed"} 3.0
     workflow_runs_active{source="plextera-prod",provider="plextera",workflow="Invoices",status="running"} 2.0
     workflow_runs_last_finished_timestamp_seconds{source="plextera-prod",provider="plextera",workflow="Invoices",status="succeeded"} 1.7e+09
+    workflow_run_steps_total{source="plextera-prod",provider="plextera",workflow="Invoices",step="web_function",status="failed"} 2.0
 """  # noqa: E501
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from prometheus_client.samples import Exemplar, Sample
 
 from exporter.accounting import ActiveRun
 from exporter.exposition import TextFamily, series_line
-from exporter.model import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus
-from exporter.snapshot import Histogram, Snapshot, born_key, error_born_key
-from exporter.units import DURATION, QUEUE_WAIT
+from exporter.model import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus, StepStatus
+from exporter.snapshot import Histogram, Snapshot, born_key, error_born_key, step_born_key
+from exporter.units import DEFAULT_BUCKETS, DURATION, QUEUE_WAIT, STEP_DURATION
 
 _TERMINAL = sorted(s.value for s in TERMINAL_STATUSES)
 _ACTIVE_PRECREATED = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
@@ -43,6 +44,12 @@ def workflow_series(buckets: Mapping[str, Sequence[float]], active_statuses: int
     return terminal + duration + queue_wait + last_finished + 2 * active_statuses + 1
 
 
+def step_series(buckets: Mapping[str, Sequence[float]]) -> int:
+    """Series one (workflow, step) pair creates: each step status, and its duration histogram
+    (reserved whether or not the API gives durations: the bound must hold either way)."""
+    return len(StepStatus) + len(buckets.get(STEP_DURATION, DEFAULT_BUCKETS[STEP_DURATION])) + 3
+
+
 # Label values of one series, and its value.
 Row = tuple[tuple[str, ...], float]
 # One histogram series: its label values and its buckets.
@@ -55,6 +62,8 @@ _QUEUE_WAIT_LABELS = ("source", "provider", "workflow")
 _ACTIVE_LABELS = ("source", "provider", "workflow", "status")
 _PROGRESS_LABELS = ("source", "provider", "workflow")
 _LAST_FINISHED_LABELS = ("source", "provider", "workflow", "status")
+_STEP_LABELS = ("source", "provider", "workflow", "step", "status")
+_STEP_DURATION_LABELS = ("source", "provider", "workflow", "step")
 
 
 class RunsCollector(Collector):
@@ -98,7 +107,7 @@ class RunsCollector(Collector):
             _ERROR_LABELS,
             self._errors(snap, held),
         )
-        duration, queue_wait = self._histograms(snap, held)
+        duration, queue_wait, step_duration = self._histograms(snap, held)
         yield self._histogram_family(
             "workflow_run_duration_seconds",
             "Run duration, observed once when the run finishes.",
@@ -113,6 +122,20 @@ class RunsCollector(Collector):
             "Time from creation to start, observed once when the run starts or finishes.",
             _QUEUE_WAIT_LABELS,
             queue_wait,
+            written,
+        )
+        yield _simple_family(
+            "counter",
+            "workflow_run_steps",
+            "Steps of finished runs by step status, counted once when the run finishes.",
+            _STEP_LABELS,
+            self._steps(snap, held),
+        )
+        yield self._histogram_family(
+            "workflow_run_step_duration_seconds",
+            "Step duration where the API gives a step's start and end, observed once.",
+            _STEP_DURATION_LABELS,
+            step_duration,
             written,
         )
         # Only the series of this scrape are kept: series of a forgotten source go with it.
@@ -190,20 +213,35 @@ class RunsCollector(Collector):
             for (source, workflow, code), count in sorted(snap.errors.items())
         ]
 
+    def _steps(self, snap: Snapshot, held: set[tuple[str, str]]) -> list[Row]:
+        # Every status of an admitted step is in the snapshot from its admission, at 0.
+        return [
+            (
+                (source, snap.providers.get(source, ""), workflow, step, status),
+                0 if _step_held(held, source, workflow, step) else count,
+            )
+            for (source, workflow, step, status), count in sorted(snap.steps.items())
+        ]
+
     def _histograms(
         self, snap: Snapshot, held: set[tuple[str, str]]
-    ) -> tuple[list[HistogramRow], list[HistogramRow]]:
+    ) -> tuple[list[HistogramRow], list[HistogramRow], list[HistogramRow]]:
         duration: list[HistogramRow] = []
         queue_wait: list[HistogramRow] = []
+        step_duration: list[HistogramRow] = []
         for (metric, source, workflow, status), hist in sorted(snap.histograms.items()):
             provider = snap.providers.get(source, "")
-            if (source, born_key(workflow)) in held:
+            if (source, born_key(workflow)) in held or (
+                metric == STEP_DURATION and _step_held(held, source, workflow, status)
+            ):
                 hist = Histogram.empty(hist.bounds)  # noqa: PLW2901 - served at zero for now
             if metric == DURATION:
                 duration.append(((source, provider, workflow, status), hist))
             elif metric == QUEUE_WAIT:
                 queue_wait.append(((source, provider, workflow), hist))
-        return duration, queue_wait
+            elif metric == STEP_DURATION:
+                step_duration.append(((source, provider, workflow, status), hist))
+        return duration, queue_wait, step_duration
 
     def _histogram_family(
         self,
@@ -255,6 +293,10 @@ class RunsCollector(Collector):
             for workflow, values in sorted(progress_values.items()):
                 progress.append(((source, provider, workflow), sum(values) / len(values)))
         return active, oldest, progress
+
+
+def _step_held(held: set[tuple[str, str]], source: str, workflow: str, step: str) -> bool:
+    return (source, born_key(workflow)) in held or (source, step_born_key(workflow, step)) in held
 
 
 class _WrittenHistogram:

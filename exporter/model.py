@@ -47,11 +47,34 @@ ERROR_STATUSES = frozenset({RunStatus.FAILED, RunStatus.REJECTED})
 DAY = timedelta(days=1)
 
 
+class StepStatus(StrEnum):
+    """The canonical step statuses (the `status` label of `workflow_run_steps_total`)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+    NOT_STARTED = "not_started"
+    # Still queued or running when its run finished (or when the run was read).
+    UNFINISHED = "unfinished"
+    UNKNOWN = "unknown"
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
+    """One step of a run. `status` is the provider's own word, `canonical` its mapping."""
+
     name: str
     status: str
     type: str | None = None
+    canonical: StepStatus = StepStatus.UNKNOWN
+    # Only where the API gives the step's start and end (Cortex); never guessed.
+    duration_seconds: float | None = None
+
+    @property
+    def label(self) -> str:
+        """The `step` label value before bounding: the step's type where given, else its key."""
+        return self.type or self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +100,12 @@ class Run:
     error_message: str | None = None
     dashboard_url: str | None = None
     steps: tuple[Step, ...] = field(default=())
+    # Step items the provider could not read (counted on invalid records as `step`); the run
+    # and its other steps still count.
+    invalid_steps: int = 0
+    # Ids of runs nested in this run's steps (Plextera `nestedRuns`): never counted from here,
+    # only checked against what the top-level list shows (README: Steps).
+    nested_ids: tuple[str, ...] = ()
     # Set when the provider knows more detail is needed before the run can be counted
     # (Extend: a FAILED summary carries no failure reason until the detail is fetched).
     needs_detail: bool = False

@@ -219,8 +219,8 @@ class SourceInstruments:
                 self.rate_limit_headers[lowered] = value[:100]
 
     # Counters behind provider events
-    def invalid_record(self, reason: str) -> None:
-        self._m.invalid_records.labels(self.source, reason).inc()
+    def invalid_record(self, reason: str, count: int = 1) -> None:
+        self._m.invalid_records.labels(self.source, reason).inc(count)
 
     def unknown_status(self, native_status: str) -> None:
         with self._lock:

@@ -30,7 +30,7 @@ from exporter.configfile import apply_env_overrides, format_errors, read_documen
 from exporter.errors import ConfigError
 from exporter.providers import SourceSettings, registry
 from exporter.sharding import Shard
-from exporter.units import DEFAULT_BUCKETS, DURATION, QUEUE_WAIT, Duration
+from exporter.units import DEFAULT_BUCKETS, DURATION, QUEUE_WAIT, STEP_DURATION, Duration
 
 
 class BucketSettings(BaseModel):
@@ -38,8 +38,9 @@ class BucketSettings(BaseModel):
 
     duration: tuple[float, ...] = DEFAULT_BUCKETS[DURATION]
     queue_wait: tuple[float, ...] = DEFAULT_BUCKETS[QUEUE_WAIT]
+    step_duration: tuple[float, ...] = DEFAULT_BUCKETS[STEP_DURATION]
 
-    @field_validator("duration", "queue_wait")
+    @field_validator("duration", "queue_wait", "step_duration")
     @classmethod
     def _increasing(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if not value:
@@ -49,7 +50,11 @@ class BucketSettings(BaseModel):
         return value
 
     def as_mapping(self) -> dict[str, tuple[float, ...]]:
-        return {DURATION: self.duration, QUEUE_WAIT: self.queue_wait}
+        return {
+            DURATION: self.duration,
+            QUEUE_WAIT: self.queue_wait,
+            STEP_DURATION: self.step_duration,
+        }
 
 
 class ShardSettings(BaseModel):

@@ -76,6 +76,9 @@ class Snapshot:
     )
     # (source, workflow, status) -> Unix seconds of the newest run to reach that status.
     last_finished: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    # (source, workflow, step, step status) -> steps counted; every status of an admitted step
+    # is here from its admission (at 0), so its series exist before the first increment.
+    steps: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
 
     def only(self, sources: set[str]) -> Snapshot:
         return self._kept(lambda source: source in sources)
@@ -95,6 +98,7 @@ class Snapshot:
             born={k: v for k, v in self.born.items() if keep(k[0])},
             exemplars={k: v for k, v in self.exemplars.items() if keep(k[0])},
             last_finished={k: v for k, v in self.last_finished.items() if keep(k[0])},
+            steps={k: v for k, v in self.steps.items() if keep(k[0])},
         )
 
     def copy(self) -> Snapshot:
@@ -108,6 +112,7 @@ class Snapshot:
             born=dict(self.born),
             exemplars={k: dict(v) for k, v in self.exemplars.items()},
             last_finished=dict(self.last_finished),
+            steps=dict(self.steps),
         )
 
 
@@ -117,3 +122,7 @@ def born_key(workflow: str) -> str:
 
 def error_born_key(workflow: str, code: str) -> str:
     return f"error\x1f{workflow}\x1f{code}"
+
+
+def step_born_key(workflow: str, step: str) -> str:
+    return f"step\x1f{workflow}\x1f{step}"

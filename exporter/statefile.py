@@ -94,12 +94,25 @@ SERIES_BORN = """
     ) WITHOUT ROWID;
 """
 
+# 5: the steps of counted runs. A file migrated from an older version starts empty here: runs
+# counted before the upgrade had their steps uncounted, and stay so (steps count from the
+# upgrade on, as a new counter would). Step durations live in `histograms` (metric
+# `step_duration`, the step in the `status` column), which needs no change.
+STEPS_TABLE = """
+    CREATE TABLE steps (
+        source TEXT NOT NULL, workflow TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (source, workflow, step, status)
+    ) WITHOUT ROWID;
+"""
+
 
 MIGRATIONS: Sequence[str] = (
     COUNTING_TABLES,
     alerting_schema.TABLES,
     SERIES_BORN,
     LAST_FINISHED_TABLE,
+    STEPS_TABLE,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -114,6 +127,7 @@ SOURCE_TABLES: Sequence[str] = (
     "histograms",
     "series_born",
     "last_finished",
+    "steps",
     *alerting_schema.SOURCE_TABLES,
 )
 

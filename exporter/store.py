@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from exporter import statefile
-from exporter.accounting import ActiveRun, Cursor, CycleChanges
-from exporter.model import RunStatus
-from exporter.snapshot import Histogram, Snapshot, born_key, error_born_key
-from exporter.units import DURATION
+from exporter.accounting import OTHER_LABEL, ActiveRun, Cursor, CycleChanges
+from exporter.model import RunStatus, StepStatus
+from exporter.snapshot import Histogram, Snapshot, born_key, error_born_key, step_born_key
+from exporter.units import DEFAULT_BUCKETS, DURATION
+
+_STEPS = tuple(status.value for status in StepStatus)
 
 T = TypeVar("T")
 
@@ -68,15 +70,21 @@ class Store:
             "SELECT * FROM histograms"
         ):
             stored = statefile.histogram_from_columns(bounds, counts, total, count)
-            m.histograms[(metric, source, workflow, status)] = stored.rebinned(
-                self._buckets[metric]
-            )
+            m.histograms[(metric, source, workflow, status)] = stored.rebinned(self._bounds(metric))
         for source, workflow, status, finished_at in c.execute(
             "SELECT source, workflow, status, finished_at FROM last_finished"
         ):
             m.last_finished[(source, workflow, status)] = finished_at
+        for source, workflow, step, status, count in c.execute(
+            "SELECT source, workflow, step, status, count FROM steps"
+        ):
+            m.steps[(source, workflow, step, status)] = count
         for row in c.execute("SELECT * FROM active"):
             m.active.setdefault(row[0], []).append(_active_from_row(row))
+
+    def _bounds(self, metric: str) -> tuple[float, ...]:
+        # A store opened with only the run histograms' buckets still takes step durations.
+        return self._buckets.get(metric) or DEFAULT_BUCKETS[metric]
 
     # Reads ---------------------------------------------------------------------------------
 
@@ -99,11 +107,20 @@ class Store:
         with self._lock:
             return {(wf, code) for (s, wf, code) in self._mirror.errors if s == source}
 
-    def series_in_use(self, workflow_cost: int) -> int:
+    def series_in_use(self, workflow_cost: int, step_cost: int = 0) -> int:
         """What the stored label values already take of the series budget."""
         with self._lock:
             workflows = sum(len(w) for w in self._mirror.workflows.values())
-            return workflows * workflow_cost + len(self._mirror.errors)
+            pairs = {key[:3] for key in self._mirror.steps}
+            # A workflow with steps has its `other` step reserved too, admitted or not.
+            folded = {(s, wf) for s, wf, step in pairs if step == OTHER_LABEL}
+            steps = len(pairs) + len({(s, wf) for s, wf, _step in pairs} - folded)
+            return workflows * workflow_cost + len(self._mirror.errors) + steps * step_cost
+
+    def step_pairs(self, source: str) -> set[tuple[str, str]]:
+        """The (workflow, step) pairs a source has admitted."""
+        with self._lock:
+            return {(wf, step) for (s, wf, step, _status) in self._mirror.steps if s == source}
 
     def counted_among(self, source: str, run_ids: Iterable[str]) -> set[str]:
         ids = list(run_ids)
@@ -173,7 +190,7 @@ class Store:
             hist = touched.get(key)
             if hist is None:
                 current = self._mirror.histograms.get(key)
-                hist = current.copy() if current else Histogram.empty(self._buckets[obs.metric])
+                hist = current.copy() if current else Histogram.empty(self._bounds(obs.metric))
                 touched[key] = hist
             hist.observe(obs.value)
         return touched
@@ -231,6 +248,16 @@ class Store:
             [(source, wf, code, n) for (wf, code), n in changes.errors.items()],
         )
         c.executemany(
+            "INSERT INTO steps VALUES (?, ?, ?, ?, 0) ON CONFLICT DO NOTHING",
+            [(source, wf, step, status) for wf, step in changes.new_steps for status in _STEPS],
+        )
+        c.executemany(
+            "INSERT INTO steps VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (source, workflow, step, status) DO UPDATE SET "
+            "count = count + excluded.count",
+            [(source, wf, step, status, n) for (wf, step, status), n in changes.steps.items()],
+        )
+        c.executemany(
             "INSERT OR REPLACE INTO histograms VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(*key, *statefile.histogram_columns(h)) for key, h in histograms.items()],
         )
@@ -271,6 +298,12 @@ class Store:
         for (wf, status), when in changes.last_finished.items():
             lkey = (source, wf, status)
             m.last_finished[lkey] = max(m.last_finished.get(lkey, 0.0), _ts(when))
+        for wf, step in changes.new_steps:
+            for status in _STEPS:
+                m.steps.setdefault((source, wf, step, status), 0)
+        for (wf, step, status), n in changes.steps.items():
+            skey = (source, wf, step, status)
+            m.steps[skey] = m.steps.get(skey, 0) + n
         m.histograms.update(histograms)
         # The latest run behind each duration bucket, once its cycle is committed.
         for obs in changes.observations:
@@ -372,6 +405,8 @@ def _active_from_row(row: tuple[object, ...]) -> ActiveRun:
 
 
 def _born_series(changes: CycleChanges) -> list[str]:
-    return [born_key(w) for w in changes.new_workflows] + [
-        error_born_key(w, code) for w, code in changes.new_error_pairs
+    return [
+        *(born_key(w) for w in changes.new_workflows),
+        *(error_born_key(w, code) for w, code in changes.new_error_pairs),
+        *(step_born_key(w, step) for w, step in changes.new_steps),
     ]

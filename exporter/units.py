@@ -17,11 +17,15 @@ from pydantic import BeforeValidator
 # The two histograms, by the key that observations, stored buckets and settings share.
 QUEUE_WAIT = "queue_wait"
 DURATION = "duration"
+# Keyed by (source, workflow, step): the step stands where the run histograms keep a status.
+STEP_DURATION = "step_duration"
 
 DEFAULT_BUCKETS: Mapping[str, tuple[float, ...]] = {
     # Document workflows take seconds to hours.
     DURATION: (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800),
     QUEUE_WAIT: (0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200),
+    # A step is one model call or one function: well under a second to tens of minutes.
+    STEP_DURATION: (0.25, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
 }
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")

@@ -24,7 +24,7 @@ from exporter.labelnames import (
     MAX_STATIC_LABELS,
     RESERVED_LABEL_NAMES,
 )
-from exporter.providers import registry
+from exporter.providers import SourceSettings, registry
 from exporter.providers.cortex import ORIGINS
 from monitoring import rules
 
@@ -101,6 +101,20 @@ def values_schema() -> str:
     source = schema["properties"]["sources"]["items"]["properties"]
     source.update(_source_filters_and_labels())
     source["provider"]["enum"] = sorted(registry())
+    # The step settings, as the source model bounds them (Noxus refuses `steps: true` itself).
+    model = SourceSettings.model_json_schema()["properties"]
+    source["steps"] = {
+        "type": ["boolean", "null"],
+        "description": "count per-step metrics (default: on where the runs list carries steps)",
+    }
+    source["max_steps"] = {
+        "type": "integer",
+        "minimum": model["max_steps"]["minimum"],
+        "maximum": model["max_steps"]["maximum"],
+        "description": "distinct step values per workflow; later ones fold into `other`",
+    }
+    buckets = schema["properties"]["config"]["properties"]["buckets"]["properties"]
+    buckets["step_duration"] = buckets["duration"]
     return json.dumps(schema, indent=2) + "\n"
 
 

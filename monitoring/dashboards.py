@@ -476,6 +476,7 @@ def workflow_runs() -> Any:
             unit="s",
         )
     )
+    _steps_row(grid, f)
     grid.row("Alerts")
     grid.add(
         Panel(
@@ -498,6 +499,74 @@ def workflow_runs() -> Any:
         "Runs of document workflows by source, provider and workflow (workflow-runs-exporter).",
         grid,
         ["provider", "source", "workflow"],
+    )
+
+
+def _steps_row(grid: Grid, f: str) -> None:
+    """Per-step panels: which step type fails, and how long steps take where the API says."""
+    steps = "workflow_run_steps_total"
+    # Steps that ran to an outcome: the denominator of the step failure ratio, as in the
+    # WorkflowStepFailureRatioHigh rule (Extend's steps come from failed runs only: left out).
+    ran = f'{f},provider!="extend",status=~"succeeded|failed"'
+    grid.row("Steps")
+    grid.add(
+        Panel(
+            "Failed steps by step type",
+            "timeseries",
+            [
+                Target(
+                    _rate(steps, f + ',status="failed"', "workflow, step"),
+                    legend="{{workflow}} / {{step}}",
+                )
+            ],
+            "Steps that failed per second, by workflow and step type (the step a failed run "
+            "stopped at).",
+            unit="ops",
+        )
+    )
+    grid.add(
+        _timeseries(
+            "Step failure ratio",
+            _rate(steps, f'{f},provider!="extend",status="failed"', "source, workflow, step")
+            + f" / {_rate(steps, ran, 'source, workflow, step')}",
+            "{{source}} / {{workflow}} / {{step}}",
+            "Of the steps of each type that ran to an outcome, the share that failed "
+            "(WorkflowStepFailureRatioHigh). Not-started steps after a failure do not dilute "
+            "it; Extend sources are left out (their steps come from failed runs only).",
+            unit="percentunit",
+        )
+    )
+    grid.add(
+        Panel(
+            "Step duration p95",
+            "timeseries",
+            [
+                Target(
+                    _quantile(
+                        "0.95", "workflow_run_step_duration_seconds", f, "source, workflow, step"
+                    ),
+                    legend="p95 {{workflow}} / {{step}}",
+                )
+            ],
+            "95th percentile step duration, per workflow and step, where the API gives each "
+            "step's start and end (Cortex); empty for the other providers.",
+            unit="s",
+        )
+    )
+    grid.add(
+        Panel(
+            "Steps by status",
+            "bargauge",
+            [
+                Target(
+                    f"sum by (status) (increase({steps}{{{f}}}[$__range]))",
+                    legend="{{status}}",
+                    instant=True,
+                )
+            ],
+            "Steps of the runs that finished in the time range, by step status.",
+            options={"orientation": "horizontal", "displayMode": "gradient"},
+        )
     )
 
 

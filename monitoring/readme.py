@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from exporter.model import RunStatus
+from exporter.model import RunStatus, StepStatus
 from exporter.providers import Provider, registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +33,7 @@ API_ROWS = (
     ("`code` label", "code_label"),
     ("duration", "duration"),
     ("progress", "progress"),
+    ("steps", "steps"),
     ("other", "other"),
 )
 
@@ -61,6 +62,19 @@ def provider_tables() -> str:
     lines += ["", _row(["", *titles]), _row(["---"] * (1 + len(providers)))]
     for label, attribute in API_ROWS:
         lines.append(_row([label, *(getattr(p.docs, attribute) for p in providers)]))
+    lines += ["", _row(["canonical step `status`", *titles])]
+    lines.append(_row(["---"] * (1 + len(providers))))
+    for step_status in StepStatus:
+        cells = []
+        for provider in providers:
+            if not provider.default_step_map:
+                cells.append(NONE)
+            elif step_status is StepStatus.UNKNOWN:
+                cells.append("anything else")
+            else:
+                natives = [n for n, s in provider.default_step_map.items() if s is step_status]
+                cells.append(", ".join(f"`{n}`" for n in natives) or NONE)
+        lines.append(_row([f"`{step_status.value}`", *cells]))
     return "\n".join(lines)
 
 

@@ -195,8 +195,37 @@ def _workflow_alerts(t: Thresholds) -> list[dict[str, Any]]:
             f"The p95 duration of runs of {where} over the last {dw} is"
             " {{ $value | humanizeDuration }}.",
         ),
+        _step_failure_alert(t, where),
         *_last_finished_alerts(t, where),
     ]
+
+
+def _step_failure_alert(t: Thresholds, where: str) -> dict[str, Any]:
+    steps = "workflow_run_steps_total"
+    by = f"{WORKFLOW_LABELS}, step"
+    sw = t.get("step_failure_ratio", "window")
+    left_out = f'provider!~"{t.get("step_failure_ratio", "exclude_providers")}"'
+    failed = _series(t, steps, 'status="failed"', left_out)
+    ran = _series(t, steps, f'status=~"{t.get("step_failure_ratio", "ran")}"', left_out)
+    # Of the steps of one type that ran to an outcome, the share that failed: steps a failed run
+    # never started (`not_started`) are no evidence either way.
+    ratio = (
+        f"sum by ({by}) (increase({failed}[{sw}]))\n"
+        f"  / sum by ({by}) (increase({ran}[{sw}]))\n"
+        f"  > {t.get('step_failure_ratio', 'ratio')}\n"
+        f"and on ({by})\n"
+        f"  sum by ({by}) (increase({ran}[{sw}]))"
+        f" >= {t.get('step_failure_ratio', 'min_steps')}"
+    )
+    return _alert(
+        t,
+        "WorkflowStepFailureRatioHigh",
+        "step_failure_ratio",
+        ratio,
+        "Step {{ $labels.step }} failing in {{ $labels.workflow }} ({{ $labels.source }})",
+        f"{{{{ $value | humanizePercentage }}}} of the {{{{ $labels.step }}}} steps of {where}"
+        f" that ran in the last {sw} failed.",
+    )
 
 
 def _last_finished_alerts(t: Thresholds, where: str) -> list[dict[str, Any]]:

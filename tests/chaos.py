@@ -4,8 +4,9 @@ moments and restarted on the same state file, then an exact comparison with grou
     python -m tests.chaos --kills 50 --faults 1000      # `make chaos`
 
 After the faults stop and a few clean cycles pass, every `workflow_runs_finished_total`,
-`workflow_run_errors_total` and `workflow_runs_active` series must equal the simulators' ground
-truth exactly, and every duration histogram's `_count` must equal its counter.
+`workflow_run_errors_total`, `workflow_runs_active`, `workflow_run_steps_total` and step-duration
+`_count` series must equal the simulators' ground truth exactly, and every duration histogram's
+`_count` must equal its counter.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.providers import registry
 from exporter.simulator import SIMULATORS, SimulatorServer
 
 UNKNOWN_STATUS = "MYSTERY_STATE"
@@ -178,11 +180,13 @@ def _scrape(port: int) -> dict[str, dict[tuple[str, ...], float]]:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = sample.labels
-            key = (
+            key: tuple[str, ...] = (
                 labels.get("source", ""),
                 labels.get("workflow", ""),
                 labels.get("status", labels.get("code", labels.get("result", ""))),
             )
+            if "step" in labels:  # step series: (source, workflow, step, status or "")
+                key = (*key[:2], labels["step"], labels.get("status", ""))
             values.setdefault(sample.name, {})[key] = sample.value
     return values
 
@@ -228,12 +232,42 @@ def _compare(fleet: Fleet, port: int, result: ChaosResult) -> None:
                         f"{source} {metric}{key}: exporter {got.get(key, 0.0)}, "
                         f"truth {expected.get(key, 0)}"
                     )
+        _compare_steps(sim, source, scraped, result)
         counts = scraped.get("workflow_run_duration_seconds_count", {})
         finished = scraped.get("workflow_runs_finished_total", {})
         for (s, wf, st), value in finished.items():
             if s == source and value and counts.get((s, wf, st)) != value:
                 result.mismatches.append(
                     f"{source} duration _count{(wf, st)} {counts.get((s, wf, st))} != {value}"
+                )
+
+
+def _compare_steps(
+    sim: SimulatorServer,
+    source: str,
+    scraped: dict[str, dict[tuple[str, ...], float]],
+    result: ChaosResult,
+) -> None:
+    """Step series too: where the source counts steps (its provider's default), exactly the
+    truth's; elsewhere none."""
+    truth = sim.world.truth()
+    counts_steps = registry()[sim.provider].steps_by_default
+    for metric, expected in (
+        ("workflow_run_steps_total", truth.steps if counts_steps else Counter()),
+        (
+            "workflow_run_step_duration_seconds_count",
+            Counter({(*k, ""): n for k, n in truth.step_durations.items()})
+            if counts_steps
+            else Counter(),
+        ),
+    ):
+        got = {key[1:]: v for key, v in scraped.get(metric, {}).items() if key[0] == source}
+        for key in set(got) | set(expected):
+            result.series_checked += 1
+            if got.get(key, 0.0) != expected.get(key, 0):
+                result.mismatches.append(
+                    f"{source} {metric}{key}: exporter {got.get(key, 0.0)}, "
+                    f"truth {expected.get(key, 0)}"
                 )
 
 

@@ -48,6 +48,16 @@ def errors(exporter: Exporter, source: str) -> Counter[tuple[str, ...]]:
     return by_labels(exporter, "workflow_run_errors_total", source, "workflow", "code")
 
 
+def steps(exporter: Exporter, source: str) -> Counter[tuple[str, ...]]:
+    return by_labels(exporter, "workflow_run_steps_total", source, "workflow", "step", "status")
+
+
+def step_durations(exporter: Exporter, source: str) -> Counter[tuple[str, ...]]:
+    return by_labels(
+        exporter, "workflow_run_step_duration_seconds_count", source, "workflow", "step"
+    )
+
+
 def up(exporter: Exporter, source: str) -> float | None:
     for labels, value in samples(exporter.registry, "workflow_exporter_source_up"):
         if labels.get("source") == source:

@@ -79,6 +79,9 @@ def test_workflow_dashboard_has_the_variables_and_panels() -> None:
         "Top error codes",
         "Oldest active run by workflow",
         "Review backlog",
+        "Failed steps by step type",
+        "Step failure ratio",
+        "Step duration p95",
         "Firing alerts",
     } <= _titles(board)
     for panel in board["panels"]:

@@ -83,6 +83,9 @@ def stack(tmp_path: Path, simulator: SimFactory) -> Iterator[Stack]:
         noxus.start_driver(speed=1.0)
         noxus.bad_record(2)
         noxus.unknown_status(2)
+        # Steps with start and end times, for the step duration panel.
+        cortex = simulator("cortex", seed=63, history_seconds=1800)
+        cortex.start_driver(speed=1.0)
 
         exporter_port, am_port = free_port(), free_port()
         config = {
@@ -93,6 +96,7 @@ def stack(tmp_path: Path, simulator: SimFactory) -> Iterator[Stack]:
             "sources": [
                 source_for(plextera, "plextera", name="plextera-e2e"),
                 source_for(noxus, "noxus", name="noxus-e2e", max_workflows=1),
+                source_for(cortex, "cortex", name="cortex-e2e"),
             ],
             # The alerting agent too, so its dashboard panels have data.
             "alerting": {

@@ -11,8 +11,9 @@ import pytest
 
 from exporter.app import Exporter
 from exporter.collect import SourceCollector
+from exporter.providers import registry
 from tests.conftest import PROVIDERS, ExporterFactory, SimFactory, source_for
-from tests.helpers import active, errors, finished, samples
+from tests.helpers import active, errors, finished, samples, step_durations, steps
 
 
 def assert_matches_truth(exporter: Exporter, sim: object, source: str) -> None:
@@ -20,6 +21,10 @@ def assert_matches_truth(exporter: Exporter, sim: object, source: str) -> None:
     assert finished(exporter, source) == truth.finished
     assert active(exporter, source) == truth.active
     assert errors(exporter, source) == truth.errors
+    # Steps count with their runs, so exactly as often (where the source counts them).
+    counts_steps = registry()[sim.provider].steps_by_default  # type: ignore[attr-defined]
+    assert steps(exporter, source) == (truth.steps if counts_steps else Counter())
+    assert step_durations(exporter, source) == (truth.step_durations if counts_steps else Counter())
 
 
 def assert_histograms_match_counters(exporter: Exporter, source: str) -> None:

@@ -322,6 +322,8 @@ def test_exposition_types() -> None:
         "workflow_run_errors": "counter",
         "workflow_run_duration_seconds": "histogram",
         "workflow_run_queue_wait_seconds": "histogram",
+        "workflow_run_steps": "counter",
+        "workflow_run_step_duration_seconds": "histogram",
         "workflow_runs_active": "gauge",
         "workflow_runs_oldest_active_age_seconds": "gauge",
         "workflow_runs_progress_ratio": "gauge",

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.model import RunStatus
+from exporter.model import RunStatus, StepStatus
 from exporter.simulator import SIMULATORS, GroundTruth, SimulatorServer, World
 from exporter.simulator.noxus import NoxusSimulator
 from exporter.simulator.plextera import PlexteraSimulator
@@ -305,12 +305,26 @@ def truth_from_listing(sim: SimulatorServer, runs: list[JSON]) -> GroundTruth:
         ended = status is RunStatus.UNKNOWN and run[WIRES[sim.provider].finished_key] is not None
         if status.terminal or ended:
             truth.finished[key] += 1
+            _steps_from_listing(sim, run, status, truth)
         else:
             truth.active[key] += 1
         if status in (RunStatus.FAILED, RunStatus.REJECTED):
             code = WIRES[sim.provider].error_code(run) or "unspecified"
             truth.errors[(run["workflow"]["name"], code)] += 1
     return truth
+
+
+def _steps_from_listing(
+    sim: SimulatorServer, run: JSON, status: RunStatus, truth: GroundTruth
+) -> None:
+    """Plextera's list items carry their steps (the only listing here that does)."""
+    steps = run.get("steps")
+    for step in steps if isinstance(steps, list) else ():
+        canonical = sim.vocabulary.step_table.get(step["status"], StepStatus.UNKNOWN)
+        key = (run["workflow"]["name"], step["type"], canonical.value)
+        truth.steps[key] += 1
+        if status is RunStatus.FAILED:
+            truth.failed_run_steps[key] += 1
 
 
 @pytest.mark.parametrize("provider", ["plextera", "noxus"])
@@ -500,6 +514,8 @@ def test_each_simulator_declares_the_variants_its_provider_might_answer_with() -
                 "no_offset",
                 "rejected",
                 "oldest_first_capped",
+                "nested_listed",
+                "nested_unlisted",
             ]
         ),
         "noxus": sorted(

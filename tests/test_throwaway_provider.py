@@ -179,7 +179,7 @@ def test_the_chart_accepts_the_new_provider() -> None:
 
 def test_the_readme_tables_show_the_new_provider() -> None:
     tables = readme.provider_tables()
-    assert tables.count(" Toy ") == 2
+    assert tables.count(" Toy ") == 3  # run statuses, API facts, step statuses (none)
     assert "`ok`" in tables
 '''
 

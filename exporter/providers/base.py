@@ -8,6 +8,7 @@ never decides what to count: that is `exporter.collect`'s job.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import re
 from abc import ABC, abstractmethod
@@ -34,9 +35,10 @@ from exporter.filters import WorkflowFilter
 from exporter.http import ApiClient, JsonResponse
 from exporter.labelnames import MAX_STATIC_LABELS, check_label_name, check_label_value
 from exporter.logs import may_hold_secret, redact
-from exporter.model import Run, RunStatus, StatusMapper
+from exporter.model import Run, RunStatus, StatusMapper, Step, StepStatus
 from exporter.providers.paging import Fetch, ListShape, Order, Page, PagedList, T
 from exporter.providers.sanitize import Limits, RunSanitizer
+from exporter.providers.steps import StepMapper, StepsRead, read_steps
 from exporter.providers.wire import take_offsetless_seen
 from exporter.sharding import UNSHARDED, Shard
 from exporter.units import Duration
@@ -92,6 +94,11 @@ class SourceSettings(BaseModel):
     status_map: dict[str, RunStatus] = Field(default_factory=dict)
     # Longer label values (a workflow name, an error code) are cut, with a hash of the whole kept.
     max_label_length: int = Field(default=128, ge=16, le=1024)
+    # Per-step counters from what the runs list already carries (no extra request); unset: the
+    # provider's default (on where its list carries steps).
+    steps: bool | None = None
+    # Distinct `step` values per workflow; later ones fold into `other`.
+    max_steps: int = Field(default=30, ge=1, le=1000)
 
     @field_validator("base_url")
     @classmethod
@@ -192,6 +199,8 @@ class ProviderDocs:
     duration: str
     progress: str
     other: str = ""
+    # How the run's steps become `workflow_run_steps_total` (README provider table).
+    steps: str = "none"
 
 
 S = TypeVar("S", bound=SourceSettings)
@@ -211,6 +220,10 @@ class Provider(ABC, Generic[S]):
     # True when one source's runs can be split across shards by workflow (each shard reads only
     # its own workflows); otherwise a source goes whole to one shard.
     shards_by_workflow: ClassVar[bool] = False
+    # Whether a source counts steps when its `steps` setting is unset, and the step statuses
+    # (empty: the API's runs carry no steps).
+    steps_by_default: ClassVar[bool] = False
+    default_step_map: ClassVar[Mapping[str, StepStatus]] = {}
 
     def __init__(
         self,
@@ -237,6 +250,28 @@ class Provider(ABC, Generic[S]):
         self.shape = (
             settings.list_shape() if isinstance(settings, PagedSourceSettings) else ListShape()
         )
+
+    @property
+    def steps_on(self) -> bool:
+        steps = self.settings.steps
+        return self.steps_by_default if steps is None else steps
+
+    @functools.cached_property
+    def step_mapper(self) -> StepMapper:
+        """The provider's `default_step_map`. Unmapped step statuses are loud: counted as
+        `step:<native>` on unknown_status."""
+        return StepMapper(
+            self.default_step_map,
+            lambda native: self.events.unknown_status(
+                "step:" + self.sanitizer.text(native, self.settings.max_label_length)
+            ),
+        )
+
+    def read_steps(self, items: Any, build: Callable[[Any], Step | None], **kw: bool) -> StepsRead:
+        """`read_steps`, or nothing at all when the source does not count steps."""
+        if not self.steps_on:
+            return StepsRead((), 0)
+        return read_steps(items, build, **kw)
 
     @classmethod
     @abstractmethod

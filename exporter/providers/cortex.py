@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from exporter.errors import PayloadError
-from exporter.model import DAY, UNSPECIFIED_CODE, Run, RunStatus, Step
+from exporter.model import DAY, UNSPECIFIED_CODE, Run, RunStatus, Step, StepStatus
 from exporter.providers.base import (
     PagedSourceSettings,
     Provider,
@@ -36,6 +36,7 @@ from exporter.providers.base import (
     segment,
 )
 from exporter.providers.paging import Page, PagedList
+from exporter.providers.steps import StepMapper, StepsRead, step_duration, text_field
 from exporter.providers.wire import WireModel, as_utc
 from exporter.units import Duration
 
@@ -144,6 +145,10 @@ class CortexProvider(Provider[CortexSettings]):
         code_label="`unspecified`; the free-text `error` goes to the logs",
         duration="`ended_at - started_at`; not observed where either is a bare date",
         progress="completed step outputs / step outputs",
+        steps=(
+            "`output` of finished runs (`steps: true` by default); `step` = the output's key; "
+            "duration `end - start` (epoch ms or s, or ISO)"
+        ),
         other=(
             "disabled and deleted workflows skipped; rediscovered every cycle; `runs_count` "
             "checked against the runs list"
@@ -156,6 +161,15 @@ class CortexProvider(Provider[CortexSettings]):
         "FAILED": RunStatus.FAILED,
         "CANCELLED": RunStatus.CANCELLED,
         "SKIPPED": RunStatus.SKIPPED,
+    }
+    steps_by_default: ClassVar[bool] = True
+    default_step_map: ClassVar[Mapping[str, StepStatus]] = {
+        "PENDING": StepStatus.NOT_STARTED,
+        "RUNNING": StepStatus.UNFINISHED,
+        "COMPLETED": StepStatus.SUCCEEDED,
+        "FAILED": StepStatus.FAILED,
+        "CANCELLED": StepStatus.CANCELLED,
+        "SKIPPED": StepStatus.SKIPPED,
     }
     # One app can hold many workflows, each listed on its own: they spread across shards.
     shards_by_workflow: ClassVar[bool] = True
@@ -345,6 +359,13 @@ class CortexProvider(Provider[CortexSettings]):
         if day_only:
             self.say_once("timestamps", "date_only", f"{sorted(day_only)[0]} is a date only")
         steps = _steps(wire.output)
+        counted = StepsRead((), 0)
+        if status.terminal or status is RunStatus.UNKNOWN:
+            mapper = self.step_mapper
+            raw = wire.output
+            # Not an object or a list (and not absent): one invalid step item.
+            entries: Any = _step_items(raw) if isinstance(raw, dict | list) else raw
+            counted = self.read_steps(entries, lambda entry: _counted_step(entry, mapper))
         progress = None
         if steps and not status.terminal:
             progress = sum(1 for st in steps if st.status == "COMPLETED") / len(steps)
@@ -365,32 +386,46 @@ class CortexProvider(Provider[CortexSettings]):
             progress=progress,
             error_code=UNSPECIFIED_CODE if status is RunStatus.FAILED else None,
             error_message=message,
-            steps=steps,
+            steps=counted.steps,
+            invalid_steps=counted.invalid,
             day_only=day_only,
             origin=wire.origin.upper()[:32] if isinstance(wire.origin, str) else None,
         )
 
 
 def _steps(output: Any) -> tuple[Step, ...]:
-    """Step outputs come keyed by step key (or, in older docs, as a list)."""
-    values: list[Any]
-    if isinstance(output, dict):
-        values = list(output.values())
-    elif isinstance(output, list):
-        values = output
-    else:
-        return ()
+    """Step outputs come keyed by step key (or, in older docs, as a list); for progress."""
     steps = []
-    for value in values:
+    for key, value in _step_items(output):
         if isinstance(value, dict) and isinstance(value.get("status"), str):
-            steps.append(
-                Step(
-                    name=str(value.get("key", "")),
-                    status=value["status"],
-                    type=value.get("type") if isinstance(value.get("type"), str) else None,
-                )
-            )
+            steps.append(Step(name=str(value.get("key") or key), status=value["status"]))
     return tuple(steps)
+
+
+def _step_items(output: Any) -> list[tuple[str, Any]]:
+    if isinstance(output, dict):
+        return [(str(key), value) for key, value in output.items()]
+    if isinstance(output, list):
+        return [("", value) for value in output]
+    return []
+
+
+def _counted_step(entry: tuple[str, Any], mapper: StepMapper) -> Step | None:
+    """A step as counted: labelled by its key (a step's `type`, `llm` or `code`, says too little
+    to act on), with its duration where both `start` and `end` are instants."""
+    key, item = entry
+    if not isinstance(item, dict):
+        return None
+    native = text_field(item, "status")
+    name = text_field(item, "key") or key
+    if native is None or not name:
+        return None
+    return Step(
+        name=name,
+        status=native,
+        canonical=mapper.map(native),
+        duration_seconds=step_duration(item.get("start"), item.get("end")),
+    )
 
 
 def _header_int(headers: Mapping[str, str], name: str) -> int | None:

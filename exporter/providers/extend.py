@@ -18,9 +18,10 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from exporter.errors import PaginationRunaway
-from exporter.model import ERROR_STATUSES, UNSPECIFIED_CODE, Run, RunStatus, Step
+from exporter.model import ERROR_STATUSES, UNSPECIFIED_CODE, Run, RunStatus, Step, StepStatus
 from exporter.providers.base import Provider, ProviderDocs, SourceSettings, segment
 from exporter.providers.paging import Page, reached_floor
+from exporter.providers.steps import StepMapper, StepsRead, text_field
 from exporter.providers.wire import UtcDatetime, WireModel
 
 REGIONAL_BASE_URLS = (
@@ -46,12 +47,6 @@ class _Workflow(WireModel):
     name: str | None = None
 
 
-class _StepRun(WireModel):
-    stepType: str | None = None  # noqa: N815 - wire name
-    status: str | None = None
-    step: dict[str, Any] | None = None
-
-
 class ExtendRun(WireModel):
     id: str = Field(min_length=1)
     status: str
@@ -64,7 +59,8 @@ class ExtendRun(WireModel):
     updatedAt: UtcDatetime  # noqa: N815 - wire name
     failureReason: str | None = None  # noqa: N815 - wire name
     failureMessage: str | None = None  # noqa: N815 - wire name
-    stepRuns: list[_StepRun | None] | None = None  # noqa: N815 - wire name
+    # Left raw: each step run is read on its own (`providers.steps`), so one bad one loses itself.
+    stepRuns: Any = None  # noqa: N815 - wire name
 
 
 class _ExtendPage(WireModel):
@@ -96,7 +92,20 @@ class ExtendProvider(Provider[ExtendSettings]):
         duration="`endTime - startTime`",
         progress="processed step runs / step runs, where the detail was fetched",
         other="`dashboardUrl` kept on the run (logged with failures)",
+        steps=(
+            "off by default (`steps: false`): the list has no steps, only the detail fetched "
+            "for failed runs; `steps: true` counts `stepRuns[]` (`step` = `stepType`) of "
+            "failed runs only, and the step failure ratio leaves these sources out"
+        ),
     )
+    default_step_map: ClassVar[Mapping[str, StepStatus]] = {
+        "PENDING": StepStatus.NOT_STARTED,
+        "WAITING": StepStatus.UNFINISHED,
+        "PROCESSING": StepStatus.UNFINISHED,
+        "PROCESSED": StepStatus.SUCCEEDED,
+        "FAILED": StepStatus.FAILED,
+        "CANCELLED": StepStatus.CANCELLED,
+    }
     default_status_map: ClassVar[Mapping[str, RunStatus]] = {
         "PENDING": RunStatus.QUEUED,
         "PROCESSING": RunStatus.RUNNING,
@@ -208,14 +217,16 @@ class ExtendProvider(Provider[ExtendSettings]):
             error_code = wire.failureReason or UNSPECIFIED_CODE
         elif status in ERROR_STATUSES and not failed:
             error_code = UNSPECIFIED_CODE
-        steps = tuple(
-            Step(name=s.stepType or "", status=s.status or "", type=s.stepType)
-            for s in (wire.stepRuns or [])
-            if s is not None
-        )
+        raw_steps = wire.stepRuns if isinstance(wire.stepRuns, list) else []
+        natives = [item.get("status") for item in raw_steps if isinstance(item, dict)]
         progress = None
-        if steps and not status.terminal:
-            progress = sum(1 for s in steps if s.status == "PROCESSED") / len(steps)
+        if natives and not status.terminal:
+            progress = sum(1 for native in natives if native == "PROCESSED") / len(natives)
+        read = StepsRead((), 0)
+        if detailed and (status.terminal or status is RunStatus.UNKNOWN):
+            # Only details carry steps, and only failed runs are fetched in detail: see `docs`.
+            mapper = self.step_mapper
+            read = self.read_steps(wire.stepRuns, lambda item: _step(item, mapper))
         return Run(
             id=wire.id,
             workflow_id=wire.workflow.id,
@@ -230,6 +241,16 @@ class ExtendProvider(Provider[ExtendSettings]):
             error_code=error_code,
             error_message=wire.failureMessage if failed else None,
             dashboard_url=wire.dashboardUrl,
-            steps=steps,
+            steps=read.steps,
+            invalid_steps=read.invalid,
             needs_detail=failed and not detailed,
         )
+
+
+def _step(item: Any, mapper: StepMapper) -> Step | None:
+    if not isinstance(item, dict):
+        return None
+    native, kind = text_field(item, "status"), text_field(item, "stepType")
+    if native is None or kind is None:
+        return None
+    return Step(name=kind, status=native, type=kind, canonical=mapper.map(native))

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
 from exporter.providers.base import (
@@ -32,6 +32,13 @@ class NoxusSettings(PagedSourceSettings):
     page_size: int = Field(default=100, ge=1, le=100)
     # `progress` is documented as an integer; 0-100 is the likely scale.
     progress_scale: float = Field(default=100.0, gt=0)
+
+    @field_validator("steps")
+    @classmethod
+    def _no_steps(cls, value: bool | None) -> bool | None:
+        if value:
+            raise ValueError("Noxus runs carry no steps: remove `steps: true` from this source")
+        return value
 
 
 class _Workflow(WireModel):
@@ -72,6 +79,7 @@ class NoxusProvider(Provider[NoxusSettings]):
             "`finished_at - created_at`, queue wait included"
         ),
         progress="`progress / progress_scale`",
+        steps="none: the runs carry no steps (`steps: true` is refused as a config error)",
     )
     default_status_map: ClassVar[Mapping[str, RunStatus]] = {
         "queued": RunStatus.QUEUED,

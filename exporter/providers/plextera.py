@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
+from exporter.model import UNSPECIFIED_CODE, Run, RunStatus, Step, StepStatus
 from exporter.providers.base import (
     PagedSourceSettings,
     Provider,
@@ -24,6 +24,7 @@ from exporter.providers.base import (
     segment,
 )
 from exporter.providers.paging import Page, PagedList
+from exporter.providers.steps import StepMapper, StepsRead, text_field
 from exporter.providers.wire import UtcDatetime, WireModel, dict_or_empty
 
 
@@ -63,8 +64,35 @@ class PlexteraRun(WireModel):
     durationMs: float | None = None  # noqa: N815 - wire name
     computedDurationMs: float | None = None  # noqa: N815 - wire name
     # `steps` (with nested runs, most of each item's bytes) and `updatedAt` are left unread:
-    # progress comes from `progress`, the list is ordered by `createdAt`, and nothing past the
-    # provider uses either.
+    # progress comes from `progress`, the list is ordered by `createdAt`. A source that counts
+    # steps reads them through `PlexteraRunWithSteps` instead.
+
+
+class PlexteraRunWithSteps(PlexteraRun):
+    # Left raw: each step is read on its own (`providers.steps`), so one bad step loses itself.
+    steps: Any = None
+
+
+class _NestedRef(WireModel):
+    id: str | None = None  # a nested run's other fields are never read
+
+
+class _NestedRuns(WireModel):
+    data: list[_NestedRef] | None = None
+
+
+class _WireStep(WireModel):
+    """A step of a page read straight from the bytes: its `output` and the nested runs' bodies
+    (most of its bytes) are skipped by the parser."""
+
+    name: str | None = None
+    type: str | None = None
+    status: str | None = None
+    nestedRuns: _NestedRuns | None = None  # noqa: N815 - wire name
+
+
+class _PlexteraRunTypedSteps(PlexteraRun):
+    steps: list[_WireStep] | None = None
 
 
 class _PageInfo(BaseModel):
@@ -82,6 +110,11 @@ class _PlexteraPage(WireModel):
     pageInfo: _PageInfo | None = None  # noqa: N815 - wire name
 
 
+class _PlexteraStepsPage(_PlexteraPage):
+    # A page with an odd step fails here and is read item by item (`PlexteraRunWithSteps`).
+    data: list[_PlexteraRunTypedSteps]  # type: ignore[assignment]  # a subtype: steps kept
+
+
 class PlexteraProvider(Provider[PlexteraSettings]):
     name: ClassVar[str] = "plextera"
     settings_model: ClassVar[type[SourceSettings]] = PlexteraSettings
@@ -95,7 +128,20 @@ class PlexteraProvider(Provider[PlexteraSettings]):
         code_label="`error.code` (failed and rejected runs)",
         duration="`durationMs`, else `computedDurationMs`, else completed - started",
         progress="`stepsCompleted / stepsTotal`",
+        steps=(
+            "`steps[]` of finished runs (`steps: true` by default); `step` = `type`, else "
+            "`name`; no durations (steps carry no times); `nestedRuns` not counted: a nested "
+            "run counts from the top-level list, and one it never shows is reported"
+        ),
     )
+    steps_by_default: ClassVar[bool] = True
+    # Seen: QUEUED, COMPLETED, FAILED; PROCESSING is the run's word for running.
+    default_step_map: ClassVar[Mapping[str, StepStatus]] = {
+        "QUEUED": StepStatus.NOT_STARTED,
+        "PROCESSING": StepStatus.UNFINISHED,
+        "COMPLETED": StepStatus.SUCCEEDED,
+        "FAILED": StepStatus.FAILED,
+    }
     default_status_map: ClassVar[Mapping[str, RunStatus]] = {
         "QUEUED": RunStatus.QUEUED,
         "PROCESSING": RunStatus.RUNNING,
@@ -104,6 +150,10 @@ class PlexteraProvider(Provider[PlexteraSettings]):
         "CLOSED": RunStatus.CANCELLED,
         "REJECTED": RunStatus.REJECTED,
     }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._step_cache: dict[tuple[str | None, str | None, str | None], Step] = {}
 
     @classmethod
     def auth_headers(cls, settings: SourceSettings, api_key: str) -> dict[str, str]:
@@ -125,7 +175,8 @@ class PlexteraProvider(Provider[PlexteraSettings]):
 
     def fast_decode(self, raw: bytes) -> Any:
         # Pages whose items are all valid are read straight from the bytes into typed runs.
-        return _PlexteraPage.model_validate_json(raw)
+        page = _PlexteraStepsPage if self.steps_on else _PlexteraPage
+        return page.model_validate_json(raw)
 
     def decode_page(self, body: Any, headers: Mapping[str, str]) -> Page[Run]:
         if isinstance(body, _PlexteraPage):
@@ -148,6 +199,28 @@ class PlexteraProvider(Provider[PlexteraSettings]):
             ids=tuple(run.id for run in runs),
         )
 
+    def _typed_steps(self, steps: list[_WireStep] | None, mapper: StepMapper) -> StepsRead:
+        """The steps of a page read fast. A workflow's steps repeat from run to run: each
+        distinct mapped step is built once and shared (steps are immutable); an unmapped status
+        is never cached, so each sighting of it is counted."""
+        if not steps:
+            return StepsRead((), 0)
+        built: list[Step] = []
+        invalid = 0
+        cache = self._step_cache
+        for item in steps:
+            key = (item.name, item.type, item.status)
+            step = cache.get(key)
+            if step is None:
+                step = _typed_step(item, mapper)
+                if step is None:
+                    invalid += 1
+                    continue
+                if step.canonical is not StepStatus.UNKNOWN and len(cache) < 10_000:
+                    cache[key] = step
+            built.append(step)
+        return StepsRead(tuple(built), invalid)
+
     def _list(self, params: dict[str, str], key: str) -> PagedList[Run]:
         def fetch(number: int, size: int) -> Page[Run]:
             response = self.get_page(
@@ -161,7 +234,8 @@ class PlexteraProvider(Provider[PlexteraSettings]):
         return self.paged_list(fetch, key, time_of=list_position)
 
     def _to_run(self, item: Any) -> Run:
-        return self._run_of(PlexteraRun.model_validate(item))
+        model = PlexteraRunWithSteps if self.steps_on else PlexteraRun
+        return self._run_of(model.model_validate(item))
 
     def _run_of(self, wire: PlexteraRun) -> Run:
         status = self.map_status(wire.status)
@@ -173,6 +247,24 @@ class PlexteraProvider(Provider[PlexteraSettings]):
         error_code = None
         if status in (RunStatus.FAILED, RunStatus.REJECTED):
             error_code = (wire.error.code if wire.error else None) or UNSPECIFIED_CODE
+        read = StepsRead((), 0)
+        nested: tuple[str, ...] = ()
+        finished = status.terminal or status is RunStatus.UNKNOWN
+        # Only a finished run's steps are ever counted: an active run's are not read.
+        if isinstance(wire, _PlexteraRunTypedSteps) and finished:
+            mapper = self.step_mapper
+            read = self._typed_steps(wire.steps, mapper)
+            nested = tuple(
+                ref.id[:256]
+                for step in wire.steps or ()
+                if step.nestedRuns and step.nestedRuns.data
+                for ref in step.nestedRuns.data
+                if ref.id
+            )
+        elif isinstance(wire, PlexteraRunWithSteps) and finished:
+            mapper = self.step_mapper
+            read = self.read_steps(wire.steps, lambda item: _step(item, mapper))
+            nested = _nested_ids(wire.steps)
         return Run(
             id=wire.id,
             workflow_id=wire.workflow.id,
@@ -187,7 +279,43 @@ class PlexteraProvider(Provider[PlexteraSettings]):
             progress=progress,
             error_code=error_code,
             error_message=wire.error.message if wire.error else None,
+            steps=read.steps,
+            invalid_steps=read.invalid,
+            nested_ids=nested,
         )
+
+
+def _nested_ids(steps: Any) -> tuple[str, ...]:
+    """The ids of the runs nested in a run's steps (`steps[].nestedRuns.data[].id`)."""
+    if not isinstance(steps, list):
+        return ()
+    ids: list[str] = []
+    for step in steps:
+        nested = step.get("nestedRuns") if isinstance(step, dict) else None
+        data = nested.get("data") if isinstance(nested, dict) else None
+        for run in data if isinstance(data, list) else ():
+            run_id = run.get("id") if isinstance(run, dict) else None
+            if isinstance(run_id, str) and run_id:
+                ids.append(run_id[:256])
+    return tuple(ids)
+
+
+def _typed_step(item: _WireStep, mapper: StepMapper) -> Step | None:
+    name, native = item.name, item.status
+    if not native or not (name or item.type):
+        return None
+    return Step(name=name or "", status=native, type=item.type, canonical=mapper.map(native))
+
+
+def _step(item: Any, mapper: StepMapper) -> Step | None:
+    if not isinstance(item, dict):
+        return None
+    native = text_field(item, "status")
+    name = text_field(item, "name") or text_field(item, "id")
+    kind = text_field(item, "type")
+    if native is None or (name is None and kind is None):
+        return None
+    return Step(name=name or "", status=native, type=kind, canonical=mapper.map(native))
 
 
 def _page_info(raw: Any) -> _PageInfo:

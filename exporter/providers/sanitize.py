@@ -82,6 +82,7 @@ class RunSanitizer:
         self._may_hold_secret = may_hold_secret
         self._invalid_field = invalid_field
         self._clock = clock
+        self._clean_step_texts: set[str] = set()
 
     def text(self, value: str, limit: int) -> str:
         return clean_text(value, limit, self._redact)
@@ -96,9 +97,11 @@ class RunSanitizer:
         return self._cleaned(run)
 
     def _clean_already(self, run: Run) -> bool:
+        if run.steps and not self._steps_clean(run):
+            return False
         texts = (run.id, run.workflow_id, run.native_status, run.workflow_label)
         optional = (run.error_code, run.error_message, run.dashboard_url)
-        if run.steps or run.workflow_name is None:
+        if run.workflow_name is None:
             return False
         if self._may_hold_secret("\x00".join(t for t in (*texts, *optional) if t)):
             return False
@@ -127,6 +130,24 @@ class RunSanitizer:
             t is None or abs(t - now) <= MAX_TIME_SKEW
             for t in (run.created_at, run.started_at, run.finished_at)
         )
+
+    def _steps_clean(self, run: Run) -> bool:
+        """Step texts (types, names, statuses) are few and repeat from run to run: each is
+        checked once, then remembered, so that most runs with steps are not copied."""
+        texts = {t for step in run.steps for t in (step.name, step.status, step.type) if t}
+        texts -= self._clean_step_texts
+        if not texts:
+            return True
+        limit = self.limits.label_length
+        for text in texts:
+            if not (len(text) <= limit and text.isprintable()) or text in RESERVED_LABEL_VALUES:
+                return False
+            if self._may_hold_secret(text):
+                return False
+        if len(self._clean_step_texts) >= 10_000:
+            self._clean_step_texts.clear()
+        self._clean_step_texts |= texts
+        return True
 
     def _cleaned(self, run: Run) -> Run:
         limits = self.limits
@@ -176,7 +197,8 @@ class RunSanitizer:
         )
 
     def _step(self, step: Step) -> Step:
-        return Step(
+        return replace(
+            step,
             name=self.label(step.name),
             status=self.text(step.status, self.limits.label_length),
             type=None if step.type is None else self.label(step.type),

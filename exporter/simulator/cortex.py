@@ -14,9 +14,10 @@ and the runs list honours the `origin` parameter.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, ClassVar
 
-from exporter.model import RunStatus
+from exporter.model import RunStatus, StepStatus
 from exporter.simulator.server import ApiVariant, PageZero, Request, Response, SimulatorServer
 from exporter.simulator.world import SimRun, SimWorkflow, Vocabulary
 
@@ -48,6 +49,24 @@ class CortexSimulator(SimulatorServer):
             "CANCELLED": RunStatus.CANCELLED,
             "SKIPPED": RunStatus.SKIPPED,
         },
+        step_labels=tuple(f"step_{index + 1}" for index in range(5)),
+        step_names={
+            StepStatus.SUCCEEDED: "COMPLETED",
+            StepStatus.FAILED: "FAILED",
+            StepStatus.CANCELLED: "CANCELLED",
+            StepStatus.SKIPPED: "SKIPPED",
+            StepStatus.NOT_STARTED: "PENDING",
+            StepStatus.UNFINISHED: "RUNNING",
+        },
+        step_table={
+            "PENDING": StepStatus.NOT_STARTED,
+            "RUNNING": StepStatus.UNFINISHED,
+            "COMPLETED": StepStatus.SUCCEEDED,
+            "FAILED": StepStatus.FAILED,
+            "CANCELLED": StepStatus.CANCELLED,
+            "SKIPPED": StepStatus.SKIPPED,
+        },
+        step_times=True,
     )
     page_zero_default: ClassVar[PageZero] = "as_first"
     variants: ClassVar[Mapping[str, ApiVariant]] = {
@@ -169,25 +188,30 @@ class CortexSimulator(SimulatorServer):
             "runs_count": count,
         }
 
-    def render(self, run: SimRun) -> dict[str, Any]:
-        status = self.vocabulary.canonical(run.native_status)
+    def _output(self, run: SimRun) -> dict[str, Any]:
+        """Step outputs keyed by step key; start and end in epoch milliseconds, as seen."""
+        v = self.vocabulary
         output: dict[str, Any] = {}
-        for index in range(run.steps_total):
-            key = f"step_{index + 1}"
-            done = index < run.steps_completed
+        for index, state in enumerate(run.step_states()):
+            key = v.step_label(index)
+            start, end = run.step_spans[index] if index < len(run.step_spans) else (None, None)
+            if start is None and state is StepStatus.UNFINISHED:
+                start = run.started_at  # the step running now began no later than its run
             output[key] = {
-                "status": "COMPLETED"
-                if done
-                else ("RUNNING" if index == run.steps_completed else "PENDING"),
+                "status": v.step_native(state),
                 "type": "code" if index % 2 else "llm",
                 "key": key,
-                "start": int(run.started_at.timestamp() * 1000) if run.started_at else None,
-                "end": None,
+                "start": _millis(start),
+                "end": _millis(end),
             }
+        return output
+
+    def render(self, run: SimRun) -> dict[str, Any]:
+        status = self.vocabulary.canonical(run.native_status)
         return {
             "id": run.id,
             "input": {},
-            "output": output,
+            "output": "garbled" if run.steps_broken else self._output(run),
             "status": run.native_status,
             "origin": self.world.origin_of(run),
             "error": run.error_message if status is RunStatus.FAILED else None,
@@ -198,3 +222,7 @@ class CortexSimulator(SimulatorServer):
             "workflow_id": run.workflow.id,
             "workflow_version": {"id": f"wv-{run.workflow.id[:8]}", "version": 1},
         }
+
+
+def _millis(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)

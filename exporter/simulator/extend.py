@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
-from exporter.model import RunStatus
+from exporter.model import RunStatus, StepStatus
 from exporter.simulator.server import ApiVariant, Request, Response, SimulatorServer
 from exporter.simulator.world import SimRun, Vocabulary
 
@@ -45,6 +45,23 @@ class ExtendSimulator(SimulatorServer):
             "FAILED": RunStatus.FAILED,
             "REJECTED": RunStatus.REJECTED,
             "CANCELLED": RunStatus.CANCELLED,
+        },
+        step_labels=("PARSE", "EXTRACT", "CLASSIFY", "SPLIT"),
+        step_names={
+            StepStatus.SUCCEEDED: "PROCESSED",
+            StepStatus.FAILED: "FAILED",
+            StepStatus.CANCELLED: "CANCELLED",
+            StepStatus.SKIPPED: "PENDING",
+            StepStatus.NOT_STARTED: "PENDING",
+            StepStatus.UNFINISHED: "PROCESSING",
+        },
+        step_table={
+            "PENDING": StepStatus.NOT_STARTED,
+            "WAITING": StepStatus.UNFINISHED,
+            "PROCESSING": StepStatus.UNFINISHED,
+            "PROCESSED": StepStatus.SUCCEEDED,
+            "FAILED": StepStatus.FAILED,
+            "CANCELLED": StepStatus.CANCELLED,
         },
     )
     variants: ClassVar[Mapping[str, ApiVariant]] = {
@@ -166,14 +183,16 @@ class ExtendSimulator(SimulatorServer):
             **summary,
             "failureReason": run.error_code if failed else None,
             "failureMessage": run.error_message if failed else None,
-            "stepRuns": [
+            "stepRuns": "garbled"
+            if run.steps_broken
+            else [
                 {
                     "object": "step_run",
                     "id": f"{run.id}-step-{index}",
-                    "stepType": ("PARSE", "EXTRACT", "CLASSIFY", "SPLIT")[index % 4],
-                    "status": "PROCESSED" if index < run.steps_completed else "PENDING",
+                    "stepType": self.vocabulary.step_label(index),
+                    "status": self.vocabulary.step_native(state),
                 }
-                for index in range(run.steps_total)
+                for index, state in enumerate(run.step_states())
             ],
         }
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from exporter.model import RunStatus
+from exporter.model import RunStatus, StepStatus
 from exporter.simulator.server import ApiVariant, Request, Response, SimulatorServer
 from exporter.simulator.world import SimRun, Vocabulary
 
@@ -33,6 +33,23 @@ class PlexteraSimulator(SimulatorServer):
             "FAILED": RunStatus.FAILED,
             "CLOSED": RunStatus.CANCELLED,
         },
+        step_labels=("document_insights", "web_function"),
+        # Only QUEUED, COMPLETED and FAILED are seen in the docs: a step a closed run never
+        # finished stays QUEUED.
+        step_names={
+            StepStatus.SUCCEEDED: "COMPLETED",
+            StepStatus.FAILED: "FAILED",
+            StepStatus.CANCELLED: "QUEUED",
+            StepStatus.SKIPPED: "QUEUED",
+            StepStatus.NOT_STARTED: "QUEUED",
+            StepStatus.UNFINISHED: "PROCESSING",
+        },
+        step_table={
+            "QUEUED": StepStatus.NOT_STARTED,
+            "PROCESSING": StepStatus.UNFINISHED,
+            "COMPLETED": StepStatus.SUCCEEDED,
+            "FAILED": StepStatus.FAILED,
+        },
     )
     variants: ClassVar[Mapping[str, ApiVariant]] = {
         "oldest_first": ApiVariant(order="oldest_first"),
@@ -42,6 +59,9 @@ class PlexteraSimulator(SimulatorServer):
         "no_offset": ApiVariant(timestamps="no_offset"),
         "rejected": ApiVariant(rejected=True),
         "oldest_first_capped": ApiVariant(order="oldest_first", page_cap=CAPPED, first_page=0),
+        # The docs do not say whether nested runs are in the top-level list too.
+        "nested_listed": ApiVariant(nested_runs="listed"),
+        "nested_unlisted": ApiVariant(nested_runs="unlisted"),
     }
 
     @classmethod
@@ -160,16 +180,24 @@ class PlexteraSimulator(SimulatorServer):
             "progress": {"stepsCompleted": run.steps_completed, "stepsTotal": run.steps_total},
             "durationMs": run.duration_ms,
             "computedDurationMs": run.duration_ms,
-            "steps": [
-                {
-                    "id": f"{run.id}-step-{index}",
-                    "name": f"Step {index + 1}",
-                    "type": "document_insights" if index % 2 == 0 else "web_function",
-                    "status": "COMPLETED" if index < run.steps_completed else "QUEUED",
-                    "message": None,
-                    "output": None,
-                    "nestedRuns": {"count": 0, "data": []},
-                }
-                for index in range(run.steps_total)
-            ],
+            "steps": "garbled" if run.steps_broken else self.render_steps(run),
         }
+
+    def render_steps(self, run: SimRun) -> list[dict[str, Any]]:
+        v = self.vocabulary
+        return [
+            {
+                "id": f"{run.id}-step-{index}",
+                "name": f"Step {index + 1}",
+                "type": v.step_label(index),
+                "status": v.step_native(state),
+                "message": None,
+                "output": None,
+                "nestedRuns": self._nested(run) if index == 0 else {"count": 0, "data": []},
+            }
+            for index, state in enumerate(run.step_states())
+        ]
+
+    def _nested(self, run: SimRun) -> dict[str, Any]:
+        children = [self.world.runs[c] for c in run.children if c in self.world.runs]
+        return {"count": len(children), "data": [self.render(child) for child in children]}

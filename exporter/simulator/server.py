@@ -53,6 +53,9 @@ class ApiVariant:
     omit_started_at: bool = False  # runs come without a `started_at` key at all
     rejected: bool = False  # some runs end rejected and carry an error like failed ones
     stale_updated_at: bool = False  # changes never bump updatedAt: it stays the creation time
+    # Every fifth run is a nested run of the run created before it, shown in that run's first
+    # step (Plextera's `nestedRuns`); `unlisted`: the top-level list does not show it.
+    nested_runs: Literal["none", "listed", "unlisted"] = "none"
 
 
 def render_time(value: datetime | None, variant: ApiVariant) -> str | None:
@@ -193,6 +196,8 @@ class SimulatorServer:
             workflows=workflows,
             arrival_rate_per_min=arrival_rate_per_min,
             start=datetime.now(tz=UTC) - timedelta(seconds=history_seconds),
+            nested_every=0 if self.variant.nested_runs == "none" else 5,
+            nested_hidden=self.variant.nested_runs == "unlisted",
         )
         if history_seconds:
             self.world.advance(history_seconds)
@@ -295,6 +300,8 @@ class SimulatorServer:
         """Every run, in the order this API's page-numbered lists give them (the world's cached
         list itself when ascending: read it, never change it)."""
         ascending = self.world.sorted_ascending("created")[0]
+        if self.world.nested_hidden:
+            ascending = [run for run in ascending if not run.hidden]
         return ascending if self.variant.order == "oldest_first" else ascending[::-1]
 
     def page_window(self, page: int, size: int) -> PageWindow | None:

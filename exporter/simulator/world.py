@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from exporter.model import TERMINAL_STATUSES, RunStatus
+from exporter.model import TERMINAL_STATUSES, RunStatus, StepStatus
 
 ERROR_CODES = ("UNSUPPORTED_DOCUMENT", "WORKFLOW_RUN_FAILED", "TIMEOUT", "EXTRACTION_FAILED")
 WORKFLOW_NAMES = (
@@ -50,9 +50,25 @@ class Vocabulary:
     error_codes: bool = True  # False: the API exposes no code (truth uses `unspecified`)
     # True: rejected runs carry a code drawn like failed ones' (Plextera's `error` on rejections).
     rejection_codes: bool = False
+    # Steps as this API shows them: the label of step i (cycled; empty: the runs carry no
+    # steps), each canonical step status's native word, and the provider's table back.
+    step_labels: tuple[str, ...] = ()
+    step_names: Mapping[StepStatus, str] = field(default_factory=dict)
+    step_table: Mapping[str, StepStatus] = field(default_factory=dict)
+    step_times: bool = False  # steps carry their start and end (Cortex)
 
     def canonical(self, native: str) -> RunStatus:
         return self.table.get(native, RunStatus.UNKNOWN)
+
+    def step_label(self, index: int) -> str:
+        return self.step_labels[index % len(self.step_labels)]
+
+    def step_native(self, state: StepStatus) -> str:
+        return self.step_names[state]
+
+    def step_canonical(self, state: StepStatus) -> StepStatus:
+        """What a client reading this API makes of a step in `state`."""
+        return self.step_table.get(self.step_names[state], StepStatus.UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -80,10 +96,69 @@ class SimRun:
     run_for: float = 0.0
     review_for: float | None = None
     outcome: str = "succeeded"
+    # Fixed when the run finishes (None while it runs: then `step_states` derives them).
+    final_steps: tuple[StepStatus, ...] | None = None
+    # (start, end) of each step of a finished run; None where the step never started or ended.
+    step_spans: tuple[tuple[datetime | None, datetime | None], ...] = ()
+    # The API sends this run's step list garbled (not a list): a client counts it invalid.
+    steps_broken: bool = False
+    # Nested runs (Plextera): shown inside this run's first step; a hidden run is in no list, so
+    # no truth a client of the lists can know includes it.
+    children: list[str] = field(default_factory=list)
+    hidden: bool = False
 
     @property
     def progress(self) -> float:
         return self.steps_completed / self.steps_total if self.steps_total else 0.0
+
+    def step_states(self) -> tuple[StepStatus, ...]:
+        if self.final_steps is not None:
+            return self.final_steps
+        return tuple(
+            StepStatus.SUCCEEDED
+            if index < self.steps_completed
+            else StepStatus.UNFINISHED
+            if index == self.steps_completed and self.started_at is not None
+            else StepStatus.NOT_STARTED
+            for index in range(self.steps_total)
+        )
+
+    def settle_steps(self, status: RunStatus) -> None:
+        """Each step's end as the run ends: a failed or cancelled run stops at the step it was
+        in (later steps never start), a skipped one skips them all, the others complete them."""
+        total = self.steps_total
+        at = min(self.steps_completed, total - 1) if total else 0
+        states: list[StepStatus] = []
+        for index in range(total):
+            if status is RunStatus.SKIPPED:
+                states.append(StepStatus.SKIPPED)
+            elif status in (RunStatus.FAILED, RunStatus.CANCELLED):
+                stopped = StepStatus.FAILED if status is RunStatus.FAILED else StepStatus.CANCELLED
+                states.append(
+                    StepStatus.SUCCEEDED
+                    if index < at
+                    else stopped
+                    if index == at
+                    else StepStatus.NOT_STARTED
+                )
+            else:
+                states.append(StepStatus.SUCCEEDED)
+        self.final_steps = tuple(states)
+        ran = [i for i, state in enumerate(states) if state not in _NEVER_RAN]
+        began, ended = self.started_at, self.finished_at
+        spans: list[tuple[datetime | None, datetime | None]] = [(None, None)] * total
+        if began is not None and ended is not None and ran:
+            width = (ended - began) / len(ran)
+            for order, index in enumerate(ran):
+                spans[index] = (began + width * order, began + width * (order + 1))
+        self.step_spans = tuple(spans)
+
+    def reopen_steps(self) -> None:
+        self.final_steps = None
+        self.step_spans = ()
+
+
+_NEVER_RAN = frozenset({StepStatus.NOT_STARTED, StepStatus.SKIPPED})
 
 
 @dataclass
@@ -92,16 +167,25 @@ class GroundTruth:
     active: Counter[tuple[str, str]] = field(default_factory=Counter)
     errors: Counter[tuple[str, str]] = field(default_factory=Counter)
     runs: int = 0
+    # (workflow, step, step status) over the steps of finished runs; the same over failed runs
+    # only (what a client that sees steps only in failed runs' details can know); and
+    # (workflow, step) -> steps that carry a start and an end.
+    steps: Counter[tuple[str, ...]] = field(default_factory=Counter)
+    failed_run_steps: Counter[tuple[str, ...]] = field(default_factory=Counter)
+    step_durations: Counter[tuple[str, ...]] = field(default_factory=Counter)
 
     def as_json(self) -> dict[str, Any]:
-        def pairs(counter: Counter[tuple[str, str]]) -> list[list[Any]]:
-            return [[a, b, n] for (a, b), n in sorted(counter.items())]
+        def rows(counter: Mapping[Any, int]) -> list[list[Any]]:
+            return [[*key, n] for key, n in sorted(counter.items())]
 
         return {
-            "finished": pairs(self.finished),
-            "active": pairs(self.active),
-            "errors": pairs(self.errors),
+            "finished": rows(self.finished),
+            "active": rows(self.active),
+            "errors": rows(self.errors),
             "runs": self.runs,
+            "steps": rows(self.steps),
+            "failed_run_steps": rows(self.failed_run_steps),
+            "step_durations": rows(self.step_durations),
         }
 
     @classmethod
@@ -109,11 +193,17 @@ class GroundTruth:
         def counter(rows: list[list[Any]]) -> Counter[tuple[str, str]]:
             return Counter({(str(a), str(b)): int(n) for a, b, n in rows})
 
+        def keyed(rows: list[list[Any]]) -> Counter[tuple[str, ...]]:
+            return Counter({tuple(str(v) for v in row[:-1]): int(row[-1]) for row in rows})
+
         return cls(
             counter(data["finished"]),
             counter(data["active"]),
             counter(data["errors"]),
             int(data["runs"]),
+            keyed(data.get("steps", [])),
+            keyed(data.get("failed_run_steps", [])),
+            keyed(data.get("step_durations", [])),
         )
 
 
@@ -126,8 +216,15 @@ class World:
         workflows: int = 4,
         arrival_rate_per_min: float = 6.0,
         start: datetime | None = None,
+        nested_every: int = 0,
+        nested_hidden: bool = False,
     ) -> None:
         self.vocabulary = vocabulary
+        # Every `nested_every`-th run is a nested run of the one created before it.
+        self.nested_every = nested_every
+        self.nested_hidden = nested_hidden
+        self._created = 0
+        self._last_created: SimRun | None = None
         self.rng = random.Random(seed)
         self.arrival_rate_per_min = arrival_rate_per_min
         self.lock = threading.RLock()
@@ -207,6 +304,7 @@ class World:
             self._changes += 1
             run.duration_ms = int((now - run.started_at).total_seconds() * 1000)
             status = self.vocabulary.canonical(native_status)
+            run.settle_steps(status)
             if status is RunStatus.FAILED or (
                 status is RunStatus.REJECTED and self.vocabulary.rejection_codes
             ):
@@ -233,6 +331,7 @@ class World:
                 run.finished_at = None
                 run.duration_ms = None
                 run.error_code = run.error_message = None
+                run.reopen_steps()
                 self._live[run.id] = run
             return run
 
@@ -313,8 +412,10 @@ class World:
     def truth(self, origins: Collection[str] | None = None) -> GroundTruth:
         """What a client should count; `origins`: of the runs from those origins only."""
         with self.lock:
-            truth = GroundTruth(runs=len(self.runs))
+            truth = GroundTruth(runs=sum(1 for run in self.runs.values() if not run.hidden))
             for run in [*self.runs.values(), *self.deleted_finished]:
+                if run.hidden:
+                    continue
                 status = self.vocabulary.canonical(run.native_status)
                 key = (run.workflow.name, status.value)
                 if origins is not None and self.origin_of(run) not in origins:
@@ -323,6 +424,7 @@ class World:
                     truth.active[key] += 1
                     continue
                 truth.finished[key] += 1
+                self._step_truth(run, status, truth)
                 # A rejected run counts as an error too (a project decision), with its code only
                 # where the API exposes one for rejections.
                 if status is RunStatus.FAILED or status is RunStatus.REJECTED:
@@ -334,6 +436,29 @@ class World:
                     code = run.error_code if exposed else None
                     truth.errors[(run.workflow.name, code or "unspecified")] += 1
             return truth
+
+    def _step_truth(self, run: SimRun, status: RunStatus, truth: GroundTruth) -> None:
+        v = self.vocabulary
+        if not v.step_labels or run.steps_broken:
+            return
+        for index, state in enumerate(run.step_states()):
+            label = v.step_label(index)
+            key = (run.workflow.name, label, v.step_canonical(state).value)
+            truth.steps[key] += 1
+            if status is RunStatus.FAILED:
+                truth.failed_run_steps[key] += 1
+            spans = run.step_spans
+            if v.step_times and index < len(spans) and None not in spans[index]:
+                truth.step_durations[(run.workflow.name, label)] += 1
+
+    def break_steps(self, n: int) -> list[SimRun]:
+        """Garbles the step lists of `n` runs (the API then sends a string for them)."""
+        with self.lock:
+            chosen = sorted(self.runs.values(), key=lambda r: r.id)[:n]
+            for run in chosen:
+                run.steps_broken = True
+            self._changes += 1
+            return chosen
 
     def _has_finished(self, run: SimRun) -> bool:
         """Terminal, or in a status the vocabulary does not know but with an end time: a client
@@ -386,6 +511,12 @@ class World:
         self.runs[run.id] = run
         self._changes += 1
         self._live[run.id] = run
+        self._created += 1
+        parent = self._last_created
+        if self.nested_every and self._created % self.nested_every == 0 and parent is not None:
+            parent.children.append(run.id)
+            run.hidden = self.nested_hidden
+        self._last_created = run
         return run
 
     def _evolve(self, run: SimRun) -> None:

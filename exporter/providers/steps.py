@@ -1,0 +1,104 @@
+"""Steps of a run: reading a provider's step items into canonical `Step`s.
+
+Providers hand their raw step items here (no second request is ever made for steps: only what a
+page, or a detail already fetched, carries). A step item that cannot be read is counted, never a
+reason to lose the run. Durations come only from a step's own start and end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from exporter.model import Step, StepStatus
+
+# A step timestamp given as a number larger than this is in milliseconds (1e11 seconds is the
+# year 5138; 1e11 milliseconds is 1973): the two readings never overlap for real instants.
+_MILLIS_ABOVE = 1e11
+# A step lasting longer than this is a wrong pair of numbers, not a step.
+_MAX_STEP_SECONDS = 366 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class StepsRead:
+    steps: tuple[Step, ...]
+    invalid: int  # items that were not steps (counted on invalid records, reason `step`)
+
+
+class StepMapper:
+    """Native step status -> canonical; an unmapped value is `unknown` and reported once per
+    read through `unknown` (the provider counts it on `unknown_status` as `step:<value>`)."""
+
+    def __init__(self, table: Mapping[str, StepStatus], unknown: Callable[[str], None]) -> None:
+        self._table = table
+        self._unknown = unknown
+
+    def map(self, native: str) -> StepStatus:
+        status = self._table.get(native)
+        if status is None:
+            self._unknown(native)
+            return StepStatus.UNKNOWN
+        return status
+
+
+def step_instant(value: Any) -> datetime | None:
+    """A step's start or end: Unix milliseconds (what the Cortex simulator sends), Unix seconds,
+    or an ISO 8601 string; None for anything else (a missing end: the step has no duration)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        if isinstance(value, int | float):
+            seconds = value / 1000 if abs(value) > _MILLIS_ABOVE else float(value)
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        if isinstance(value, str) and value:
+            if value.lstrip("-").replace(".", "", 1).isdigit():
+                return step_instant(float(value))
+            parsed = datetime.fromisoformat(value)
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return None
+
+
+def step_duration(start: Any, end: Any) -> float | None:
+    """end - start in seconds where both are instants and the difference is plausible."""
+    began, ended = step_instant(start), step_instant(end)
+    if began is None or ended is None:
+        return None
+    seconds = (ended - began).total_seconds()
+    return seconds if 0 <= seconds <= _MAX_STEP_SECONDS else None
+
+
+def read_steps(
+    items: Any, build: Callable[[Any], Step | None], *, keyed: bool = False
+) -> StepsRead:
+    """Each item built on its own: a missing list (None) is no steps; a list (or, `keyed`, an
+    object of items) that holds a bad item loses that item only; anything else is one invalid."""
+    values: Iterable[Any]
+    if items is None:
+        return StepsRead((), 0)
+    if isinstance(items, list):
+        values = items
+    elif keyed and isinstance(items, dict):
+        values = items.values()
+    else:
+        return StepsRead((), 1)
+    steps: list[Step] = []
+    invalid = 0
+    for item in values:
+        try:
+            step = build(item)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            step = None
+        if step is None:
+            invalid += 1
+        else:
+            steps.append(step)
+    return StepsRead(tuple(steps), invalid)
+
+
+def text_field(item: Mapping[str, Any], name: str) -> str | None:
+    value = item.get(name)
+    return value if isinstance(value, str) and value else None
