@@ -318,7 +318,7 @@ class SourceCollector:
         self.store.apply(name, self.provider.name, changes, cursor, also)
         self._report_changes(changes, len(seen))
         self._check_nested(seen, changes)
-        self._log_failures(seen, changes)
+        self._log_failures(changes)
 
     def _lookups(
         self,
@@ -410,16 +410,16 @@ class SourceCollector:
                 "list timestamp moving; found by a lookup after recheck_after",
             )
 
-    def _log_failures(self, seen: dict[str, Run], changes: CycleChanges) -> None:
-        """Free-text error messages never become labels; they are logged once, here."""
-        for run_id in changes.counted_ids:
-            run = seen[run_id]
+    def _log_failures(self, changes: CycleChanges) -> None:
+        """Free-text error messages never become labels; they are logged once, here. From what
+        was counted, not what was read: a parked failure that vanished was counted unread."""
+        for run in changes.finished_runs:
             if run.status is RunStatus.FAILED:
                 self.log.info(
                     "run failed",
                     run_id=run.id,
-                    workflow=run.workflow_label[:200],
-                    code=run.error_code,
+                    workflow=run.workflow,
+                    code=run.code,
                     message=(run.error_message or "")[:500],
                     dashboard_url=run.dashboard_url,
                 )

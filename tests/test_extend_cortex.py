@@ -206,3 +206,26 @@ def test_the_simulators_do_enforce_the_documented_limits(simulator: SimFactory) 
     assert limited is not None, "200 requests at full speed never met the 10 rps limit"
     assert int(limited.headers["Retry-After"]) >= 1
     assert limited.json()["code"] == "RATE_LIMIT_EXCEEDED"
+
+
+def test_a_failed_run_that_vanishes_while_waiting_for_its_detail_is_counted_and_logged(
+    simulator: SimFactory, exporter_factory: ExporterFactory, captured_logs: io.StringIO
+) -> None:
+    sim = simulator("extend", seed=68, arrival_rate_per_min=0)
+    runs = sim.world.add_runs(2)
+    for run in runs:
+        sim.world.finish(run.id, "FAILED", error_code="OCR_TIMEOUT")
+    # One detail lookup per cycle: the second failure waits for the next cycle's.
+    exporter = exporter_factory(
+        [{**source_for(sim, "extend"), "lookup_budget": 1}], clock=sim.world.now
+    )
+    assert exporter.collect_all()[0].ok
+    parked = [a.id for a in exporter.store.active("extend-test").values() if a.awaiting_detail]
+    assert len(parked) == 1
+    sim.world.delete(parked[0])
+
+    assert exporter.collect_all()[0].ok
+    assert sum(errors(exporter, "extend-test").values()) == 2
+    logged = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
+    failed = {m["run_id"] for m in logged if m.get("event") == "run failed"}
+    assert failed == {run.id for run in runs}
