@@ -22,7 +22,7 @@ from prometheus_client.process_collector import ProcessCollector
 from exporter.accounting import SeriesBudget
 from exporter.alerting.agent import AlertAgent
 from exporter.alerting.settings import AlertingSettings
-from exporter.collect import CycleReport, SourceCollector, utc_now
+from exporter.collect import CycleReport, HintReport, SourceCollector, utc_now
 from exporter.errors import Cancelled
 from exporter.health import Collecting, Due, collection_bound, problems
 from exporter.http import ApiClient, RetryPolicy, TokenBucket
@@ -223,6 +223,25 @@ class Exporter:
             runtime.attempts += 1
             self.generation = next(self._generations)
             return report
+
+    def apply_hints(self, name: str, run_ids: list[str]) -> HintReport | None:
+        """Webhook hints for one source: its runs looked up and committed under the cycle lock,
+        so a hint and a poll never decide at once. None: the source is gone (a reload)."""
+        runtime = self.sources.get(name)
+        if runtime is None:
+            return None
+        started = time.monotonic()
+        runtime.running_since.append(started)
+        try:
+            with runtime.lock:
+                self._refresh_key(runtime)
+                report = runtime.collector.apply_hints(run_ids)
+                self.generation = next(self._generations)
+        finally:
+            runtime.running_since.remove(started)
+        if report.counted:
+            self.flush_alerts()  # a failed run's alert leaves now, not at the next flush
+        return report
 
     def collect_all(self) -> list[CycleReport]:
         return [self.collect_source(name) for name in self.sources]
