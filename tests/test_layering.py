@@ -26,7 +26,7 @@ PROVIDER_MAY_IMPORT = {
     "exporter.plugins",  # the registry finds the provider modules
 }
 # Shared by every simulator; a provider's simulator borrowing from another's would tie them.
-SIMULATOR_SHARED = {"server", "world", "wire", "base"}
+SIMULATOR_SHARED = {"server", "world", "wire", "base", "webhooks"}
 
 
 def module_name(path: Path) -> str:

@@ -13,7 +13,7 @@ import random
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -142,6 +142,8 @@ class World:
         self._arrival_debt = 0.0
         self._changes = 0
         self._sort_cache: dict[str, tuple[int, list[SimRun], list[tuple[float, str]]]] = {}
+        # Called (under the lock) as each run finishes: the simulators' webhook senders.
+        self.finish_listeners: list[Callable[[SimRun], None]] = []
 
     # Time -----------------------------------------------------------------------------------
 
@@ -208,6 +210,8 @@ class World:
             else:
                 # A run failed earlier and finished again differently carries no stale error.
                 run.error_code = run.error_message = None
+            for listener in self.finish_listeners:
+                listener(run)
             return run
 
     def set_status(self, run_id: str, native_status: str) -> SimRun:
