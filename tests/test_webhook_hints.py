@@ -12,6 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from exporter.app import Exporter
 from exporter.webhooks.service import WebhookService
 from exporter.webhooks.settings import WebhookSettings
@@ -198,3 +200,44 @@ def test_wired_service_counts_through_the_exporter(
         assert other.id
     finally:
         service.stop()
+
+
+def test_webhook_settings_are_checked_with_the_field_path(tmp_path: Path) -> None:
+    from exporter.errors import ConfigError
+    from exporter.settings import config_from_data
+
+    def problems(**source: Any) -> list[str]:
+        base = {"name": "s", "api_key": "k-1234567890", **source}
+        try:
+            config_from_data({"sources": [base]}, environ={})
+        except ConfigError as exc:
+            return exc.problems
+        return []
+
+    assert problems(provider="extend", webhook_secret=SECRET) == []
+    assert "sends no webhooks" in " ".join(problems(provider="noxus", webhook_secret=SECRET))
+    both = problems(provider="plextera", webhook_secret=SECRET, webhook_secret_file="/x")
+    assert "mutually exclusive" in " ".join(both)
+    missing = problems(provider="extend", webhook_secret_file=str(tmp_path / "none"))
+    assert missing[0].startswith("sources[0].webhook_secret_file:")
+    assert SECRET not in " ".join(both + missing)
+
+
+def test_the_cli_refuses_basic_auth_on_the_webhook_listener(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from exporter.cli import main
+
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "sources:\n  - {name: e, provider: extend, api_key: k-1234567890}\n", encoding="utf-8"
+    )
+    web = tmp_path / "web.yml"
+    import bcrypt
+
+    hashed = bcrypt.hashpw(b"pw-123456", bcrypt.gensalt(rounds=4)).decode()
+    web.write_text(f"basic_auth_users: {{p: '{hashed}'}}\n", encoding="utf-8")
+    args = ["run", "--config.file", str(config), "--webhook.config.file", str(web)]
+    assert main(args) == 2  # a config file without a listener
+    assert main([*args, "--webhook.listen-address", "127.0.0.1:0"]) == 2
+    assert "basic_auth_users is not used for webhooks" in capsys.readouterr().err

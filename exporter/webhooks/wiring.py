@@ -54,6 +54,8 @@ def start_webhooks(
     if endpoint is None:
         return None
     service = webhook_service(exporter)
+    for name in service.sources():
+        service.accepts(name)  # reads each secret now, so it is redacted before any request
     listener = WebhookListener(endpoint.listen, service, endpoint.web_config, limits)
     listener.start()
     log.info(
