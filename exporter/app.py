@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -224,7 +224,9 @@ class Exporter:
             self.generation = next(self._generations)
             return report
 
-    def apply_hints(self, name: str, run_ids: list[str]) -> HintReport | None:
+    def apply_hints(
+        self, name: str, run_ids: list[str], payloads: Mapping[str, Any] | None = None
+    ) -> HintReport | None:
         """Webhook hints for one source: its runs looked up and committed under the cycle lock,
         so a hint and a poll never decide at once. None: the source is gone (a reload)."""
         runtime = self.sources.get(name)
@@ -235,7 +237,7 @@ class Exporter:
         try:
             with runtime.lock:
                 self._refresh_key(runtime)
-                report = runtime.collector.apply_hints(run_ids)
+                report = runtime.collector.apply_hints(run_ids, payloads or {})
                 self.generation = next(self._generations)
         finally:
             runtime.running_since.remove(started)

@@ -198,12 +198,14 @@ class SourceCollector:
             )
         return report
 
-    def apply_hints(self, run_ids: Sequence[str]) -> HintReport:
+    def apply_hints(self, run_ids: Sequence[str], payloads: Mapping[str, Any]) -> HintReport:
         """Looks up the runs webhook events named and commits what they show, through the same
         decide-and-commit as a cycle (the caller holds the source's cycle lock).
 
         The cursor is kept as it is: a hint says nothing about what a scan has covered, and a
-        run it counts is skipped by the next scan because its id is counted."""
+        run it counts is skipped by the next scan because its id is counted. A run the API no
+        longer has (deleted right after finishing) is taken from the signed event's payload,
+        when that carried it finished."""
         name, s = self.settings.name, self.settings
         now = self.clock()
         cursor = self.store.cursor(name) or Cursor.first_start(now, s.backfill)
@@ -223,10 +225,11 @@ class SourceCollector:
                 failure = exc
                 break
             if fetched is None:
-                if tracked is not None:
-                    vanished.append(run_id)
-            else:
+                fetched = self._from_event(run_id, payloads.get(run_id))
+            if fetched is not None:
                 merge_sighting(seen, fetched)
+            elif tracked is not None:
+                vanished.append(run_id)
         counted = self.store.counted_among(name, seen)
         changes = self._decide(seen, vanished, active, counted, cursor, now)
         self._apply(seen, changes, active, cursor, now)
@@ -235,6 +238,13 @@ class SourceCollector:
                 "webhook hint lookup failed; the next poll finds the run", error=str(failure)
             )
         return HintReport(lookups=lookups, counted=len(changes.counted), failure=failure)
+
+    def _from_event(self, run_id: str, payload: Any) -> Run | None:
+        if payload is None:
+            return None
+        run = self.provider.run_from_event(payload)
+        # Only a finished run: an unfinished one that is gone will never finish.
+        return run if run is not None and run.id == run_id and run.terminal else None
 
     def _commit_chunk(
         self,

@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,7 @@ def test_the_service_answers_and_counts_without_http(
     release = threading.Event()
     applied: list[list[str]] = []
 
-    def blocked(name: str, run_ids: list[str]) -> None:
+    def blocked(name: str, run_ids: list[str], payloads: Mapping[str, Any]) -> None:
         release.wait(5)
         applied.append(run_ids)
 
@@ -241,3 +242,38 @@ def test_the_cli_refuses_basic_auth_on_the_webhook_listener(
     assert main(args) == 2  # a config file without a listener
     assert main([*args, "--webhook.listen-address", "127.0.0.1:0"]) == 2
     assert "basic_auth_users is not used for webhooks" in capsys.readouterr().err
+
+
+def test_a_run_deleted_before_its_lookup_is_counted_from_its_signed_payload(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    extend = simulator("extend", seed=7, arrival_rate_per_min=0)
+    plextera = simulator("plextera", seed=7, arrival_rate_per_min=0)
+    for sim in (extend, plextera):
+        sim.world.add_workflow(WORKFLOW)
+    exporter = exporter_factory(
+        [source_for(extend, "extend", name="ext"), source_for(plextera, "plextera", name="plx")]
+    )
+    (running,) = extend.world.add_runs(1, workflow=WORKFLOW, native_status="PROCESSING")
+    exporter.collect_all()  # `running` is tracked active
+    (failed,) = extend.world.add_runs(1, workflow=WORKFLOW, native_status="FAILED")
+    (done,) = plextera.world.add_runs(1, workflow=WORKFLOW, native_status="FAILED")
+    payloads = {
+        failed.id: extend.render(failed, detailed=True),  # type: ignore[attr-defined]
+        running.id: extend.render(running, detailed=True),  # type: ignore[attr-defined]
+    }
+    plx_payload = {done.id: plextera.render(done)}  # type: ignore[attr-defined]
+    for sim, run in ((extend, failed), (plextera, done), (extend, running)):
+        sim.world.delete(run.id)
+
+    report = exporter.apply_hints("ext", [failed.id, running.id], payloads)
+    assert report is not None
+    assert report.counted == 1
+    assert finished(exporter, "ext") == Counter({(WORKFLOW, "failed"): 1})
+    # With its reason, from the payload; the deleted active run dropped, not counted.
+    assert errors(exporter, "ext") == Counter({(WORKFLOW, failed.error_code): 1})
+    exporter.apply_hints("plx", [done.id], plx_payload)
+    assert finished(exporter, "plx") == Counter({(WORKFLOW, "failed"): 1})
+    exporter.collect_all()
+    assert finished(exporter, "ext") == truth(extend)
+    assert finished(exporter, "plx") == truth(plextera)

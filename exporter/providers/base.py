@@ -314,6 +314,11 @@ class Provider(ABC, Generic[S]):
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
         """One run by id, with full detail; None when the API says it no longer exists."""
 
+    def run_from_event(self, item: Any) -> Run | None:
+        """A run as a signed webhook event carried it, where it has the detail's shape; used
+        only when the run can no longer be looked up (deleted right after finishing)."""
+        return None
+
     # Helpers for subclasses -------------------------------------------------------------
 
     def paged_list(

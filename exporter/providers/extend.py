@@ -189,6 +189,10 @@ class ExtendProvider(Provider[ExtendSettings]):
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
         return self.fetch_one(f"/workflow_runs/{segment(run_id)}", self._detail_to_run)
 
+    def run_from_event(self, item: Any) -> Run | None:
+        runs = list(self.parse_items([item], self._detail_to_run))
+        return runs[0] if runs else None
+
     def _summary_to_run(self, item: Any) -> Run:
         return self._summary_of(ExtendRun.model_validate(item))
 

@@ -124,6 +124,10 @@ class PlexteraProvider(Provider[PlexteraSettings]):
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
         return self.fetch_one(f"/workflow-runs/{segment(run_id)}", self._to_run)
 
+    def run_from_event(self, item: Any) -> Run | None:
+        runs = list(self.parse_items([item], self._to_run))
+        return runs[0] if runs else None
+
     def fast_decode(self, raw: bytes) -> Any:
         # Pages whose items are all valid are read straight from the bytes into typed runs.
         return _PlexteraPage.model_validate_json(raw)

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from exporter.logs import get_logger
 
@@ -27,6 +28,8 @@ class Batch:
     poll: bool
     # `time.monotonic()` of each run id's first hint still waiting (for the latency histogram).
     received: dict[str, float]
+    # The run as its latest event carried it, where kept: counted from it if the run is gone.
+    payloads: dict[str, Any]
 
 
 class HintQueue:
@@ -36,17 +39,19 @@ class HintQueue:
     def __init__(self, source: str, capacity: int) -> None:
         self.source = source
         self.capacity = capacity
-        self._waiting: dict[str, float] = {}
+        self._waiting: dict[str, tuple[float, Any]] = {}
         self._ready = threading.Condition()
 
-    def offer(self, run_id: str, now: float) -> bool:
+    def offer(self, run_id: str, now: float, payload: Any = None) -> bool:
         """False when full (the platform is told to retry later)."""
         with self._ready:
-            if run_id in self._waiting:
+            waiting = self._waiting.get(run_id)
+            if waiting is not None:
+                self._waiting[run_id] = (waiting[0], payload if payload is not None else waiting[1])
                 return True
             if len(self._waiting) >= self.capacity:
                 return False
-            self._waiting[run_id] = now
+            self._waiting[run_id] = (now, payload)
             self._ready.notify()
             return True
 
@@ -58,7 +63,13 @@ class HintQueue:
             for run_id in taken:
                 del self._waiting[run_id]
         poll = taken.pop(POLL, None) is not None
-        return Batch(self.source, list(taken), poll, taken)
+        return Batch(
+            self.source,
+            list(taken),
+            poll,
+            {run_id: at for run_id, (at, _) in taken.items()},
+            {run_id: p for run_id, (_, p) in taken.items() if p is not None},
+        )
 
     def __len__(self) -> int:
         with self._ready:

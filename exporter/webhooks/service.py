@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -42,6 +43,9 @@ ANSWERS = {
     Result.QUEUE_FULL: Answer(429, {"Retry-After": "5"}),
 }
 NOT_FOUND = Answer(404)
+# A run's payload is kept with its hint up to this size (a full queue of them stays small); a
+# larger one is looked up only.
+MAX_KEPT_PAYLOAD = 64 * 1024
 
 
 @dataclass
@@ -61,7 +65,7 @@ class WebhookService:
         *,
         source_settings: Callable[[str], SourceSettings | None],
         configured: Callable[[], Iterable[SourceSettings]],
-        apply_hints: Callable[[str, list[str]], object],
+        apply_hints: Callable[[str, list[str], Mapping[str, Any]], object],
         poll: Callable[[str], object],
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -112,13 +116,16 @@ class WebhookService:
         )
         result = verdict.result
         if verdict.replay_key is not None and result in (Result.ACCEPTED, Result.UNKNOWN_EVENT):
-            result = self._admit(source, verdict.replay_key, verdict, now)
+            keep = len(body) <= MAX_KEPT_PAYLOAD
+            result = self._admit(source, verdict.replay_key, verdict, now, keep)
         self.metrics.received(source, result)
         if result is Result.UNKNOWN_EVENT and verdict.event is not None:
             log.debug("webhook event ignored", source=source, event_type=verdict.event.event_type)
         return ANSWERS[result]
 
-    def _admit(self, source: str, key: str, verdict: Verdict, now: float) -> Result:
+    def _admit(
+        self, source: str, key: str, verdict: Verdict, now: float, keep_payload: bool
+    ) -> Result:
         """Replay check, queueing and remembering the key as one step per source: a key is
         only remembered once its hint is queued, so a refused (429) event's retry is taken."""
         with self._lock:
@@ -132,7 +139,8 @@ class WebhookService:
             if verdict.result is Result.ACCEPTED:
                 assert verdict.event is not None
                 run_id = verdict.event.run_id or POLL
-                if not self.workers.queue(source).offer(run_id, time.monotonic()):
+                payload = verdict.event.payload if keep_payload else None
+                if not self.workers.queue(source).offer(run_id, time.monotonic(), payload):
                     return Result.QUEUE_FULL
             guard.remember(key, now)
             return verdict.result
@@ -168,7 +176,7 @@ class WebhookService:
         if batch.poll:
             self._poll(batch.source)
         if batch.run_ids:
-            self._apply_hints(batch.source, batch.run_ids)
+            self._apply_hints(batch.source, batch.run_ids, batch.payloads)
         done = time.monotonic()
         for received in batch.received.values():
             self.metrics.observe_latency(batch.source, done - received)

@@ -48,6 +48,8 @@ class Event:
     event_type: str | None
     is_run_event: bool
     run_id: str | None
+    # The object that named the run (the run itself, where the body carries it).
+    payload: dict[str, Any] | None = None
 
 
 def _hmac_hex(secret: bytes, message: bytes) -> str:
@@ -108,8 +110,10 @@ class ExtendDialect:
         if event_type not in self.run_events:
             return Event(event_id, event_type, False, None)
         payload = body.get("payload")
-        run_id = _text(payload.get("id")) if isinstance(payload, dict) else None
-        return Event(event_id, event_type, True, run_id)
+        if not isinstance(payload, dict):
+            return Event(event_id, event_type, True, None)
+        run_id = _text(payload.get("id"))
+        return Event(event_id, event_type, True, run_id, payload if run_id else None)
 
 
 class PlexteraDialect:
@@ -146,7 +150,8 @@ class PlexteraDialect:
         if event_type is not None and event_type not in self.run_events:
             return Event(None, event_type, False, None)
         # Without a type the body is still taken as a run event: only run events are documented.
-        return Event(None, event_type, True, run_id_at(body, run_id_paths))
+        run_id, holder = _found_at(body, run_id_paths)
+        return Event(None, event_type, True, run_id, holder)
 
 
 DIALECTS: dict[str, Dialect] = {"extend": ExtendDialect(), "plextera": PlexteraDialect()}
@@ -155,14 +160,20 @@ DEFAULT_RUN_ID_PATHS = ("data.id", "payload.id", "run.id", "id")
 
 def run_id_at(body: Any, paths: Sequence[str]) -> str | None:
     """The first dotted path that leads to a string or integer id."""
+    return _found_at(body, paths)[0]
+
+
+def _found_at(body: Any, paths: Sequence[str]) -> tuple[str | None, dict[str, Any] | None]:
+    """The id at the first dotted path that leads to one, and the object holding it."""
     for path in paths:
-        node = body
+        holder, node = None, body
         for key in path.split("."):
-            node = node.get(key) if isinstance(node, dict) else None
+            holder = node if isinstance(node, dict) else None
+            node = holder.get(key) if holder is not None else None
         found = _text(node)
         if found is not None:
-            return found
-    return None
+            return found, holder
+    return None, None
 
 
 def _text(value: Any) -> str | None:
