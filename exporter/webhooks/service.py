@@ -159,7 +159,11 @@ class WebhookService:
             value = settings.read_webhook_secret()
         except ValueError as exc:
             log.warning("webhook secret unreadable; keeping the current one", error=str(exc))
-            return cached.value if cached is not None else None
+            if cached is None:
+                return None
+            # Said once per change of the file, not once per request.
+            self._secrets[source] = _Secret(settings, cached.value, stamp)
+            return cached.value
         if value is None:
             return None
         register_secret(value)
