@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,7 +22,7 @@ from prometheus_client.process_collector import ProcessCollector
 from exporter.accounting import SeriesBudget
 from exporter.alerting.agent import AlertAgent
 from exporter.alerting.settings import AlertingSettings
-from exporter.collect import CycleReport, SourceCollector, utc_now
+from exporter.collect import CycleReport, HintReport, SourceCollector, utc_now
 from exporter.errors import Cancelled
 from exporter.health import Collecting, Due, collection_bound, problems
 from exporter.http import ApiClient, RetryPolicy, TokenBucket
@@ -242,6 +242,27 @@ class Exporter:
                 log.info(cycle_summary(name, self.recent.totals(name), before, report.active))
             self.generation = next(self._generations)
             return report
+
+    def apply_hints(
+        self, name: str, run_ids: list[str], payloads: Mapping[str, Any] | None = None
+    ) -> HintReport | None:
+        """Webhook hints for one source: its runs looked up and committed under the cycle lock,
+        so a hint and a poll never decide at once. None: the source is gone (a reload)."""
+        runtime = self.sources.get(name)
+        if runtime is None:
+            return None
+        started = time.monotonic()
+        runtime.running_since.append(started)
+        try:
+            with runtime.lock:
+                self._refresh_key(runtime)
+                report = runtime.collector.apply_hints(run_ids, payloads or {})
+                self.generation = next(self._generations)
+        finally:
+            runtime.running_since.remove(started)
+        if report.counted:
+            self.flush_alerts()  # a failed run's alert leaves now, not at the next flush
+        return report
 
     def collect_all(self) -> list[CycleReport]:
         return [self.collect_source(name) for name in self.sources]

@@ -27,6 +27,7 @@ from exporter.server import ServerLimits
 from exporter.settings import Config, load_config
 from exporter.sharding import ordinal_from_hostname
 from exporter.webconfig import load_web_config
+from exporter.webhooks.wiring import WebhookEndpoint
 
 DEFAULT_LISTEN = ":9855"
 DEMO_LISTEN = "127.0.0.1:9855"
@@ -135,6 +136,20 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_LIMITS.workers,
         help="requests served at once (default: %(default)s)",
+    )
+    run.add_argument(
+        "--webhook.listen-address",
+        dest="webhook_listen",
+        default=None,
+        metavar="HOST:PORT",
+        help="accept signed webhook events at POST /webhooks/<source> here (default: off)",
+    )
+    run.add_argument(
+        "--webhook.config.file",
+        dest="webhook_config_file",
+        type=Path,
+        default=None,
+        help="TLS for the webhook listener (exporter-toolkit format; tls_server_config only)",
     )
     logging_flags(run)
 
@@ -302,6 +317,9 @@ def _run(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         workers=args.workers,
     )
+    ok, webhooks = _webhook_endpoint(args)
+    if not ok:
+        return 2
     return serve(
         config,
         args.listen,
@@ -310,7 +328,34 @@ def _run(args: argparse.Namespace) -> int:
         environ=environ,
         lifecycle=args.enable_lifecycle,
         limits=limits,
+        webhooks=webhooks,
     )
+
+
+def _webhook_endpoint(args: argparse.Namespace) -> tuple[bool, WebhookEndpoint | None]:
+    """The webhook listener's flags (None: off); False: they are wrong (said on stderr)."""
+    if args.webhook_listen is None:
+        if args.webhook_config_file is not None:
+            print(
+                "config error: --webhook.config.file needs --webhook.listen-address",
+                file=sys.stderr,
+            )
+            return False, None
+        return True, None
+    try:
+        web = load_web_config(args.webhook_config_file) if args.webhook_config_file else None
+    except ConfigError as exc:
+        _print_problems(exc)
+        return False, None
+    if web is not None and web.basic_auth_users:
+        # Platforms sign their events and send no passwords: a password here would be ignored.
+        print(
+            "config error: --webhook.config.file: basic_auth_users is not used for webhooks "
+            "(their signature is checked)",
+            file=sys.stderr,
+        )
+        return False, None
+    return True, WebhookEndpoint(args.webhook_listen, web)
 
 
 def _print_problems(exc: ConfigError) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -211,6 +211,54 @@ class SourceCollector:
                 floor=floor.isoformat(),
             )
         return report
+
+    def apply_hints(self, run_ids: Sequence[str], payloads: Mapping[str, Any]) -> HintReport:
+        """Looks up the runs webhook events named and commits what they show, through the same
+        decide-and-commit as a cycle (the caller holds the source's cycle lock).
+
+        The cursor is kept as it is: a hint says nothing about what a scan has covered, and a
+        run it counts is skipped by the next scan because its id is counted. A run the API no
+        longer has (deleted right after finishing) is taken from the signed event's payload,
+        when that carried it finished."""
+        name, s = self.settings.name, self.settings
+        now = self.clock()
+        cursor = self.store.cursor(name) or Cursor.first_start(now, s.backfill)
+        active = self.store.active(name)
+        seen: dict[str, Run] = {}
+        vanished: list[str] = []
+        failure: Exception | None = None
+        lookups = 0
+        for run_id in dict.fromkeys(run_ids):
+            if lookups >= s.lookup_budget:
+                break  # the rest waits for the poll, which finds them anyway
+            tracked = active.get(run_id)
+            lookups += 1
+            try:
+                fetched = self.provider.get_run(run_id, tracked.workflow_id if tracked else None)
+            except SourceError as exc:
+                failure = exc
+                break
+            if fetched is None:
+                fetched = self._from_event(run_id, payloads.get(run_id))
+            if fetched is not None:
+                merge_sighting(seen, fetched)
+            elif tracked is not None:
+                vanished.append(run_id)
+        counted = self.store.counted_among(name, seen)
+        changes = self._decide(seen, vanished, active, counted, cursor, now)
+        self._apply(seen, changes, active, cursor, now)
+        if failure is not None:
+            self.log.warning(
+                "webhook hint lookup failed; the next poll finds the run", error=str(failure)
+            )
+        return HintReport(lookups=lookups, counted=len(changes.counted), failure=failure)
+
+    def _from_event(self, run_id: str, payload: Any) -> Run | None:
+        if payload is None:
+            return None
+        run = self.provider.run_from_event(payload)
+        # Only a finished run: an unfinished one that is gone will never finish.
+        return run if run is not None and run.id == run_id and run.terminal else None
 
     def _commit_chunk(
         self,
@@ -447,6 +495,13 @@ class SourceCollector:
                 "active runs no longer exist in the API; dropped without counting",
                 count=len(changes.vanished),
             )
+
+
+@dataclass(frozen=True, slots=True)
+class HintReport:
+    lookups: int
+    counted: int
+    failure: Exception | None = None
 
 
 @dataclass

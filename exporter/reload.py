@@ -48,6 +48,8 @@ def plan_reload(
         # split the sources and workflows differently from them.
         log.warning("shard changes take effect at the next restart")
         new = replace(new, app=new.app.model_copy(update={"shard": running.app.shard}))
+    if new.app.webhooks != running.app.webhooks:
+        log.warning("webhooks settings take effect at the next restart")
     wanted = {s.name: s for s in new.own_sources()}
     plan = ReloadPlan(config=new, alerting_changed=new.app.alerting != alerting)
     if plan.alerting_changed:

@@ -349,8 +349,10 @@ class _Server(ThreadingHTTPServer):
         ssl_context: ssl.SSLContext | None = None,
         auth: BasicAuth | None = None,
         limits: ServerLimits | None = None,
+        handler: type[_Handler] = _Handler,
     ) -> None:
         self.hooks = hooks
+        self.handler = handler  # another endpoint set (the webhook listener) on the same loop
         self.ssl_context = ssl_context
         self.auth = auth
         self.limits = limits or ServerLimits()
@@ -359,7 +361,7 @@ class _Server(ThreadingHTTPServer):
         )
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)  # type: ignore[arg-type]
+        super().__init__(address, handler)
         self._ready: queue.SimpleQueue[_Connection | None] = queue.SimpleQueue()
         self._returned: queue.SimpleQueue[_Connection] = queue.SimpleQueue()
         self._waker, self._wake_end = socket.socketpair()
@@ -481,7 +483,7 @@ class _Server(ThreadingHTTPServer):
                 return False  # plain HTTP on the TLS port, no client certificate, ...: refused
             connection.reader = _Reader(connection.sock)
             connection.wrapped = True
-        handler = _Handler(connection, self)
+        handler = self.handler(connection, self)
         return not handler.close_connection
 
     def shutdown(self) -> None:

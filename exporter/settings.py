@@ -31,6 +31,7 @@ from exporter.errors import ConfigError
 from exporter.providers import SourceSettings, registry
 from exporter.sharding import Shard
 from exporter.units import DEFAULT_BUCKETS, DURATION, QUEUE_WAIT, STEP_DURATION, Duration
+from exporter.webhooks.settings import WebhookSettings
 
 
 class BucketSettings(BaseModel):
@@ -100,6 +101,8 @@ class AppSettings(BaseSettings):
     # The alerting agent: per-run alerts straight to Alertmanager (off unless configured).
     alerting: AlertingSettings | None = None
     shard: ShardSettings = ShardSettings()
+    # Signed webhook events as hints (served on `--webhook.listen-address`).
+    webhooks: WebhookSettings = WebhookSettings()
     # A collection running longer than this fails /healthz; unset: per source, three intervals
     # plus request_deadline * (max_retries + 1) (see exporter.health).
     hung_after: Duration | None = None
@@ -211,10 +214,14 @@ def _validate_source(index: int, raw: Any) -> tuple[SourceSettings | None, list[
 
 
 def _check_key(source: SourceSettings, index: int) -> list[str]:
-    if source.api_key_file is None:
-        return []
+    problems = []
+    if source.api_key_file is not None:
+        try:
+            source.read_api_key()
+        except ValueError as exc:
+            problems.append(f"sources[{index}].api_key_file: {exc}")
     try:
-        source.read_api_key()
+        source.read_webhook_secret()
     except ValueError as exc:
-        return [f"sources[{index}].api_key_file: {exc}"]
-    return []
+        problems.append(f"sources[{index}].webhook_secret_file: {exc}")
+    return problems

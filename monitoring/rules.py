@@ -299,6 +299,9 @@ def _exporter_alerts(t: Thresholds) -> list[dict[str, Any]]:
     inconsistent = _series(t, "workflow_exporter_scan_inconsistencies_total")
     undelivered = _series(t, "workflow_exporter_alerts_failed_total")
     target = _series(t, "up")
+    hooks = _series(t, "workflow_exporter_webhooks_received_total", 'result="accepted"')
+    runs = _series(t, "workflow_runs_finished_total")
+    hw, hh = t.get("webhooks_silent", "window"), t.get("webhooks_silent", "history")
     rl, ae, iw, uw, sw = (
         t.get("rate_limited", "window"),
         t.get("api_errors", "window"),
@@ -366,6 +369,21 @@ def _exporter_alerts(t: Thresholds) -> list[dict[str, Any]]:
             f"Scans of {src} found {{{{ $labels.reason }}}}"
             f' {{{{ $value | printf "%.0f" }}}} times in the last {sw}; its counts may be off.'
             " The exporter's warning log names the numbers.",
+        ),
+        _alert(
+            t,
+            "WorkflowExporterWebhooksSilent",
+            "webhooks_silent",
+            # Polling still counts every run: what is lost is speed, so a warning.
+            f"sum by (source) (increase({hooks}[{hw}])) == 0\n"
+            f"  and on (source) sum by (source) (increase({runs}[{hw}]))"
+            f" >= {t.get('webhooks_silent', 'min_finished')}\n"
+            f"  and on (source) sum by (source) (increase({hooks}[{hh}] offset {hw})) > 0",
+            "Webhooks stopped arriving for source {{ $labels.source }}",
+            f"No webhook of {src} was accepted in the last {hw} while its runs kept finishing;"
+            " they are counted at each poll instead of at once. Look at"
+            " workflow_exporter_webhooks_received_total by result (bad_signature: a rotated"
+            " secret) and at the platform's delivery log.",
         ),
         _alert(
             t,

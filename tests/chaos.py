@@ -32,8 +32,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.providers import registry
 from exporter.simulator import SIMULATORS, SimulatorServer
+from exporter.simulator.webhooks import WebhookFaults
 
 UNKNOWN_STATUS = "MYSTERY_STATE"
+WEBHOOK_SECRET = "chaos-webhook-secret-0123456789"
 
 
 @dataclass
@@ -92,9 +94,29 @@ class Fleet:
                 "max_retries": 1,
                 "page_size": 10,
                 **sim.source_settings(),
+                **({"webhook_secret": WEBHOOK_SECRET} if self.hooked(sim) else {}),
             }
             for name, sim in self.sims.items()
         ]
+
+    @staticmethod
+    def hooked(sim: SimulatorServer) -> bool:
+        return bool(registry()[sim.provider].settings_model.webhooks)
+
+    def send_webhooks(self, port: int, seed: int) -> None:
+        """Webhooks dropped, duplicated and late, and sent while the exporter is killed too."""
+        faults = WebhookFaults(drop_rate=0.2, duplicate_rate=0.2, max_delay=1.0)
+        for name, sim in self.sims.items():
+            if self.hooked(sim):
+                url = f"http://127.0.0.1:{port}/webhooks/{name}"
+                sim.send_webhooks(url, WEBHOOK_SECRET, faults, seed)
+
+    def webhook_stats(self, faults: Counter[str]) -> None:
+        for sim in self.sims.values():
+            if sim.webhooks is not None:
+                faults["webhook_dropped"] += sim.webhooks.stats.dropped
+                faults["webhook_duplicated"] += sim.webhooks.stats.duplicated
+                faults["webhook_unanswered"] += sim.webhooks.stats.failed
 
     def calm(self) -> None:
         for sim in self.sims.values():
@@ -154,7 +176,9 @@ def _inject(rng: random.Random, sim: SimulatorServer, faults: Counter[str]) -> N
     faults[kind] += count
 
 
-def _start_exporter(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _start_exporter(
+    config: Path, port: int, log: Path, webhook_port: int
+) -> subprocess.Popen[bytes]:
     with log.open("ab") as err:
         return subprocess.Popen(
             [
@@ -166,6 +190,8 @@ def _start_exporter(config: Path, port: int, log: Path) -> subprocess.Popen[byte
                 str(config),
                 "--web.listen-address",
                 f"127.0.0.1:{port}",
+                "--webhook.listen-address",
+                f"127.0.0.1:{webhook_port}",
                 "--log.level",
                 "warning",
             ],
@@ -297,9 +323,10 @@ def run_chaos(
             }
         )
     )
-    port = _free_port()
+    port, webhook_port = _free_port(), _free_port()
     stderr_log = workdir / "exporter.log"
-    proc = _start_exporter(config, port, stderr_log)
+    proc = _start_exporter(config, port, stderr_log, webhook_port)
+    fleet.send_webhooks(webhook_port, seed)
     try:
         while result.kills < kills or sum(result.faults.values()) < faults:
             for _ in range(rng.randint(2, 6)):
@@ -309,10 +336,11 @@ def run_chaos(
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 result.kills += 1
-                proc = _start_exporter(config, port, stderr_log)
+                proc = _start_exporter(config, port, stderr_log, webhook_port)
                 if result.kills % 10 == 0:
                     log(f"chaos: {result.kills} kills, {sum(result.faults.values())} faults")
         fleet.calm()
+        fleet.webhook_stats(result.faults)
         if not _wait_clean_cycles(port, list(fleet.sims), cycles=4, timeout=120):
             result.mismatches.append("the exporter did not complete clean cycles after calm")
         else:

@@ -108,7 +108,28 @@ EVERY_OPTION: dict[str, Any] = {
     "dashboards": {"enabled": True, "folder": "Workflows", "annotations": {"k": "v"}},
 }
 
-SCENARIOS = {"defaults": {}, "every-option": EVERY_OPTION}
+# Webhooks need one replica (a load-balanced Service would reach any shard).
+WEBHOOKS: dict[str, Any] = {
+    "sources": [
+        {"name": "extend-main", "provider": "extend", "webhookSecretKey": "extend-main"},
+        {"name": "noxus", "provider": "noxus"},
+    ],
+    "apiKeys": {"existingSecret": "workflow-runs-exporter-keys"},
+    "networkPolicy": {"enabled": True},
+    "webhooks": {
+        "enabled": True,
+        "existingSecret": "workflow-runs-exporter-webhooks",
+        "service": {"type": "LoadBalancer", "annotations": {"a": "b"}},
+        "ingress": {
+            "enabled": True,
+            "className": "nginx",
+            "host": "hooks.example.com",
+            "tls": [{"hosts": ["hooks.example.com"], "secretName": "hooks-tls"}],
+        },
+    },
+}
+
+SCENARIOS = {"defaults": {}, "every-option": EVERY_OPTION, "webhooks": WEBHOOKS}
 
 
 def render(values: dict[str, Any]) -> list[dict[str, Any]]:
@@ -424,5 +445,54 @@ def test_the_schema_takes_static_labels_filters_and_origins_and_refuses_bad_ones
         ):
             with pytest.raises(helm.HelmValuesError):
                 chart.validate_schema({"sources": [{**good, **bad}]})
+    finally:
+        chart.close()
+
+
+def test_webhooks_get_their_own_listener_service_ingress_and_policy_rule() -> None:
+    docs = render(WEBHOOKS)
+    config = yaml.safe_load(by_kind(docs, "ConfigMap", "-exporter")["data"]["config.yaml"])
+    mount = "/etc/workflow-runs-exporter/webhook-secrets"
+    assert config["sources"][0]["webhook_secret_file"] == f"{mount}/extend-main"
+    assert "webhook_secret_file" not in config["sources"][1]
+    assert "webhookSecretKey" not in config["sources"][0]
+    pod = by_kind(docs, "StatefulSet")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert "--webhook.listen-address=:9856" in container["args"]
+    assert {"name": "webhooks", "containerPort": 9856, "protocol": "TCP"} in container["ports"]
+    assert {"name": "webhook-secrets", "mountPath": mount, "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    hooks = services[f"{RELEASE}-workflow-runs-exporter-webhooks"]
+    assert hooks["spec"]["type"] == "LoadBalancer"
+    assert [p["targetPort"] for p in hooks["spec"]["ports"]] == ["webhooks"]
+    ingress = by_kind(docs, "Ingress")
+    (path,) = ingress["spec"]["rules"][0]["http"]["paths"]
+    assert path["path"] == "/webhooks/"
+    assert path["backend"]["service"]["name"] == hooks["metadata"]["name"]
+    policy = by_kind(docs, "NetworkPolicy")
+    assert [r["ports"][0]["port"] for r in policy["spec"]["ingress"]] == ["http", "webhooks"]
+    # Off by default: none of it.
+    plain = render({})
+    assert "Ingress" not in {d["kind"] for d in plain}
+    assert not any(
+        "webhook" in a
+        for a in by_kind(plain, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+
+
+def test_webhooks_refuse_shards_and_secrets_in_values() -> None:
+    chart = helm.Chart.load(CHART)
+    try:
+        with pytest.raises(helm.HelmValuesError):
+            chart.validate_schema(
+                {"sources": [{"name": "a", "provider": "extend", "webhook_secret": "s-123"}]}
+            )
+        with pytest.raises(helm.HelmRenderError, match="shards"):
+            chart.render({**WEBHOOKS, "shards": 2}, name=RELEASE)
+        no_secret = {**WEBHOOKS, "webhooks": {"enabled": True}}
+        with pytest.raises(helm.HelmRenderError, match="webhookSecretKey"):
+            chart.render(no_secret, name=RELEASE)
     finally:
         chart.close()

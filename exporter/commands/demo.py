@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -11,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from exporter.commands.run import serve
+from exporter.providers import registry
 from exporter.server import MetricsServer
 from exporter.settings import config_from_data
+from exporter.simulator.webhooks import WebhookFaults
+from exporter.webhooks.wiring import WebhookEndpoint
 
 # The provider whose simulator plays the incident: it has both error codes and a review status.
 INCIDENT_PROVIDER = "extend"
@@ -72,6 +77,7 @@ def demo(
             "dashboard_url": "http://127.0.0.1:3000/d/workflow-runs?var-source={source}"
             "&var-workflow={workflow}",
         }
+    webhooks = _demo_webhooks(simulators, sources)
     config = config_from_data(data)
 
     def announce(server: MetricsServer) -> None:
@@ -94,10 +100,25 @@ def demo(
             on_ready(server.url("/metrics"))
 
     try:
-        return serve(config, listen, on_ready=announce, cycle_summaries=True)
+        return serve(config, listen, on_ready=announce, cycle_summaries=True, webhooks=webhooks)
     finally:
         for sim in simulators:
             sim.stop()
+
+
+def _demo_webhooks(simulators: Sequence[Any], sources: list[dict[str, Any]]) -> WebhookEndpoint:
+    """The simulators that send webhooks sign them for a loopback listener, with a few dropped,
+    duplicated and late, as real deliveries are: counts still match, polls reconcile."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for sim, source in zip(simulators, sources, strict=True):
+        if registry()[source["provider"]].settings_model.webhooks:
+            source["webhook_secret"] = secrets.token_hex(16)
+            url = f"http://127.0.0.1:{port}/webhooks/{source['name']}"
+            faults = WebhookFaults(drop_rate=0.1, duplicate_rate=0.05, max_delay=2.0)
+            sim.send_webhooks(url, source["webhook_secret"], faults)
+    return WebhookEndpoint(f"127.0.0.1:{port}")
 
 
 def simulate(

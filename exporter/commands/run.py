@@ -21,6 +21,7 @@ from exporter.logs import get_logger
 from exporter.server import MetricsServer, ServerHooks, ServerLimits
 from exporter.settings import Config, load_config
 from exporter.webconfig import WebConfig
+from exporter.webhooks.wiring import WebhookEndpoint, start_webhooks
 
 # Seconds a SIGTERM waits for the running cycles (Kubernetes' grace period is 30 by default).
 SHUTDOWN_GRACE = 8.0
@@ -39,6 +40,7 @@ def serve(
     on_ready: Callable[[MetricsServer], None] | None = None,
     limits: ServerLimits | None = None,
     cycle_summaries: bool = False,
+    webhooks: WebhookEndpoint | None = None,
 ) -> int:
     try:
         exporter = Exporter(config, cycle_summaries=cycle_summaries)
@@ -69,6 +71,13 @@ def serve(
         print(f"cannot listen on {listen}: {exc}", file=sys.stderr)
         exporter.shutdown()
         return 1
+    try:
+        hooks_in = start_webhooks(exporter, webhooks, limits)
+    except (OSError, ValueError) as exc:
+        where = webhooks.listen if webhooks else ""
+        print(f"cannot listen for webhooks on {where}: {exc}", file=sys.stderr)
+        exporter.shutdown()
+        return 1
     stop = threading.Event()
     reload_requested = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -85,6 +94,8 @@ def serve(
             reload_requested.clear()
             reload()
     log.info("shutting down")
+    if hooks_in is not None:
+        hooks_in.stop()
     server.stop()
     return shutdown_within(exporter, SHUTDOWN_GRACE)
 

@@ -56,6 +56,13 @@ class SourceSettings(BaseModel):
     provider: str
     api_key: SecretStr | None = None
     api_key_file: Path | None = None
+    # Signed webhooks, where the provider sends them (`webhooks` below): the endpoint's signing
+    # secret, or a file holding it (re-read, so it rotates like `api_key_file`).
+    webhook_secret: SecretStr | None = None
+    webhook_secret_file: Path | None = None
+    # Where an event's body names its run when the provider does not document it: dotted
+    # paths, the first that leads to an id wins.
+    webhook_run_id_paths: tuple[str, ...] = ("data.id", "payload.id", "run.id", "id")
     base_url: str
     interval: Duration | None = None
     timeout: Duration = timedelta(seconds=15)
@@ -115,6 +122,7 @@ class SourceSettings(BaseModel):
             raise ValueError("api_key_file: api_key and api_key_file are mutually exclusive")
         if self.retention <= self.overlap:
             raise ValueError("retention: must be longer than overlap")
+        self._check_webhook_secret()
         if self.request_deadline < self.timeout:
             raise ValueError("request_deadline: must not be shorter than timeout")
         if not self.allow_insecure and _clear_text_to_remote(self.base_url):
@@ -123,6 +131,35 @@ class SourceSettings(BaseModel):
                 "in clear text; use https:// or set allow_insecure: true"
             )
         return self
+
+    # Whether the provider signs webhooks this exporter can verify (`exporter.webhooks`).
+    webhooks: ClassVar[bool] = False
+
+    def _check_webhook_secret(self) -> None:
+        if self.webhook_secret is not None and self.webhook_secret_file is not None:
+            raise ValueError(
+                "webhook_secret_file: webhook_secret and webhook_secret_file are mutually exclusive"
+            )
+        if not self.webhooks and (self.webhook_secret or self.webhook_secret_file):
+            raise ValueError(f"webhook_secret: provider {self.provider!r} sends no webhooks")
+
+    def read_webhook_secret(self) -> str | None:
+        """The signing secret (re-read from its file on every call: rotation); None: off."""
+        if self.webhook_secret is not None:
+            secret = self.webhook_secret.get_secret_value()
+        elif self.webhook_secret_file is not None:
+            try:
+                secret = self.webhook_secret_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(
+                    f"webhook_secret_file {str(self.webhook_secret_file)!r}: cannot read "
+                    f"({exc.strerror})"
+                ) from None
+        else:
+            return None
+        if not secret:
+            raise ValueError("webhook secret is empty")
+        return secret
 
     def read_api_key(self) -> str:
         """The key's value, from the setting or the file (re-read on every call: rotation)."""
@@ -328,6 +365,11 @@ class Provider(ABC, Generic[S]):
     @abstractmethod
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
         """One run by id, with full detail; None when the API says it no longer exists."""
+
+    def run_from_event(self, item: Any) -> Run | None:
+        """A run as a signed webhook event carried it, where it has the detail's shape; used
+        only when the run can no longer be looked up (deleted right after finishing)."""
+        return None
 
     # Helpers for subclasses -------------------------------------------------------------
 

@@ -33,6 +33,7 @@ REGIONAL_BASE_URLS = (
 
 class ExtendSettings(SourceSettings):
     provider: str = "extend"
+    webhooks: ClassVar[bool] = True  # signed events, see exporter.webhooks
     base_url: str = REGIONAL_BASE_URLS[0]
     api_version: str = "2026-02-09"
     workspace_id: str | None = None
@@ -196,6 +197,10 @@ class ExtendProvider(Provider[ExtendSettings]):
 
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
         return self.fetch_one(f"/workflow_runs/{segment(run_id)}", self._detail_to_run)
+
+    def run_from_event(self, item: Any) -> Run | None:
+        runs = list(self.parse_items([item], self._detail_to_run))
+        return runs[0] if runs else None
 
     def _summary_to_run(self, item: Any) -> Run:
         return self._summary_of(ExtendRun.model_validate(item))

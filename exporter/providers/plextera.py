@@ -30,6 +30,7 @@ from exporter.providers.wire import UtcDatetime, WireModel, dict_or_empty
 
 class PlexteraSettings(PagedSourceSettings):
     provider: str = "plextera"
+    webhooks: ClassVar[bool] = True  # signed events, see exporter.webhooks
     base_url: str = "https://api.plextera.com/api/public/v1"
     page_size: int = Field(default=100, ge=1, le=1000)
     # Status filter value that lists the runs still in progress; empty disables the listing and
@@ -172,6 +173,10 @@ class PlexteraProvider(Provider[PlexteraSettings]):
 
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
         return self.fetch_one(f"/workflow-runs/{segment(run_id)}", self._to_run)
+
+    def run_from_event(self, item: Any) -> Run | None:
+        runs = list(self.parse_items([item], self._to_run))
+        return runs[0] if runs else None
 
     def fast_decode(self, raw: bytes) -> Any:
         # Pages whose items are all valid are read straight from the bytes into typed runs.

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import bisect
+import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from datetime import datetime
@@ -152,6 +154,17 @@ class ExtendSimulator(SimulatorServer):
                 body["nextPageToken"] = _encode((stamp.timestamp(), last.id))
         return Response(body=body)
 
+    def webhook_event(self, run: SimRun, event_id: str) -> tuple[str, dict[str, Any]] | None:
+        return _webhook_event(self, run, event_id)
+
+    def webhook_headers(self, raw: bytes, timestamp: int, secret: bytes) -> dict[str, str]:
+        stamp = str(timestamp).encode()
+        signature = hmac.new(secret, b"v0:" + stamp + b":" + raw, hashlib.sha256).hexdigest()
+        return {
+            "x-extend-request-timestamp": str(timestamp),
+            "x-extend-request-signature": signature,
+        }
+
     def updated_at(self, run: SimRun) -> datetime:
         """The run's updatedAt as this API reports it."""
         return run.created_at if self.variant.stale_updated_at else run.updated_at
@@ -195,6 +208,22 @@ class ExtendSimulator(SimulatorServer):
                 for index, state in enumerate(run.step_states())
             ],
         }
+
+
+WEBHOOK_EVENTS = {
+    RunStatus.SUCCEEDED: "workflow_run.completed",
+    RunStatus.FAILED: "workflow_run.failed",
+    RunStatus.REJECTED: "workflow_run.rejected",
+    RunStatus.CANCELLED: "workflow_run.cancelled",
+}
+
+
+def _webhook_event(sim: ExtendSimulator, run: SimRun, event_id: str) -> tuple[str, Any] | None:
+    event_type = WEBHOOK_EVENTS.get(sim.vocabulary.canonical(run.native_status))
+    if event_type is None:
+        return None
+    body = {"eventId": event_id, "eventType": event_type, "payload": sim.render(run, detailed=True)}
+    return event_type, body
 
 
 def _encode(position: tuple[float, str]) -> str:

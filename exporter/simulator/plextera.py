@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
@@ -162,6 +164,20 @@ class PlexteraSimulator(SimulatorServer):
                 },
             }
         )
+
+    def webhook_event(self, run: SimRun, event_id: str) -> tuple[str, dict[str, Any]] | None:
+        # Only completions and failures are documented events; the envelope is a guess.
+        event_type = {
+            RunStatus.SUCCEEDED: "workflow.run.completed",
+            RunStatus.FAILED: "workflow.run.failed",
+        }.get(self.vocabulary.canonical(run.native_status))
+        if event_type is None:
+            return None
+        return event_type, {"id": event_id, "type": event_type, "data": self.render(run)}
+
+    def webhook_headers(self, raw: bytes, timestamp: int, secret: bytes) -> dict[str, str]:
+        signature = hmac.new(secret, f"{timestamp}.".encode() + raw, hashlib.sha256).hexdigest()
+        return {"X-Plextera-Signature": f"t={timestamp},v1={signature}"}
 
     def render(self, run: SimRun) -> dict[str, Any]:
         errored = self.vocabulary.canonical(run.native_status) in (

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from exporter.model import RunStatus
+from exporter.simulator.webhooks import WebhookFaults, WebhookSender
 from exporter.simulator.world import SimRun, Vocabulary, World
 
 FAULT_KINDS = ("status", "delay", "malformed_json", "truncated", "reset", "drip", "endless")
@@ -230,6 +231,7 @@ class SimulatorServer:
         )
         self._driver: threading.Thread | None = None
         self._driver_stop = threading.Event()
+        self.webhooks: WebhookSender | None = None
 
     # Lifecycle --------------------------------------------------------------------------------
 
@@ -252,6 +254,8 @@ class SimulatorServer:
 
     def stop(self) -> None:
         self.stop_driver()
+        if self.webhooks is not None:
+            self.webhooks.stop()
         # shutdown() waits for serve_forever(), which never ran if the server was not started.
         if self._thread.is_alive():
             self._httpd.shutdown()
@@ -280,6 +284,28 @@ class SimulatorServer:
         if self._driver is not None:
             self._driver.join()
             self._driver = None
+
+    # Webhooks ---------------------------------------------------------------------------------
+
+    def send_webhooks(
+        self, url: str, secret: str, faults: WebhookFaults | None = None, seed: int = 1
+    ) -> WebhookSender:
+        """Signs and sends an event to `url` as each run finishes (providers that have them)."""
+        sender = WebhookSender(url, secret, self.webhook_event, self.webhook_headers, faults, seed)
+        with self.world.lock:
+            if self.webhooks is not None:
+                self.world.finish_listeners.remove(self.webhooks.run_finished)
+                self.webhooks.stop()
+            self.webhooks = sender
+            self.world.finish_listeners.append(sender.run_finished)
+        return sender
+
+    def webhook_event(self, run: SimRun, event_id: str) -> tuple[str, dict[str, Any]] | None:
+        """(event type, body) for a run that finished; None: this API sends no webhooks."""
+        return None
+
+    def webhook_headers(self, raw: bytes, timestamp: int, secret: bytes) -> dict[str, str]:
+        raise NotImplementedError(f"{self.provider} sends no webhooks")
 
     # Variants ---------------------------------------------------------------------------------
 

@@ -245,6 +245,8 @@ class World:
         # Where runs come from (Cortex's `origin`), spread over these by run id: no random draw,
         # so setting it leaves every other property of the world as it was.
         self.origins: tuple[str, ...] = ("WORKFLOW",)
+        # Called (under the lock) as each run finishes: the simulators' webhook senders.
+        self.finish_listeners: list[Callable[[SimRun], None]] = []
 
     # Time -----------------------------------------------------------------------------------
 
@@ -314,6 +316,8 @@ class World:
             else:
                 # A run failed earlier and finished again differently carries no stale error.
                 run.error_code = run.error_message = None
+            for listener in self.finish_listeners:
+                listener(run)
             return run
 
     def set_status(self, run_id: str, native_status: str) -> SimRun:

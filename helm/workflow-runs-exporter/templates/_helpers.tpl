@@ -61,9 +61,12 @@ source with its key as a file from the mounted Secret (never the key itself).
 {{- $_ := set $config "state_path" (printf "%s/state.db" (include "wre.statePath" .)) -}}
 {{- $sources := list -}}
 {{- range .Values.sources -}}
-{{- $source := omit . "apiKeySecretKey" -}}
+{{- $source := omit . "apiKeySecretKey" "webhookSecretKey" -}}
 {{- if not (hasKey $source "api_key_file") -}}
 {{- $_ := set $source "api_key_file" (printf "%s/%s" $.Values.apiKeys.mountPath (default .name .apiKeySecretKey)) -}}
+{{- end -}}
+{{- if and $.Values.webhooks.enabled .webhookSecretKey -}}
+{{- $_ := set $source "webhook_secret_file" (printf "%s/%s" $.Values.webhooks.mountPath .webhookSecretKey) -}}
 {{- end -}}
 {{- $sources = append $sources $source -}}
 {{- end -}}

@@ -1,0 +1,173 @@
+"""Webhook hints: how soon a finished run shows on /metrics, and what they cost in API requests.
+
+    python -m bench.webhooks            # appends nothing; prints the figures and the section
+
+- hint to /metrics: a simulator finishes a run and signs its event at once; the time until a
+  scrape of `/metrics` (over HTTP, as Prometheus would) shows it counted. p50 and p99 of 200.
+- requests per cycle: the same workload (runs finishing between polls) with and without
+  webhooks; a hint costs one lookup, a poll what it costs anyway.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.app import Exporter
+from exporter.commands.run import server_hooks
+from exporter.server import MetricsServer
+from exporter.settings import config_from_data
+from exporter.simulator import SIMULATORS, SimulatorServer
+from exporter.webhooks.listener import WebhookListener
+from exporter.webhooks.wiring import webhook_service
+
+SECRET = "bench-webhook-secret-0123456789"
+WORKFLOW = "Bench invoices"
+
+
+def _exporter(sim: SimulatorServer, workdir: Path, hooks: bool) -> Exporter:
+    source: dict[str, Any] = {
+        "name": "bench",
+        "provider": sim.provider,
+        "base_url": sim.base_url,
+        "api_key": sim.api_key,
+        "backfill": "1d",
+        "rate_limit": 1_000_000,
+        **sim.source_settings(),
+    }
+    if hooks:
+        source["webhook_secret"] = SECRET
+    data = {
+        "state_path": str(workdir / f"state-{hooks}.db"),
+        "new_series_hold": "0s",
+        "sources": [source],
+    }
+    workdir.mkdir(parents=True, exist_ok=True)
+    return Exporter(config_from_data(data, environ={}))
+
+
+def _counted(url: str) -> float:
+    text = httpx.get(url, timeout=5).text  # a whole scrape, as Prometheus takes it
+    return sum(
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "workflow_runs_finished_total"
+    )
+
+
+def _requests(exporter: Exporter) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for family in exporter.registry.collect():
+        for sample in family.samples:
+            if sample.name == "workflow_exporter_api_requests_total":
+                endpoint = sample.labels["endpoint"]
+                out[endpoint] = out.get(endpoint, 0.0) + sample.value
+    return out
+
+
+def hint_latency(provider: str, workdir: Path, runs: int = 200) -> list[float]:
+    sim = SIMULATORS[provider](seed=1, arrival_rate_per_min=0, enforce_rate_limit=False)
+    sim.world.add_workflow(WORKFLOW)
+    sim.start()
+    exporter = _exporter(sim, workdir, hooks=True)
+    service = webhook_service(exporter)
+    listener = WebhookListener("127.0.0.1:0", service)
+    server = MetricsServer("127.0.0.1:0", server_hooks(exporter))
+    listener.start()
+    server.start()
+    try:
+        exporter.collect_all()
+        sim.send_webhooks(listener.url("/webhooks/bench"), SECRET)
+        url = server.url("/metrics")
+        latencies = []
+        for index in range(runs):
+            status = sim.native_for("failed" if index % 5 == 0 else "succeeded")
+            started = time.perf_counter()
+            sim.world.add_runs(1, workflow=WORKFLOW, native_status=status)
+            deadline = started + 30
+            while _counted(url) < index + 1:
+                if time.perf_counter() > deadline:
+                    raise RuntimeError(f"run {index} not counted within 30 s")
+                time.sleep(0.002)
+            latencies.append(time.perf_counter() - started)
+        return latencies
+    finally:
+        server.stop()
+        listener.stop()
+        service.stop()
+        exporter.shutdown()
+        sim.stop()
+
+
+def requests_per_cycle(
+    provider: str, workdir: Path, hooks: bool, cycles: int = 20, per_cycle: int = 10
+) -> tuple[dict[str, float], int]:
+    sim = SIMULATORS[provider](seed=2, arrival_rate_per_min=0, enforce_rate_limit=False)
+    sim.world.add_workflow(WORKFLOW)
+    sim.start()
+    exporter = _exporter(sim, workdir, hooks=hooks)
+    service = webhook_service(exporter) if hooks else None
+    listener = WebhookListener("127.0.0.1:0", service) if service else None
+    try:
+        if listener is not None:
+            listener.start()
+            sim.send_webhooks(listener.url("/webhooks/bench"), SECRET)
+        exporter.collect_all()
+        before = _requests(exporter)
+        for _ in range(cycles):
+            for index in range(per_cycle):
+                status = sim.native_for("failed" if index % 3 == 0 else "succeeded")
+                sim.world.add_runs(1, workflow=WORKFLOW, native_status=status)
+            sim.world.advance(30)
+            if sim.webhooks is not None:
+                deadline = time.monotonic() + 10
+                while sim.webhooks.pending() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(0.2)  # the last hints' lookups
+            exporter.collect_all()
+        after = _requests(exporter)
+        counted = int(sum(sim.world.truth().finished.values()))
+        return {k: (after.get(k, 0) - before.get(k, 0)) / cycles for k in after}, counted
+    finally:
+        if listener is not None:
+            listener.stop()
+        if service is not None:
+            service.stop()
+        exporter.shutdown()
+        sim.stop()
+
+
+def main() -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
+    rows = []
+    for provider in ("extend", "plextera"):
+        latencies = sorted(hint_latency(provider, workdir / provider))
+        p50 = statistics.median(latencies) * 1000
+        p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
+        rows.append(
+            f"| hint to /metrics, {provider}, {len(latencies)} runs | "
+            f"p50 {p50:.0f} ms, p99 {p99:.0f} ms | p99 <= 2 s | "
+            f"{'met' if p99 < 2000 else 'MISSED'} |"
+        )
+        for hooks in (False, True):
+            per_cycle, _ = requests_per_cycle(provider, workdir / f"{provider}-{hooks}", hooks)
+            total = sum(per_cycle.values())
+            parts = ", ".join(f"{k} {v:.1f}" for k, v in sorted(per_cycle.items()))
+            rows.append(
+                f"| API requests per cycle, {provider}, 10 runs finishing per cycle, webhooks "
+                f"{'on' if hooks else 'off'} | {total:.1f} ({parts}) |  | — |"
+            )
+    print("| figure | value | target | |\n|---|---|---|---|")
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

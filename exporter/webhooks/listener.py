@@ -1,0 +1,135 @@
+"""`POST /webhooks/<source>` on its own listener (`--webhook.listen-address`), so /metrics can
+stay internal while the platforms reach this one.
+
+It runs on the metrics server's hardened loop (read deadlines, bounded workers and
+connections), with its own handler: a request's body is read only once the source is known and
+its declared length is within bounds; nothing else is served.
+"""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import unquote
+
+from prometheus_client import CollectorRegistry
+
+from exporter.server import (
+    ServerHooks,
+    ServerLimits,
+    _Handler,
+    _Server,
+    parse_listen_address,
+)
+from exporter.webconfig import WebConfig, ssl_context
+from exporter.webhooks.service import WebhookService
+
+PREFIX = "/webhooks/"
+_TEXT = {"Content-Type": "text/plain; charset=utf-8"}
+_REASONS = {
+    200: b"ok\n",
+    202: b"accepted\n",
+    400: b"bad request\n",
+    401: b"unauthorized\n",
+    404: b"not found\n",
+    405: b"method not allowed\n",
+    411: b"length required\n",
+    413: b"payload too large\n",
+    429: b"too many requests\n",
+}
+
+
+class _WebhookHandler(_Handler):
+    server: _WebhookServer
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self._answer(405, {"Allow": "POST"})
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        # Until the body has been read whole, what follows must not be taken for a request.
+        keep_alive = not self.close_connection
+        self.close_connection = True
+        path = self.path.split("?", 1)[0]
+        service = self.server.service
+        source = unquote(path[len(PREFIX) :]) if path.startswith(PREFIX) else ""
+        if not source or "/" in source or not service.accepts(source):
+            self._answer(404)
+            return
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self._answer(411)
+            return
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self._answer(411)
+            return
+        if length < 0:
+            self._answer(400)
+            return
+        if length > service.settings.max_body_bytes:
+            answer = service.oversized(source)
+            self._answer(answer.status, dict(answer.headers))
+            return
+        body = self.rfile.read(length)  # bounded by the request's read deadline
+        if len(body) < length:
+            return
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        answer = service.receive(source, headers, body)
+        self.close_connection = not keep_alive
+        self._answer(answer.status, dict(answer.headers))
+
+    def _answer(self, status: int, headers: dict[str, str] | None = None) -> None:
+        self._send(status, _REASONS.get(status, b"\n"), {**_TEXT, **(headers or {})})
+
+
+class _WebhookServer(_Server):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        service: WebhookService,
+        web_config: WebConfig | None,
+        limits: ServerLimits | None,
+    ) -> None:
+        self.service = service
+        tls = web_config.tls_server_config if web_config else None
+        # The loop's hooks serve /metrics on the other listener; here they stand empty.
+        hooks = ServerHooks(registry=CollectorRegistry(), ready=lambda: True, sources=list)
+        super().__init__(
+            address,
+            hooks,
+            ssl_context=ssl_context(tls) if tls else None,
+            limits=limits,
+            handler=_WebhookHandler,
+        )
+
+
+class WebhookListener:
+    def __init__(
+        self,
+        listen_address: str,
+        service: WebhookService,
+        web_config: WebConfig | None = None,
+        limits: ServerLimits | None = None,
+    ) -> None:
+        self.tls = web_config is not None and web_config.tls_server_config is not None
+        self._httpd = _WebhookServer(
+            parse_listen_address(listen_address), service, web_config, limits
+        )
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="webhooks", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    def url(self, path: str = "/") -> str:
+        host = str(self._httpd.server_address[0])
+        host = host if host not in ("0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}{path}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

@@ -1,0 +1,73 @@
+"""The webhook self-metrics.
+
+`workflow_exporter_webhooks_received_total` is rendered at scrape time for the sources that
+take webhooks now: every result at zero from the start (an alert's `increase()` sees the first
+refusal), and a source removed by a reload disappears with it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from exporter.webhooks.verify import Result
+
+RECEIVED = "workflow_exporter_webhooks_received"
+QUEUE_DEPTH = "workflow_exporter_webhook_queue_depth"
+LATENCY = "workflow_exporter_webhook_hint_latency_seconds"
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class WebhookMetrics(Collector):
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        sources: Callable[[], Iterable[str]],
+        depth: Callable[[str], int],
+    ) -> None:
+        self._sources = sources
+        self._depth = depth
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+        self.latency = Histogram(
+            LATENCY,
+            "Seconds from a webhook hint's arrival to the commit of its run's lookup.",
+            ["source"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        registry.register(self)
+
+    def received(self, source: str, result: Result) -> None:
+        with self._lock:
+            self._counts[(source, result.value)] += 1
+
+    def observe_latency(self, source: str, seconds: float) -> None:
+        self.latency.labels(source).observe(seconds)
+
+    def describe(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        yield CounterMetricFamily(RECEIVED, "", labels=["source", "result"])
+        yield GaugeMetricFamily(QUEUE_DEPTH, "", labels=["source"])
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        received = CounterMetricFamily(
+            RECEIVED,
+            "Webhook requests received, by what became of them.",
+            labels=["source", "result"],
+        )
+        depth = GaugeMetricFamily(
+            QUEUE_DEPTH, "Webhook hints waiting for their lookup.", labels=["source"]
+        )
+        with self._lock:
+            counts = dict(self._counts)
+        for source in sorted(self._sources()):
+            for result in Result:
+                received.add_metric([source, result.value], counts.get((source, result.value), 0))
+            depth.add_metric([source], self._depth(source))
+        yield received
+        yield depth

@@ -1,0 +1,66 @@
+"""The webhook endpoint wired to a running exporter: its sources, its cycle lock, its registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exporter.app import Exporter
+from exporter.logs import get_logger
+from exporter.providers import SourceSettings
+from exporter.server import ServerLimits
+from exporter.webconfig import WebConfig
+from exporter.webhooks.listener import WebhookListener
+from exporter.webhooks.service import WebhookService
+
+log = get_logger("exporter.webhooks")
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpoint:
+    """`--webhook.listen-address` and `--webhook.config.file` (TLS only)."""
+
+    listen: str
+    web_config: WebConfig | None = None
+
+
+@dataclass
+class RunningWebhooks:
+    service: WebhookService
+    listener: WebhookListener
+
+    def stop(self) -> None:
+        self.listener.stop()
+        self.service.stop()
+
+
+def webhook_service(exporter: Exporter) -> WebhookService:
+    def settings_of(name: str) -> SourceSettings | None:
+        runtime = exporter.sources.get(name)
+        return runtime.settings if runtime is not None else None
+
+    return WebhookService(
+        exporter.config.app.webhooks,
+        exporter.registry,
+        source_settings=settings_of,
+        configured=lambda: [r.settings for r in list(exporter.sources.values())],
+        apply_hints=exporter.apply_hints,
+        poll=lambda name: exporter.collect_source(name) if name in exporter.sources else None,
+    )
+
+
+def start_webhooks(
+    exporter: Exporter, endpoint: WebhookEndpoint | None, limits: ServerLimits | None
+) -> RunningWebhooks | None:
+    if endpoint is None:
+        return None
+    service = webhook_service(exporter)
+    for name in service.sources():
+        service.accepts(name)  # reads each secret now, so it is redacted before any request
+    listener = WebhookListener(endpoint.listen, service, endpoint.web_config, limits)
+    listener.start()
+    log.info(
+        "serving webhooks",
+        url=listener.url("/webhooks/<source>"),
+        sources=service.sources(),
+    )
+    return RunningWebhooks(service, listener)

@@ -1,0 +1,279 @@
+"""Hints through the exporter's own core (no HTTP): exactly once with polls, whatever the order;
+and the service's answers: queue full, replays, a rotated secret, unknown sources, metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.app import Exporter
+from exporter.webhooks.service import WebhookService
+from exporter.webhooks.settings import WebhookSettings
+from exporter.webhooks.wiring import webhook_service
+from tests.conftest import ExporterFactory, SimFactory, source_for
+from tests.helpers import errors, finished, samples
+
+SECRET = "whsec-hints-0123456789abcdef"
+WORKFLOW = "Hinted"
+
+
+def truth(sim: Any) -> Counter[tuple[str, ...]]:
+    return Counter({key: n for key, n in sim.world.truth().finished.items() if n})
+
+
+def test_a_hint_and_a_poll_count_a_run_once_in_either_order(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    sim = simulator("extend", seed=3, arrival_rate_per_min=0)
+    sim.world.add_workflow(WORKFLOW)
+    exporter = exporter_factory([source_for(sim, "extend", name="ext")])
+    exporter.collect_all()
+    failed = sim.world.add_runs(3, workflow=WORKFLOW, native_status="FAILED")
+    # Before any poll sees them: counted by the hints, with their failure reason.
+    report = exporter.apply_hints("ext", [r.id for r in failed] + [failed[0].id])
+    assert report is not None
+    assert report.counted == 3
+    assert report.lookups == 3  # a run named twice is looked up once
+    assert finished(exporter, "ext") == Counter({(WORKFLOW, "failed"): 3})
+    assert sum(errors(exporter, "ext").values()) == 3
+    assert ("ext", WORKFLOW, "unspecified") not in errors(exporter, "ext")
+    # The poll sees them again, and a hint after the poll too: nothing twice.
+    exporter.collect_all()
+    exporter.apply_hints("ext", [r.id for r in failed])
+    assert finished(exporter, "ext") == truth(sim)
+    # A run the poll saw active and a hint then saw finished.
+    (running,) = sim.world.add_runs(1, workflow=WORKFLOW, native_status="PROCESSING")
+    exporter.collect_all()
+    sim.world.finish(running.id, "PROCESSED")
+    exporter.apply_hints("ext", [running.id, "no-such-run"])
+    assert finished(exporter, "ext") == truth(sim)
+    exporter.collect_all()
+    assert finished(exporter, "ext") == truth(sim)
+    assert exporter.apply_hints("gone", ["x"]) is None
+
+
+def test_hints_and_polls_racing_never_double_count(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    sim = simulator("plextera", seed=4, arrival_rate_per_min=0)
+    sim.world.add_workflow(WORKFLOW)
+    exporter = exporter_factory([source_for(sim, "plextera", name="plx")])
+    exporter.collect_all()
+    runs = sim.world.add_runs(40, workflow=WORKFLOW, native_status="COMPLETED")
+    ids = [r.id for r in runs]
+
+    def hints() -> None:
+        for chunk in range(0, len(ids), 5):
+            exporter.apply_hints("plx", ids[chunk : chunk + 5])
+
+    thread = threading.Thread(target=hints)
+    thread.start()
+    for _ in range(3):
+        exporter.collect_all()
+    thread.join()
+    assert finished(exporter, "plx") == truth(sim) == Counter({(WORKFLOW, "succeeded"): 40})
+
+
+def extend_request(body: dict[str, Any], secret: str = SECRET) -> tuple[dict[str, str], bytes]:
+    raw = json.dumps(body).encode()
+    stamp = str(int(time.time()))
+    sig = hmac.new(secret.encode(), f"v0:{stamp}:".encode() + raw, hashlib.sha256).hexdigest()
+    return {"x-extend-request-timestamp": stamp, "x-extend-request-signature": sig}, raw
+
+
+def event(n: int) -> dict[str, Any]:
+    return {
+        "eventId": f"evt_{n}",
+        "eventType": "workflow_run.completed",
+        "payload": {"id": f"run_{n}"},
+    }
+
+
+def received(exporter: Exporter, source: str) -> dict[str, float]:
+    return {
+        labels["result"]: value
+        for labels, value in samples(exporter.registry, "workflow_exporter_webhooks_received_total")
+        if labels["source"] == source
+    }
+
+
+def test_the_service_answers_and_counts_without_http(
+    simulator: SimFactory, exporter_factory: ExporterFactory, tmp_path: Path
+) -> None:
+    sim = simulator("extend", seed=5, arrival_rate_per_min=0)
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET + "\n", encoding="utf-8")
+    exporter = exporter_factory(
+        [
+            source_for(sim, "extend", name="ext", webhook_secret_file=str(secret_file)),
+            source_for(sim, "extend", name="quiet"),
+        ],
+        webhooks={"queue_size": 2},
+    )
+    release = threading.Event()
+    applied: list[list[str]] = []
+
+    def blocked(name: str, run_ids: list[str], payloads: Mapping[str, Any]) -> None:
+        release.wait(5)
+        applied.append(run_ids)
+
+    service = WebhookService(
+        WebhookSettings(queue_size=2),
+        exporter.registry,
+        source_settings=lambda n: exporter.sources[n].settings if n in exporter.sources else None,
+        configured=lambda: [r.settings for r in exporter.sources.values()],
+        apply_hints=blocked,
+        poll=lambda name: None,
+    )
+    try:
+        # Zero from the start, for the sources that take webhooks only.
+        assert set(received(exporter, "ext").values()) == {0.0}
+        assert received(exporter, "quiet") == {}
+        assert not service.accepts("quiet")
+        assert service.receive("nope", *extend_request(event(0))).status == 404
+
+        assert service.receive("ext", *extend_request(event(1))).status == 202
+        time.sleep(0.2)  # the worker takes run_1 and waits in `blocked`
+        assert service.receive("ext", *extend_request(event(2))).status == 202
+        assert service.receive("ext", *extend_request(event(3))).status == 202
+        full = service.receive("ext", *extend_request(event(4)))
+        assert full.status == 429
+        assert full.headers["Retry-After"]
+        assert service.receive("ext", *extend_request(event(2))).status == 200  # replayed
+        release.set()
+        deadline = time.monotonic() + 5
+        while len(applied) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # The refused event's retry is taken: its id was not remembered.
+        assert service.receive("ext", *extend_request(event(4))).status == 202
+        assert received(exporter, "ext")["queue_full"] == 1
+        assert received(exporter, "ext")["replayed"] == 1
+
+        # A rotated secret file: the old secret is refused from the next request on.
+        new_secret = SECRET + "-rotated"
+        secret_file.write_text(new_secret, encoding="utf-8")
+        assert service.receive("ext", *extend_request(event(5))).status == 401
+        assert service.receive("ext", *extend_request(event(6), new_secret)).status == 202
+    finally:
+        release.set()
+        service.stop()
+
+
+def test_wired_service_counts_through_the_exporter(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    sim = simulator("extend", seed=6, arrival_rate_per_min=0)
+    sim.world.add_workflow(WORKFLOW)
+    exporter = exporter_factory([source_for(sim, "extend", name="ext", webhook_secret=SECRET)])
+    exporter.collect_all()
+    service = webhook_service(exporter)
+    try:
+        (run,) = sim.world.add_runs(1, workflow=WORKFLOW, native_status="FAILED")
+        body = {"eventId": "e1", "eventType": "workflow_run.failed", "payload": {"id": run.id}}
+        assert service.receive("ext", *extend_request(body)).status == 202
+        deadline = time.monotonic() + 5
+        while not finished(exporter, "ext") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert finished(exporter, "ext") == Counter({(WORKFLOW, "failed"): 1})
+        latency = samples(exporter.registry, "workflow_exporter_webhook_hint_latency_seconds_count")
+        assert latency == [({"source": "ext"}, 1.0)]
+        # A payload delivered as a URL names no run: the source is polled now instead.
+        (other,) = sim.world.add_runs(1, workflow=WORKFLOW, native_status="PROCESSED")
+        as_url = {
+            "eventId": "e2",
+            "eventType": "workflow_run.completed",
+            "payload": {"data": "https://files.example/signed"},
+        }
+        assert service.receive("ext", *extend_request(as_url)).status == 202
+        deadline = time.monotonic() + 5
+        while finished(exporter, "ext") != truth(sim) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert finished(exporter, "ext") == truth(sim)
+        assert other.id
+    finally:
+        service.stop()
+
+
+def test_webhook_settings_are_checked_with_the_field_path(tmp_path: Path) -> None:
+    from exporter.errors import ConfigError
+    from exporter.settings import config_from_data
+
+    def problems(**source: Any) -> list[str]:
+        base = {"name": "s", "api_key": "k-1234567890", **source}
+        try:
+            config_from_data({"sources": [base]}, environ={})
+        except ConfigError as exc:
+            return exc.problems
+        return []
+
+    assert problems(provider="extend", webhook_secret=SECRET) == []
+    assert "sends no webhooks" in " ".join(problems(provider="noxus", webhook_secret=SECRET))
+    both = problems(provider="plextera", webhook_secret=SECRET, webhook_secret_file="/x")
+    assert "mutually exclusive" in " ".join(both)
+    missing = problems(provider="extend", webhook_secret_file=str(tmp_path / "none"))
+    assert missing[0].startswith("sources[0].webhook_secret_file:")
+    assert SECRET not in " ".join(both + missing)
+
+
+def test_the_cli_refuses_basic_auth_on_the_webhook_listener(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from exporter.cli import main
+
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "sources:\n  - {name: e, provider: extend, api_key: k-1234567890}\n", encoding="utf-8"
+    )
+    web = tmp_path / "web.yml"
+    import bcrypt
+
+    hashed = bcrypt.hashpw(b"pw-123456", bcrypt.gensalt(rounds=4)).decode()
+    web.write_text(f"basic_auth_users: {{p: '{hashed}'}}\n", encoding="utf-8")
+    args = ["run", "--config.file", str(config), "--webhook.config.file", str(web)]
+    assert main(args) == 2  # a config file without a listener
+    assert main([*args, "--webhook.listen-address", "127.0.0.1:0"]) == 2
+    assert "basic_auth_users is not used for webhooks" in capsys.readouterr().err
+
+
+def test_a_run_deleted_before_its_lookup_is_counted_from_its_signed_payload(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    extend = simulator("extend", seed=7, arrival_rate_per_min=0)
+    plextera = simulator("plextera", seed=7, arrival_rate_per_min=0)
+    for sim in (extend, plextera):
+        sim.world.add_workflow(WORKFLOW)
+    exporter = exporter_factory(
+        [source_for(extend, "extend", name="ext"), source_for(plextera, "plextera", name="plx")]
+    )
+    (running,) = extend.world.add_runs(1, workflow=WORKFLOW, native_status="PROCESSING")
+    exporter.collect_all()  # `running` is tracked active
+    (failed,) = extend.world.add_runs(1, workflow=WORKFLOW, native_status="FAILED")
+    (done,) = plextera.world.add_runs(1, workflow=WORKFLOW, native_status="FAILED")
+    payloads = {
+        failed.id: extend.render(failed, detailed=True),  # type: ignore[attr-defined]
+        running.id: extend.render(running, detailed=True),  # type: ignore[attr-defined]
+    }
+    plx_payload = {done.id: plextera.render(done)}  # type: ignore[attr-defined]
+    for sim, run in ((extend, failed), (plextera, done), (extend, running)):
+        sim.world.delete(run.id)
+
+    report = exporter.apply_hints("ext", [failed.id, running.id], payloads)
+    assert report is not None
+    assert report.counted == 1
+    assert finished(exporter, "ext") == Counter({(WORKFLOW, "failed"): 1})
+    # With its reason, from the payload; the deleted active run dropped, not counted.
+    assert errors(exporter, "ext") == Counter({(WORKFLOW, failed.error_code): 1})
+    exporter.apply_hints("plx", [done.id], plx_payload)
+    assert finished(exporter, "plx") == Counter({(WORKFLOW, "failed"): 1})
+    exporter.collect_all()
+    assert finished(exporter, "ext") == truth(extend)
+    assert finished(exporter, "plx") == truth(plextera)
