@@ -228,7 +228,11 @@ class SourceCollector:
         vanished: list[str] = []
         failure: Exception | None = None
         lookups = 0
-        for run_id in dict.fromkeys(run_ids):
+        wanted = dict.fromkeys(run_ids)
+        # A run already counted needs no lookup: a platform's retried delivery costs nothing.
+        for run_id in self.store.counted_among(name, wanted):
+            del wanted[run_id]
+        for run_id in wanted:
             if lookups >= s.lookup_budget:
                 break  # the rest waits for the poll, which finds them anyway
             tracked = active.get(run_id)
@@ -244,8 +248,11 @@ class SourceCollector:
                 merge_sighting(seen, fetched)
             elif tracked is not None:
                 vanished.append(run_id)
+        # The source's workflow filters hold for hints as for polls.
+        seen, active, left_out = self._screen(seen, active)
         counted = self.store.counted_among(name, seen)
         changes = self._decide(seen, vanished, active, counted, cursor, now)
+        changes.active_removals |= left_out
         self._apply(seen, changes, active, cursor, now)
         if failure is not None:
             self.log.warning(

@@ -277,3 +277,27 @@ def test_a_run_deleted_before_its_lookup_is_counted_from_its_signed_payload(
     exporter.collect_all()
     assert finished(exporter, "ext") == truth(extend)
     assert finished(exporter, "plx") == truth(plextera)
+
+
+def test_hints_keep_to_the_workflow_filter_and_look_up_no_counted_run(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    sim = simulator("extend", seed=5, arrival_rate_per_min=0)
+    sim.world.add_workflow(WORKFLOW)
+    sim.world.add_workflow("Sandbox")
+    source = {**source_for(sim, "extend", name="ext"), "workflows": {"exclude": ["Sandbox"]}}
+    exporter = exporter_factory([source])
+    exporter.collect_all()
+    kept = sim.world.add_runs(2, workflow=WORKFLOW, native_status="FAILED")
+    left_out = sim.world.add_runs(2, workflow="Sandbox", native_status="FAILED")
+
+    report = exporter.apply_hints("ext", [r.id for r in kept + left_out])
+    assert report is not None
+    assert report.counted == 2
+    assert finished(exporter, "ext") == Counter({(WORKFLOW, "failed"): 2})
+    # A platform's retried delivery of runs already counted costs no request.
+    again = exporter.apply_hints("ext", [r.id for r in kept])
+    assert again is not None
+    assert again.lookups == 0
+    exporter.collect_all()
+    assert finished(exporter, "ext") == Counter({(WORKFLOW, "failed"): 2})
