@@ -233,6 +233,10 @@ class SourceCollector:
         for run_id in self.store.counted_among(name, wanted):
             del wanted[run_id]
         for run_id in wanted:
+            carried = self._final_from_event(run_id, payloads.get(run_id))
+            if carried is not None:
+                merge_sighting(seen, carried)
+                continue
             if lookups >= s.lookup_budget:
                 break  # the rest waits for the poll, which finds them anyway
             tracked = active.get(run_id)
@@ -259,6 +263,17 @@ class SourceCollector:
                 "webhook hint lookup failed; the next poll finds the run", error=str(failure)
             )
         return HintReport(lookups=lookups, counted=len(changes.counted), failure=failure)
+
+    def _final_from_event(self, run_id: str, payload: Any) -> Run | None:
+        """The run a signed event carried, where the provider documents it whole and it is
+        final: finished, its failure reason in hand, its steps there if steps are counted.
+        Anything less is looked up."""
+        if not self.provider.events_carry_whole_runs:
+            return None
+        run = self._from_event(run_id, payload)
+        if run is None or run.needs_detail or (self.provider.steps_on and not run.steps):
+            return None
+        return run
 
     def _from_event(self, run_id: str, payload: Any) -> Run | None:
         if payload is None:

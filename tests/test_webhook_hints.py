@@ -45,7 +45,7 @@ def test_a_hint_and_a_poll_count_a_run_once_in_either_order(
     assert report.lookups == 3  # a run named twice is looked up once
     assert finished(exporter, "ext") == Counter({(WORKFLOW, "failed"): 3})
     assert sum(errors(exporter, "ext").values()) == 3
-    assert ("ext", WORKFLOW, "unspecified") not in errors(exporter, "ext")
+    assert errors(exporter, "ext")[(WORKFLOW, "unspecified")] == 0
     # The poll sees them again, and a hint after the poll too: nothing twice.
     exporter.collect_all()
     exporter.apply_hints("ext", [r.id for r in failed])
@@ -301,3 +301,27 @@ def test_hints_keep_to_the_workflow_filter_and_look_up_no_counted_run(
     assert again.lookups == 0
     exporter.collect_all()
     assert finished(exporter, "ext") == Counter({(WORKFLOW, "failed"): 2})
+
+
+def test_a_finished_run_in_a_signed_extend_event_is_counted_without_a_lookup(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    sim = simulator("extend", seed=6, arrival_rate_per_min=0)
+    sim.world.add_workflow(WORKFLOW)
+    exporter = exporter_factory([source_for(sim, "extend", name="ext")])
+    exporter.collect_all()
+    failed = sim.world.add_runs(2, workflow=WORKFLOW, native_status="FAILED")
+    (running,) = sim.world.add_runs(1, workflow=WORKFLOW, native_status="PROCESSING")
+    with sim.world.lock:
+        events = {r.id: sim.render(r, detailed=True) for r in [*failed, running]}
+    sim.clear_requests()
+
+    report = exporter.apply_hints("ext", list(events), events)
+    assert report is not None
+    # The failed runs came whole, reason and all; the unfinished one is looked up.
+    assert report.lookups == 1
+    assert [r.path for r in sim.requests] == [f"/workflow_runs/{running.id}"]
+    assert finished(exporter, "ext") == Counter({(WORKFLOW, "failed"): 2})
+    assert errors(exporter, "ext")[(WORKFLOW, "unspecified")] == 0
+    exporter.collect_all()
+    assert finished(exporter, "ext") == truth(sim)

@@ -366,9 +366,14 @@ class Provider(ABC, Generic[S]):
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
         """One run by id, with full detail; None when the API says it no longer exists."""
 
+    # Whether a signed event documents its payload as the whole run, in the shape of a lookup
+    # (Extend's WorkflowRun): a finished run in it is counted without a lookup.
+    events_carry_whole_runs: ClassVar[bool] = False
+
     def run_from_event(self, item: Any) -> Run | None:
-        """A run as a signed webhook event carried it, where it has the detail's shape; used
-        only when the run can no longer be looked up (deleted right after finishing)."""
+        """A run as a signed webhook event carried it, where it has the detail's shape: used
+        instead of a lookup where `events_carry_whole_runs`, else only when the run can no
+        longer be looked up (deleted right after finishing)."""
         return None
 
     # Helpers for subclasses -------------------------------------------------------------

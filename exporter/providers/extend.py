@@ -198,6 +198,9 @@ class ExtendProvider(Provider[ExtendSettings]):
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
         return self.fetch_one(f"/workflow_runs/{segment(run_id)}", self._detail_to_run)
 
+    # The documented event body is `{eventId, eventType, payload: WorkflowRun}`.
+    events_carry_whole_runs: ClassVar[bool] = True
+
     def run_from_event(self, item: Any) -> Run | None:
         runs = list(self.parse_items([item], self._detail_to_run))
         return runs[0] if runs else None
