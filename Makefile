@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV     := $(VENV)/.dev-installed
 
-.PHONY: demo demo-stack landing-screenshot image-test test lint format typecheck unit system-deps chaos soak bench bench-million bench-load rules dashboards chart docs clean
+.PHONY: demo demo-stack landing-screenshot image-test test lint format typecheck unit system-deps chaos soak bench bench-million bench-load bench-webhooks rules dashboards chart docs clean
 
 # e.g. make demo DEMO_ARGS="--alertmanager.url http://127.0.0.1:9093"
 demo: $(RUNTIME)
@@ -63,6 +63,10 @@ bench-million: $(DEV)
 # 200 scrapers and 1,000 silent sockets against an exporter holding 10,000 series, for 30 s.
 bench-load: $(DEV)
 	$(BIN)/python -m bench.load
+
+# Webhook hints: hint-to-/metrics latency, and API requests per cycle with webhooks off and on.
+bench-webhooks: $(DEV)
+	$(BIN)/python -m bench.webhooks
 
 soak: $(DEV)
 	$(BIN)/python -m tests.soak --days 7 --runs-per-day 20000

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from exporter.app import Exporter
+from exporter.simulator.extend import ExtendSimulator
 from exporter.webhooks.service import WebhookService
 from exporter.webhooks.settings import WebhookSettings
 from exporter.webhooks.wiring import webhook_service
@@ -172,6 +173,7 @@ def test_wired_service_counts_through_the_exporter(
     simulator: SimFactory, exporter_factory: ExporterFactory
 ) -> None:
     sim = simulator("extend", seed=6, arrival_rate_per_min=0)
+    assert isinstance(sim, ExtendSimulator)
     sim.world.add_workflow(WORKFLOW)
     exporter = exporter_factory([source_for(sim, "extend", name="ext", webhook_secret=SECRET)])
     exporter.collect_all()
@@ -307,6 +309,7 @@ def test_a_finished_run_in_a_signed_extend_event_is_counted_without_a_lookup(
     simulator: SimFactory, exporter_factory: ExporterFactory
 ) -> None:
     sim = simulator("extend", seed=6, arrival_rate_per_min=0)
+    assert isinstance(sim, ExtendSimulator)
     sim.world.add_workflow(WORKFLOW)
     exporter = exporter_factory([source_for(sim, "extend", name="ext")])
     exporter.collect_all()
