@@ -166,7 +166,8 @@ def test_plextera_header_edge_cases() -> None:
     stamp, mac = t.removeprefix("t="), v1.removeprefix("v1=")
 
     def result(header: str) -> Result:
-        return check("plextera", {"x-plextera-signature": header}, raw).result
+        found: Result = check("plextera", {"x-plextera-signature": header}, raw).result
+        return found
 
     assert result(f" t={stamp} , v1={mac.upper()} ") is Result.ACCEPTED  # spaces, upper-case hex
     assert result(f"v1={mac},t={stamp}") is Result.ACCEPTED  # any order
