@@ -82,6 +82,8 @@ class Exporter:
         """`cycle_summaries`: one info line per source per cycle, for a person watching."""
         self.config = config
         self.stop_event = threading.Event()
+        # More reasons /healthz may fail, from parts wired on afterwards (the webhook workers).
+        self.health_checks: list[Callable[[], list[str]]] = []
         self.store = Store(
             state_path or str(config.app.state_path), config.app.buckets.as_mapping()
         )
@@ -407,13 +409,14 @@ class Exporter:
                     ),
                 )
             )
+        more = [problem for check in list(self.health_checks) for problem in check()]
         schedule = self._schedule
         if schedule is None:
-            return problems(collecting, None, [])
+            return problems(collecting, None, []) + more
         due = [
             Due(job, overdue, interval) for job, overdue, interval in schedule.overdue(utc_now())
         ]
-        return problems(collecting, schedule.running(), due)
+        return problems(collecting, schedule.running(), due) + more
 
     def ready(self) -> bool:
         return all(r.attempts > 0 for r in self.sources.values())

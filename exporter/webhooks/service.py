@@ -185,6 +185,13 @@ class WebhookService:
         for received in batch.received.values():
             self.metrics.observe_latency(batch.source, done - received)
 
+    def health(self) -> list[str]:
+        """For /healthz: a source's hint worker that ended (its hints would wait unworked)."""
+        return [
+            f"source {source}: webhook hint worker stopped (see the log)"
+            for source in self.workers.dead()
+        ]
+
     def stop(self) -> None:
         self.workers.stop()
 

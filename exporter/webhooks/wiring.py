@@ -58,6 +58,7 @@ def start_webhooks(
         service.accepts(name)  # reads each secret now, so it is redacted before any request
     listener = WebhookListener(endpoint.listen, service, endpoint.web_config, limits)
     listener.start()
+    exporter.health_checks.append(service.health)
     log.info(
         "serving webhooks",
         url=listener.url("/webhooks/<source>"),

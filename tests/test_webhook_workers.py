@@ -1,0 +1,107 @@
+"""The hint workers: a batch that raises (a provider error, a KeyError, a bug in the batch size)
+leaves the worker working; a worker that ends anyway is said by /healthz and started again by
+the next hint; a stop with hints still queued returns at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from exporter.webhooks.hints import Batch, HintWorkers
+from tests.conftest import ExporterFactory, SimFactory, source_for
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
+class _Ended(BaseException):
+    """Not an Exception: ends a thread past `except Exception`, as a real one might."""
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_worker_survives_errors_and_a_dead_one_is_said_and_started_again() -> None:
+    handled: list[list[str]] = []
+    limits = iter([1, 0])  # the second batch size is a bug: it raises below
+
+    def batch_limit(_source: str) -> int:
+        limit = next(limits, 10)
+        if limit == 0:
+            raise KeyError("source")
+        return limit
+
+    def handle(batch: Batch) -> None:
+        handled.append(batch.run_ids)
+        if batch.run_ids == ["boom"]:
+            raise KeyError("boom")
+        if batch.run_ids == ["end"]:
+            raise _Ended
+
+    workers = HintWorkers(10, handle, batch_limit)
+    try:
+        assert workers.queue("s").offer("boom", time.monotonic())
+        assert wait_for(lambda: handled == [["boom"]])
+        workers.queue("s").offer("after", time.monotonic())  # batch size raises once
+        assert wait_for(lambda: handled == [["boom"], ["after"]])
+        assert workers.dead() == []
+        workers.queue("s").offer("end", time.monotonic())
+        assert wait_for(lambda: workers.dead() == ["s"])
+        # The next hint starts it again.
+        workers.queue("s").offer("again", time.monotonic())
+        assert wait_for(lambda: handled[-1] == ["again"])
+        assert workers.dead() == []
+    finally:
+        workers.stop()
+
+
+def test_stop_with_hints_queued_and_one_batch_stuck_returns_promptly() -> None:
+    release = threading.Event()
+    handled: list[str] = []
+
+    def handle(batch: Batch) -> None:
+        handled.extend(batch.run_ids)
+        release.wait(10)
+
+    workers = HintWorkers(100, handle, lambda _s: 1)
+    for n in range(50):
+        workers.queue("s").offer(f"r{n}", time.monotonic())
+    assert wait_for(lambda: handled == ["r0"])
+    started = time.monotonic()
+    workers.stop(timeout=0.5)
+    assert time.monotonic() - started < 1.0
+    release.set()
+    time.sleep(0.1)
+    assert handled == ["r0"]  # nothing queued is started after the stop
+    assert workers.dead() == []  # stopping is not dying
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_dead_worker_fails_healthz(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    from exporter.webhooks.wiring import webhook_service
+
+    sim = simulator("extend", seed=2, arrival_rate_per_min=0)
+    exporter = exporter_factory(
+        [source_for(sim, "extend", name="ext", webhook_secret="whsec-workers-0123456789")]
+    )
+    service = webhook_service(exporter)
+    exporter.health_checks.append(service.health)
+
+    def ended(_batch: Batch) -> None:
+        raise _Ended
+
+    service.workers._handle = ended
+    try:
+        assert exporter.health() == []
+        service.workers.queue("ext").offer("r1", time.monotonic())
+        assert wait_for(lambda: bool(exporter.health()))
+        assert exporter.health() == ["source ext: webhook hint worker stopped (see the log)"]
+    finally:
+        service.stop()
