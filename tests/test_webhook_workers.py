@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +106,26 @@ def test_a_dead_worker_fails_healthz(
         assert exporter.health() == ["source ext: webhook hint worker stopped (see the log)"]
     finally:
         service.stop()
+
+
+def test_the_log_scan_covers_webhook_secrets_the_code_never_read(
+    simulator: SimFactory, exporter_factory: ExporterFactory, tmp_path: Path
+) -> None:
+    from tests.conftest import secrets_to_scan
+
+    sim = simulator("plextera", seed=2, arrival_rate_per_min=0)
+    secret_file = tmp_path / "whsec"
+    secret_file.write_text("whsec-from-a-file-0123456789\n", encoding="utf-8")
+    exporter_factory(
+        [
+            source_for(sim, "plextera", name="a", webhook_secret="whsec-inline-0123456789"),
+            source_for(sim, "plextera", name="b", webhook_secret_file=str(secret_file)),
+        ]
+    )
+    sim.send_webhooks(sim.base_url + "/never-sent", "whsec-sender-0123456789")
+    scanned = secrets_to_scan()
+    assert {
+        "whsec-inline-0123456789",
+        "whsec-from-a-file-0123456789",
+        "whsec-sender-0123456789",
+    } <= scanned
