@@ -158,7 +158,9 @@ class WebhookService:
         try:
             value = settings.read_webhook_secret()
         except ValueError as exc:
-            log.warning("webhook secret unreadable; keeping the current one", error=str(exc))
+            log.warning(
+                "webhook secret unreadable; keeping the current one", source=source, error=str(exc)
+            )
             if cached is None:
                 return None
             # Said once per change of the file, not once per request.
