@@ -249,7 +249,8 @@ class Exporter:
         self, name: str, run_ids: list[str], payloads: Mapping[str, Any] | None = None
     ) -> HintReport | None:
         """Webhook hints for one source: its runs looked up and committed under the cycle lock,
-        so a hint and a poll never decide at once. None: the source is gone (a reload)."""
+        so a hint and a poll never decide at once. None: the source is gone (a reload), or the
+        process is shutting down."""
         runtime = self.sources.get(name)
         if runtime is None:
             return None
@@ -258,7 +259,10 @@ class Exporter:
         try:
             with runtime.lock:
                 self._refresh_key(runtime)
-                report = runtime.collector.apply_hints(run_ids, payloads or {})
+                try:
+                    report = runtime.collector.apply_hints(run_ids, payloads or {})
+                except Cancelled:
+                    return None  # shutting down: nothing was committed; the poll finds the runs
                 self.generation = next(self._generations)
         finally:
             runtime.running_since.remove(started)

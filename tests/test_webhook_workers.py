@@ -4,11 +4,16 @@ the next hint; a stop with hints still queued returns at once."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import io
+import json
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from exporter.webhooks.hints import Batch, HintWorkers
@@ -129,3 +134,34 @@ def test_the_log_scan_covers_webhook_secrets_the_code_never_read(
         "whsec-from-a-file-0123456789",
         "whsec-sender-0123456789",
     } <= scanned
+
+
+def test_shutdown_with_a_hint_in_a_stalled_lookup_and_more_queued_is_prompt(
+    simulator: SimFactory, exporter_factory: ExporterFactory, captured_logs: io.StringIO
+) -> None:
+    from exporter.webhooks.wiring import WebhookEndpoint, start_webhooks
+
+    sim = simulator("plextera", seed=5, arrival_rate_per_min=0)
+    secret = "whsec-shutdown-0123456789"
+    exporter = exporter_factory(
+        [source_for(sim, "plextera", name="plx", webhook_secret=secret, timeout="30s")]
+    )
+    running = start_webhooks(exporter, WebhookEndpoint("127.0.0.1:0"), None)
+    assert running is not None
+    sim.faults.inject("delay", 1, seconds=20)  # the first lookup stalls
+    for n in range(20):
+        body = json.dumps({"type": "workflow.run.failed", "data": {"id": f"r{n}"}}).encode()
+        stamp = str(int(time.time()))
+        mac = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+        answer = httpx.post(
+            running.listener.url("/webhooks/plx"),
+            content=body,
+            headers={"X-Plextera-Signature": f"t={stamp},v1={mac}"},
+        )
+        assert answer.status_code == 202
+    assert wait_for(lambda: bool(exporter.sources["plx"].running_since))  # in the lookup
+    started = time.monotonic()
+    running.stop()  # what serve() does on SIGTERM
+    exporter.shutdown()
+    assert time.monotonic() - started < 1.5
+    assert "Traceback" not in captured_logs.getvalue()
