@@ -6,6 +6,7 @@ A thin shell: the work happens in `collect`, `accounting`, `store` and `metrics`
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
@@ -145,6 +146,10 @@ class Exporter:
         provider_cls = registry()[settings.provider]
         api_key = settings.read_api_key()
         register_secret(api_key)
+        # Redacted from the start (and from a reload that adds or changes the source), whether
+        # or not a webhook has been received yet: the service reads it again per request.
+        with contextlib.suppress(ValueError):
+            register_secret(settings.read_webhook_secret() or "")
         instruments = self.selfmetrics.for_source(settings.name, settings.provider)
         source_log = log.bind(source=settings.name, provider=settings.provider)
         client = ApiClient(

@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client.exposition import generate_latest
 
+from exporter import logs
 from exporter.settings import config_from_data
 from exporter.webhooks.wiring import webhook_service
 from tests.conftest import ExporterFactory, SimFactory, source_for
@@ -35,6 +36,7 @@ def test_a_reload_adds_removes_and_rotates_webhook_sources(
     a = source_for(sim, "plextera", name="a", webhook_secret=old, labels={"team": "ops"})
     b = source_for(sim, "plextera", name="b", webhook_secret=new)
     exporter = exporter_factory([a])
+    assert old in logs.registered_secrets()  # from the start, before any request
     service = webhook_service(exporter)
     state = str(exporter.config.app.state_path)
     try:
@@ -51,6 +53,8 @@ def test_a_reload_adds_removes_and_rotates_webhook_sources(
             {"state_path": state, "sources": [{**a, "webhook_secret": new}, b]}, environ={}
         )
         assert sorted(exporter.reload(config)) == ["added b", "changed a"]
+        # Redacted from the reload on, before any request used it.
+        assert new in logs.registered_secrets()
         assert service.receive("a", *plextera(run_event(3), old)).status == 401
         assert service.receive("a", *plextera(run_event(4), new)).status == 202
         assert service.receive("b", *plextera(run_event(5), new)).status == 202
