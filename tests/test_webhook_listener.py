@@ -179,3 +179,16 @@ def test_other_methods_and_odd_paths_find_nothing(listener: WebhookListener) -> 
         got = httpx.get(listener.url(page))
         assert got.status_code == 405
         assert "workflow" not in got.text
+
+
+def test_a_bug_in_handling_a_request_is_a_logged_500_not_a_hang_up(
+    service: WebhookService, listener: WebhookListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: object) -> None:
+        raise KeyError("bug")
+
+    monkeypatch.setattr(service, "receive", broken)
+    body = b'{"type": "workflow.run.failed", "data": {"id": "r1"}}'
+    answer = httpx.post(listener.url("/webhooks/plx"), content=body, headers=signed(body))
+    assert answer.status_code == 500
+    assert "KeyError" not in answer.text

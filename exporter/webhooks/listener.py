@@ -13,6 +13,7 @@ from urllib.parse import unquote
 
 from prometheus_client import CollectorRegistry
 
+from exporter.logs import get_logger
 from exporter.server import (
     ServerHooks,
     ServerLimits,
@@ -22,6 +23,8 @@ from exporter.server import (
 )
 from exporter.webconfig import WebConfig, ssl_context
 from exporter.webhooks.service import WebhookService
+
+log = get_logger("exporter.webhooks")
 
 PREFIX = "/webhooks/"
 _TEXT = {"Content-Type": "text/plain; charset=utf-8"}
@@ -35,6 +38,7 @@ _REASONS = {
     411: b"length required\n",
     413: b"payload too large\n",
     429: b"too many requests\n",
+    500: b"internal error; see the log\n",
 }
 
 
@@ -81,7 +85,13 @@ class _WebhookHandler(_Handler):
         if len(body) < length:
             return
         headers = {key.lower(): value for key, value in self.headers.items()}
-        answer = service.receive(source, headers, body)
+        try:
+            answer = service.receive(source, headers, body)
+        except Exception:
+            # A bug says so (log, 500: the platform retries) instead of hanging up unanswered.
+            log.exception("webhook request failed", source=source)
+            self._answer(500)
+            return
         self.close_connection = not keep_alive
         self._answer(answer.status, dict(answer.headers))
 
