@@ -6,6 +6,7 @@ A thin shell: the work happens in `collect`, `accounting`, `store` and `metrics`
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
@@ -82,6 +83,8 @@ class Exporter:
         """`cycle_summaries`: one info line per source per cycle, for a person watching."""
         self.config = config
         self.stop_event = threading.Event()
+        # More reasons /healthz may fail, from parts wired on afterwards (the webhook workers).
+        self.health_checks: list[Callable[[], list[str]]] = []
         self.store = Store(
             state_path or str(config.app.state_path), config.app.buckets.as_mapping()
         )
@@ -143,6 +146,10 @@ class Exporter:
         provider_cls = registry()[settings.provider]
         api_key = settings.read_api_key()
         register_secret(api_key)
+        # Redacted from the start (and from a reload that adds or changes the source), whether
+        # or not a webhook has been received yet: the service reads it again per request.
+        with contextlib.suppress(ValueError):
+            register_secret(settings.read_webhook_secret() or "")
         instruments = self.selfmetrics.for_source(settings.name, settings.provider)
         source_log = log.bind(source=settings.name, provider=settings.provider)
         client = ApiClient(
@@ -247,7 +254,8 @@ class Exporter:
         self, name: str, run_ids: list[str], payloads: Mapping[str, Any] | None = None
     ) -> HintReport | None:
         """Webhook hints for one source: its runs looked up and committed under the cycle lock,
-        so a hint and a poll never decide at once. None: the source is gone (a reload)."""
+        so a hint and a poll never decide at once. None: the source is gone (a reload), or the
+        process is shutting down."""
         runtime = self.sources.get(name)
         if runtime is None:
             return None
@@ -256,7 +264,10 @@ class Exporter:
         try:
             with runtime.lock:
                 self._refresh_key(runtime)
-                report = runtime.collector.apply_hints(run_ids, payloads or {})
+                try:
+                    report = runtime.collector.apply_hints(run_ids, payloads or {})
+                except Cancelled:
+                    return None  # shutting down: nothing was committed; the poll finds the runs
                 self.generation = next(self._generations)
         finally:
             runtime.running_since.remove(started)
@@ -407,13 +418,14 @@ class Exporter:
                     ),
                 )
             )
+        more = [problem for check in list(self.health_checks) for problem in check()]
         schedule = self._schedule
         if schedule is None:
-            return problems(collecting, None, [])
+            return problems(collecting, None, []) + more
         due = [
             Due(job, overdue, interval) for job, overdue, interval in schedule.overdue(utc_now())
         ]
-        return problems(collecting, schedule.running(), due)
+        return problems(collecting, schedule.running(), due) + more
 
     def ready(self) -> bool:
         return all(r.attempts > 0 for r in self.sources.values())

@@ -378,7 +378,10 @@ def _exporter_alerts(t: Thresholds) -> list[dict[str, Any]]:
             f"sum by (source) (increase({hooks}[{hw}])) == 0\n"
             f"  and on (source) sum by (source) (increase({runs}[{hw}]))"
             f" >= {t.get('webhooks_silent', 'min_finished')}\n"
-            f"  and on (source) sum by (source) (increase({hooks}[{hh}] offset {hw})) > 0",
+            f"  and on (source) sum by (source) (increase({hooks}[{hh}] offset {hw})) > 0\n"
+            # Still taking webhooks now: a source whose secret a reload removed keeps a flat
+            # range for a window after its series went, which is no silence.
+            f"  and on (source) group by (source) ({hooks})",
             "Webhooks stopped arriving for source {{ $labels.source }}",
             f"No webhook of {src} was accepted in the last {hw} while its runs kept finishing;"
             " they are counted at each poll instead of at once. Look at"

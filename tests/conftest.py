@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import subprocess
@@ -26,6 +27,7 @@ ExporterFactory = Callable[..., Exporter]
 
 
 _started_simulators: list[SimulatorServer] = []
+_configured_secrets: set[str] = set()
 
 
 @pytest.fixture(autouse=True)
@@ -39,12 +41,24 @@ def every_log_line_scanned_for_keys() -> Iterator[io.StringIO]:
     logs.configure("debug", "json", stream=stream)
     root.setLevel(logging.DEBUG)
     _started_simulators.clear()
+    _configured_secrets.clear()
     yield stream
     root.setLevel(previous_level)
-    keys = set(logs.registered_secrets()) | {sim.api_key for sim in _started_simulators}
     text = stream.getvalue()
-    leaked = sorted(key for key in keys if key in text)
-    assert not leaked, f"API keys found in the logs: {len(leaked)}"
+    leaked = sorted(key for key in secrets_to_scan() if key in text)
+    assert not leaked, f"API keys or webhook secrets found in the logs: {len(leaked)}"
+
+
+def secrets_to_scan() -> set[str]:
+    """What no log line may hold: every secret the code registered for redaction, and, whether it
+    did or not, each simulator's API key and webhook signing secret and each webhook secret an
+    exporter of the test was configured with (inline or in a file)."""
+    keys = set(logs.registered_secrets()) | _configured_secrets
+    for sim in _started_simulators:
+        keys.add(sim.api_key)
+        if sim.webhooks is not None:
+            keys.add(sim.webhooks.secret.decode())
+    return {key for key in keys if key}
 
 
 @pytest.fixture
@@ -105,6 +119,9 @@ def exporter_factory(tmp_path: Path) -> Iterator[ExporterFactory]:
             },
             environ={},
         )
+        for source in config.sources:
+            with contextlib.suppress(ValueError):
+                _configured_secrets.add(source.read_webhook_secret() or "")
         exporter = Exporter(config, clock=clock) if clock else Exporter(config)
         made.append(exporter)
         return exporter

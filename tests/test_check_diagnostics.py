@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import SimFactory, source_for
+from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.loopback import free_port, run_check
 
 
@@ -72,3 +72,34 @@ def test_check_reports_auth_version_latency_unknown_statuses_and_advice(
     assert "run failed" not in result.stderr
     for key in ("wrong-key-31337", extend.api_key, noxus.api_key, cortex.api_key):
         assert key not in out + result.stderr
+
+
+def test_check_says_per_source_whether_webhooks_are_on_and_never_the_secret(
+    simulator: SimFactory, exporter_factory: ExporterFactory, tmp_path: Path
+) -> None:
+    from exporter.commands.check import diagnose
+
+    plx = simulator("plextera", seed=4, arrival_rate_per_min=0)
+    noxus = simulator("noxus", seed=4)
+    secret_file = tmp_path / "whsec"
+    secret_file.write_text("whsec-check-file-0123456789\n", encoding="utf-8")
+    exporter = exporter_factory(
+        [
+            source_for(plx, "plextera", name="inline", webhook_secret="whsec-check-inline-0123"),
+            source_for(plx, "plextera", name="filed", webhook_secret_file=str(secret_file)),
+            source_for(plx, "plextera", name="polled"),
+            source_for(noxus, "noxus", name="nohooks"),
+        ]
+    )
+    lines = {r.source: diagnose(exporter, r) for r in exporter.collect_all()}
+    assert "  webhooks: secret set (inline)" in lines["inline"]
+    assert f"  webhooks: secret set (file {secret_file})" in lines["filed"]
+    assert "  webhooks: off (no webhook_secret)" in lines["polled"]
+    assert not any("webhooks" in line for line in lines["nohooks"])
+    secret_file.unlink()
+    (report,) = [r for r in exporter.collect_all() if r.source == "filed"]
+    said = [line for line in diagnose(exporter, report) if "webhooks" in line]
+    assert said
+    assert said[0].startswith(f"  webhooks: webhook_secret_file {str(secret_file)!r}: cannot read")
+    text = "\n".join(line for found in lines.values() for line in found)
+    assert "whsec-check" not in text

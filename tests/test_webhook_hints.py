@@ -328,3 +328,55 @@ def test_a_finished_run_in_a_signed_extend_event_is_counted_without_a_lookup(
     assert errors(exporter, "ext")[(WORKFLOW, "unspecified")] == 0
     exporter.collect_all()
     assert finished(exporter, "ext") == truth(sim)
+
+
+def test_replay_memory_is_written_only_for_signed_fresh_events_and_keyed_per_source(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    sim = simulator("extend", seed=8, arrival_rate_per_min=0)
+    exporter = exporter_factory(
+        [
+            source_for(sim, "extend", name="ext", webhook_secret=SECRET),
+            source_for(sim, "extend", name="ext2", webhook_secret=SECRET),
+        ]
+    )
+    now = [time.time()]
+    applied: list[tuple[str, list[str]]] = []
+    service = WebhookService(
+        WebhookSettings(),
+        exporter.registry,
+        source_settings=lambda n: exporter.sources[n].settings if n in exporter.sources else None,
+        configured=lambda: [r.settings for r in exporter.sources.values()],
+        apply_hints=lambda name, ids, _p: applied.append((name, ids)),
+        poll=lambda name: None,
+        clock=lambda: now[0],
+    )
+    guards = service._guards
+    try:
+        headers, raw = extend_request(event(1))
+        # Unsigned, wrongly signed and stale requests leave nothing in the memory.
+        for _ in range(50):
+            assert service.receive("ext", {}, raw).status == 401
+            forged = {**headers, "x-extend-request-signature": "0" * 64}
+            assert service.receive("ext", forged, raw).status == 401
+        now[0] += 600
+        assert service.receive("ext", headers, raw).status == 401  # stale
+        assert sum(len(g) for g in guards.values()) == 0
+        # Then the same event, freshly signed, is taken: a stale copy did not burn its id.
+        now[0] = time.time()
+        assert service.receive("ext", *extend_request(event(1))).status == 202
+        assert len(guards["ext"]) == 1
+        # Signed again (another timestamp, so another signature), same eventId: a replay.
+        time.sleep(1.05)
+        again = extend_request(event(1))
+        assert again[0]["x-extend-request-signature"] != headers["x-extend-request-signature"]
+        assert service.receive("ext", *again).status == 200
+        # The same eventId at another source is that source's own.
+        assert service.receive("ext2", *extend_request(event(1))).status == 202
+        deadline = time.monotonic() + 3
+        while len(applied) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sorted(applied) == [("ext", ["run_1"]), ("ext2", ["run_1"])]
+        assert received(exporter, "ext")["replayed"] == 1
+    finally:
+        service.stop()

@@ -125,3 +125,70 @@ def test_tls_from_a_web_config(service: WebhookService, tmp_path: Path) -> None:
             httpx.post(url.replace("https://", "http://"), content=body, timeout=3)
     finally:
         listener.stop()
+
+
+def test_framing_that_a_proxy_could_read_otherwise_is_refused(listener: WebhookListener) -> None:
+    port = listener.port
+    body = json.dumps({"type": "workflow.run.failed", "data": {"id": "r1"}}).encode()
+    sig = signed(body)["X-Plextera-Signature"].encode()
+    head = b"POST /webhooks/plx HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Plextera-Signature: "
+    head += sig + b"\r\n"
+    n = str(len(body)).encode()
+    ok = raw_request(port, head + b"Content-Length: " + n + b"\r\n\r\n" + body)
+    assert ok.startswith(b"HTTP/1.1 202")
+    for lengths in (
+        [b"+" + n],
+        [n[:1] + b"_" + n[1:]],
+        [b" " + n + b" x"],
+        [n, n],  # twice, even if equal
+        [n, b"0"],
+    ):
+        fields = b"".join(b"Content-Length: " + value + b"\r\n" for value in lengths)
+        answer = raw_request(port, head + fields + b"\r\n" + body)
+        assert answer.startswith(b"HTTP/1.1 400"), (lengths, answer[:40])
+    for coding in (b"gzip", b"identity", b"gzip, chunked"):
+        answer = raw_request(
+            port, head + b"Transfer-Encoding: " + coding + b"\r\nContent-Length: " + n + b"\r\n\r\n"
+        )
+        assert answer.startswith(b"HTTP/1.1 411"), coding
+
+
+def test_other_methods_and_odd_paths_find_nothing(listener: WebhookListener) -> None:
+    port = listener.port
+    for method in (b"HEAD", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"):
+        answer = raw_request(port, method + b" /webhooks/plx HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 405"), (method, answer[:40])
+        assert b"Allow: POST" in answer
+    for path in (
+        b"/webhooks/../metrics",
+        b"/webhooks/..%2fmetrics",
+        b"/webhooks/%2e%2e",
+        b"/webhooks/plx/",
+        b"/webhooks/plx%2f..",
+        b"/webhooks/pl%C3%A9",
+        b"/webhooks/plx%00",
+        b"/webhooks/",
+        b"/webhooks",
+        b"http://x/webhooks/plx",
+    ):
+        answer = raw_request(
+            port, b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+        )
+        assert answer.startswith(b"HTTP/1.1 404"), (path, answer[:40])
+    for page in ("/", "/metrics", "/healthz", "/-/reload", "/webhooks/plx"):
+        got = httpx.get(listener.url(page))
+        assert got.status_code == 405
+        assert "workflow" not in got.text
+
+
+def test_a_bug_in_handling_a_request_is_a_logged_500_not_a_hang_up(
+    service: WebhookService, listener: WebhookListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: object) -> None:
+        raise KeyError("bug")
+
+    monkeypatch.setattr(service, "receive", broken)
+    body = b'{"type": "workflow.run.failed", "data": {"id": "r1"}}'
+    answer = httpx.post(listener.url("/webhooks/plx"), content=body, headers=signed(body))
+    assert answer.status_code == 500
+    assert "KeyError" not in answer.text

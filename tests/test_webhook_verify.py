@@ -158,3 +158,45 @@ def test_replay_guard_remembers_for_the_window_and_is_bounded() -> None:
     assert len(guard) == 3
     assert not guard.seen("b", NOW)  # the oldest made room
     assert guard.seen("e", NOW)
+
+
+def test_plextera_header_edge_cases() -> None:
+    headers, raw = plextera_request({"type": "workflow.run.completed", "id": "run_1"})
+    t, v1 = headers["x-plextera-signature"].split(",")
+    stamp, mac = t.removeprefix("t="), v1.removeprefix("v1=")
+
+    def result(header: str) -> Result:
+        found: Result = check("plextera", {"x-plextera-signature": header}, raw).result
+        return found
+
+    assert result(f" t={stamp} , v1={mac.upper()} ") is Result.ACCEPTED  # spaces, upper-case hex
+    assert result(f"v1={mac},t={stamp}") is Result.ACCEPTED  # any order
+    assert result(f"v1={'0' * 64},v1={mac},v1=zz") is Result.BAD_SIGNATURE  # no t
+    for bad_t in ("", "abc", "-1", "0", "nan", "inf", "1e400", "9" * 400):
+        assert result(f"t={bad_t},v1={mac}") is Result.BAD_SIGNATURE, bad_t
+    assert result(f"t={stamp},v1=") is Result.BAD_SIGNATURE
+    assert result(f"t={stamp}") is Result.BAD_SIGNATURE
+    assert result("") is Result.BAD_SIGNATURE
+
+
+@pytest.mark.parametrize("dialect", ["extend", "plextera"])
+def test_a_signature_with_non_ascii_characters_is_a_bad_signature_not_an_error(
+    dialect: str,
+) -> None:
+    # Header values arrive decoded as Latin-1: any byte can be there.
+    if dialect == "extend":
+        headers, raw = extend_request(EXTEND_FAILED)
+        headers["x-extend-request-signature"] = "\xe9" + headers["x-extend-request-signature"]
+    else:
+        headers, raw = plextera_request({"type": "workflow.run.completed", "id": "run_1"})
+        headers["x-plextera-signature"] += ",v1=\xe9\xff"
+        assert check(dialect, headers, raw).result is Result.ACCEPTED  # the good v1 still counts
+        headers["x-plextera-signature"] = headers["x-plextera-signature"].replace("v1=", "v1=\xe9")
+    assert check(dialect, headers, raw).result is Result.BAD_SIGNATURE
+
+
+def test_a_huge_or_millisecond_timestamp_is_judged_by_its_value() -> None:
+    headers, raw = extend_request(EXTEND_FAILED, at=NOW * 1000)  # milliseconds
+    assert check("extend", headers, raw).result is Result.ACCEPTED
+    headers, raw = extend_request(EXTEND_FAILED, at=NOW * 10**9)
+    assert check("extend", headers, raw).result is Result.STALE

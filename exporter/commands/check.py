@@ -10,6 +10,7 @@ import functools
 from exporter.app import Exporter
 from exporter.collect import CycleReport
 from exporter.diagnostics import advice
+from exporter.providers import SourceSettings
 from exporter.settings import Config
 
 
@@ -44,6 +45,8 @@ def diagnose(exporter: Exporter, report: CycleReport) -> list[str]:
         verdict = "refused" if code in ("401", "403") else ("ok" if code == "200" else code)
         lines.append(f"  auth: {verdict} (first {endpoint} answered HTTP {code} in {seconds:.3f}s)")
     lines += [f"  {line}" for line in runtime.provider_cls.check_lines(settings, report.ok)]
+    if runtime.provider_cls.settings_model.webhooks:
+        lines.append(f"  webhooks: {_webhooks(settings)}")
     labels = ", ".join(f"{k}={v}" for k, v in sorted(settings.labels.items())) or "none"
     lines.append(f"  counted: {settings.workflows.describe()}; static labels: {labels}")
     headers = instruments.rate_limit_headers
@@ -68,3 +71,16 @@ def diagnose(exporter: Exporter, report: CycleReport) -> list[str]:
         hint = functools.partial(runtime.provider_cls.hint, settings)
         lines.append(f"  advice: {advice(report.failure, hint)}")
     return lines
+
+
+def _webhooks(settings: SourceSettings) -> str:
+    """Whether the source takes signed webhooks, and where its secret is: never the secret."""
+    try:
+        secret = settings.read_webhook_secret()
+    except ValueError as exc:
+        return str(exc)
+    if secret is None:
+        return "off (no webhook_secret)"
+    if settings.webhook_secret_file is not None:
+        return f"secret set (file {settings.webhook_secret_file})"
+    return "secret set (inline)"

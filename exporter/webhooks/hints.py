@@ -89,21 +89,34 @@ class HintWorkers:
         self._handle = handle
         self._batch_limit = batch_limit
         self._queues: dict[str, HintQueue] = {}
-        self._threads: list[threading.Thread] = []
+        self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
     def queue(self, source: str) -> HintQueue:
+        """The source's queue, its worker started (again, if it ended: see `dead`)."""
         with self._lock:
             found = self._queues.get(source)
             if found is None:
                 found = self._queues[source] = HintQueue(source, self.capacity)
-                thread = threading.Thread(
+            thread = self._threads.get(source)
+            if not self._stop.is_set() and (thread is None or not thread.is_alive()):
+                if thread is not None:
+                    log.error("webhook hint worker had stopped; starting it again", source=source)
+                thread = self._threads[source] = threading.Thread(
                     target=self._work, args=(found,), name=f"hints-{source}", daemon=True
                 )
-                self._threads.append(thread)
                 thread.start()
             return found
+
+    def dead(self) -> list[str]:
+        """Sources whose worker ended while not told to stop: their hints wait unworked (and
+        are refused with 429 once the queue is full) until the next hint starts it again."""
+        if self._stop.is_set():
+            return []
+        with self._lock:
+            threads = dict(self._threads)
+        return sorted(source for source, thread in threads.items() if not thread.is_alive())
 
     def depth(self, source: str) -> int:
         with self._lock:
@@ -112,18 +125,23 @@ class HintWorkers:
 
     def _work(self, queue: HintQueue) -> None:
         while not self._stop.is_set():
-            batch = queue.take(self._batch_limit(queue.source), timeout=0.5)
-            if batch is None:
-                continue
+            # A bug must not end the thread (the poll still finds the runs): neither in the
+            # batch's size nor in its handling.
             try:
-                self._handle(batch)
-            except Exception:  # a bug must not end the thread; the poll still finds the runs
+                batch = queue.take(max(1, self._batch_limit(queue.source)), timeout=0.5)
+                if batch is not None:
+                    self._handle(batch)
+            except Exception:
                 log.exception("webhook hints failed", source=queue.source)
+                self._stop.wait(0.1)  # a failure that repeats at once does not spin
+            except BaseException:
+                log.exception("webhook hint worker stopped", source=queue.source)
+                raise
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         deadline = time.monotonic() + timeout
         with self._lock:
-            threads = list(self._threads)
+            threads = list(self._threads.values())
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))

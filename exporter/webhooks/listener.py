@@ -13,6 +13,7 @@ from urllib.parse import unquote
 
 from prometheus_client import CollectorRegistry
 
+from exporter.logs import get_logger
 from exporter.server import (
     ServerHooks,
     ServerLimits,
@@ -22,6 +23,8 @@ from exporter.server import (
 )
 from exporter.webconfig import WebConfig, ssl_context
 from exporter.webhooks.service import WebhookService
+
+log = get_logger("exporter.webhooks")
 
 PREFIX = "/webhooks/"
 _TEXT = {"Content-Type": "text/plain; charset=utf-8"}
@@ -35,6 +38,7 @@ _REASONS = {
     411: b"length required\n",
     413: b"payload too large\n",
     429: b"too many requests\n",
+    500: b"internal error; see the log\n",
 }
 
 
@@ -42,7 +46,12 @@ class _WebhookHandler(_Handler):
     server: _WebhookServer
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        # A body it may carry is not read: the connection ends rather than read it as a request.
+        self.close_connection = True
         self._answer(405, {"Allow": "POST"})
+
+    # Not http.server's 501 page (it names the method back): the same 405 as GET.
+    do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET  # noqa: N815
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         # Until the body has been read whole, what follows must not be taken for a request.
@@ -54,17 +63,20 @@ class _WebhookHandler(_Handler):
         if not source or "/" in source or not service.accepts(source):
             self._answer(404)
             return
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+        # One plain decimal Content-Length and no Transfer-Encoding, or refused: a proxy in front
+        # that framed the request another way (`+5`, `5_0` and two lengths are read by int() or
+        # by one of them) would see a different request end than this one.
+        if self.headers.get_all("Transfer-Encoding"):
             self._answer(411)
             return
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
             self._answer(411)
             return
-        if length < 0:
+        if len(lengths) > 1 or not (lengths[0].isascii() and lengths[0].isdigit()):
             self._answer(400)
             return
+        length = int(lengths[0])
         if length > service.settings.max_body_bytes:
             answer = service.oversized(source)
             self._answer(answer.status, dict(answer.headers))
@@ -73,7 +85,13 @@ class _WebhookHandler(_Handler):
         if len(body) < length:
             return
         headers = {key.lower(): value for key, value in self.headers.items()}
-        answer = service.receive(source, headers, body)
+        try:
+            answer = service.receive(source, headers, body)
+        except Exception:
+            # A bug says so (log, 500: the platform retries) instead of hanging up unanswered.
+            log.exception("webhook request failed", source=source)
+            self._answer(500)
+            return
         self.close_connection = not keep_alive
         self._answer(answer.status, dict(answer.headers))
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from exporter.webhooks.verify import Result
@@ -34,13 +35,16 @@ class WebhookMetrics(Collector):
         self._depth = depth
         self._counts: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
+        # Collected here rather than registered on its own, so that a source a reload removed
+        # loses its histogram with its other series.
         self.latency = Histogram(
             LATENCY,
             "Seconds from a webhook hint's arrival to the commit of its run's lookup.",
             ["source"],
             buckets=LATENCY_BUCKETS,
-            registry=registry,
+            registry=None,
         )
+        self._observed: set[str] = set()
         registry.register(self)
 
     def received(self, source: str, result: Result) -> None:
@@ -48,13 +52,16 @@ class WebhookMetrics(Collector):
             self._counts[(source, result.value)] += 1
 
     def observe_latency(self, source: str, seconds: float) -> None:
-        self.latency.labels(source).observe(seconds)
+        with self._lock:
+            self._observed.add(source)
+            self.latency.labels(source).observe(seconds)
 
-    def describe(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    def describe(self) -> Iterator[Metric]:
         yield CounterMetricFamily(RECEIVED, "", labels=["source", "result"])
         yield GaugeMetricFamily(QUEUE_DEPTH, "", labels=["source"])
+        yield from self.latency.describe()
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         received = CounterMetricFamily(
             RECEIVED,
             "Webhook requests received, by what became of them.",
@@ -63,11 +70,16 @@ class WebhookMetrics(Collector):
         depth = GaugeMetricFamily(
             QUEUE_DEPTH, "Webhook hints waiting for their lookup.", labels=["source"]
         )
+        sources = sorted(self._sources())
         with self._lock:
             counts = dict(self._counts)
-        for source in sorted(self._sources()):
+            for gone in self._observed - set(sources):
+                self.latency.remove(gone)
+                self._observed.discard(gone)
+        for source in sources:
             for result in Result:
                 received.add_metric([source, result.value], counts.get((source, result.value), 0))
             depth.add_metric([source], self._depth(source))
         yield received
         yield depth
+        yield from self.latency.collect()

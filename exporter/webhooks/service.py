@@ -158,7 +158,9 @@ class WebhookService:
         try:
             value = settings.read_webhook_secret()
         except ValueError as exc:
-            log.warning("webhook secret unreadable; keeping the current one", error=str(exc))
+            log.warning(
+                "webhook secret unreadable; keeping the current one", source=source, error=str(exc)
+            )
             if cached is None:
                 return None
             # Said once per change of the file, not once per request.
@@ -184,6 +186,13 @@ class WebhookService:
         done = time.monotonic()
         for received in batch.received.values():
             self.metrics.observe_latency(batch.source, done - received)
+
+    def health(self) -> list[str]:
+        """For /healthz: a source's hint worker that ended (its hints would wait unworked)."""
+        return [
+            f"source {source}: webhook hint worker stopped (see the log)"
+            for source in self.workers.dead()
+        ]
 
     def stop(self) -> None:
         self.workers.stop()

@@ -56,6 +56,13 @@ def _hmac_hex(secret: bytes, message: bytes) -> str:
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
+def _same(expected: str, given: str) -> bool:
+    """Constant-time, as bytes: `compare_digest` refuses str with non-ASCII characters (a
+    header's bytes arrive as Latin-1) with a TypeError, which would end the request unanswered
+    and uncounted instead of refusing it."""
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))
+
+
 def _timestamp(text: str) -> float | None:
     try:
         value = float(text.strip())
@@ -98,7 +105,7 @@ class ExtendDialect:
         if when is None or not given:
             return None
         expected = _hmac_hex(secret, b"v0:" + stamp.strip().encode() + b":" + body)
-        if not hmac.compare_digest(expected, given):
+        if not _same(expected, given):
             return None
         return Signed(when, given)
 
@@ -138,7 +145,7 @@ class PlexteraDialect:
             return None
         expected = _hmac_hex(secret, stamp.encode() + b"." + body)
         # Every candidate is compared, matched or not, so timing says nothing about which.
-        matches = [c for c in candidates if hmac.compare_digest(expected, c)]
+        matches = [c for c in candidates if _same(expected, c)]
         return Signed(when, matches[0]) if matches else None
 
     def event(self, body: Any, run_id_paths: Sequence[str]) -> Event:

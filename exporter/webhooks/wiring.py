@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporter.app import Exporter
@@ -27,9 +28,15 @@ class WebhookEndpoint:
 class RunningWebhooks:
     service: WebhookService
     listener: WebhookListener
+    # Interrupts the exporter's requests (its stop event): a hint's lookup in flight ends now
+    # instead of holding the shutdown for the workers' whole wait.
+    cancel: Callable[[], None]
 
     def stop(self) -> None:
+        """At shutdown only: no more requests, the lookups in flight cancelled, nothing queued
+        started (polling finds those runs at the next start)."""
         self.listener.stop()
+        self.cancel()
         self.service.stop()
 
 
@@ -58,9 +65,10 @@ def start_webhooks(
         service.accepts(name)  # reads each secret now, so it is redacted before any request
     listener = WebhookListener(endpoint.listen, service, endpoint.web_config, limits)
     listener.start()
+    exporter.health_checks.append(service.health)
     log.info(
         "serving webhooks",
         url=listener.url("/webhooks/<source>"),
         sources=service.sources(),
     )
-    return RunningWebhooks(service, listener)
+    return RunningWebhooks(service, listener, exporter.stop_event.set)
