@@ -271,7 +271,11 @@ class SourceCollector:
         if not self.provider.events_carry_whole_runs:
             return None
         run = self._from_event(run_id, payload)
-        if run is None or run.needs_detail or (self.provider.steps_on and not run.steps):
+        if (
+            run is None
+            or run.needs_detail
+            or (self.provider.counts_steps_of(run) and not run.steps)
+        ):
             return None
         return run
 

@@ -21,7 +21,7 @@ from exporter.webhooks.service import WebhookService
 from exporter.webhooks.settings import WebhookSettings
 from exporter.webhooks.wiring import webhook_service
 from tests.conftest import ExporterFactory, SimFactory, source_for
-from tests.helpers import errors, finished, samples
+from tests.helpers import errors, finished, samples, steps
 
 SECRET = "whsec-hints-0123456789abcdef"
 WORKFLOW = "Hinted"
@@ -328,3 +328,33 @@ def test_a_finished_run_in_a_signed_extend_event_is_counted_without_a_lookup(
     assert errors(exporter, "ext")[(WORKFLOW, "unspecified")] == 0
     exporter.collect_all()
     assert finished(exporter, "ext") == truth(sim)
+
+
+def test_extend_counts_failed_runs_steps_only_whether_a_run_came_by_event_lookup_or_poll(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    """With `steps: true` an Extend source counts the steps of failed runs only (README: Steps);
+    a succeeded run's detail, from a signed event or a hint's lookup, carries its steps too, and
+    counting them there would make the step counts depend on how the run was delivered."""
+    sim = simulator("extend", seed=8, arrival_rate_per_min=0)
+    assert isinstance(sim, ExtendSimulator)
+    sim.world.add_workflow(WORKFLOW)
+    exporter = exporter_factory([source_for(sim, "extend", name="ext", steps=True)])
+    exporter.collect_all()
+    carried = sim.world.add_runs(2, workflow=WORKFLOW, native_status="PROCESSED")
+    looked_up = sim.world.add_runs(2, workflow=WORKFLOW, native_status="PROCESSED")
+    failed = sim.world.add_runs(2, workflow=WORKFLOW, native_status="FAILED")
+    with sim.world.lock:
+        events = {r.id: sim.render(r, detailed=True) for r in [*carried, *failed]}
+    sim.clear_requests()
+
+    report = exporter.apply_hints("ext", [*events, *(r.id for r in looked_up)], events)
+    assert report is not None
+    assert report.counted == 6
+    # The succeeded runs' events are whole without steps: only the hint without one looks up.
+    assert report.lookups == len(looked_up)
+    exporter.collect_all()
+    truth_now = sim.world.truth()
+    assert finished(exporter, "ext") == truth(sim)
+    assert truth_now.failed_run_steps
+    assert steps(exporter, "ext") == truth_now.failed_run_steps
