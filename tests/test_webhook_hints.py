@@ -21,7 +21,7 @@ from exporter.webhooks.service import WebhookService
 from exporter.webhooks.settings import WebhookSettings
 from exporter.webhooks.wiring import webhook_service
 from tests.conftest import ExporterFactory, SimFactory, source_for
-from tests.helpers import errors, finished, samples, steps
+from tests.helpers import active, errors, finished, samples, steps
 
 SECRET = "whsec-hints-0123456789abcdef"
 WORKFLOW = "Hinted"
@@ -358,3 +358,29 @@ def test_extend_counts_failed_runs_steps_only_whether_a_run_came_by_event_lookup
     assert finished(exporter, "ext") == truth(sim)
     assert truth_now.failed_run_steps
     assert steps(exporter, "ext") == truth_now.failed_run_steps
+
+
+def test_a_signed_event_of_a_left_out_workflow_costs_no_lookup(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    """README: a left-out workflow costs no lookups. An Extend event carries the whole run, its
+    workflow too: a run of a left-out workflow (here one waiting for review, which a finished
+    run's event would not spare a lookup for) is not looked up."""
+    sim = simulator("extend", seed=9, arrival_rate_per_min=0)
+    assert isinstance(sim, ExtendSimulator)
+    sim.world.add_workflow(WORKFLOW)
+    sim.world.add_workflow("Sandbox")
+    source = {**source_for(sim, "extend", name="ext"), "workflows": {"exclude": ["Sandbox"]}}
+    exporter = exporter_factory([source])
+    exporter.collect_all()
+    left_out = sim.world.add_runs(2, workflow="Sandbox", native_status="NEEDS_REVIEW")
+    kept = sim.world.add_runs(1, workflow=WORKFLOW, native_status="NEEDS_REVIEW")
+    with sim.world.lock:
+        events = {r.id: sim.render(r, detailed=True) for r in [*left_out, *kept]}
+    sim.clear_requests()
+
+    report = exporter.apply_hints("ext", list(events), events)
+    assert report is not None
+    assert [r.path for r in sim.requests] == [f"/workflow_runs/{kept[0].id}"]
+    assert report.lookups == 1
+    assert active(exporter, "ext") == Counter({(WORKFLOW, "needs_review"): 1})
