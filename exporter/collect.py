@@ -101,6 +101,11 @@ class SourceCollector:
         self._density: float | None = None
         self._reopened_logged: set[str] = set()
         self._nested_reported: set[str] = set()
+        # A scan has completed in this process: what it did not count was not there at the
+        # first start, so it is no backfill, even while the watermark has not moved (a source
+        # whose window held no run yet). Kept in memory: after a restart, until the first
+        # complete scan of a source that never saw a run, its counts show at once as before.
+        self._scanned = False
 
     def list_facts(self) -> dict[str, str]:
         """What the source's lists turned out to be (for `check`)."""
@@ -183,6 +188,7 @@ class SourceCollector:
                 self._density = density if self._density is None else (self._density + density) / 2
         self._apply(seen, changes, active, new_cursor, now)
         chunks.add(read, changes, floor)
+        self._scanned = self._scanned or scan_complete
         self.instruments.facts(self.provider.list_facts())
         report = CycleReport(
             source=name,
@@ -377,6 +383,7 @@ class SourceCollector:
                 self.store.step_pairs(name), s.max_steps, series=self.series, cost=self.step_cost
             ),
             now=now,
+            history=cursor.never_advanced and not self._scanned,
         )
 
     def _apply(

@@ -79,6 +79,27 @@ def test_a_new_workflows_first_failures_wait_until_it_was_served_at_zero(
     assert finished(restarted, "plextera-test") == sim.world.truth().finished
 
 
+def test_a_source_whose_first_runs_come_after_the_start_holds_their_series_too(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    """Only the first start's backfill is history. A source with nothing in its backfill window
+    (a new workspace) never advanced its watermark; its first runs, finished after the start,
+    are the incident of a new workflow failing from its first run, and wait like any other."""
+    sim = simulator("plextera", seed=74, workflows=1, arrival_rate_per_min=0)
+    clock = Clock(sim.world.now())
+    exporter = exporter_factory([source_for(sim, "plextera")], clock=clock, new_series_hold="60s")
+    assert exporter.collect_all()[0].ok  # a complete scan: nothing there
+
+    _fail_new_workflow(sim, 3)
+    clock.now += timedelta(seconds=30)
+    assert exporter.collect_all()[0].ok
+    assert not finished(exporter, "plextera-test")
+    assert f'workflow="{NEW}"' in httpx_free_render(exporter)
+    clock.now += timedelta(seconds=61)
+    assert errors(exporter, "plextera-test")[(NEW, CODE)] == 3
+    assert finished(exporter, "plextera-test") == sim.world.truth().finished
+
+
 def httpx_free_render(exporter: object) -> str:
     from exporter.exposition import generate_text
 
