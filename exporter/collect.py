@@ -247,7 +247,7 @@ class SourceCollector:
                 merge_sighting(seen, carried)
                 continue
             if lookups >= s.lookup_budget:
-                break  # the rest waits for the poll, which finds them anyway
+                continue  # waits for the poll, which finds it anyway (carried runs cost none)
             tracked = active.get(run_id)
             lookups += 1
             try:

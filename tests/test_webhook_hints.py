@@ -384,3 +384,25 @@ def test_a_signed_event_of_a_left_out_workflow_costs_no_lookup(
     assert [r.path for r in sim.requests] == [f"/workflow_runs/{kept[0].id}"]
     assert report.lookups == 1
     assert active(exporter, "ext") == Counter({(WORKFLOW, "needs_review"): 1})
+
+
+def test_a_finished_run_an_event_carried_is_counted_when_the_lookup_budget_is_spent(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    """The lookup budget bounds requests; a run counted from its event costs none, so hints
+    after the budget is spent are still counted from what their events carried."""
+    sim = simulator("extend", seed=10, arrival_rate_per_min=0)
+    assert isinstance(sim, ExtendSimulator)
+    sim.world.add_workflow(WORKFLOW)
+    exporter = exporter_factory([source_for(sim, "extend", name="ext", lookup_budget=1)])
+    exporter.collect_all()
+    waiting = sim.world.add_runs(2, workflow=WORKFLOW, native_status="NEEDS_REVIEW")
+    failed = sim.world.add_runs(1, workflow=WORKFLOW, native_status="FAILED")
+    with sim.world.lock:
+        events = {r.id: sim.render(r, detailed=True) for r in [*waiting, *failed]}
+
+    report = exporter.apply_hints("ext", list(events), events)
+    assert report is not None
+    assert report.lookups == 1
+    assert report.counted == 1
+    assert finished(exporter, "ext") == Counter({(WORKFLOW, "failed"): 1})
