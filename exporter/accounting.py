@@ -309,8 +309,12 @@ def decide(
     now: datetime,
     error_pairs: PairBudget | None = None,
     steps: StepBudget | None = None,
+    history: bool | None = None,
 ) -> CycleChanges:
-    """Turn one cycle's sightings into the changes to commit. `runs` is already deduplicated."""
+    """Turn one cycle's sightings into the changes to commit. `runs` is already deduplicated.
+
+    `history`: whether what this cycle counts is the first start's backfill, whose new series
+    show their counts at once (default: while the watermark has never advanced)."""
     changes = CycleChanges()
     pairs = error_pairs or PairBudget((), None)
     step_budget = steps or StepBudget((), 0)
@@ -341,7 +345,7 @@ def decide(
             _count_parked_without_detail(tracked, now, changes, pairs)
     changes.new_workflows = list(workflows.newly_admitted)
     changes.new_error_pairs = list(pairs.newly_known)
-    if not cursor.never_advanced:
+    if not (cursor.never_advanced if history is None else history):
         changes.born_at = now.timestamp()
     changes.new_codes = list(codes.newly_admitted)
     changes.new_steps = list(step_budget.newly_known)

@@ -101,6 +101,11 @@ class SourceCollector:
         self._density: float | None = None
         self._reopened_logged: set[str] = set()
         self._nested_reported: set[str] = set()
+        # A scan has completed in this process: what it did not count was not there at the
+        # first start, so it is no backfill, even while the watermark has not moved (a source
+        # whose window held no run yet). Kept in memory: after a restart, until the first
+        # complete scan of a source that never saw a run, its counts show at once as before.
+        self._scanned = False
 
     def list_facts(self) -> dict[str, str]:
         """What the source's lists turned out to be (for `check`)."""
@@ -183,6 +188,7 @@ class SourceCollector:
                 self._density = density if self._density is None else (self._density + density) / 2
         self._apply(seen, changes, active, new_cursor, now)
         chunks.add(read, changes, floor)
+        self._scanned = self._scanned or scan_complete
         self.instruments.facts(self.provider.list_facts())
         report = CycleReport(
             source=name,
@@ -232,13 +238,16 @@ class SourceCollector:
         # A run already counted needs no lookup: a platform's retried delivery costs nothing.
         for run_id in self.store.counted_among(name, wanted):
             del wanted[run_id]
+        verdicts: dict[tuple[str, str | None], bool] = {}
         for run_id in wanted:
-            carried = self._final_from_event(run_id, payloads.get(run_id))
-            if carried is not None:
+            carried = self._whole_from_event(run_id, payloads.get(run_id))
+            if carried is not None and not self._admits(carried, verdicts):
+                continue  # its workflow is left out: no lookup (screened below all the same)
+            if carried is not None and self._final(carried):
                 merge_sighting(seen, carried)
                 continue
             if lookups >= s.lookup_budget:
-                break  # the rest waits for the poll, which finds them anyway
+                continue  # waits for the poll, which finds it anyway (carried runs cost none)
             tracked = active.get(run_id)
             lookups += 1
             try:
@@ -264,16 +273,22 @@ class SourceCollector:
             )
         return HintReport(lookups=lookups, counted=len(changes.counted), failure=failure)
 
-    def _final_from_event(self, run_id: str, payload: Any) -> Run | None:
-        """The run a signed event carried, where the provider documents it whole and it is
-        final: finished, its failure reason in hand, its steps there if steps are counted.
-        Anything less is looked up."""
-        if not self.provider.events_carry_whole_runs:
+    def _whole_from_event(self, run_id: str, payload: Any) -> Run | None:
+        """The run a signed event carried, in any status, where the provider documents it
+        whole (its workflow is then known before any lookup)."""
+        if payload is None or not self.provider.events_carry_whole_runs:
             return None
-        run = self._from_event(run_id, payload)
-        if run is None or run.needs_detail or (self.provider.steps_on and not run.steps):
-            return None
-        return run
+        run = self.provider.run_from_event(payload)
+        return run if run is not None and run.id == run_id else None
+
+    def _final(self, run: Run) -> bool:
+        """Whether a run an event carried whole can be counted from it: finished, its failure
+        reason in hand, its steps there if they are counted. Anything less is looked up."""
+        return (
+            run.terminal
+            and not run.needs_detail
+            and not (self.provider.counts_steps_of(run) and not run.steps)
+        )
 
     def _from_event(self, run_id: str, payload: Any) -> Run | None:
         if payload is None:
@@ -368,6 +383,7 @@ class SourceCollector:
                 self.store.step_pairs(name), s.max_steps, series=self.series, cost=self.step_cost
             ),
             now=now,
+            history=cursor.never_advanced and not self._scanned,
         )
 
     def _apply(

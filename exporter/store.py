@@ -108,14 +108,18 @@ class Store:
             return {(wf, code) for (s, wf, code) in self._mirror.errors if s == source}
 
     def series_in_use(self, workflow_cost: int, step_cost: int = 0) -> int:
-        """What the stored label values already take of the series budget."""
+        """What the stored label values already take of the series budget: what admitting them
+        took. `other` is admitted past the budget without reserving (a folded workflow, a folded
+        code), so it is not charged here either; a workflow's `other` step was reserved with its
+        first step."""
         with self._lock:
-            workflows = sum(len(w) for w in self._mirror.workflows.values())
+            workflows = sum(len(w - {OTHER_LABEL}) for w in self._mirror.workflows.values())
+            errors = sum(1 for _s, _wf, code in self._mirror.errors if code != OTHER_LABEL)
             pairs = {key[:3] for key in self._mirror.steps}
             # A workflow with steps has its `other` step reserved too, admitted or not.
             folded = {(s, wf) for s, wf, step in pairs if step == OTHER_LABEL}
             steps = len(pairs) + len({(s, wf) for s, wf, _step in pairs} - folded)
-            return workflows * workflow_cost + len(self._mirror.errors) + steps * step_cost
+            return workflows * workflow_cost + errors + steps * step_cost
 
     def step_pairs(self, source: str) -> set[tuple[str, str]]:
         """The (workflow, step) pairs a source has admitted."""

@@ -127,7 +127,7 @@ def _source_filters_and_labels() -> dict[str, Any]:
     return {
         "labels": {
             "type": "object",
-            "description": "static labels on every series and alert of this source (README)",
+            "description": "static labels on this source's series and per-run alerts (README)",
             "maxProperties": MAX_STATIC_LABELS,
             "propertyNames": {
                 "pattern": LABEL_NAME.pattern,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prometheus_client import generate_latest
 
 from tests.conftest import ExporterFactory, SimFactory, source_for
@@ -51,3 +53,27 @@ def test_ten_thousand_workflows_and_a_thousand_codes_stay_within_the_series_budg
         sum(1 for line in text.splitlines() if line.startswith(("workflow_run_", "workflow_runs_")))
         <= MAX_SERIES
     )
+
+
+def test_a_restart_takes_the_same_share_of_the_series_budget_as_before_it(
+    simulator: SimFactory, exporter_factory: ExporterFactory, tmp_path: Path
+) -> None:
+    """What the stored labels take of `max_series` is what admitting them took: `other` (a
+    folded workflow, code or step) is admitted past the budget without reserving, so a
+    restart must not charge for it either, or every restart would fold more into `other`."""
+    sim = simulator("plextera", seed=42, workflows=3)
+    sim.world.add_runs(60)
+    sim.world.advance(1800)
+    state = tmp_path / "budget.db"
+    source = source_for(sim, "plextera", max_steps=1, max_workflows=2, max_error_codes=1)
+    exporter = exporter_factory([source], state=state)
+    assert exporter.collect_all()[0].ok
+    source_name = "plextera-test"
+    assert "other" in exporter.store.labels(source_name, "workflow")
+    assert any(code == "other" for _wf, code in exporter.store.error_pairs(source_name))
+    assert any(step == "other" for _wf, step in exporter.store.step_pairs(source_name))
+    used = exporter.series.used
+    exporter.shutdown()
+
+    restarted = exporter_factory([source], state=state)
+    assert restarted.series.used == used

@@ -312,3 +312,39 @@ def test_a_reload_of_labels_alone_keeps_the_source_running_and_relabels_it(
     text = _text_samples(generate_text(exporter.exposed).decode())
     _assert_labels_only_on_their_source(text, "payments", {"team": "billing"})
     assert not any("env" in s.labels for s in text)
+
+
+def test_webhook_self_metrics_carry_their_sources_static_labels_only(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    """The webhook families are rendered by their own collector at scrape time: they pass
+    through the same labelling, in both formats, and only the labelled source's samples grow."""
+    from exporter.webhooks.verify import Result
+    from exporter.webhooks.wiring import webhook_service
+
+    sim = simulator("extend", seed=189, arrival_rate_per_min=0)
+    exporter = exporter_factory(
+        [
+            source_for(sim, "extend", name="payments", labels=PAYMENTS, webhook_secret="s" * 24),
+            source_for(sim, "extend", name="unlabelled", webhook_secret="t" * 24),
+        ]
+    )
+    service = webhook_service(exporter)
+    try:
+        service.metrics.received("payments", Result.ACCEPTED)
+        service.metrics.observe_latency("payments", 0.2)
+        service.metrics.observe_latency("unlabelled", 0.2)
+        written = _text_samples(generate_text(exporter.exposed).decode())
+        built = [s for family in exporter.exposed.collect() for s in family.samples]
+        for samples in (written, built):
+            webhook = [s for s in samples if "webhook" in s.name]
+            names = {s.name for s in webhook if s.labels.get("source") == "payments"}
+            assert {
+                "workflow_exporter_webhooks_received_total",
+                "workflow_exporter_webhook_queue_depth",
+                "workflow_exporter_webhook_hint_latency_seconds_count",
+            } <= names
+            assert any(s.labels.get("source") == "unlabelled" for s in webhook)
+            _assert_labels_only_on_their_source(webhook, "payments", PAYMENTS)
+    finally:
+        service.stop()

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from exporter.accounting import (
     OTHER_LABEL,
+    ActiveRun,
     CycleChanges,
     LabelBudget,
     SeriesBudget,
@@ -129,6 +130,36 @@ def test_the_steps_of_a_run_are_counted_when_the_run_is_and_never_again() -> Non
 def test_a_run_parked_for_its_detail_counts_its_steps_only_when_counted() -> None:
     parked = replace(_finished("r2", STEPS), needs_detail=True)
     assert not _decide([parked], set()).steps
+
+
+def test_a_parked_run_that_vanishes_is_counted_once_without_steps() -> None:
+    """Parked for its detail (Extend's failure reason, where its steps are), then gone: the run
+    is counted, code unspecified, with no steps and no invalid ones; never again after."""
+    parked = replace(_finished("r3", STEPS, invalid=1), needs_detail=True)
+    first = _decide([parked], set())
+    tracked = first.active_upserts["r3"]
+    assert tracked.awaiting_detail
+
+    def gone(counted: set[str], active: dict[str, ActiveRun]) -> CycleChanges:
+        return decide(
+            runs=[],
+            vanished=["r3"],
+            active=active,
+            counted=counted,
+            cursor=wide_cursor(),
+            workflows=LabelBudget((), 200),
+            codes=LabelBudget((), 50),
+            now=at(300),
+            steps=StepBudget((), 30),
+        )
+
+    counted = gone(set(), {"r3": tracked})
+    assert counted.finished == Counter({("Invoices", "failed"): 1})
+    assert counted.counted_ids == {"r3"}
+    assert not counted.steps
+    assert not counted.new_steps
+    assert not counted.invalid_steps
+    assert not gone({"r3"}, {}).finished
 
 
 def test_steps_past_the_bound_fold_into_other_per_workflow_and_are_counted_dropped() -> None:

@@ -21,7 +21,7 @@ from exporter.webhooks.service import WebhookService
 from exporter.webhooks.settings import WebhookSettings
 from exporter.webhooks.wiring import webhook_service
 from tests.conftest import ExporterFactory, SimFactory, source_for
-from tests.helpers import errors, finished, samples
+from tests.helpers import active, errors, finished, samples, steps
 
 SECRET = "whsec-hints-0123456789abcdef"
 WORKFLOW = "Hinted"
@@ -380,3 +380,81 @@ def test_replay_memory_is_written_only_for_signed_fresh_events_and_keyed_per_sou
         assert received(exporter, "ext")["replayed"] == 1
     finally:
         service.stop()
+
+
+def test_extend_counts_failed_runs_steps_only_whether_a_run_came_by_event_lookup_or_poll(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    """With `steps: true` an Extend source counts the steps of failed runs only (README: Steps);
+    a succeeded run's detail, from a signed event or a hint's lookup, carries its steps too, and
+    counting them there would make the step counts depend on how the run was delivered."""
+    sim = simulator("extend", seed=8, arrival_rate_per_min=0)
+    assert isinstance(sim, ExtendSimulator)
+    sim.world.add_workflow(WORKFLOW)
+    exporter = exporter_factory([source_for(sim, "extend", name="ext", steps=True)])
+    exporter.collect_all()
+    carried = sim.world.add_runs(2, workflow=WORKFLOW, native_status="PROCESSED")
+    looked_up = sim.world.add_runs(2, workflow=WORKFLOW, native_status="PROCESSED")
+    failed = sim.world.add_runs(2, workflow=WORKFLOW, native_status="FAILED")
+    with sim.world.lock:
+        events = {r.id: sim.render(r, detailed=True) for r in [*carried, *failed]}
+    sim.clear_requests()
+
+    report = exporter.apply_hints("ext", [*events, *(r.id for r in looked_up)], events)
+    assert report is not None
+    assert report.counted == 6
+    # The succeeded runs' events are whole without steps: only the hint without one looks up.
+    assert report.lookups == len(looked_up)
+    exporter.collect_all()
+    truth_now = sim.world.truth()
+    assert finished(exporter, "ext") == truth(sim)
+    assert truth_now.failed_run_steps
+    assert steps(exporter, "ext") == truth_now.failed_run_steps
+
+
+def test_a_signed_event_of_a_left_out_workflow_costs_no_lookup(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    """README: a left-out workflow costs no lookups. An Extend event carries the whole run, its
+    workflow too: a run of a left-out workflow (here one waiting for review, which a finished
+    run's event would not spare a lookup for) is not looked up."""
+    sim = simulator("extend", seed=9, arrival_rate_per_min=0)
+    assert isinstance(sim, ExtendSimulator)
+    sim.world.add_workflow(WORKFLOW)
+    sim.world.add_workflow("Sandbox")
+    source = {**source_for(sim, "extend", name="ext"), "workflows": {"exclude": ["Sandbox"]}}
+    exporter = exporter_factory([source])
+    exporter.collect_all()
+    left_out = sim.world.add_runs(2, workflow="Sandbox", native_status="NEEDS_REVIEW")
+    kept = sim.world.add_runs(1, workflow=WORKFLOW, native_status="NEEDS_REVIEW")
+    with sim.world.lock:
+        events = {r.id: sim.render(r, detailed=True) for r in [*left_out, *kept]}
+    sim.clear_requests()
+
+    report = exporter.apply_hints("ext", list(events), events)
+    assert report is not None
+    assert [r.path for r in sim.requests] == [f"/workflow_runs/{kept[0].id}"]
+    assert report.lookups == 1
+    assert active(exporter, "ext") == Counter({(WORKFLOW, "needs_review"): 1})
+
+
+def test_a_finished_run_an_event_carried_is_counted_when_the_lookup_budget_is_spent(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    """The lookup budget bounds requests; a run counted from its event costs none, so hints
+    after the budget is spent are still counted from what their events carried."""
+    sim = simulator("extend", seed=10, arrival_rate_per_min=0)
+    assert isinstance(sim, ExtendSimulator)
+    sim.world.add_workflow(WORKFLOW)
+    exporter = exporter_factory([source_for(sim, "extend", name="ext", lookup_budget=1)])
+    exporter.collect_all()
+    waiting = sim.world.add_runs(2, workflow=WORKFLOW, native_status="NEEDS_REVIEW")
+    failed = sim.world.add_runs(1, workflow=WORKFLOW, native_status="FAILED")
+    with sim.world.lock:
+        events = {r.id: sim.render(r, detailed=True) for r in [*waiting, *failed]}
+
+    report = exporter.apply_hints("ext", list(events), events)
+    assert report is not None
+    assert report.lookups == 1
+    assert report.counted == 1
+    assert finished(exporter, "ext") == Counter({(WORKFLOW, "failed"): 1})

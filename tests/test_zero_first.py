@@ -4,6 +4,7 @@ a restart, and with a real Prometheus scraping a real exporter process."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,27 @@ def test_a_new_workflows_first_failures_wait_until_it_was_served_at_zero(
     assert finished(restarted, "plextera-test") == sim.world.truth().finished
 
 
+def test_a_source_whose_first_runs_come_after_the_start_holds_their_series_too(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    """Only the first start's backfill is history. A source with nothing in its backfill window
+    (a new workspace) never advanced its watermark; its first runs, finished after the start,
+    are the incident of a new workflow failing from its first run, and wait like any other."""
+    sim = simulator("plextera", seed=74, workflows=1, arrival_rate_per_min=0)
+    clock = Clock(sim.world.now())
+    exporter = exporter_factory([source_for(sim, "plextera")], clock=clock, new_series_hold="60s")
+    assert exporter.collect_all()[0].ok  # a complete scan: nothing there
+
+    _fail_new_workflow(sim, 3)
+    clock.now += timedelta(seconds=30)
+    assert exporter.collect_all()[0].ok
+    assert not finished(exporter, "plextera-test")
+    assert f'workflow="{NEW}"' in httpx_free_render(exporter)
+    clock.now += timedelta(seconds=61)
+    assert errors(exporter, "plextera-test")[(NEW, CODE)] == 3
+    assert finished(exporter, "plextera-test") == sim.world.truth().finished
+
+
 def httpx_free_render(exporter: object) -> str:
     from exporter.exposition import generate_text
 
@@ -150,5 +172,89 @@ def test_prometheus_counts_the_first_failures_of_a_new_workflow(
         rows = query(f"increase({errors_series}[2m])")
         assert rows
         assert float(rows[0]["value"][1]) >= 4
+    finally:
+        processes.stop_all()
+
+
+NEW_STEP = "ocr_check"
+
+
+@pytest.mark.system
+@pytest.mark.timeout(180)
+def test_prometheus_counts_the_first_failed_steps_of_a_new_step(
+    simulator: SimFactory, tmp_path: Path
+) -> None:
+    """A step type first seen after the start, in a workflow already exported: its series is
+    born when its first runs are counted, and increase() sees those first failed steps."""
+    sim = simulator("plextera", seed=73, workflows=1, history_seconds=600)
+    sim.world.arrival_rate_per_min = 0
+    world = sim.world
+    workflow = world.workflows[0].name
+    with world.lock:
+        # Every run final before the exporter starts: nothing it has yet to count changes steps.
+        for run in [
+            r
+            for r in world.runs.values()
+            if not world.vocabulary.canonical(r.native_status).terminal
+        ]:
+            world.finish(run.id, sim.native_for("succeeded"))
+    processes = Processes()
+    try:
+        exporter_port, prom_port = free_port(), free_port()
+        start_exporter(
+            processes,
+            tmp_path,
+            exporter_port,
+            {
+                "interval": "1s",
+                "state_path": str(tmp_path / "state.db"),
+                "new_series_hold": "3s",
+                "sources": [source_for(sim, "plextera", name="zero-first-steps")],
+            },
+        )
+        start_prometheus(
+            processes,
+            tmp_path,
+            prom_port,
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "scrape_configs": [
+                    {
+                        "job_name": JOB,
+                        "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
+                    }
+                ],
+            },
+        )
+
+        def query(expr: str) -> list[dict[str, Any]]:
+            return prometheus_query(f"http://127.0.0.1:{prom_port}", expr)
+
+        known = f'workflow_runs_finished_total{{workflow="{workflow}",status="succeeded"}}'
+        until(
+            "the workflow's series scraped a few times",
+            lambda: len(query(f"count_over_time({known}[1m]) >= 3")) == 1,
+            60,
+        )
+        assert not query(f'workflow_run_steps_total{{step="{NEW_STEP}"}}')
+        with world.lock:
+            # From now on the API names every step of a new run NEW_STEP.
+            vocabulary = replace(world.vocabulary, step_labels=(NEW_STEP,))
+            world.vocabulary = sim.vocabulary = vocabulary
+            failed = sim.native_for("failed")
+            for run in world.add_runs(3, workflow=workflow):
+                world.finish(run.id, failed)  # all in one cycle: born at 3 without the hold
+        series = (
+            f'workflow_run_steps_total{{workflow="{workflow}",step="{NEW_STEP}",status="failed"}}'
+        )
+
+        def risen() -> float | None:
+            rows = query(f"max_over_time({series}[2m]) - min_over_time({series}[2m])")
+            return float(rows[0]["value"][1]) if rows else None
+
+        until("Prometheus saw the new step series rise from 0", lambda: risen() == 3, 60)
+        rows = query(f"increase({series}[2m])")
+        assert rows
+        assert float(rows[0]["value"][1]) >= 3
     finally:
         processes.stop_all()

@@ -293,6 +293,12 @@ class Provider(ABC, Generic[S]):
         steps = self.settings.steps
         return self.steps_by_default if steps is None else steps
 
+    def counts_steps_of(self, run: Run) -> bool:
+        """Whether the steps of this finished run are counted (a run in a signed event without
+        them is looked up). Every finished run's, where steps are on; a provider reading steps
+        from fewer runs says which."""
+        return self.steps_on
+
     @functools.cached_property
     def step_mapper(self) -> StepMapper:
         """The provider's `default_step_map`. Unmapped step statuses are loud: counted as

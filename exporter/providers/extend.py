@@ -201,6 +201,9 @@ class ExtendProvider(Provider[ExtendSettings]):
     # The documented event body is `{eventId, eventType, payload: WorkflowRun}`.
     events_carry_whole_runs: ClassVar[bool] = True
 
+    def counts_steps_of(self, run: Run) -> bool:
+        return self.steps_on and run.status is RunStatus.FAILED
+
     def run_from_event(self, item: Any) -> Run | None:
         runs = list(self.parse_items([item], self._detail_to_run))
         return runs[0] if runs else None
@@ -231,8 +234,10 @@ class ExtendProvider(Provider[ExtendSettings]):
         if natives and not status.terminal:
             progress = sum(1 for native in natives if native == "PROCESSED") / len(natives)
         read = StepsRead((), 0)
-        if detailed and (status.terminal or status is RunStatus.UNKNOWN):
-            # Only details carry steps, and only failed runs are fetched in detail: see `docs`.
+        if detailed and failed:
+            # Only details carry steps, and only failed runs are fetched in detail (see `docs`):
+            # a succeeded run's detail (an event, a recheck) has them too, and counting them
+            # there would make the counts depend on how the run arrived.
             mapper = self.step_mapper
             read = self.read_steps(wire.stepRuns, lambda item: _step(item, mapper))
         return Run(
