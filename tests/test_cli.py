@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -38,6 +39,23 @@ def test_demo_serves_series_for_every_provider_within_15_seconds(
     code, err = stop(proc)
     assert code == 0, err
     assert "Traceback" not in err
+
+
+def test_demo_on_a_taken_port_says_so_and_exits_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*EXPORTER, "demo", "--web.listen-address", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_run_serves_all_endpoints_and_stops_cleanly_on_sigterm(
