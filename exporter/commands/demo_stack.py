@@ -26,7 +26,7 @@ from urllib.parse import quote, urlencode
 import httpx
 import yaml
 
-from exporter.commands.demo import demo
+from exporter.commands.demo import demo, say
 
 # The job name the shipped rules select on (`job="workflow-runs-exporter"`).
 JOB = "workflow-runs-exporter"
@@ -237,9 +237,8 @@ def demo_stack(settings: StackSettings, *, alertmanagers: Sequence[str] = ()) ->
 
         def announce(_metrics_url: str) -> None:
             width = max(len(title) for title, _ in links(settings))
-            for title, url in links(settings):
-                print(f"  {title:<{width}}  {url}", flush=True)
-            print("demo-stack: Ctrl-C stops everything", flush=True)
+            lines = [f"  {title:<{width}}  {url}" for title, url in links(settings)]
+            say([*lines, "demo-stack: Ctrl-C stops everything"])
 
         return demo(
             settings.exporter,
