@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 import signal
 import socket
 import sys
@@ -110,6 +111,8 @@ def demo(
     finally:
         for sim in simulators:
             sim.stop()
+        # The state is the demo's alone: a run leaves nothing behind in the temp directory.
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def _demo_webhooks(simulators: Sequence[Any], sources: list[dict[str, Any]]) -> WebhookEndpoint:
