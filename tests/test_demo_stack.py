@@ -20,6 +20,7 @@ from exporter.commands.demo_stack import (
     PROMQL,
     Children,
     StackSettings,
+    _check_free,
     links,
     prometheus_config,
     stack_rules,
@@ -157,3 +158,21 @@ def test_links_take_prometheus_page_prefix() -> None:
     assert pages["Prometheus rules"] == "http://127.0.0.1:2/classic/rules"
     assert pages["alerts firing or pending"].startswith("http://127.0.0.1:2/classic/graph?")
     assert pages["exporter landing page"] == "http://127.0.0.1:1/"
+
+
+def test_a_port_just_freed_is_not_refused() -> None:
+    """A server that closed its connections first leaves them in TIME_WAIT for a minute; the
+    servers themselves bind with SO_REUSEADDR, so `make demo-stack` right after `make demo` must
+    not be refused on the same port."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server's side closes first: it is the one left in TIME_WAIT
+    client.recv(1)
+    client.close()
+    server.close()
+    _check_free("the exporter", f"127.0.0.1:{port}")

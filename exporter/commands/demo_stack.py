@@ -186,6 +186,9 @@ def _check_free(what: str, address: str) -> None:
     pass against that other process: refused up front instead."""
     host, _, port = address.rpartition(":")
     with socket.socket() as sock:
+        # As the servers bind: connections of a run just stopped, left in TIME_WAIT, do not
+        # hold the port, while a listener still does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host or "127.0.0.1", int(port)))
         except (OSError, ValueError) as exc:
