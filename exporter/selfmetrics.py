@@ -189,6 +189,9 @@ class SourceInstruments:
         # For diagnostics (`check`), not exported.
         self.rate_limit_headers: dict[str, str] = {}
         self.first_request: tuple[str, str, float] | None = None  # endpoint, code, seconds
+        # The first answer that says whether the key was taken (2xx, 401, 403): a first request
+        # refused for another reason (a probe of page 0 answered 400) says nothing about it.
+        self.first_key_answer: tuple[str, str, float] | None = None
         metrics.source_up.labels(source, provider)
         for result in ("success", "error"):
             metrics.collections.labels(source, result)
@@ -205,6 +208,8 @@ class SourceInstruments:
     def request(self, endpoint: str, code: str, seconds: float) -> None:
         if self.first_request is None:
             self.first_request = (endpoint, code, seconds)
+        if self.first_key_answer is None and (code.startswith("2") or code in ("401", "403")):
+            self.first_key_answer = (endpoint, code, seconds)
         self._m.api_requests.labels(self.source, endpoint, code).inc()
         self._m.api_duration.labels(self.source, endpoint).observe(seconds)
 

@@ -361,12 +361,14 @@ class _Server(ThreadingHTTPServer):
         )
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        super().__init__(address, handler)
-        self._ready: queue.SimpleQueue[_Connection | None] = queue.SimpleQueue()
-        self._returned: queue.SimpleQueue[_Connection] = queue.SimpleQueue()
+        # Before the bind: a refused bind (the port taken) closes the server, waker included, and
+        # the caller gets the OSError.
         self._waker, self._wake_end = socket.socketpair()
         self._waker.setblocking(False)
         self._wake_end.setblocking(False)
+        super().__init__(address, handler)
+        self._ready: queue.SimpleQueue[_Connection | None] = queue.SimpleQueue()
+        self._returned: queue.SimpleQueue[_Connection] = queue.SimpleQueue()
         # Connections waiting for a request, by their socket, with when they expire; in the
         # order they started waiting, so the first is the one idle longest.
         self._idle: dict[socket.socket, tuple[_Connection, float]] = {}

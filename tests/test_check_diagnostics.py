@@ -64,6 +64,9 @@ def test_check_reports_auth_version_latency_unknown_statuses_and_advice(
     assert "advice: the API version was refused" in old
 
     assert "unknown statuses: MYSTERY_STATE (map them with status_map)" in section(out, "nox-ok")
+    # Noxus refuses the probe of page 0 (422): the key's verdict comes from the next answer.
+    assert "auth: ok (list_runs answered HTTP 200 in" in section(out, "nox-ok")
+    assert "the first request, HTTP 422, was not about the key" in section(out, "nox-ok")
     assert "advice: the endpoint does not exist: check base_url; check app_id too" in section(
         out, "ctx-wrong-app"
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +17,7 @@ from tests.loopback import EXPORTER, free_port, stop, wait_for
 
 
 def test_demo_serves_series_for_every_provider_within_15_seconds(
-    processes: list[subprocess.Popen[str]],
+    processes: list[subprocess.Popen[str]], tmp_path: Path
 ) -> None:
     port = free_port()
     proc = subprocess.Popen(
@@ -23,6 +25,7 @@ def test_demo_serves_series_for_every_provider_within_15_seconds(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
     )
     processes.append(proc)
     started = time.monotonic()
@@ -35,9 +38,28 @@ def test_demo_serves_series_for_every_provider_within_15_seconds(
 
     wait_for(f"http://127.0.0.1:{port}/metrics", every_provider, timeout=15)
     assert time.monotonic() - started < 15
+    assert list(tmp_path.iterdir()), "the demo's state is in the temp directory"
     code, err = stop(proc)
     assert code == 0, err
     assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == [], "the demo leaves its state behind"
+
+
+def test_demo_on_a_taken_port_says_so_and_exits_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*EXPORTER, "demo", "--web.listen-address", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_run_serves_all_endpoints_and_stops_cleanly_on_sigterm(

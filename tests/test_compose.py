@@ -5,7 +5,7 @@ and dashboards expect."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jsonschema
@@ -62,3 +62,45 @@ def test_prometheus_scrapes_the_exporter_under_the_rules_job_and_alerts_alertman
     command = services["exporter"]["command"]
     assert "--alertmanager.url=http://alertmanager:9093" in command
     assert "--web.listen-address=0.0.0.0:9855" in command
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path to the repository file mounted there."""
+    out = {}
+    for volume in service.get("volumes", []):
+        source, _, rest = volume.partition(":")
+        if source.startswith("./"):
+            out[rest.removesuffix(":ro")] = source
+    return out
+
+
+def test_each_mounted_file_is_where_its_service_looks_for_it() -> None:
+    services = _compose()["services"]
+    for name in ("prometheus", "alertmanager"):
+        (flag,) = [a for a in services[name]["command"] if a.startswith("--config.file=")]
+        assert flag.removeprefix("--config.file=") in _mounts(services[name]), name
+
+    prometheus = _mounts(services["prometheus"])
+    config = yaml.safe_load((ROOT / prometheus["/etc/prometheus/prometheus.yml"]).read_text())
+    rules = [
+        target
+        for target in prometheus
+        if any(PurePosixPath(target).match(g) for g in config["rule_files"])
+    ]
+    assert rules, f"no mounted file matches rule_files {config['rule_files']}"
+
+    grafana = _mounts(services["grafana"])
+    provisioning = "/etc/grafana/provisioning"
+    datasources = [t for t in grafana if t.startswith(f"{provisioning}/datasources/")]
+    providers = [t for t in grafana if t.startswith(f"{provisioning}/dashboards/")]
+    assert datasources
+    assert providers
+    (source,) = yaml.safe_load((ROOT / grafana[datasources[0]]).read_text())["datasources"]
+    assert source["type"] == "prometheus"
+    assert source["url"] == "http://prometheus:9090"
+    (provider,) = yaml.safe_load((ROOT / grafana[providers[0]]).read_text())["providers"]
+    folder = provider["options"]["path"]
+    dashboards = sorted(grafana[t] for t in grafana if t.startswith(f"{folder}/"))
+    assert dashboards == ["./grafana/exporter-health.json", "./grafana/workflow-runs.json"]
+    home = services["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home in grafana

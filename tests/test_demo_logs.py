@@ -8,6 +8,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
+import pytest
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 
 from exporter.logs import configure, get_logger
@@ -51,3 +52,22 @@ def test_a_missed_run_is_the_exporters_line_not_apschedulers(captured_logs: io.S
     assert missed["job"] == "collect:late"
     assert missed["level"] == "warning"
     assert missed["scheduled_at"] == due.isoformat()
+
+
+def test_the_demos_announcements_are_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Collection logs from other threads meanwhile; with PYTHONUNBUFFERED a `print` writes a URL
+    and its newline apart, and a log line landed between them."""
+    from exporter.commands.demo import say
+
+    writes: list[str] = []
+
+    class Recorder(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+    monkeypatch.setattr("sys.stdout", Recorder())
+    say(["  exporter landing page  http://127.0.0.1:9855/", "demo-stack: Ctrl-C stops everything"])
+    assert writes == [
+        "  exporter landing page  http://127.0.0.1:9855/\ndemo-stack: Ctrl-C stops everything\n"
+    ]

@@ -20,6 +20,7 @@ from exporter.commands.demo_stack import (
     PROMQL,
     Children,
     StackSettings,
+    _check_free,
     links,
     prometheus_config,
     stack_rules,
@@ -114,6 +115,12 @@ def test_demo_stack_incident_reaches_alertmanager_and_everything_stops(tmp_path:
         )
         text = stack_log.read_text(errors="replace")
         assert re.search(r"extend-demo: \d+ finished \(\+\d+\), \d+ failed", text)
+        # Every printed link opens a page (Debian's Prometheus has only the classic UI).
+        printed = re.findall(r"^  (\S.*?)  +(http://\S+)$", text, re.MULTILINE)
+        assert len(printed) == 6 + len(PROMQL), text
+        for title, url in printed:
+            page = httpx.get(url, timeout=5, follow_redirects=True)
+            assert page.status_code == 200, (title, url, page.status_code)
         assert '"event"' not in text  # console lines, not JSON
     finally:
         proc.terminate()
@@ -143,3 +150,29 @@ def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError, match="Prometheus cannot listen"):
             start_components(settings, children)
         assert children.started == []
+
+
+def test_links_take_prometheus_page_prefix() -> None:
+    pages = dict(links(_settings(), "/classic"))
+    assert pages["Prometheus alerts"] == "http://127.0.0.1:2/classic/alerts"
+    assert pages["Prometheus rules"] == "http://127.0.0.1:2/classic/rules"
+    assert pages["alerts firing or pending"].startswith("http://127.0.0.1:2/classic/graph?")
+    assert pages["exporter landing page"] == "http://127.0.0.1:1/"
+
+
+def test_a_port_just_freed_is_not_refused() -> None:
+    """A server that closed its connections first leaves them in TIME_WAIT for a minute; the
+    servers themselves bind with SO_REUSEADDR, so `make demo-stack` right after `make demo` must
+    not be refused on the same port."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server's side closes first: it is the one left in TIME_WAIT
+    client.recv(1)
+    client.close()
+    server.close()
+    _check_free("the exporter", f"127.0.0.1:{port}")

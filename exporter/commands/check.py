@@ -38,12 +38,23 @@ def diagnose(exporter: Exporter, report: CycleReport) -> list[str]:
         f"runs seen: {seen or 'none'}; active: {report.active}"
     ]
     first = instruments.first_request
+    key = instruments.first_key_answer
     if first is None:
         lines.append("  auth: no request answered")
-    else:
+    elif key is None:
         endpoint, code, seconds = first
-        verdict = "refused" if code in ("401", "403") else ("ok" if code == "200" else code)
-        lines.append(f"  auth: {verdict} (first {endpoint} answered HTTP {code} in {seconds:.3f}s)")
+        lines.append(f"  auth: {code} (first {endpoint} answered HTTP {code} in {seconds:.3f}s)")
+    else:
+        endpoint, code, seconds = key
+        verdict = "refused" if code in ("401", "403") else "ok"
+        said = f"{endpoint} answered HTTP {code} in {seconds:.3f}s"
+        if key == first:
+            lines.append(f"  auth: {verdict} (first {said})")
+        else:
+            lines.append(
+                f"  auth: {verdict} ({said}; the first request, HTTP {first[1]}, "
+                "was not about the key)"
+            )
     lines += [f"  {line}" for line in runtime.provider_cls.check_lines(settings, report.ok)]
     if runtime.provider_cls.settings_model.webhooks:
         lines.append(f"  webhooks: {_webhooks(settings)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 import signal
 import socket
 import sys
@@ -21,6 +22,14 @@ from exporter.webhooks.wiring import WebhookEndpoint
 
 # The provider whose simulator plays the incident: it has both error codes and a review status.
 INCIDENT_PROVIDER = "extend"
+
+
+def say(lines: Sequence[str]) -> None:
+    """Prints the lines in one write: collection already logs (to stderr, from other threads), and
+    with an unbuffered stdout (PYTHONUNBUFFERED) `print` writes a line and its newline apart, so a
+    log line could land in the middle of a URL."""
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
+    sys.stdout.flush()
 
 
 def demo(
@@ -81,21 +90,19 @@ def demo(
     config = config_from_data(data)
 
     def announce(server: MetricsServer) -> None:
-        print(
-            f"demo: {len(simulators)} simulated providers; metrics at {server.url('/metrics')}",
-            flush=True,
-        )
-        for url in alertmanagers:
-            print(f"demo: per-run alerts go to {url}/api/v2/alerts", flush=True)
+        lines = [
+            f"demo: {len(simulators)} simulated providers; metrics at {server.url('/metrics')}"
+        ]
+        lines += [f"demo: per-run alerts go to {url}/api/v2/alerts" for url in alertmanagers]
         if incident is not None:
             source, scripted = incident
-            print(
+            lines.append(
                 f"demo: in {incident_after:.0f} s, workflow {scripted.workflow!r} of {source} "
                 f"starts failing with {scripted.plan.code} for "
                 f"{scripted.plan.duration / speed / 60:.0f} min, and leaves a stuck run and "
-                "runs waiting on review",
-                flush=True,
+                "runs waiting on review"
             )
+        say(lines)
         if on_ready is not None:
             on_ready(server.url("/metrics"))
 
@@ -104,6 +111,8 @@ def demo(
     finally:
         for sim in simulators:
             sim.stop()
+        # The state is the demo's alone: a run leaves nothing behind in the temp directory.
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def _demo_webhooks(simulators: Sequence[Any], sources: list[dict[str, Any]]) -> WebhookEndpoint:

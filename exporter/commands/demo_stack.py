@@ -26,7 +26,7 @@ from urllib.parse import quote, urlencode
 import httpx
 import yaml
 
-from exporter.commands.demo import demo
+from exporter.commands.demo import demo, say
 
 # The job name the shipped rules select on (`job="workflow-runs-exporter"`).
 JOB = "workflow-runs-exporter"
@@ -103,13 +103,25 @@ def stack_rules(text: str, rules_for: str | None) -> str:
     return text if rules_for is None else _FOR.sub(lambda m: m.group(1) + rules_for, text)
 
 
-def links(settings: StackSettings) -> list[tuple[str, str]]:
+def prometheus_ui(address: str) -> str:
+    """The path prefix of Prometheus's web pages: "/classic" for a build with only the classic UI
+    (Debian's package, which `make demo-stack` installs: its `/alerts` and `/rules` answer 404),
+    else "". Read from where `/` redirects to."""
+    try:
+        response = httpx.get(f"http://{address}/", timeout=2)
+    except httpx.HTTPError:
+        return ""
+    return "/classic" if response.headers.get("location", "").startswith("/classic/") else ""
+
+
+def links(settings: StackSettings, ui: str = "") -> list[tuple[str, str]]:
+    """`ui`: Prometheus's page prefix (`prometheus_ui`)."""
     prometheus = f"http://{settings.prometheus}"
     out = [
         ("exporter landing page", f"http://{settings.exporter}/"),
         ("exporter metrics", f"http://{settings.exporter}/metrics"),
-        ("Prometheus alerts", f"{prometheus}/alerts"),
-        ("Prometheus rules", f"{prometheus}/rules"),
+        ("Prometheus alerts", f"{prometheus}{ui}/alerts"),
+        ("Prometheus rules", f"{prometheus}{ui}/rules"),
         ("Alertmanager", f"http://{settings.alertmanager}/#/alerts"),
         ("Alertmanager API", f"http://{settings.alertmanager}/api/v2/alerts"),
     ]
@@ -117,7 +129,7 @@ def links(settings: StackSettings) -> list[tuple[str, str]]:
         query = urlencode(
             {"g0.expr": expr, "g0.tab": "0", "g0.range_input": "30m"}, quote_via=quote
         )
-        out.append((title, f"{prometheus}/graph?{query}"))
+        out.append((title, f"{prometheus}{ui}/graph?{query}"))
     return out
 
 
@@ -174,6 +186,9 @@ def _check_free(what: str, address: str) -> None:
     pass against that other process: refused up front instead."""
     host, _, port = address.rpartition(":")
     with socket.socket() as sock:
+        # As the servers bind: connections of a run just stopped, left in TIME_WAIT, do not
+        # hold the port, while a listener still does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host or "127.0.0.1", int(port)))
         except (OSError, ValueError) as exc:
@@ -235,11 +250,12 @@ def demo_stack(settings: StackSettings, *, alertmanagers: Sequence[str] = ()) ->
         for name, proc in children.started:
             print(f"demo-stack: {name} pid {proc.pid} (logs in {workdir})", flush=True)
 
+        ui = prometheus_ui(settings.prometheus)
+
         def announce(_metrics_url: str) -> None:
-            width = max(len(title) for title, _ in links(settings))
-            for title, url in links(settings):
-                print(f"  {title:<{width}}  {url}", flush=True)
-            print("demo-stack: Ctrl-C stops everything", flush=True)
+            width = max(len(title) for title, _ in links(settings, ui))
+            lines = [f"  {title:<{width}}  {url}" for title, url in links(settings, ui)]
+            say([*lines, "demo-stack: Ctrl-C stops everything"])
 
         return demo(
             settings.exporter,
