@@ -4,6 +4,7 @@ a restart, and with a real Prometheus scraping a real exporter process."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -115,37 +116,12 @@ def test_prometheus_counts_the_first_failures_of_a_new_workflow(
     sim.world.arrival_rate_per_min = 0
     processes = Processes()
     try:
-        exporter_port, prom_port = free_port(), free_port()
-        start_exporter(
+        query = _scraped_with_a_hold(
             processes,
             tmp_path,
-            exporter_port,
-            {
-                "interval": "1s",
-                "state_path": str(tmp_path / "state.db"),
-                "new_series_hold": "3s",
-                "sources": [source_for(sim, "plextera", name="zero-first")],
-            },
+            source_for(sim, "plextera", name="zero-first"),
+            _rules_file(tmp_path),
         )
-        start_prometheus(
-            processes,
-            tmp_path,
-            prom_port,
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                # The shipped rules, with the spike's windows shortened for a test.
-                "rule_files": [str(_rules_file(tmp_path))],
-                "scrape_configs": [
-                    {
-                        "job_name": JOB,
-                        "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
-                    }
-                ],
-            },
-        )
-
-        def query(expr: str) -> list[dict[str, Any]]:
-            return prometheus_query(f"http://127.0.0.1:{prom_port}", expr)
 
         until(
             "the exporter scraped a few times",
@@ -200,35 +176,9 @@ def test_prometheus_counts_the_first_failed_steps_of_a_new_step(
             world.finish(run.id, sim.native_for("succeeded"))
     processes = Processes()
     try:
-        exporter_port, prom_port = free_port(), free_port()
-        start_exporter(
-            processes,
-            tmp_path,
-            exporter_port,
-            {
-                "interval": "1s",
-                "state_path": str(tmp_path / "state.db"),
-                "new_series_hold": "3s",
-                "sources": [source_for(sim, "plextera", name="zero-first-steps")],
-            },
+        query = _scraped_with_a_hold(
+            processes, tmp_path, source_for(sim, "plextera", name="zero-first-steps")
         )
-        start_prometheus(
-            processes,
-            tmp_path,
-            prom_port,
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "scrape_configs": [
-                    {
-                        "job_name": JOB,
-                        "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
-                    }
-                ],
-            },
-        )
-
-        def query(expr: str) -> list[dict[str, Any]]:
-            return prometheus_query(f"http://127.0.0.1:{prom_port}", expr)
 
         known = f'workflow_runs_finished_total{{workflow="{workflow}",status="succeeded"}}'
         until(
@@ -258,3 +208,35 @@ def test_prometheus_counts_the_first_failed_steps_of_a_new_step(
         assert float(rows[0]["value"][1]) >= 3
     finally:
         processes.stop_all()
+
+
+def _scraped_with_a_hold(
+    processes: Processes, workdir: Path, source: dict[str, Any], rules: Path | None = None
+) -> Callable[[str], list[dict[str, Any]]]:
+    """An exporter holding new series for 3 s and a Prometheus scraping it every second (with
+    `rules` evaluated every second); returns a PromQL query function."""
+    exporter_port, prom_port = free_port(), free_port()
+    start_exporter(
+        processes,
+        workdir,
+        exporter_port,
+        {
+            "interval": "1s",
+            "state_path": str(workdir / "state.db"),
+            "new_series_hold": "3s",
+            "sources": [source],
+        },
+    )
+    config: dict[str, Any] = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {
+                "job_name": JOB,
+                "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
+            }
+        ],
+    }
+    if rules is not None:
+        config["rule_files"] = [str(rules)]
+    start_prometheus(processes, workdir, prom_port, config)
+    return lambda expr: prometheus_query(f"http://127.0.0.1:{prom_port}", expr)
