@@ -239,8 +239,11 @@ class SourceCollector:
         for run_id in self.store.counted_among(name, wanted):
             del wanted[run_id]
         verdicts: dict[tuple[str, str | None], bool] = {}
+        whole = self.provider.events_carry_whole_runs
         for run_id in wanted:
-            carried = self._whole_from_event(run_id, payloads.get(run_id))
+            # Where the provider documents the event's run whole, its workflow and state are
+            # known before any lookup; elsewhere the copy only stands in for a deleted run.
+            carried = self._event_run(run_id, payloads.get(run_id)) if whole else None
             if carried is not None and not self._admits(carried, verdicts):
                 continue  # its workflow is left out: no lookup (screened below all the same)
             if carried is not None and self._final(carried):
@@ -256,7 +259,10 @@ class SourceCollector:
                 failure = exc
                 break
             if fetched is None:
-                fetched = self._from_event(run_id, payloads.get(run_id))
+                # Deleted right after finishing: the event's copy, decoded once, counts only if
+                # it shows the run finished (an unfinished one that is gone will never finish).
+                copy = carried if whole else self._event_run(run_id, payloads.get(run_id))
+                fetched = copy if copy is not None and copy.terminal else None
             if fetched is not None:
                 merge_sighting(seen, fetched)
             elif tracked is not None:
@@ -273,10 +279,9 @@ class SourceCollector:
             )
         return HintReport(lookups=lookups, counted=len(changes.counted), failure=failure)
 
-    def _whole_from_event(self, run_id: str, payload: Any) -> Run | None:
-        """The run a signed event carried, in any status, where the provider documents it
-        whole (its workflow is then known before any lookup)."""
-        if payload is None or not self.provider.events_carry_whole_runs:
+    def _event_run(self, run_id: str, payload: Any) -> Run | None:
+        """The run a signed event carried, decoded once, if it is the run the event named."""
+        if payload is None:
             return None
         run = self.provider.run_from_event(payload)
         return run if run is not None and run.id == run_id else None
@@ -289,13 +294,6 @@ class SourceCollector:
             and not run.needs_detail
             and not (self.provider.counts_steps_of(run) and not run.steps)
         )
-
-    def _from_event(self, run_id: str, payload: Any) -> Run | None:
-        if payload is None:
-            return None
-        run = self.provider.run_from_event(payload)
-        # Only a finished run: an unfinished one that is gone will never finish.
-        return run if run is not None and run.id == run_id and run.terminal else None
 
     def _commit_chunk(
         self,
