@@ -500,33 +500,14 @@ class _Server(ThreadingHTTPServer):
         self._wake_end.close()
 
 
-class MetricsServer:
-    def __init__(
-        self,
-        listen_address: str,
-        hooks: ServerHooks,
-        web_config: WebConfig | None = None,
-        limits: ServerLimits | None = None,
-    ) -> None:
-        tls = web_config.tls_server_config if web_config else None
-        users = web_config.basic_auth_users if web_config else {}
-        self.tls = tls is not None
-        self._httpd = _Server(
-            parse_listen_address(listen_address),
-            hooks,
-            ssl_context=ssl_context(tls) if tls else None,
-            auth=BasicAuth(users) if users else None,
-            limits=limits,
-        )
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="http", daemon=True)
+class Listener:
+    """A server on the hardened loop, served from a thread of its own: /metrics, or another
+    listener built on the same loop (the webhooks')."""
 
-    @property
-    def metrics(self) -> RenderedMetrics:
-        return self._httpd.metrics
-
-    @property
-    def auth(self) -> BasicAuth | None:
-        return self._httpd.auth
+    def __init__(self, httpd: _Server, *, tls: bool, thread_name: str) -> None:
+        self.tls = tls
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, name=thread_name, daemon=True)
 
     @property
     def port(self) -> int:
@@ -541,13 +522,44 @@ class MetricsServer:
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}{path}"
 
     def start(self) -> None:
-        settle_heap()
-        raise_fd_limit()
         self._thread.start()
 
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+class MetricsServer(Listener):
+    def __init__(
+        self,
+        listen_address: str,
+        hooks: ServerHooks,
+        web_config: WebConfig | None = None,
+        limits: ServerLimits | None = None,
+    ) -> None:
+        tls = web_config.tls_server_config if web_config else None
+        users = web_config.basic_auth_users if web_config else {}
+        httpd = _Server(
+            parse_listen_address(listen_address),
+            hooks,
+            ssl_context=ssl_context(tls) if tls else None,
+            auth=BasicAuth(users) if users else None,
+            limits=limits,
+        )
+        super().__init__(httpd, tls=tls is not None, thread_name="http")
+
+    @property
+    def metrics(self) -> RenderedMetrics:
+        return self._httpd.metrics
+
+    @property
+    def auth(self) -> BasicAuth | None:
+        return self._httpd.auth
+
+    def start(self) -> None:
+        settle_heap()
+        raise_fd_limit()
+        super().start()
 
 
 def raise_fd_limit() -> None:

@@ -8,13 +8,13 @@ its declared length is within bounds; nothing else is served.
 
 from __future__ import annotations
 
-import threading
 from urllib.parse import unquote
 
 from prometheus_client import CollectorRegistry
 
 from exporter.logs import get_logger
 from exporter.server import (
+    Listener,
     ServerHooks,
     ServerLimits,
     _Handler,
@@ -120,7 +120,7 @@ class _WebhookServer(_Server):
         )
 
 
-class WebhookListener:
+class WebhookListener(Listener):
     def __init__(
         self,
         listen_address: str,
@@ -128,26 +128,6 @@ class WebhookListener:
         web_config: WebConfig | None = None,
         limits: ServerLimits | None = None,
     ) -> None:
-        self.tls = web_config is not None and web_config.tls_server_config is not None
-        self._httpd = _WebhookServer(
-            parse_listen_address(listen_address), service, web_config, limits
-        )
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="webhooks", daemon=True
-        )
-
-    @property
-    def port(self) -> int:
-        return int(self._httpd.server_address[1])
-
-    def url(self, path: str = "/") -> str:
-        host = str(self._httpd.server_address[0])
-        host = host if host not in ("0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
-        return f"{'https' if self.tls else 'http'}://{host}:{self.port}{path}"
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        httpd = _WebhookServer(parse_listen_address(listen_address), service, web_config, limits)
+        tls = web_config is not None and web_config.tls_server_config is not None
+        super().__init__(httpd, tls=tls, thread_name="webhooks")
