@@ -10,7 +10,7 @@ import contextlib
 import itertools
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -219,36 +219,41 @@ class Exporter:
 
     # Collection ----------------------------------------------------------------------------
 
-    def collect_source(self, name: str) -> CycleReport:
-        runtime = self.sources[name]
+    @contextlib.contextmanager
+    def _at_work(self, runtime: SourceRuntime) -> Iterator[None]:
+        """A cycle's or a batch of hints' hold on a source: its lock, its key fresh, and the
+        wait and the work on record for /healthz (a held lock counts as hung)."""
         started = time.monotonic()
         runtime.running_since.append(started)
         try:
-            return self._collect_locked(runtime)
+            with runtime.lock:
+                self._refresh_key(runtime)
+                yield
         finally:
             runtime.running_since.remove(started)
 
+    def collect_source(self, name: str) -> CycleReport:
+        runtime = self.sources[name]
+        with self._at_work(runtime):
+            return self._collect_locked(runtime)
+
     def _collect_locked(self, runtime: SourceRuntime) -> CycleReport:
         name = runtime.name
-        with runtime.lock:
-            self._refresh_key(runtime)
-            before = self.recent.totals(name) if self._cycle_summaries else None
-            try:
-                report = runtime.collector.collect()
-            except Cancelled:
-                report = CycleReport(
-                    name, runtime.settings.provider, ok=False, error="shutting down"
-                )
-            except Exception as exc:  # a bug in one source must not stop the others
-                log.exception("collection crashed", source=name)
-                runtime.collector.instruments.collection(False, 0.0, time.time())
-                report = CycleReport(name, runtime.settings.provider, ok=False, error=repr(exc))
-            runtime.last_report = report
-            runtime.attempts += 1
-            if before is not None and report.ok:
-                log.info(cycle_summary(name, self.recent.totals(name), before, report.active))
-            self.generation = next(self._generations)
-            return report
+        before = self.recent.totals(name) if self._cycle_summaries else None
+        try:
+            report = runtime.collector.collect()
+        except Cancelled:
+            report = CycleReport(name, runtime.settings.provider, ok=False, error="shutting down")
+        except Exception as exc:  # a bug in one source must not stop the others
+            log.exception("collection crashed", source=name)
+            runtime.collector.instruments.collection(False, 0.0, time.time())
+            report = CycleReport(name, runtime.settings.provider, ok=False, error=repr(exc))
+        runtime.last_report = report
+        runtime.attempts += 1
+        if before is not None and report.ok:
+            log.info(cycle_summary(name, self.recent.totals(name), before, report.active))
+        self.generation = next(self._generations)
+        return report
 
     def apply_hints(
         self, name: str, run_ids: list[str], payloads: Mapping[str, Any] | None = None
@@ -259,18 +264,12 @@ class Exporter:
         runtime = self.sources.get(name)
         if runtime is None:
             return None
-        started = time.monotonic()
-        runtime.running_since.append(started)
-        try:
-            with runtime.lock:
-                self._refresh_key(runtime)
-                try:
-                    report = runtime.collector.apply_hints(run_ids, payloads or {})
-                except Cancelled:
-                    return None  # shutting down: nothing was committed; the poll finds the runs
-                self.generation = next(self._generations)
-        finally:
-            runtime.running_since.remove(started)
+        with self._at_work(runtime):
+            try:
+                report = runtime.collector.apply_hints(run_ids, payloads or {})
+            except Cancelled:
+                return None  # shutting down: nothing was committed; the poll finds the runs
+            self.generation = next(self._generations)
         if report.counted:
             self.flush_alerts()  # a failed run's alert leaves now, not at the next flush
         return report
