@@ -145,37 +145,31 @@ class SourceSettings(BaseModel):
 
     def read_webhook_secret(self) -> str | None:
         """The signing secret (re-read from its file on every call: rotation); None: off."""
-        if self.webhook_secret is not None:
-            secret = self.webhook_secret.get_secret_value()
-        elif self.webhook_secret_file is not None:
-            try:
-                secret = self.webhook_secret_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(
-                    f"webhook_secret_file {str(self.webhook_secret_file)!r}: cannot read "
-                    f"({exc.strerror})"
-                ) from None
-        else:
-            return None
-        if not secret:
-            raise ValueError("webhook secret is empty")
-        return secret
+        return _read_secret(
+            self.webhook_secret, self.webhook_secret_file, "webhook_secret_file", "webhook secret"
+        )
 
     def read_api_key(self) -> str:
         """The key's value, from the setting or the file (re-read on every call: rotation)."""
-        if self.api_key is not None:
-            key = self.api_key.get_secret_value()
-        else:
-            assert self.api_key_file is not None
-            try:
-                key = self.api_key_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(
-                    f"api_key_file {str(self.api_key_file)!r}: cannot read ({exc.strerror})"
-                ) from None
-        if not key:
-            raise ValueError("api key is empty")
+        key = _read_secret(self.api_key, self.api_key_file, "api_key_file", "api key")
+        assert key is not None  # the model requires one of the two
         return key
+
+
+def _read_secret(inline: SecretStr | None, file: Path | None, field: str, what: str) -> str | None:
+    """A secret given inline, else its file's content, stripped; None when neither is set."""
+    if inline is not None:
+        value = inline.get_secret_value()
+    elif file is not None:
+        try:
+            value = file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"{field} {str(file)!r}: cannot read ({exc.strerror})") from None
+    else:
+        return None
+    if not value:
+        raise ValueError(f"{what} is empty")
+    return value
 
 
 class PagedSourceSettings(SourceSettings):
