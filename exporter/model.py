@@ -27,6 +27,12 @@ class RunStatus(StrEnum):
     def terminal(self) -> bool:
         return self in TERMINAL_STATUSES
 
+    @property
+    def may_have_ended(self) -> bool:
+        """A terminal status, or one nobody mapped: a run in it may carry an end time (and its
+        steps), which for an unmapped status says it has finished (see `Run.terminal`)."""
+        return self.terminal or self is RunStatus.UNKNOWN
+
 
 TERMINAL_STATUSES = frozenset(
     {

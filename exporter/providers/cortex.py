@@ -358,20 +358,22 @@ class CortexProvider(Provider[CortexSettings]):
         )
         if day_only:
             self.say_once("timestamps", "date_only", f"{sorted(day_only)[0]} is a date only")
-        steps = _steps(wire.output)
+        # An end time and steps count for a terminal status, and for one nobody mapped (it has
+        # finished).
+        ends = status.may_have_ended
         counted = StepsRead((), 0)
-        if status.terminal or status is RunStatus.UNKNOWN:
+        if ends:
             mapper = self.step_mapper
             raw = wire.output
             # Not an object or a list (and not absent): one invalid step item.
             entries: Any = _step_items(raw) if isinstance(raw, dict | list) else raw
             counted = self.read_steps(entries, lambda entry: _counted_step(entry, mapper))
         progress = None
-        if steps and not status.terminal:
-            progress = sum(1 for st in steps if st.status == "COMPLETED") / len(steps)
+        if not status.terminal:
+            steps = _steps(wire.output)  # only a run still going has progress to show
+            if steps:
+                progress = sum(1 for st in steps if st.status == "COMPLETED") / len(steps)
         message = wire.error if isinstance(wire.error, str) else None
-        # An end time counts for a terminal status, and for one nobody mapped (it has finished).
-        ends = status.terminal or status is RunStatus.UNKNOWN
         return Run(
             id=wire.id,
             workflow_id=wire.workflow_id or workflow.id,

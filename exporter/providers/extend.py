@@ -249,7 +249,7 @@ class ExtendProvider(Provider[ExtendSettings]):
             created_at=wire.createdAt,
             cursor_time=wire.updatedAt,
             started_at=wire.startTime or wire.initialRunAt,
-            finished_at=wire.endTime if status.terminal or status is RunStatus.UNKNOWN else None,
+            finished_at=wire.endTime if status.may_have_ended else None,
             progress=progress,
             error_code=error_code,
             error_message=wire.failureMessage if failed else None,

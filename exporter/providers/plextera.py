@@ -254,7 +254,7 @@ class PlexteraProvider(Provider[PlexteraSettings]):
             error_code = (wire.error.code if wire.error else None) or UNSPECIFIED_CODE
         read = StepsRead((), 0)
         nested: tuple[str, ...] = ()
-        finished = status.terminal or status is RunStatus.UNKNOWN
+        finished = status.may_have_ended
         # Only a finished run's steps are ever counted: an active run's are not read.
         if isinstance(wire, _PlexteraRunTypedSteps) and finished:
             mapper = self.step_mapper
