@@ -76,6 +76,9 @@ def _timestamp(text: str) -> float | None:
 
 class Dialect(Protocol):
     name: str
+    # Whether a run event may name no run, its run delivered as a download URL instead (the
+    # source is then polled); elsewhere a run event without its run is invalid.
+    runs_by_url: bool
 
     def signed(self, headers: Mapping[str, str], body: bytes, secret: bytes) -> Signed | None:
         """The signature, if it is there and matches; `headers` keys are lower case."""
@@ -88,6 +91,7 @@ class ExtendDialect:
     """`x-extend-request-signature` = hex HMAC-SHA256 of `v0:<timestamp>:<raw body>`."""
 
     name = "extend"
+    runs_by_url = True
     run_events = frozenset(
         {
             "workflow_run.completed",
@@ -128,6 +132,7 @@ class PlexteraDialect:
     are accepted (a platform signs with old and new secret while one is rotated)."""
 
     name = "plextera"
+    runs_by_url = False
     run_events = frozenset({"workflow.run.completed", "workflow.run.failed"})
     # The envelope is not documented: where its type may be.
     type_fields = ("type", "event", "eventType", "event_type")
@@ -226,8 +231,7 @@ def verify(
     key = f"{dialect.name}:{event.event_id or signed.signature}"
     if not event.is_run_event:
         return Verdict(Result.UNKNOWN_EVENT, event, key)
-    if event.run_id is None and dialect.name != "extend":
-        # Extend may deliver the run as a download URL; elsewhere a run event names its run.
+    if event.run_id is None and not dialect.runs_by_url:
         return Verdict(Result.INVALID, event, key)
     return Verdict(Result.ACCEPTED, event, key)
 
