@@ -187,7 +187,7 @@ class RunsCollector(Collector):
                     values[(source, workflow, status)] = 0
         for key, count in snap.finished.items():
             source, workflow, _status = key
-            values[key] = 0 if (source, born_key(workflow)) in held else count
+            values[key] = 0 if _is_held(held, source, workflow) else count
         return [
             ((source, snap.providers.get(source, ""), workflow, status), count)
             for (source, workflow, status), count in sorted(values.items())
@@ -205,10 +205,7 @@ class RunsCollector(Collector):
         return [
             (
                 (source, snap.providers.get(source, ""), workflow, code),
-                0
-                if (source, born_key(workflow)) in held
-                or (source, error_born_key(workflow, code)) in held
-                else count,
+                0 if _is_held(held, source, workflow, error_born_key(workflow, code)) else count,
             )
             for (source, workflow, code), count in sorted(snap.errors.items())
         ]
@@ -218,7 +215,7 @@ class RunsCollector(Collector):
         return [
             (
                 (source, snap.providers.get(source, ""), workflow, step, status),
-                0 if _step_held(held, source, workflow, step) else count,
+                0 if _is_held(held, source, workflow, step_born_key(workflow, step)) else count,
             )
             for (source, workflow, step, status), count in sorted(snap.steps.items())
         ]
@@ -231,9 +228,9 @@ class RunsCollector(Collector):
         step_duration: list[HistogramRow] = []
         for (metric, source, workflow, status), hist in sorted(snap.histograms.items()):
             provider = snap.providers.get(source, "")
-            if (source, born_key(workflow)) in held or (
-                metric == STEP_DURATION and _step_held(held, source, workflow, status)
-            ):
+            # A step duration's `status` slot holds its step.
+            own = step_born_key(workflow, status) if metric == STEP_DURATION else None
+            if _is_held(held, source, workflow, own):
                 hist = Histogram.empty(hist.bounds)  # noqa: PLW2901 - served at zero for now
             if metric == DURATION:
                 duration.append(((source, provider, workflow, status), hist))
@@ -295,8 +292,12 @@ class RunsCollector(Collector):
         return active, oldest, progress
 
 
-def _step_held(held: set[tuple[str, str]], source: str, workflow: str, step: str) -> bool:
-    return (source, born_key(workflow)) in held or (source, step_born_key(workflow, step)) in held
+def _is_held(
+    held: set[tuple[str, str]], source: str, workflow: str, own: str | None = None
+) -> bool:
+    """Whether a series is served at zero for now: its workflow was born lately, or the series'
+    own birth key (an error code's, a step's) was."""
+    return (source, born_key(workflow)) in held or (own is not None and (source, own) in held)
 
 
 class _WrittenHistogram:
