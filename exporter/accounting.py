@@ -503,8 +503,9 @@ def _track_active(
         changes.observations.append(Observation(QUEUE_WAIT, workflow, "", wait))
         observed = True
     created = run.created_at
-    if not run.created_exactly:
-        # Only the day is known: the age of the run counts from when it was first seen.
+    if not run.created_exactly or created > now:
+        # Only the day is known, or a clock ahead of ours dated it in the future: the age of the
+        # run counts from when it was first seen.
         created = tracked.created_at if tracked else now
     changes.active_upserts[run.id] = ActiveRun(
         id=run.id,

@@ -843,7 +843,8 @@ class _Ahead:
 
     def holds(self, run: Run) -> bool:
         """Whether the run's list time is within the tolerance (else it is noted)."""
-        if run.cursor_time <= self.limit:
+        if run.cursor_time <= self.limit or run.day_only:
+            # A bare date stands at the end of its day by design (`Run.day_only`), not ahead.
             return True
         if len(self.runs) < 1_000:
             self.runs.append(run.id)
