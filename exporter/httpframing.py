@@ -162,10 +162,10 @@ class HttpConnection:
             problem = head_problem(head)
             if problem is not None:
                 raise FramingError(400, problem)
+            if len(head) > MAX_HEAD_BYTES:
+                raise FramingError(431, "the request line and header fields are too large")
             if end >= 0:
                 break
-            if len(self._buffer) > MAX_HEAD_BYTES:
-                raise FramingError(431, "the request line and header fields are too large")
             if not self._receive():
                 if self._buffer:
                     raise ClientGoneError("the client closed the connection within a request")
