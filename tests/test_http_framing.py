@@ -392,3 +392,26 @@ def test_a_protected_listener_asks_for_credentials_whatever_the_method(
 )
 def test_head_checks_without_a_network(head: bytes, problem: str | None) -> None:
     assert head_problem(head) == problem
+
+
+def test_a_webhook_expecting_100_continue_gets_it_before_its_body_is_read(
+    listeners: Listeners,
+) -> None:
+    body = json.dumps({"type": "workflow.run.failed", "data": {"id": "r-expect"}}).encode()
+    head = (
+        b"POST /webhooks/plx HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nConnection: close\r\n"
+        b"X-Plextera-Signature: " + signed(body)["X-Plextera-Signature"].encode() + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", listeners.webhooks.port), timeout=5) as sock:
+        sock.sendall(head)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 ")
+        sock.sendall(body)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    assert statuses(b"".join(chunks)) == [202]
+    # Past the bound: refused at once, no 100 asked for.
+    oversized = b"POST /webhooks/plx HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+    stream = exchange(listeners.webhooks.port, oversized + b"Content-Length: 100000\r\n\r\n")
+    assert statuses(stream) == [413]
