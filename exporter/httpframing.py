@@ -200,7 +200,7 @@ class HttpConnection:
             # proxy that reads it as one request where the server would read two.
             raise FramingError(400, f"a {request.method} request carries no body here")
         if not request.has_body:
-            self._next_event()  # the end of a message with no body: h11 may now reuse the line
+            self._next_event()  # its end (there is no body): h11 holds the request complete
         return request
 
     def read_body(self, limit: int) -> bytes:

@@ -207,7 +207,7 @@ class MetricsEndpoints:
         health = self._hooks.health
         problems = health() if health is not None else ()
         if problems:
-            return text_response(503, "".join(f"unhealthy: {p}\n" for p in problems).rstrip("\n"))
+            return text_response(503, "\n".join(f"unhealthy: {p}" for p in problems))
         return text_response(200, "ok")
 
     def _readyz(self, request: Request) -> Response:
