@@ -70,10 +70,11 @@ def _run(
     return sim, exporter, clock
 
 
-def errors_by_workflow(counts: Mapping[tuple[str, str], float]) -> Counter[str]:
+def errors_by_workflow(counts: Mapping[Any, int]) -> Counter[str]:
+    """Error counts summed over codes: (workflow, code) -> n to workflow -> n."""
     totals: Counter[str] = Counter()
     for (workflow, _code), value in counts.items():
-        totals[workflow] += int(value)
+        totals[workflow] += value
     return totals
 
 
