@@ -56,6 +56,8 @@ def _run(
     sim.world.add_runs(30)
     sim.world.advance(900)  # some history: finished, failed, running, waiting
     clock = SteppedClock(sim)
+    # Audits every few cycles: in a world where every guess holds they find nothing.
+    settings.setdefault("audit_interval", "6m")
     source = source_for(sim, provider, page_size=100, recheck_after="3m", **settings)
     exporter = exporter_factory([source], clock=clock)
     for _ in range(8):
@@ -140,6 +142,10 @@ def test_counts_equal_ground_truth_and_the_shape_is_learned(
     inconsistent = by_labels(
         exporter, "workflow_exporter_scan_inconsistencies_total", source, "reason"
     )
+    audits = by_labels(exporter, "workflow_exporter_audits_total", source, "result")
+    assert audits[("completed",)] >= 1, audits
+    late = by_labels(exporter, "workflow_exporter_runs_found_late_total", source, "reason")
+    assert not late, late
     if _variant(provider, name).stale_updated_at:
         # Counts caught up through lookups, and the missed changes were said out loud.
         assert inconsistent[("change_without_update",)] > 0
