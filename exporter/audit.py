@@ -15,7 +15,8 @@ fails part-way is dropped; the next begins from the top at the next cycle.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -87,3 +88,33 @@ class AuditWalk:
     def drop(self) -> None:
         """Abandons a walk under way (the source was rebuilt, or its scan cannot go on)."""
         self._scan = None
+
+
+def found_late(
+    audited: Collection[str],
+    seen: Mapping[str, Run],
+    *,
+    tracked_before: Collection[str],
+    newly_tracked: Collection[str],
+    counted: Collection[str],
+    floor: datetime,
+    fast_newest: datetime | None,
+) -> Counter[str]:
+    """Why each run only the audit read, and that is counted (or tracked) now, was missed:
+    `below_floor` (the fast scan stopped above it), `missed_by_scan` (its place lay within what
+    the fast scan read: totals, a cursor or a shifted page lied), `active_untracked` (an active
+    run nobody tracked). A run newer than all the fast scan read arrived since: simply new."""
+    reasons: Counter[str] = Counter()
+    for run_id in audited:
+        run = seen.get(run_id)
+        if run is None or run_id in tracked_before:
+            continue
+        if run_id in newly_tracked:
+            reasons["active_untracked"] += 1
+        elif run_id not in counted:
+            continue
+        elif run.cursor_time < floor:
+            reasons["below_floor"] += 1
+        elif fast_newest is not None and run.cursor_time <= fast_newest:
+            reasons["missed_by_scan"] += 1
+    return reasons

@@ -29,9 +29,9 @@ from exporter.accounting import (
     decide,
     merge_sighting,
 )
-from exporter.audit import AuditWalk
+from exporter.audit import AuditWalk, found_late
 from exporter.errors import ApiError, SourceError
-from exporter.lookups import Lookup, LookupGuard, Outcome, Support
+from exporter.lookups import LookupGuard, LookupRound, MissingRuns, Outcome, Support
 from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
 from exporter.providers import Provider, SourceSettings
 from exporter.scancost import (
@@ -42,6 +42,7 @@ from exporter.scancost import (
     runs_in_window,
 )
 from exporter.selfmetrics import SourceInstruments
+from exporter.skew import AheadOfClock
 from exporter.store import Store
 
 
@@ -117,8 +118,7 @@ class SourceCollector:
         self.lookups = LookupGuard(provider.get_run, self._say_lookups)
         # Active runs a confirmed endpoint says are gone, by where they stood in the list: looked
         # for there (the next complete scan reads down to them) before they are given up.
-        self._missing: dict[str, datetime] = {}
-        self._search_bottom: datetime | None = None
+        self._missing = MissingRuns()
         # Failed runs of this cycle counted without their failure detail (lookups unsupported).
         self._detail_given_up: set[str] = set()
         self.audit = AuditWalk(settings.audit_interval, settings.audit_requests_per_cycle)
@@ -164,7 +164,7 @@ class SourceCollector:
         # the active set, not by the cycle's size) and running totals.
         chunks = _ChunkTotals()
         newest: datetime | None = None
-        ahead = _Ahead(now + s.clock_skew_tolerance)
+        ahead = AheadOfClock(now + s.clock_skew_tolerance)
         failure: Exception | None = None
         scan_complete = False
         try:
@@ -212,7 +212,7 @@ class SourceCollector:
             left_out |= more
         without_detail = self._without_details(seen, active, counted)
         if scan_complete:
-            vanished.extend(self._not_found_in_list(floor, read, active, chunks.active_ids))
+            vanished.extend(self._missing.given_up(floor, read, active, chunks.active_ids))
         changes = self._decide(seen, vanished, active, counted, cursor, now, without_detail)
         changes.active_removals |= left_out
         new_cursor = (
@@ -266,10 +266,6 @@ class SourceCollector:
         endpoint says are gone (given up only once a scan reaching them did not show them), and,
         where lookups are unsupported, the active runs the list must follow instead (bounded by
         `rescan_window` and the page budget; older ones are left to the audit walk)."""
-        lowest = self._search_bottom = max(cursor.baseline, cursor.horizon)
-        for run_id in [i for i in self._missing if i not in active]:
-            del self._missing[run_id]
-        wanted = list(self._missing.values())
         if self.lookups.support is Support.UNSUPPORTED and not self.provider.cursor_tracks_changes:
             floor = follow_floor(
                 floor,
@@ -278,28 +274,7 @@ class SourceCollector:
                 page_size=self.settings.page_size,
                 window_start=now - self.settings.rescan_window,
             )
-        if wanted:
-            floor = min(floor, max(lowest, min(wanted)))
-        return floor
-
-    def _not_found_in_list(
-        self,
-        floor: datetime,
-        read: Mapping[str, Run],
-        active: Mapping[str, ActiveRun],
-        seen_in_chunks: Collection[str],
-    ) -> list[str]:
-        """Runs a confirmed endpoint said were gone that a complete scan reaching down to them
-        did not show either: given up now (counted as vanished)."""
-        given_up = []
-        for run_id, position in list(self._missing.items()):
-            if run_id in read or run_id in seen_in_chunks or run_id not in active:
-                del self._missing[run_id]
-            elif position >= floor or floor == self._search_bottom:
-                # The scan reached it, or as deep as the source reads: it is not there.
-                del self._missing[run_id]
-                given_up.append(run_id)
-        return given_up
+        return self._missing.search_floor(floor, max(cursor.baseline, cursor.horizon), active)
 
     def _without_details(
         self, seen: dict[str, Run], active: Mapping[str, ActiveRun], counted: set[str]
@@ -373,23 +348,15 @@ class SourceCollector:
         their place in the list: what the fast path missed, found late."""
         if not audited:
             return
-        reasons: Counter[str] = Counter()
-        newly_tracked = set(changes.active_upserts) - tracked_before
-        for run_id in audited:
-            if run_id in tracked_before:
-                continue
-            run = seen.get(run_id)
-            if run is None:
-                continue
-            if run_id in newly_tracked:
-                reasons["active_untracked"] += 1
-            elif run_id not in changes.counted_ids:
-                continue
-            elif run.cursor_time < floor:
-                reasons["below_floor"] += 1
-            elif fast_newest is not None and run.cursor_time <= fast_newest:
-                reasons["missed_by_scan"] += 1
-            # Newer than all the fast scan read: it arrived since, and is simply new.
+        reasons = found_late(
+            audited,
+            seen,
+            tracked_before=tracked_before,
+            newly_tracked=set(changes.active_upserts) - tracked_before,
+            counted=changes.counted_ids,
+            floor=floor,
+            fast_newest=fast_newest,
+        )
         for reason, count in sorted(reasons.items()):
             self.instruments.found_late(reason, count)
             self.log.warning(
@@ -398,7 +365,7 @@ class SourceCollector:
                 count=count,
             )
 
-    def _report_ahead(self, ahead: _Ahead, now: datetime) -> None:
+    def _report_ahead(self, ahead: AheadOfClock, now: datetime) -> None:
         if not ahead.runs:
             return
         fresh = [run_id for run_id in ahead.runs if run_id not in self._ahead_reported]
@@ -480,7 +447,7 @@ class SourceCollector:
                 if tracked.awaiting_detail:
                     vanished.append(run_id)  # known failed: counted now, code unspecified
                 else:
-                    self._missing[run_id] = tracked.cursor_time  # the next poll looks for it
+                    self._missing.note(run_id, tracked.cursor_time)  # the next poll looks for it
         # The source's workflow filters hold for hints as for polls.
         seen, active, left_out = self._screen(seen, active)
         counted = self.store.counted_among(name, seen)
@@ -661,7 +628,7 @@ class SourceCollector:
                 if a.awaiting_detail or (a.last_seen or a.created_at) <= unseen_since
             ]
         queue = dict.fromkeys([*need_detail, *((a.id, a.workflow_id) for a in stale)])
-        probe = _Probe(self.lookups, listed)
+        probe = LookupRound(self.lookups, listed)
         budget = self.settings.lookup_budget
         for run_id, workflow_id in queue:
             if probe.spent >= budget:
@@ -694,7 +661,7 @@ class SourceCollector:
                 elif tracked is not None:
                     # Looked for in the list before it is given up: the next scan reads down
                     # to where it stood.
-                    self._missing[run_id] = tracked.cursor_time
+                    self._missing.note(run_id, tracked.cursor_time)
         for run in probe.found.values():
             merge_sighting(seen, run)
         return probe.spent, None
@@ -774,82 +741,6 @@ class SourceCollector:
                 "active runs no longer exist in the API; dropped without counting",
                 count=len(changes.vanished),
             )
-
-
-class _Probe:
-    """One cycle's lookups through the source's `LookupGuard`, with the probes that verify the
-    endpoint against runs the list shows (preferring finished ones: they are not deleted under
-    the lookup as an active run may be)."""
-
-    def __init__(self, guard: LookupGuard, listed: Mapping[str, Run]) -> None:
-        self.guard = guard
-        self.listed = listed
-        self.spent = 0
-        self.tried: set[str] = set()
-        # Runs probes fetched on their own account (merged into the cycle's sightings).
-        self.found: dict[str, Run] = {}
-
-    def look_up(self, run_id: str, workflow_id: str | None, *, listed: bool) -> Lookup:
-        self.spent += 1
-        self.tried.add(run_id)
-        return self.guard.look_up(run_id, workflow_id, listed=listed)
-
-    def verify(self, budget: int, *, exclude: str) -> bool:
-        """Whether a run the list does not show may be looked up now: the endpoint has answered
-        a run before, or a listed run it answers now confirms it."""
-        while not self.guard.verified:
-            if self.guard.support is Support.UNSUPPORTED and not self.guard.usable:
-                return False
-            candidate = self._candidate(exclude)
-            if candidate is None or self.spent >= budget:
-                self.guard.confirm_suspicion()
-                return False
-            result = self.look_up(candidate.id, candidate.workflow_id, listed=True)
-            if result.outcome is Outcome.FOUND and result.run is not None:
-                self.found[candidate.id] = result.run
-            elif result.outcome is Outcome.UNSUPPORTED:
-                return False
-        return True
-
-    def second_opinion(self, budget: int, *, exclude: str) -> None:
-        candidate = self._candidate(exclude)
-        if candidate is None or self.spent >= budget:
-            self.guard.confirm_suspicion()
-            return
-        result = self.look_up(candidate.id, candidate.workflow_id, listed=True)
-        if result.outcome is Outcome.FOUND and result.run is not None:
-            self.found[candidate.id] = result.run
-        elif result.outcome is Outcome.SUSPECT:
-            self.guard.confirm_suspicion()
-
-    def _candidate(self, exclude: str) -> Run | None:
-        best: Run | None = None
-        for run in self.listed.values():
-            if run.id == exclude or run.id in self.tried:
-                continue
-            if run.terminal and not run.needs_detail:
-                return run
-            best = best or run
-        return best
-
-
-class _Ahead:
-    """The runs of one scan dated beyond the clock-skew tolerance."""
-
-    def __init__(self, limit: datetime) -> None:
-        self.limit = limit
-        self.runs: list[str] = []
-        self.most = 0.0
-
-    def holds(self, run: Run) -> bool:
-        """Whether the run's list time is within the tolerance (else it is noted)."""
-        if run.cursor_time <= self.limit or run.day_only:
-            # A bare date stands at the end of its day by design (`Run.day_only`), not ahead.
-            return True
-        if len(self.runs) < 1_000:
-            self.runs.append(run.id)
-        self.most = max(self.most, (run.cursor_time - self.limit).total_seconds())
-        return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,9 @@ after `retry_after` (an API that gains the endpoint later, or a refusal that was
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum, StrEnum
 
 from exporter.errors import HttpStatusError
@@ -139,3 +140,102 @@ class LookupGuard:
             f"the single-run endpoint is wrong or absent ({why}): active runs are followed "
             "through the list, and failure details that cannot be had count as `unspecified`",
         )
+
+
+class LookupRound:
+    """One cycle's lookups through the source's `LookupGuard`, with the probes that verify the
+    endpoint against runs the list shows (preferring finished ones: they are not deleted under
+    the lookup as an active run may be)."""
+
+    def __init__(self, guard: LookupGuard, listed: Mapping[str, Run]) -> None:
+        self.guard = guard
+        self.listed = listed
+        self.spent = 0
+        self.tried: set[str] = set()
+        # Runs probes fetched on their own account (merged into the cycle's sightings).
+        self.found: dict[str, Run] = {}
+
+    def look_up(self, run_id: str, workflow_id: str | None, *, listed: bool) -> Lookup:
+        self.spent += 1
+        self.tried.add(run_id)
+        return self.guard.look_up(run_id, workflow_id, listed=listed)
+
+    def verify(self, budget: int, *, exclude: str) -> bool:
+        """Whether a run the list does not show may be looked up now: the endpoint has answered
+        a run before, or a listed run it answers now confirms it."""
+        while not self.guard.verified:
+            if self.guard.support is Support.UNSUPPORTED and not self.guard.usable:
+                return False
+            candidate = self._candidate(exclude)
+            if candidate is None or self.spent >= budget:
+                self.guard.confirm_suspicion()
+                return False
+            result = self.look_up(candidate.id, candidate.workflow_id, listed=True)
+            if result.outcome is Outcome.FOUND and result.run is not None:
+                self.found[candidate.id] = result.run
+            elif result.outcome is Outcome.UNSUPPORTED:
+                return False
+        return True
+
+    def second_opinion(self, budget: int, *, exclude: str) -> None:
+        candidate = self._candidate(exclude)
+        if candidate is None or self.spent >= budget:
+            self.guard.confirm_suspicion()
+            return
+        result = self.look_up(candidate.id, candidate.workflow_id, listed=True)
+        if result.outcome is Outcome.FOUND and result.run is not None:
+            self.found[candidate.id] = result.run
+        elif result.outcome is Outcome.SUSPECT:
+            self.guard.confirm_suspicion()
+
+    def _candidate(self, exclude: str) -> Run | None:
+        best: Run | None = None
+        for run in self.listed.values():
+            if run.id == exclude or run.id in self.tried:
+                continue
+            if run.terminal and not run.needs_detail:
+                return run
+            best = best or run
+        return best
+
+
+class MissingRuns:
+    """Active runs a confirmed endpoint says are gone, by where they last stood in the list.
+
+    Such a run is looked for in the list before it is given up: the next scan reads down to it
+    (never below what the source still promises to count), and only a complete scan that reached
+    it and did not show it gives it up (counted as vanished)."""
+
+    def __init__(self) -> None:
+        self._positions: dict[str, datetime] = {}
+        self._bottom: datetime | None = None
+
+    def note(self, run_id: str, position: datetime) -> None:
+        self._positions[run_id] = position
+
+    def search_floor(self, floor: datetime, lowest: datetime, active: Collection[str]) -> datetime:
+        """The scan floor, lowered to reach the missing runs (not below `lowest`)."""
+        for run_id in [i for i in self._positions if i not in active]:
+            del self._positions[run_id]
+        self._bottom = lowest
+        if not self._positions:
+            return floor
+        return min(floor, max(lowest, min(self._positions.values())))
+
+    def given_up(
+        self,
+        floor: datetime,
+        read: Collection[str],
+        active: Collection[str],
+        seen_in_chunks: Collection[str],
+    ) -> list[str]:
+        """The missing runs a complete scan down to `floor` did not show either."""
+        given_up = []
+        for run_id, position in list(self._positions.items()):
+            if run_id in read or run_id in seen_in_chunks or run_id not in active:
+                del self._positions[run_id]
+            elif position >= floor or floor == self._bottom:
+                # The scan reached it, or read as deep as the source reads: it is not there.
+                del self._positions[run_id]
+                given_up.append(run_id)
+        return given_up
