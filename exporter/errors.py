@@ -11,6 +11,7 @@ ExporterError
         ├── HttpStatusError
         ├── TransportError
         ├── PayloadError   the answer is not what the API documents
+        │   └── ResponseTooLarge  a body past max_response_bytes, counted decompressed
         └── DeadlineError  no complete answer within request_deadline
 """
 
@@ -69,6 +70,10 @@ class TransportError(ApiError):
 
 class PayloadError(ApiError):
     """The response arrived but is not what the API documents (not JSON, wrong shape)."""
+
+
+class ResponseTooLarge(PayloadError):  # noqa: N818 - names the condition
+    """A body larger than `max_response_bytes` once decompressed: cut off as it arrived."""
 
 
 class DeadlineError(ApiError):
