@@ -390,12 +390,14 @@ def _decide_terminal(
     changes.finished[(workflow, status)] += 1
     duration = run.effective_duration_seconds
     start = _exact_start(run)
-    if duration is None and start is not None and "finished_at" not in run.day_only:
+    if duration is None and start is not None and run.finished_at is None:
         # No end time given: it ended by now, so now - start bounds it. Observing every finished
-        # run keeps each histogram's _count equal to its counter.
+        # run keeps each histogram's _count equal to its counter. An end time that was given
+        # but contradicts the start is no such case: nothing is observed rather than a guess.
         duration = max(0.0, (now - start).total_seconds())
     if duration is not None:
-        # None: only dates were given, and a day is no instant to subtract.
+        # None: only dates were given (a day is no instant to subtract), or the times given
+        # contradict each other.
         changes.observations.append(
             Observation(DURATION, workflow, status, duration, run.id, now.timestamp())
         )
