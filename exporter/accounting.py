@@ -100,6 +100,26 @@ class SeriesBudget:
             self.used += series
             return True
 
+    def release(self, series: int) -> None:
+        with self._lock:
+            self.used = max(0, self.used - series)
+
+
+class SeriesTab:
+    """One decision's reservations on the shared budget, kept count of so that a decision whose
+    commit fails (a full disk) gives them back: its values are admitted again by the cycle that
+    does commit, and would otherwise hold the budget twice."""
+
+    def __init__(self, budget: SeriesBudget) -> None:
+        self._budget = budget
+        self.taken = 0
+
+    def reserve(self, series: int) -> bool:
+        if not self._budget.reserve(series):
+            return False
+        self.taken += series
+        return True
+
 
 class LabelBudget:
     """Admits label values up to a bound per source (and within the process's series budget,
@@ -109,7 +129,7 @@ class LabelBudget:
         self,
         admitted: Iterable[str],
         limit: int,
-        series: SeriesBudget | None = None,
+        series: SeriesBudget | SeriesTab | None = None,
         cost: int = 0,
     ) -> None:
         self.admitted = set(admitted)
@@ -138,7 +158,9 @@ class LabelBudget:
 class PairBudget:
     """(workflow, code) pairs of the errors counter: each new pair is one more series."""
 
-    def __init__(self, known: Iterable[tuple[str, str]], series: SeriesBudget | None) -> None:
+    def __init__(
+        self, known: Iterable[tuple[str, str]], series: SeriesBudget | SeriesTab | None
+    ) -> None:
         self.known = set(known)
         self._series = series
         self.dropped = 0
@@ -168,7 +190,7 @@ class StepBudget:
         self,
         known: Iterable[tuple[str, str]],
         limit: int,
-        series: SeriesBudget | None = None,
+        series: SeriesBudget | SeriesTab | None = None,
         cost: int = 0,
     ) -> None:
         self.known = set(known)
@@ -268,6 +290,9 @@ class CycleChanges:
     vanished: list[str] = field(default_factory=list)
     # Counted runs seen unfinished again (a retry under the same id): not counted again.
     reopened: list[str] = field(default_factory=list)
+    # Series reserved on the shared budget for the values this cycle admits: given back if its
+    # commit fails.
+    series_reserved: int = 0
 
     @property
     def counted_ids(self) -> set[str]:

@@ -119,6 +119,13 @@ class SelfMetrics:
             ["source", "reason"],
             registry=registry,
         )
+        self.state_write_errors = Counter(
+            "workflow_exporter_state_write_errors",
+            "State writes of the source that failed (disk full, read-only, I/O error): nothing "
+            "of them was kept, and the source counts nothing until a write goes through.",
+            ["source"],
+            registry=registry,
+        )
         self.source_info = Gauge(
             "workflow_exporter_source_info",
             "What the source's API turned out to do where its docs are silent; always 1.",
@@ -163,6 +170,7 @@ class SelfMetrics:
             self.label_values_dropped,
             self.runs_vanished,
             self.scan_inconsistencies,
+            self.state_write_errors,
             self.source_info,
         ):
             names = metric._labelnames  # the public API offers no listing of children
@@ -202,6 +210,7 @@ class SourceInstruments:
         metrics.runs_vanished.labels(source)
         for reason in SCAN_INCONSISTENCIES:
             metrics.scan_inconsistencies.labels(source, reason)
+        metrics.state_write_errors.labels(source)
         self._facts: tuple[str, ...] | None = None
 
     # ApiObserver
@@ -258,6 +267,9 @@ class SourceInstruments:
 
     def vanished(self, count: int) -> None:
         self._m.runs_vanished.labels(self.source).inc(count)
+
+    def state_write_refused(self) -> None:
+        self._m.state_write_errors.labels(self.source).inc()
 
     def overrun(self) -> None:
         self._m.collection_overruns.labels(self.source).inc()
