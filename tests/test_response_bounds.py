@@ -24,6 +24,7 @@ from exporter.http import ApiClient, RetryPolicy
 from exporter.webhooks.listener import WebhookListener
 from exporter.webhooks.wiring import webhook_service
 from tests.conftest import ExporterFactory, SimFactory, source_for
+from tests.helpers import by_labels, finished
 from tests.hostile import HostileServer, Reply, hostile
 from tests.test_http_client import RecordingObserver
 
@@ -298,3 +299,34 @@ def test_an_identity_coded_webhook_event_is_taken(
         },
     )
     assert answer.status_code == 202
+
+
+# Through the exporter: a simulator serving a bomb ----------------------------------------------
+
+
+def test_a_source_served_a_gzip_bomb_fails_its_cycle_alone_and_recovers(
+    simulator: SimFactory, exporter_factory: ExporterFactory
+) -> None:
+    bad = simulator("plextera", seed=61)
+    good = simulator("noxus", seed=62)
+    for sim in (bad, good):
+        sim.world.add_runs(5)
+    exporter = exporter_factory(
+        [
+            source_for(bad, "plextera", name="bad", max_response_bytes=MIB),
+            source_for(good, "noxus", name="good"),
+        ]
+    )
+    bad.faults.inject("gzip_bomb", count=1)
+
+    reports = {r.source: r for r in exporter.collect_all()}
+
+    assert not reports["bad"].ok
+    assert "response larger than max_response_bytes (1048576 bytes" in (reports["bad"].error or "")
+    codes = by_labels(exporter, "workflow_exporter_api_requests_total", "bad", "code")
+    assert codes["too_large",] == 1
+    assert codes["200",] == 0, "the bomb is not recorded as an answered 200"
+    assert reports["good"].ok
+    assert bad.faults.injected["gzip_bomb"] == 1
+    assert exporter.collect_all()[0].ok, "the next cycle recovers"
+    assert finished(exporter, "bad") == bad.world.truth().finished
