@@ -32,6 +32,7 @@ from exporter.units import DEFAULT_BUCKETS
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import by_labels, finished
 from tests.helpers_core import at, cycle_into, make_run
+from tests.loopback import Webhook, serve_webhook
 
 WRITE_ERRORS = "workflow_exporter_state_write_errors_total"
 
@@ -180,3 +181,37 @@ def test_a_refused_write_gives_back_the_series_it_reserved() -> None:
     assert (tab.taken, budget.used) == (30, 40)
     budget.release(tab.taken)
     assert budget.used == 10
+
+
+def test_an_outbox_that_cannot_record_a_delivery_is_a_health_reason_and_resends(
+    simulator: SimFactory, exporter_factory: ExporterFactory, captured_logs: io.StringIO
+) -> None:
+    receiver = Webhook()
+    server, port = serve_webhook(receiver)
+    sim = simulator("plextera", seed=59, arrival_rate_per_min=0)
+    (run,) = sim.world.add_runs(1)
+    sim.world.finish(run.id, "FAILED")
+    exporter = exporter_factory(
+        [source_for(sim, "plextera", name="plx")],
+        alerting={"alertmanagers": [{"url": f"http://127.0.0.1:{port}"}]},
+    )
+    try:
+        assert exporter.collect_all()[0].ok
+        assert exporter.alerting is not None
+        assert exporter.alerting.outbox.depth() == 1
+
+        expected = exporter.store.read(make_read_only)
+        assert exporter.flush_alerts() == 0
+        assert exporter.health() == [f"state not writable: alert outbox: {expected}"]
+        assert len(receiver.notifications) == 1, "sent, but its delivery could not be recorded"
+
+        exporter.store.read(make_writable)
+        assert exporter.flush_alerts() == 1
+        assert exporter.health() == []
+        assert exporter.alerting.outbox.depth() == 0
+        assert len(receiver.notifications) == 2, "sent again: Alertmanager folds the repeat"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert events(captured_logs, "alert delivery crashed") == []
+    assert len(events(captured_logs, "state not writable")) == 1
