@@ -2,19 +2,22 @@
 
 A compressed body is small on the wire and may be huge once inflated (a few megabytes of gzip
 inflate to gigabytes). A decoder that inflates each network chunk whole holds that chunk's
-whole expansion before anyone can count it; here every inflation step is asked for no more
-than the room left under the limit, so the memory a body takes is the limit plus the decoder's
-working buffers (a 32 KiB window and the unread rest of one network chunk), whatever the
-server sends.
+whole expansion before anyone can count it; here each inflation step decodes at most PIECE
+bytes, counted before the next is made, so the memory a body takes is the limit plus the
+decoder's working buffers (one piece, a 32 KiB window, the unread rest of one network chunk),
+whatever the server sends.
 """
 
 from __future__ import annotations
 
 import io
 import zlib
+from collections.abc import Iterator
 
 # What the client asks for; anything else a server answers with is refused (below).
 ACCEPTED_ENCODINGS = "gzip, deflate"
+# The most one inflation step decodes: what a body can hold past its limit for a moment.
+PIECE = 64 * 1024
 
 
 class BodyError(Exception):
@@ -31,50 +34,55 @@ class BodyTooLarge(BodyError):  # noqa: N818 - names the condition
 
 class _Inflater:
     """One gzip or deflate stream (gzip members one after another are one body, as RFC 1952
-    allows), asked each time for no more decoded bytes than there is room for."""
+    allows), inflated a piece at a time: the reader stops taking pieces at its bound, and
+    nothing past it is ever inflated."""
 
     def __init__(self, encoding: str) -> None:
         self._encoding = encoding
         # gzip: its header and trailer checked by zlib. deflate: RFC 9110 means the zlib
-        # format, which some servers send raw: the first chunk tells, as browsers and httpx do.
+        # format, which some servers send raw: the first bytes tell, as browsers and httpx do.
         self._wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
         self._zlib = zlib.decompressobj(self._wbits)
         # A deflate body's first bytes, until its two-byte zlib header has been taken (or
         # refused, when they are inflated again as raw deflate).
         self._head: bytes | None = b"" if encoding == "deflate" else None
         # Within a stream that has not reached its end: zlib may hold decoded bytes not yet
-        # handed out (a match cut short by the bound), and the end must come before the body's.
+        # handed out (a match cut short by the piece size), and the end must come before the
+        # body's.
         self._in_stream = False
         self._pending = b""
 
-    def inflate(self, data: bytes, room: int) -> bytes:
-        """Up to `room` + 1 decoded bytes (+1: to see that the body goes past the room); the
-        input not inflated yet waits for the next call."""
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        """What `data` (after what earlier input left) decodes to, PIECE bytes at most each."""
         self._pending += data
-        out = bytearray()
-        while self._pending and len(out) <= room:
-            out += self._step(room + 1 - len(out))
-        return bytes(out)
+        while self._pending:
+            piece = self._step()
+            if piece:
+                yield piece
 
-    def finish(self, room: int) -> bytes:
-        """What zlib still holds, up to `room` + 1 bytes; raises if the stream was cut."""
-        out = bytearray()
-        while (self._in_stream or self._pending) and len(out) <= room:
-            chunk = self._step(room + 1 - len(out))
-            if not chunk and self._in_stream and not self._pending:
+    def rest(self) -> Iterator[bytes]:
+        """What zlib still holds once the input has ended; raises if the stream was cut."""
+        while self._in_stream or self._pending:
+            piece = self._step()
+            if not piece and self._in_stream and not self._pending:
                 raise BodyError(f"response body ended inside its {self._encoding} stream")
-            out += chunk
-        return bytes(out)
+            if piece:
+                yield piece
 
-    def _step(self, max_length: int) -> bytes:
+    def _step(self) -> bytes:
         data, self._pending = self._pending, b""
+        if not self._in_stream and self._encoding == "gzip":
+            # Zeros between or after members are padding, as gzip readers take them.
+            data = data.lstrip(b"\0")
+            if not data:
+                return b""
         self._in_stream = True
         head = self._head
         if head is not None:
             head += data
             self._head = head if len(head) < 2 else None
         try:
-            out = self._zlib.decompress(data, max_length)
+            out = self._zlib.decompress(data, PIECE)
         except zlib.error:
             if head is None:
                 raise BodyError(f"response body is not valid {self._encoding} data") from None
@@ -82,7 +90,7 @@ class _Inflater:
             self._wbits = -zlib.MAX_WBITS
             self._zlib = zlib.decompressobj(self._wbits)
             try:
-                out = self._zlib.decompress(head, max_length)
+                out = self._zlib.decompress(head, PIECE)
             except zlib.error:
                 raise BodyError("response body is not valid deflate data") from None
         if self._zlib.eof:
@@ -107,14 +115,18 @@ class BoundedBody:
         self._size = 0
 
     def feed(self, raw: bytes) -> None:
-        """Raises `BodyTooLarge` as soon as the decoded body passes the limit."""
-        room = self.limit - self._size
-        self._keep(raw if self._inflater is None else self._inflater.inflate(raw, room))
+        """Raises `BodyTooLarge` as soon as the decoded body would pass the limit."""
+        if self._inflater is None:
+            self._keep(raw)
+            return
+        for piece in self._inflater.pieces(raw):
+            self._keep(piece)
 
     def finish(self) -> bytes:
         """The whole body; raises `BodyError` for a compressed stream cut short."""
         if self._inflater is not None:
-            self._keep(self._inflater.finish(self.limit - self._size))
+            for piece in self._inflater.rest():
+                self._keep(piece)
         body = self._buffer.getvalue()
         self._buffer = io.BytesIO()
         return body
