@@ -36,7 +36,6 @@ class StateWrites:
                 "once the state file takes writes (free space, make it writable)",
                 part=self.what,
                 error=error.detail,
-                state_write_error=True,
             )
 
     def succeeded(self) -> None:
