@@ -102,6 +102,26 @@ class SeriesBudget:
             self.used += series
             return True
 
+    def release(self, series: int) -> None:
+        with self._lock:
+            self.used = max(0, self.used - series)
+
+
+class SeriesTab:
+    """One decision's reservations on the shared budget, kept count of so that a decision whose
+    commit fails (a full disk) gives them back: its values are admitted again by the cycle that
+    does commit, and would otherwise hold the budget twice."""
+
+    def __init__(self, budget: SeriesBudget) -> None:
+        self._budget = budget
+        self.taken = 0
+
+    def reserve(self, series: int) -> bool:
+        if not self._budget.reserve(series):
+            return False
+        self.taken += series
+        return True
+
 
 class LabelBudget:
     """Admits label values up to a bound per source (and within the process's series budget,
@@ -111,7 +131,7 @@ class LabelBudget:
         self,
         admitted: Iterable[str],
         limit: int,
-        series: SeriesBudget | None = None,
+        series: SeriesBudget | SeriesTab | None = None,
         cost: int = 0,
     ) -> None:
         self.admitted = set(admitted)
@@ -140,7 +160,9 @@ class LabelBudget:
 class PairBudget:
     """(workflow, code) pairs of the errors counter: each new pair is one more series."""
 
-    def __init__(self, known: Iterable[tuple[str, str]], series: SeriesBudget | None) -> None:
+    def __init__(
+        self, known: Iterable[tuple[str, str]], series: SeriesBudget | SeriesTab | None
+    ) -> None:
         self.known = set(known)
         self._series = series
         self.dropped = 0
@@ -170,7 +192,7 @@ class StepBudget:
         self,
         known: Iterable[tuple[str, str]],
         limit: int,
-        series: SeriesBudget | None = None,
+        series: SeriesBudget | SeriesTab | None = None,
         cost: int = 0,
     ) -> None:
         self.known = set(known)
@@ -270,6 +292,9 @@ class CycleChanges:
     vanished: list[str] = field(default_factory=list)
     # Counted runs seen unfinished again (a retry under the same id): not counted again.
     reopened: list[str] = field(default_factory=list)
+    # Series reserved on the shared budget for the values this cycle admits: given back if its
+    # commit fails.
+    series_reserved: int = 0
 
     @property
     def counted_ids(self) -> set[str]:
@@ -404,12 +429,14 @@ def _decide_terminal(
     changes.finished[(workflow, status)] += 1
     duration = run.effective_duration_seconds
     start = _exact_start(run)
-    if duration is None and start is not None and "finished_at" not in run.day_only:
+    if duration is None and start is not None and run.finished_at is None:
         # No end time given: it ended by now, so now - start bounds it. Observing every finished
-        # run keeps each histogram's _count equal to its counter.
+        # run keeps each histogram's _count equal to its counter. An end time that was given
+        # but contradicts the start is no such case: nothing is observed rather than a guess.
         duration = max(0.0, (now - start).total_seconds())
     if duration is not None:
-        # None: only dates were given, and a day is no instant to subtract.
+        # None: only dates were given (a day is no instant to subtract), or the times given
+        # contradict each other.
         changes.observations.append(
             Observation(DURATION, workflow, status, duration, run.id, now.timestamp())
         )

@@ -24,8 +24,8 @@ from exporter.accounting import SeriesBudget
 from exporter.alerting.agent import AlertAgent
 from exporter.alerting.settings import AlertingSettings
 from exporter.collect import CycleReport, HintReport, SourceCollector, utc_now
-from exporter.errors import Cancelled
-from exporter.health import Collecting, Due, collection_bound, problems
+from exporter.errors import Cancelled, StateWriteError
+from exporter.health import Collecting, Due, Unwritable, collection_bound, problems
 from exporter.http import ApiClient, RetryPolicy, TokenBucket
 from exporter.logs import get_logger, register_secret
 from exporter.metrics import RunsCollector, step_series, workflow_series
@@ -38,6 +38,7 @@ from exporter.selfmetrics import AlertInstruments, SelfMetrics
 from exporter.settings import Config
 from exporter.snapshot import Snapshot
 from exporter.sourceevents import SourceEvents
+from exporter.statewrites import StateWrites
 from exporter.staticlabels import LabelledRegistry, StaticLabels
 from exporter.store import Store
 from exporter.summary import cycle_summary
@@ -111,6 +112,8 @@ class Exporter:
             self.workflow_cost + self.store.series_in_use(self.workflow_cost, self.step_cost),
         )
         self.alerting: AlertAgent | None = None
+        # The alert outbox's writes (a delivered alert leaves it) share the state file.
+        self._outbox_writes = StateWrites("alert outbox", log)
         self._alert_instruments: AlertInstruments | None = None
         self._set_alerting(config.app.alerting)
         self.shard = config.shard
@@ -205,10 +208,16 @@ class Exporter:
         if agent is None:
             return 0
         try:
-            return agent.flush()
+            flushed = agent.flush()
+        except StateWriteError as exc:
+            # What was sent stays queued and is sent again: Alertmanager folds the repeat.
+            self._outbox_writes.failed(exc)
+            return 0
         except Exception:  # a bug in delivery must not stop collection; the queue keeps all
             log.exception("alert delivery crashed; the events stay queued")
             return 0
+        self._outbox_writes.succeeded()
+        return flushed
 
     def _active_statuses(self, source: str) -> list[str]:
         runtime = self.sources.get(source)
@@ -418,13 +427,19 @@ class Exporter:
                 )
             )
         more = [problem for check in list(self.health_checks) for problem in check()]
+        writes = [r.collector.state_writes for r in list(self.sources.values())]
+        unwritable = [
+            Unwritable(w.what, w.problem)
+            for w in (*writes, self._outbox_writes)
+            if w.problem is not None
+        ]
         schedule = self._schedule
         if schedule is None:
-            return problems(collecting, None, []) + more
+            return problems(collecting, None, [], unwritable) + more
         due = [
             Due(job, overdue, interval) for job, overdue, interval in schedule.overdue(utc_now())
         ]
-        return problems(collecting, schedule.running(), due) + more
+        return problems(collecting, schedule.running(), due, unwritable) + more
 
     def ready(self) -> bool:
         return all(r.attempts > 0 for r in self.sources.values())

@@ -25,12 +25,13 @@ from exporter.accounting import (
     LabelBudget,
     PairBudget,
     SeriesBudget,
+    SeriesTab,
     StepBudget,
     decide,
     merge_sighting,
 )
 from exporter.audit import AuditWalk, found_late
-from exporter.errors import ApiError, SourceError
+from exporter.errors import ApiError, SourceError, StateWriteError
 from exporter.lookups import LookupGuard, LookupRound, MissingRuns, Outcome, Support
 from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
 from exporter.providers import Provider, SourceSettings
@@ -43,6 +44,7 @@ from exporter.scancost import (
 )
 from exporter.selfmetrics import SourceInstruments
 from exporter.skew import AheadOfClock
+from exporter.statewrites import StateWrites
 from exporter.store import Store
 
 
@@ -129,6 +131,10 @@ class SourceCollector:
         # whose window held no run yet). Kept in memory: after a restart, until the first
         # complete scan of a source that never saw a run, its counts show at once as before.
         self._scanned = False
+        # Whether the state takes this source's writes: for /healthz and the log.
+        self.state_writes = StateWrites(
+            f"source {settings.name}", log, instruments.state_write_refused
+        )
 
     def list_facts(self) -> dict[str, str]:
         """What the source's lists and lookups turned out to be (for `check` and `source_info`)."""
@@ -136,7 +142,14 @@ class SourceCollector:
 
     def collect(self) -> CycleReport:
         started = time.perf_counter()
-        report = self._collect()
+        try:
+            report = self._collect()
+        except StateWriteError as exc:
+            # Said by state_writes once per change, not per cycle; the cursor stayed where it
+            # was, so the next cycle that can write counts what this one read.
+            report = CycleReport(
+                self.settings.name, self.provider.name, ok=False, error=str(exc), failure=exc
+            )
         report.seconds = time.perf_counter() - started
         report.finished_at = time.time()
         self.instruments.collection(report.ok, report.seconds, report.finished_at)
@@ -474,7 +487,11 @@ class SourceCollector:
         counted = self.store.counted_among(name, seen)
         changes = self._decide(seen, vanished, active, counted, cursor, now)
         changes.active_removals |= left_out
-        self._apply(seen, changes, active, cursor, now)
+        try:
+            self._apply(seen, changes, active, cursor, now)
+        except StateWriteError as exc:
+            # Nothing kept: the poll counts these runs once the state takes writes.
+            return HintReport(lookups=lookups, counted=0, failure=exc)
         if failure is not None:
             self.log.warning(
                 "webhook hint lookup failed; the next poll finds the run", error=str(failure)
@@ -566,7 +583,8 @@ class SourceCollector:
         without_detail: Collection[str] = (),
     ) -> CycleChanges:
         name, s = self.settings.name, self.settings
-        return decide(
+        tab = SeriesTab(self.series) if self.series is not None else None
+        changes = decide(
             runs=seen.values(),
             vanished=vanished,
             without_detail=without_detail,
@@ -576,17 +594,19 @@ class SourceCollector:
             workflows=LabelBudget(
                 self.store.labels(name, "workflow"),
                 s.max_workflows,
-                series=self.series,
+                series=tab,
                 cost=self.workflow_cost,
             ),
             codes=LabelBudget(self.store.labels(name, "code"), s.max_error_codes),
-            error_pairs=PairBudget(self.store.error_pairs(name), self.series),
+            error_pairs=PairBudget(self.store.error_pairs(name), tab),
             steps=StepBudget(
-                self.store.step_pairs(name), s.max_steps, series=self.series, cost=self.step_cost
+                self.store.step_pairs(name), s.max_steps, series=tab, cost=self.step_cost
             ),
             now=now,
             history=cursor.never_advanced and not self._scanned,
         )
+        changes.series_reserved = tab.taken if tab is not None else 0
+        return changes
 
     def _apply(
         self,
@@ -603,7 +623,14 @@ class SourceCollector:
             if agent is not None
             else None
         )
-        self.store.apply(name, self.provider.name, changes, cursor, also)
+        try:
+            self.store.apply(name, self.provider.name, changes, cursor, also)
+        except StateWriteError as exc:
+            if self.series is not None:
+                self.series.release(changes.series_reserved)
+            self.state_writes.failed(exc)
+            raise
+        self.state_writes.succeeded()
         self._report_changes(changes, len(seen))
         self._check_nested(seen, changes)
         self._log_failures(changes)

@@ -3,6 +3,7 @@
 ExporterError
 ├── ConfigError            the configuration cannot be used (every problem, one line each)
 ├── StateError             the state file cannot be used (the message says what to do)
+├── StateWriteError        a write to the state file failed (disk full, read-only, I/O)
 ├── Cancelled              the process is shutting down (a control-flow signal)
 └── SourceError            one source's collection failed; the others go on
     ├── PaginationRunaway  a walk that did not end within max_pages
@@ -11,6 +12,7 @@ ExporterError
         ├── HttpStatusError
         ├── TransportError
         ├── PayloadError   the answer is not what the API documents
+        │   └── ResponseTooLarge  a body past max_response_bytes, counted decompressed
         └── DeadlineError  no complete answer within request_deadline
 """
 
@@ -29,6 +31,16 @@ class ConfigError(ExporterError):
 
 class StateError(ExporterError):
     """The state file cannot be used. The message says what to do; the file is never reset."""
+
+
+class StateWriteError(ExporterError):
+    """A write to the state file failed (disk full, read-only, an I/O error): its transaction
+    was rolled back whole, so nothing of it was kept, and the work is done again once the
+    state takes writes (a cycle's cursor was not moved either)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        self.detail = str(cause).strip() or type(cause).__name__
+        super().__init__(f"state not writable: {self.detail}")
 
 
 class Cancelled(ExporterError):  # noqa: N818 - a control-flow signal, not an error
@@ -69,6 +81,10 @@ class TransportError(ApiError):
 
 class PayloadError(ApiError):
     """The response arrived but is not what the API documents (not JSON, wrong shape)."""
+
+
+class ResponseTooLarge(PayloadError):  # noqa: N818 - names the condition
+    """A body larger than `max_response_bytes` once decompressed: cut off as it arrived."""
 
 
 class DeadlineError(ApiError):

@@ -1,4 +1,5 @@
-"""What `/healthz` means: collection still moves. Pure: the exporter hands in what it knows.
+"""What `/healthz` means: collection still moves, and what it reads can be kept. Pure: the
+exporter hands in what it knows.
 
 A process whose collections hang (a request stuck past every timeout, a held lock, a scheduler
 thread that died) serves ever older numbers while looking alive; a failing liveness probe gets
@@ -46,17 +47,31 @@ class Due:
     interval: float
 
 
+@dataclass(frozen=True, slots=True)
+class Unwritable:
+    """A part whose last state write was refused (a source, the alert outbox), and why."""
+
+    what: str
+    error: str
+
+
 def problems(
-    collecting: Iterable[Collecting], scheduler_running: bool | None, due: Iterable[Due]
+    collecting: Iterable[Collecting],
+    scheduler_running: bool | None,
+    due: Iterable[Due],
+    unwritable: Iterable[Unwritable] = (),
 ) -> list[str]:
     """Why the process is not healthy; empty when it is. `scheduler_running` None: not
-    scheduling (a one-shot or a test), so nothing to check there."""
+    scheduling (a one-shot or a test), so nothing to check there. A state that refuses writes
+    is a reason too: collection runs but keeps nothing, and a restart may land on a volume
+    that takes writes (or make the fault plain to whoever looks)."""
     found = [
         f"source {c.source}: collection running for {c.running_for:.0f}s, "
         f"longer than its bound of {c.bound:.0f}s"
         for c in collecting
         if c.running_for is not None and c.running_for > c.bound
     ]
+    found += [f"state not writable: {u.what}: {u.error}" for u in unwritable]
     if scheduler_running is False:
         found.append("scheduler is not running")
     elif scheduler_running:

@@ -26,12 +26,14 @@ import httpx
 import pydantic_core
 
 from exporter import __version__
+from exporter.bodylimit import ACCEPTED_ENCODINGS, BodyError, BodyTooLarge, BoundedBody
 from exporter.errors import (
     ApiError,
     Cancelled,
     DeadlineError,
     HttpStatusError,
     PayloadError,
+    ResponseTooLarge,
     TransportError,
 )
 from exporter.logs import redact
@@ -268,7 +270,13 @@ class ApiClient:
         self._rng = random.Random()
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
-            headers={"User-Agent": f"workflow-runs-exporter/{__version__}", **headers},
+            headers={
+                "User-Agent": f"workflow-runs-exporter/{__version__}",
+                # Named, not httpx's default: that grows with the decoders installed, and each
+                # coding the client takes must be one exporter.bodylimit inflates to a bound.
+                "Accept-Encoding": ACCEPTED_ENCODINGS,
+                **headers,
+            },
             timeout=timeout,
             # Redirects are never followed: a redirect to another host would carry the key along.
             follow_redirects=False,
@@ -345,10 +353,12 @@ class ApiClient:
             with self._client.stream("GET", path, params=params) as response:
                 try:
                     content = self._read_bounded(response, endpoint, ends)
-                except ApiError:
-                    # Answered, if too long or too slowly: reported like any other request.
+                except ApiError as exc:
+                    # Answered, if too slowly or not readably: reported like any other request,
+                    # but a body cut off at the limit as what it was, not as its status.
+                    code = "too_large" if isinstance(exc, ResponseTooLarge) else None
                     elapsed = time.perf_counter() - started
-                    self._observer.request(endpoint, str(response.status_code), elapsed)
+                    self._observer.request(endpoint, code or str(response.status_code), elapsed)
                     raise
         except httpx.HTTPError as exc:
             self._observer.request(endpoint, "error", time.perf_counter() - started)
@@ -375,20 +385,20 @@ class ApiClient:
         )
 
     def _read_bounded(self, response: httpx.Response, endpoint: str, ends: float | None) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():
-            if ends is not None and time.monotonic() > ends:
-                raise self._deadline_error(endpoint)
-            size += len(chunk)
-            if size > self._max_bytes:
-                raise PayloadError(
-                    self.source,
-                    endpoint,
-                    f"response larger than max_response_bytes ({self._max_bytes})",
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
+        """The body, decompressed here as it arrives (never by httpx, which inflates a whole
+        network chunk at once): memory stays within max_response_bytes however far a
+        compressed body would inflate (exporter.bodylimit)."""
+        try:
+            body = BoundedBody(response.headers.get("content-encoding"), self._max_bytes)
+            for chunk in response.iter_raw():
+                if ends is not None and time.monotonic() > ends:
+                    raise self._deadline_error(endpoint)
+                body.feed(chunk)
+            return body.finish()
+        except BodyTooLarge as exc:
+            raise ResponseTooLarge(self.source, endpoint, str(exc)) from None
+        except BodyError as exc:
+            raise PayloadError(self.source, endpoint, str(exc)) from None
 
     def _decode(
         self, content: bytes, endpoint: str, decode: Callable[[bytes], Any] | None = None

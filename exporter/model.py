@@ -148,18 +148,41 @@ class Run:
         return self.workflow_name or self.workflow_id
 
     @property
+    def contradicting_times(self) -> str | None:
+        """What the given times say that cannot be (an end before the start or before the
+        creation), or None. Day-only times count from their day's start to its end, so only a
+        certain contradiction is one."""
+        end = self.finished_by
+        if end is None:
+            return None
+        for name, value in (("started_at", self.started_at), ("created_at", self.created_at)):
+            if value is not None and end < value:
+                return (
+                    f"finished_at {self.finished_at.isoformat() if self.finished_at else ''} "
+                    f"is before {name} {value.isoformat()}"
+                )
+        return None
+
+    @property
     def queue_wait_seconds(self) -> float | None:
+        """started - created; None where a time is a day only, or the times contradict."""
         if self.started_at is None or self.day_only & {"started_at", "created_at"}:
+            return None
+        if self.contradicting_times is not None:
             return None
         wait = (self.started_at - self.created_at).total_seconds()
         return wait if wait >= 0 else None
 
     @property
     def effective_duration_seconds(self) -> float | None:
-        """The provider's own number first, else completed - started, else completed - created."""
+        """The provider's own number first, else completed - started, else completed - created;
+        None from times that contradict each other (one of them is wrong, and which is unknown).
+        """
         if self.duration_seconds is not None and self.duration_seconds >= 0:
             return self.duration_seconds
         if self.finished_at is None or "finished_at" in self.day_only:
+            return None
+        if self.contradicting_times is not None:
             return None
         if self.started_at is not None:
             if "started_at" in self.day_only:

@@ -124,6 +124,13 @@ class SelfMetrics:
             ["source", "reason"],
             registry=registry,
         )
+        self.state_write_errors = Counter(
+            "workflow_exporter_state_write_errors",
+            "State writes of the source that failed (disk full, read-only, I/O error): nothing "
+            "of them was kept, and the source counts nothing until a write goes through.",
+            ["source"],
+            registry=registry,
+        )
         self.runs_found_late = Counter(
             "workflow_exporter_runs_found_late",
             "Runs the periodic audit walk found that the fast incremental scan had missed, "
@@ -194,6 +201,7 @@ class SelfMetrics:
             self.label_values_dropped,
             self.runs_vanished,
             self.scan_inconsistencies,
+            self.state_write_errors,
             self.source_info,
             self.runs_found_late,
             self.details_unavailable,
@@ -237,6 +245,7 @@ class SourceInstruments:
         metrics.runs_vanished.labels(source)
         for reason in SCAN_INCONSISTENCIES:
             metrics.scan_inconsistencies.labels(source, reason)
+        metrics.state_write_errors.labels(source)
         for reason in FOUND_LATE_REASONS:
             metrics.runs_found_late.labels(source, reason)
         metrics.details_unavailable.labels(source)
@@ -316,6 +325,9 @@ class SourceInstruments:
 
     def vanished(self, count: int) -> None:
         self._m.runs_vanished.labels(self.source).inc(count)
+
+    def state_write_refused(self) -> None:
+        self._m.state_write_errors.labels(self.source).inc()
 
     def overrun(self) -> None:
         self._m.collection_overruns.labels(self.source).inc()

@@ -1,19 +1,27 @@
 """The providers' `ProviderEvents`: oddities in an API's answers, counted on the self-metrics
-and logged once each, and kept for `check` to show."""
+every time, logged once per reason (then summed up hourly: exporter.repeats), and kept for
+`check` to show."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from exporter.repeats import RepeatedWarnings
 from exporter.selfmetrics import SourceInstruments
 
 
 class SourceEvents:
     """The provider's `ProviderEvents`: counts on self-metrics, logs each new oddity once."""
 
-    def __init__(self, instruments: SourceInstruments, log: Any) -> None:
+    def __init__(
+        self,
+        instruments: SourceInstruments,
+        log: Any,
+        repeats: RepeatedWarnings | None = None,
+    ) -> None:
         self._instruments = instruments
         self._log = log
+        self._repeats = repeats or RepeatedWarnings(log)
         self._unknown_logged: set[str] = set()
         self.unknown_statuses = self._unknown_logged
         self.invalid = 0
@@ -24,19 +32,32 @@ class SourceEvents:
     def invalid_record(self, reason: str, detail: str) -> None:
         self.invalid += 1
         self._instruments.invalid_record(reason)
-        self._log.warning("invalid record skipped", reason=reason, detail=detail)
+        self._repeats.warn(
+            ("invalid_record", reason), "invalid record skipped", reason=reason, detail=detail
+        )
 
     def learned(self, fact: str, value: str, detail: str) -> None:
         if self.learned_facts.get(fact, ("", ""))[0] != value:
-            self._log.info("learned from the API's answers", fact=fact, value=value, why=detail)
+            # A fact that flips back and forth is said once per value, then summed up.
+            self._repeats.say(
+                ("learned", fact, value),
+                "info",
+                "learned from the API's answers",
+                fact=fact,
+                value=value,
+                why=detail,
+            )
         self.learned_facts[fact] = (value, detail)
 
     def inconsistency(self, reason: str, detail: str) -> None:
         self._instruments.scan_inconsistency(reason)
         if len(self.inconsistencies) < 20:
             self.inconsistencies.append((reason, detail))
-        self._log.warning(
-            "the API's answers do not add up; counts may be off", reason=reason, detail=detail
+        self._repeats.warn(
+            ("inconsistency", reason),
+            "the API's answers do not add up; counts may be off",
+            reason=reason,
+            detail=detail,
         )
 
     def unknown_status(self, native_status: str) -> None:

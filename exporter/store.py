@@ -11,6 +11,7 @@ Opening the file and its schema are `exporter.statefile`'s; what a scrape render
 from __future__ import annotations
 
 import bisect
+import contextlib
 import math
 import sqlite3
 import threading
@@ -21,6 +22,7 @@ from typing import TypeVar
 
 from exporter import statefile
 from exporter.accounting import OTHER_LABEL, ActiveRun, Cursor, CycleChanges
+from exporter.errors import StateWriteError
 from exporter.model import RunStatus, StepStatus
 from exporter.snapshot import Histogram, Snapshot, born_key, error_born_key, step_born_key
 from exporter.units import DEFAULT_BUCKETS, DURATION
@@ -28,6 +30,23 @@ from exporter.units import DEFAULT_BUCKETS, DURATION
 _STEPS = tuple(status.value for status in StepStatus)
 
 T = TypeVar("T")
+
+# SQLite's primary result codes for a file that does not take a write (the errors' extended
+# codes carry one of these in their low byte): busy or locked past busy_timeout, no permission,
+# read-only, an I/O error, the disk full, the file gone or damaged underneath.
+_REFUSED_WRITES = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
 
 
 def _ts(value: datetime) -> float:
@@ -166,16 +185,13 @@ class Store:
         `also` writes more in the same transaction (the alert outbox), so both land or neither."""
         with self._lock:
             histograms = self._observe(source, changes)
-            c = self._conn
-            c.execute("BEGIN IMMEDIATE")
-            try:
+
+            def write(c: sqlite3.Connection) -> None:
                 self._write(c, source, provider, changes, cursor, histograms)
                 if also is not None:
                     also(c)
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            c.execute("COMMIT")
+
+            self._transaction(write)
             self._mirror_apply(source, provider, changes, cursor, histograms)
             for listener in self._committed:
                 listener(source, changes)
@@ -334,23 +350,35 @@ class Store:
     def write(self, change: Callable[[sqlite3.Connection], T]) -> T:
         """Runs `change` in its own transaction."""
         with self._lock:
-            c = self._conn
+            return self._transaction(change)
+
+    def _transaction(self, change: Callable[[sqlite3.Connection], T]) -> T:
+        """`change` committed whole, or nothing of it: a write the file refuses (disk full,
+        read-only, an I/O error) raises `StateWriteError` after the rollback."""
+        c = self._conn
+        try:
             c.execute("BEGIN IMMEDIATE")
             try:
                 result = change(c)
+                c.execute("COMMIT")
             except BaseException:
-                c.execute("ROLLBACK")
+                # SQLite may have rolled back already (a full disk can end the transaction).
+                if c.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        c.execute("ROLLBACK")
                 raise
-            c.execute("COMMIT")
-            return result
+        except sqlite3.DatabaseError as exc:
+            if exc.sqlite_errorcode & 0xFF not in _REFUSED_WRITES:
+                raise  # a mistake in a statement is a bug, not a state that refuses writes
+            raise StateWriteError(exc) from exc
+        except OSError as exc:
+            raise StateWriteError(exc) from exc
+        return result
 
     def forget_source(self, source: str) -> None:
         """Drops every trace of a source (used when a source is removed for good)."""
         with self._lock:
-            c = self._conn
-            c.execute("BEGIN IMMEDIATE")
-            statefile.forget_source(c, source)
-            c.execute("COMMIT")
+            self._transaction(lambda c: statefile.forget_source(c, source))
             # Every series of the source, whatever the snapshot holds (birth times, exemplars).
             self._mirror = self._mirror.without(source)
             self._cursors.pop(source, None)

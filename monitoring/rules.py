@@ -305,12 +305,14 @@ def _exporter_alerts(t: Thresholds) -> list[dict[str, Any]]:
     hooks = _series(t, "workflow_exporter_webhooks_received_total", 'result="accepted"')
     runs = _series(t, "workflow_runs_finished_total")
     hw, hh = t.get("webhooks_silent", "window"), t.get("webhooks_silent", "history")
-    rl, ae, iw, uw, sw = (
+    refused = _series(t, "workflow_exporter_state_write_errors_total")
+    rl, ae, iw, uw, sw, ww = (
         t.get("rate_limited", "window"),
         t.get("api_errors", "window"),
         t.get("invalid_records", "window"),
         t.get("alerts_undelivered", "window"),
         t.get("scan_inconsistent", "window"),
+        t.get("state_not_writable", "window"),
     )
     src = "source {{ $labels.source }}"
     return [
@@ -362,6 +364,17 @@ def _exporter_alerts(t: Thresholds) -> list[dict[str, Any]]:
             "Records rejected for source {{ $labels.source }}",
             f'{{{{ $value | printf "%.0f" }}}} records of {src} were rejected as'
             f" {{{{ $labels.reason }}}} in the last {iw}; they are not counted.",
+        ),
+        _alert(
+            t,
+            "WorkflowExporterStateNotWritable",
+            "state_not_writable",
+            f"sum by (instance, source) (increase({refused}[{ww}]))"
+            f" >= {t.get('state_not_writable', 'min_errors')}",
+            "The exporter cannot write its state for source {{ $labels.source }}",
+            f'{{{{ $value | printf "%.0f" }}}} state writes of {src} on {{{{ $labels.instance }}}}'
+            f" were refused in the last {ww} (disk full, read-only, I/O error): it counts"
+            " nothing until a write goes through, then catches up. /healthz names the error.",
         ),
         _alert(
             t,

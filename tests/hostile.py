@@ -41,6 +41,10 @@ class Reply:
 class HostileServer:
     reply: Reply = field(default_factory=Reply)
     requests: int = 0
+    # Answered first, one per request, before `reply` answers every request after them.
+    replies: list[Reply] = field(default_factory=list)
+    # Each request's headers, names in lower case.
+    headers: list[dict[str, str]] = field(default_factory=list)
     _stopped: threading.Event = field(default_factory=threading.Event)
     _server: socketserver.ThreadingTCPServer | None = None
 
@@ -85,7 +89,8 @@ class HostileServer:
                     return
                 head += chunk
             self.requests += 1
-            reply = self.reply
+            self.headers.append(_headers(head))
+            reply = self.replies.pop(0) if self.replies else self.reply
             if reply.mode == "hang":
                 self._stopped.wait()
             elif reply.mode == "drip_headers":
@@ -106,6 +111,14 @@ class HostileServer:
             sock.sendall(data[index : index + 1])
             if self._stopped.wait(interval):
                 return
+
+
+def _headers(head: bytes) -> dict[str, str]:
+    lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")[1:]
+    return {
+        name.strip().lower(): value.strip()
+        for name, _, value in (line.partition(":") for line in lines)
+    }
 
 
 @contextlib.contextmanager

@@ -362,9 +362,9 @@ def test_oversized_response_is_cut_off(harness: Callable[..., Harness]) -> None:
     h = harness([Reply(200, big)], max_response_bytes=1024)
     exc = fetch_error(h)
     assert isinstance(exc, PayloadError)
-    assert "max_response_bytes (1024)" in str(exc)
-    # The request was made and answered: it is reported like any other.
-    assert h.observer.requests[0] == ("runs", "200")
+    assert "max_response_bytes (1024 bytes" in str(exc)
+    # The request was made and answered, and is reported as what it was: not a 200.
+    assert h.observer.requests == [("runs", "too_large")]
 
 
 def test_response_at_the_size_limit_is_accepted(harness: Callable[..., Harness]) -> None:

@@ -126,10 +126,11 @@ class RunSanitizer:
         if progress is not None and not math.isfinite(progress):
             return False
         now = self._clock()
-        return all(
+        plausible = all(
             t is None or abs(t - now) <= MAX_TIME_SKEW
             for t in (run.created_at, run.started_at, run.finished_at)
         )
+        return plausible and run.contradicting_times is None
 
     def _steps_clean(self, run: Run) -> bool:
         """Step texts (types, names, statuses) are few and repeat from run to run: each is
@@ -170,6 +171,16 @@ class RunSanitizer:
         ):
             self._invalid_field(run.id, f"duration {duration!r} seconds is out of range")
             duration = None
+        contradiction = replace(
+            run,
+            started_at=times["started_at"],
+            finished_at=times["finished_at"],
+            day_only=frozenset(inexact),
+        ).contradicting_times
+        if contradiction is not None:
+            # Kept as given (the run counts, and when it ended is still the best there is), but
+            # no duration or queue wait is computed from them (exporter.model): said here.
+            self._invalid_field(run.id, f"{contradiction}: no duration or queue wait taken")
         progress = run.progress
         if progress is not None and not math.isfinite(progress):
             self._invalid_field(run.id, f"progress {progress!r} is not a number")

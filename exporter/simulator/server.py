@@ -12,6 +12,7 @@ import secrets
 import socket
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,9 +26,18 @@ from exporter.simulator.distrust import dated_ahead, listed_time
 from exporter.simulator.webhooks import WebhookFaults, WebhookSender
 from exporter.simulator.world import SimRun, Vocabulary, World
 
-FAULT_KINDS = ("status", "delay", "malformed_json", "truncated", "reset", "drip", "endless")
+FAULT_KINDS = (
+    "status",
+    "delay",
+    "malformed_json",
+    "truncated",
+    "reset",
+    "drip",
+    "endless",
+    "gzip_bomb",
+)
 # Faults answered by the connection handler itself rather than with a response.
-STREAM_FAULTS = ("reset", "drip", "endless")
+STREAM_FAULTS = ("reset", "drip", "endless", "gzip_bomb")
 # Faults that spoil the body of whatever answer the request would otherwise get.
 BODY_FAULTS = ("malformed_json", "truncated")
 # How far the clock moves before page-shifting arrivals: they must sort strictly before every run
@@ -627,9 +637,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._write(outcome)
 
     def _stream_fault(self, fault: Fault) -> None:
-        """drip: a valid-looking body one byte at a time; endless: megabytes without end. Both
-        stop when the client hangs up (or after a bound, so a test can never hang)."""
+        """drip: a valid-looking body one byte at a time; endless: megabytes without end;
+        gzip_bomb: `inflated` bytes (2 GiB by default) of gzipped zeros, a thousandth of that on
+        the wire, made as they are sent. Each stops when the client hangs up (or after a bound,
+        so a test can never hang)."""
         if fault.kind == "reset":
+            return
+        if fault.kind == "gzip_bomb":
+            self._gzip_bomb(int(fault.params.get("inflated", 2 * 1024**3)))
             return
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -646,6 +661,17 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(interval)
             else:
                 self.wfile.write(chunk)
+
+    def _gzip_bomb(self, inflated: int) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Encoding", "gzip")
+        self.end_headers()
+        packer = zlib.compressobj(9, wbits=16 + zlib.MAX_WBITS)
+        zeros = bytes(1024 * 1024)
+        for _ in range(inflated // len(zeros)):
+            self.wfile.write(packer.compress(zeros))
+        self.wfile.write(packer.flush())
 
     def _write(self, response: Response) -> None:
         if isinstance(response.body, bytes):

@@ -43,6 +43,8 @@ ANSWERS = {
     Result.QUEUE_FULL: Answer(429, {"Retry-After": "5"}),
 }
 NOT_FOUND = Answer(404)
+# A body sent with a Content-Encoding (compressed): never inflated, refused before it is read.
+COMPRESSED = Answer(415, {"Accept-Encoding": "identity"})
 # A run's payload is kept with its hint up to this size (a full queue of them stays small); a
 # larger one is looked up only.
 MAX_KEPT_PAYLOAD = 64 * 1024
@@ -95,6 +97,10 @@ class WebhookService:
     def oversized(self, source: str) -> Answer:
         self.metrics.received(source, Result.OVERSIZED)
         return ANSWERS[Result.OVERSIZED]
+
+    def compressed(self, source: str) -> Answer:
+        self.metrics.received(source, Result.INVALID)
+        return COMPRESSED
 
     def receive(self, source: str, headers: Mapping[str, str], body: bytes) -> Answer:
         """`headers` with lower-case names. The caller has checked `accepts` and the size."""
