@@ -374,6 +374,7 @@ class SourceCollector:
                 s.max_workflows,
                 series=self.series,
                 cost=self.workflow_cost,
+                owners=self.store.workflow_owners(name),
             ),
             codes=LabelBudget(self.store.labels(name, "code"), s.max_error_codes),
             error_pairs=PairBudget(self.store.error_pairs(name), self.series),
@@ -515,6 +516,13 @@ class SourceCollector:
             self.instruments.invalid_record("step", changes.invalid_steps)
         for label, count in changes.dropped_labels.items():
             self.instruments.labels_dropped(label, count)
+        for name, workflow_id, owner in changes.name_collisions:
+            # Once: the suffixed value is owned from now on (kept with the state).
+            self.provider.events.inconsistency(
+                "workflow_name_collision",
+                f"workflows {owner!r} and {workflow_id!r} both read {name!r}; the latter is "
+                "counted as its own series with a suffix of its id",
+            )
         for run_id in changes.reopened:
             if run_id not in self._reopened_logged:
                 if len(self._reopened_logged) >= 10_000:

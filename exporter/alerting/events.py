@@ -199,22 +199,23 @@ class Planner:
         severity = (
             self.settings.stuck.severity if kind == "stuck" else self.settings.review.severity
         )
+        # The alert is the run's (its key, `run.id`); what it says is the id as shown.
         labels = self._labels(
-            ALERTNAMES[kind], source, provider, run.workflow, run.id, severity, static
+            ALERTNAMES[kind], source, provider, run.workflow, run.shown, severity, static
         )
         labels["code"] = run.status.value
         waiting = "waits on human review" if kind == "review" else f"is {run.status.value}"
         annotations = {
-            "summary": f"Run {run.id} of {run.workflow} {waiting} ({source})",
+            "summary": f"Run {run.shown} of {run.workflow} {waiting} ({source})",
             "description": (
-                f"Run {run.id} of workflow {run.workflow} on source {source} ({provider}) "
+                f"Run {run.shown} of workflow {run.workflow} on source {source} ({provider}) "
                 f"{waiting} since {_iso(run.created_at)} (created)."
             ),
-            "run_id": run.id,
+            "run_id": run.shown,
             "status": run.status.value,
             "created_at": _iso(run.created_at),
         }
-        link = self._link(source, run.workflow, run.id)
+        link = self._link(source, run.workflow, run.shown)
         if link:
             annotations["run_url"] = link
         alert = OpenAlert(run.id, kind, now, now, 1, labels, annotations)
