@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from exporter.model import RunStatus
 from exporter.simulator.webhooks import WebhookFaults, WebhookSender
-from exporter.simulator.world import SimRun, Vocabulary, World
+from exporter.simulator.world import RunIds, SimRun, Vocabulary, World
 
 FAULT_KINDS = ("status", "delay", "malformed_json", "truncated", "reset", "drip", "endless")
 # Faults answered by the connection handler itself rather than with a response.
@@ -57,6 +57,9 @@ class ApiVariant:
     # Every fifth run is a nested run of the run created before it, shown in that run's first
     # step (Plextera's `nestedRuns`); `unlisted`: the top-level list does not show it.
     nested_runs: Literal["none", "listed", "unlisted"] = "none"
+    # How runs are numbered (`world.RunIds`): unique in the app, per workflow (Cortex: a run is
+    # addressed under its workflow), or in pairs that differ only in a control character.
+    run_ids: RunIds = "global"
 
 
 def render_time(value: datetime | None, variant: ApiVariant) -> str | None:
@@ -199,6 +202,7 @@ class SimulatorServer:
             start=datetime.now(tz=UTC) - timedelta(seconds=history_seconds),
             nested_every=0 if self.variant.nested_runs == "none" else 5,
             nested_hidden=self.variant.nested_runs == "unlisted",
+            run_ids=self.variant.run_ids,
         )
         if history_seconds:
             self.world.advance(history_seconds)
