@@ -111,12 +111,12 @@ STEPS_TABLE = """
 # 6: a run's key is the API's id exactly, scoped as the API scopes it (`Run.id`); version 5 kept
 # ids cleaned (`Run.shown`) and Cortex's unscoped. Active runs keep their key and, beside it, the
 # id as shown: Cortex's are scoped by the workflow id each row holds (`scoped_id`, a function
-# `open_state_file` gives the connection), and so are their open alerts. Counted ids cannot be rewritten (a counted row names no
-# workflow, and cleaning cannot be undone): they move to `counted_v5`, where a run is looked up
-# by its id as shown until the rows are pruned like any (`Store.counted_among`), so nothing
-# counted before the upgrade is counted again. `workflow_owners`: which workflow id each
-# `workflow` label value stands for (`LabelBudget`); labels of a migrated file are claimed by
-# the first workflow counted under them.
+# `open_state_file` gives the connection), and so are their open alerts. Counted ids cannot be
+# rewritten (a counted row names no workflow, and cleaning cannot be undone): they move to
+# `counted_v5`, where a run is looked up by its id as shown until the rows are pruned like any
+# (`Store.counted_among`), so nothing counted before the upgrade is counted again.
+# `workflow_owners`: which workflow id each `workflow` label value stands for (`LabelBudget`);
+# labels of a migrated file are claimed by the first workflow counted under them.
 RUN_KEYS = """
     ALTER TABLE active ADD COLUMN shown_id TEXT;
     UPDATE active SET shown_id = run_id, run_id = scoped_id(workflow_id, run_id)

@@ -167,7 +167,9 @@ class RunSanitizer:
             times[name] = value
         if not _plausible(run.created_at, now):
             # Kept (the run exists), but no age or wait is computed from it.
-            self._invalid_field(run.shown, f"created_at {run.created_at.isoformat()} is implausible")
+            self._invalid_field(
+                run.shown, f"created_at {run.created_at.isoformat()} is implausible"
+            )
             inexact.add("created_at")
         duration = run.duration_seconds
         if duration is not None and not (
