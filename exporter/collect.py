@@ -491,7 +491,7 @@ class SourceCollector:
         if fetched.status is not tracked.status and fetched.cursor_time <= tracked.cursor_time:
             self.provider.events.inconsistency(
                 "change_without_update",
-                f"run {fetched.id!r} went from {tracked.status} to {fetched.status} without its "
+                f"run {fetched.shown!r} went from {tracked.status} to {fetched.status} without its "
                 "list timestamp moving; found by a lookup after recheck_after",
             )
 
@@ -516,12 +516,13 @@ class SourceCollector:
             self.instruments.invalid_record("step", changes.invalid_steps)
         for label, count in changes.dropped_labels.items():
             self.instruments.labels_dropped(label, count)
+        shown = self.provider.sanitizer.text
         for name, workflow_id, owner in changes.name_collisions:
             # Once: the suffixed value is owned from now on (kept with the state).
             self.provider.events.inconsistency(
                 "workflow_name_collision",
-                f"workflows {owner!r} and {workflow_id!r} both read {name!r}; the latter is "
-                "counted as its own series with a suffix of its id",
+                f"workflows {shown(owner, 256)!r} and {shown(workflow_id, 256)!r} both read "
+                f"{name!r}; the latter is counted as its own series, its label suffixed",
             )
         for run_id in changes.reopened:
             if run_id not in self._reopened_logged:
