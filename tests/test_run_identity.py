@@ -11,13 +11,16 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 import pytest
 
 from exporter.accounting import Cursor, LabelBudget
 from exporter.http import ApiClient, RetryPolicy
 from exporter.model import MAX_ID_LENGTH, RunStatus, id_problem, scoped_id, split_scoped_id
 from exporter.providers.plextera import PlexteraProvider, PlexteraSettings
+from exporter.simulator.server import ApiVariant
 from exporter.simulator.world import SimWorkflow
 from exporter.statefile import SCHEMA_VERSION
 from exporter.store import Store
@@ -333,3 +336,25 @@ def test_a_version_5_counted_id_is_found_by_the_id_as_shown_until_it_is_pruned(
         assert store.counted_total("src") == 0
     finally:
         store.close()
+
+
+def test_a_cortex_world_with_ids_per_workflow_repeats_them_and_looks_each_up_in_its_workflow(
+    simulator: SimFactory,
+) -> None:
+    sim = simulator("cortex", seed=47, workflows=2, variant=ApiVariant(run_ids="per_workflow"))
+    sim.world.add_runs(12)
+    first, second = sim.world.workflows
+    headers = {"authorization": f"Bearer {sim.api_key}"}
+    base = f"{sim.base_url}/apps/{sim.app_id}/workflows"
+    with httpx.Client(headers=headers) as http:
+        listed = {
+            workflow.id: {item["id"] for item in http.get(f"{base}/{workflow.id}/runs").json()}
+            for workflow in (first, second)
+        }
+        shared = listed[first.id] & listed[second.id]
+        assert shared, "two workflows list runs under the same id"
+        run_id = sorted(shared)[0]
+        for workflow in (first, second):
+            one = http.get(f"{base}/{workflow.id}/runs/{quote(run_id, safe='')}").json()
+            assert (one["id"], one["workflow_id"]) == (run_id, workflow.id)
+    assert len(sim.world.runs) == 12  # the world keeps every run, whatever its id

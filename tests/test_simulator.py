@@ -516,6 +516,7 @@ def test_each_simulator_declares_the_variants_its_provider_might_answer_with() -
                 "oldest_first_capped",
                 "nested_listed",
                 "nested_unlisted",
+                "control_char_ids",
             ]
         ),
         "noxus": sorted(
@@ -526,6 +527,7 @@ def test_each_simulator_declares_the_variants_its_provider_might_answer_with() -
                 "no_offset",
                 "no_started_at",
                 "oldest_first_capped",
+                "control_char_ids",
             ]
         ),
         "cortex": sorted(
@@ -537,9 +539,11 @@ def test_each_simulator_declares_the_variants_its_provider_might_answer_with() -
                 "date_only",
                 "no_offset",
                 "oldest_first_capped",
+                "per_workflow_ids",
+                "control_char_ids",
             ]
         ),
-        "extend": ["no_offset", "stale_updated_at"],
+        "extend": sorted(["no_offset", "stale_updated_at", "control_char_ids"]),
     }
     combined = SIMULATORS["plextera"].variants["oldest_first_capped"]
     assert combined == ApiVariant(order="oldest_first", page_cap=25, first_page=0)
