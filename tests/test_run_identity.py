@@ -20,6 +20,7 @@ from exporter.accounting import Cursor, LabelBudget
 from exporter.http import ApiClient, RetryPolicy
 from exporter.model import MAX_ID_LENGTH, RunStatus, id_problem, scoped_id, split_scoped_id
 from exporter.providers.plextera import PlexteraProvider, PlexteraSettings
+from exporter.simulator.cortex import CortexSimulator
 from exporter.simulator.server import ApiVariant
 from exporter.simulator.world import SimWorkflow
 from exporter.statefile import SCHEMA_VERSION
@@ -345,7 +346,7 @@ def test_a_cortex_world_with_ids_per_workflow_repeats_them_and_looks_each_up_in_
     sim.world.add_runs(12)
     first, second = sim.world.workflows
     headers = {"authorization": f"Bearer {sim.api_key}"}
-    base = f"{sim.base_url}/apps/{sim.app_id}/workflows"
+    base = f"{sim.base_url}/apps/{CortexSimulator.app_id}/workflows"
     with httpx.Client(headers=headers) as http:
         listed = {
             workflow.id: {item["id"] for item in http.get(f"{base}/{workflow.id}/runs").json()}
