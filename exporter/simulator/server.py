@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from exporter.model import RunStatus
+from exporter.simulator.distrust import dated_ahead, listed_time
 from exporter.simulator.webhooks import WebhookFaults, WebhookSender
 from exporter.simulator.world import RunIds, SimRun, Vocabulary, World
 
@@ -57,6 +58,11 @@ class ApiVariant:
     # Every fifth run is a nested run of the run created before it, shown in that run's first
     # step (Plextera's `nestedRuns`); `unlisted`: the top-level list does not show it.
     nested_runs: Literal["none", "listed", "unlisted"] = "none"
+    # How the single-run endpoint answers where a client guesses its path: `absent` 404s every
+    # id (the real one lives elsewhere or nowhere), `refused` answers 405.
+    lookups: Literal["served", "absent", "refused"] = "served"
+    # One run in twenty is dated an hour ahead (a platform node whose clock runs fast).
+    clock_ahead: bool = False
     # How runs are numbered (`world.RunIds`): unique in the app, per workflow (Cortex: a run is
     # addressed under its workflow), or in pairs that differ only in a control character.
     run_ids: RunIds = "global"
@@ -173,6 +179,8 @@ class SimulatorServer:
     unknown_status_value: ClassVar[str] = "MYSTERY_STATE"
     # The timestamp a client pages by: the field a "missing field" fault removes.
     cursor_field: ClassVar[str] = "created_at"
+    # What `endpoint_of` calls a single-run request (the `lookups` variant answers those).
+    run_endpoint: ClassVar[str] = ""
     # (requests, per seconds) the API documents, enforced with 429 unless disabled.
     documented_rate_limit: ClassVar[tuple[int, float] | None] = None
 
@@ -332,6 +340,9 @@ class SimulatorServer:
         ascending = self.world.sorted_ascending("created")[0]
         if self.world.nested_hidden:
             ascending = [run for run in ascending if not run.hidden]
+        if self.variant.clock_ahead:
+            # Sorted by the time the API shows, as a real list would: the fast node's runs first.
+            ascending = sorted(ascending, key=listed_time)
         return ascending if self.variant.order == "oldest_first" else ascending[::-1]
 
     def page_window(self, page: int, size: int) -> PageWindow | None:
@@ -454,6 +465,8 @@ class SimulatorServer:
             # counted in `injected` is always one the client saw.
             response = fault_response(fault, response)
         response = self.finalize(request, response)
+        if response.status == 200 and self.variant.clock_ahead:
+            response.body = dated_ahead(response.body)
         if response.status == 200 and self.is_list(request):
             # A real answer of the runs list, for tests that decode recorded pages.
             self.last_runs_page = (response.body, dict(response.headers))
@@ -477,6 +490,10 @@ class SimulatorServer:
         problem = self.check_request(request)
         if problem is not None:
             return problem
+        if self.variant.lookups != "served" and self.endpoint_of(request) == self.run_endpoint:
+            if self.variant.lookups == "refused":
+                return self.error(405, "METHOD_NOT_ALLOWED", "Method Not Allowed")
+            return self.error(404, "NOT_FOUND", "Not Found")
         is_list = self.is_list(request)
         if is_list:
             self._shift_pages()
