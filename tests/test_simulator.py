@@ -517,6 +517,8 @@ def test_each_simulator_declares_the_variants_its_provider_might_answer_with() -
                 "nested_listed",
                 "nested_unlisted",
                 "control_char_ids",
+                "lookups_absent",
+                "clock_ahead",
             ]
         ),
         "noxus": sorted(
@@ -528,6 +530,9 @@ def test_each_simulator_declares_the_variants_its_provider_might_answer_with() -
                 "no_started_at",
                 "oldest_first_capped",
                 "control_char_ids",
+                "lookups_absent",
+                "lookups_refused",
+                "clock_ahead",
             ]
         ),
         "cortex": sorted(
@@ -541,9 +546,20 @@ def test_each_simulator_declares_the_variants_its_provider_might_answer_with() -
                 "oldest_first_capped",
                 "per_workflow_ids",
                 "control_char_ids",
+                "lookups_absent",
+                "clock_ahead",
             ]
         ),
-        "extend": sorted(["no_offset", "stale_updated_at", "control_char_ids"]),
+        "extend": sorted(
+            [
+                "no_offset",
+                "stale_updated_at",
+                "control_char_ids",
+                "lookups_absent",
+                "lookups_refused",
+                "clock_ahead",
+            ]
+        ),
     }
     combined = SIMULATORS["plextera"].variants["oldest_first_capped"]
     assert combined == ApiVariant(order="oldest_first", page_cap=25, first_page=0)
