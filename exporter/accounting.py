@@ -275,7 +275,7 @@ class Observation:
 class FinishedRun:
     """A run counted this cycle, as the alerting agent needs it (never a metric label)."""
 
-    id: str  # as shown (`Run.shown`): what alerts and the recent runs say
+    id: str  # the run's key (`Run.id`)
     workflow: str  # the bounded label value
     status: RunStatus
     code: str  # the bounded label value; `unspecified` when the provider gives none
@@ -283,6 +283,12 @@ class FinishedRun:
     finished_at: datetime
     error_message: str | None = None
     dashboard_url: str | None = None
+    # The id as shown where it is not `id`: see `Run.shown`.
+    shown_id: str | None = None
+
+    @property
+    def shown(self) -> str:
+        return self.id if self.shown_id is None else self.shown_id
 
 
 @dataclass(slots=True)
@@ -381,7 +387,7 @@ def decide(
             if run.id in active:  # defensive: a counted run is never active
                 changes.active_removals.add(run.id)
             if not run.terminal:
-                changes.reopened.append(run.id)
+                changes.reopened.append(run.shown)
             continue
         tracked = active.get(run.id)
         if run.terminal:
@@ -466,7 +472,7 @@ def _decide_terminal(
     if duration is not None:
         # None: only dates were given, and a day is no instant to subtract.
         changes.observations.append(
-            Observation(DURATION, workflow, status, duration, run.id, now.timestamp())
+            Observation(DURATION, workflow, status, duration, run.shown, now.timestamp())
         )
     code = UNSPECIFIED_CODE
     if run.status in ERROR_STATUSES:
@@ -483,6 +489,7 @@ def _decide_terminal(
             finished_at=run.finished_at or now,
             error_message=run.error_message,
             dashboard_url=run.dashboard_url,
+            shown_id=run.shown_id,
         )
     )
     wait = run.queue_wait_seconds
@@ -530,14 +537,22 @@ def _count_parked_without_detail(
     changes.note_finish(tracked.workflow, status, now)
     duration = max(0.0, (now - tracked.created_at).total_seconds())
     changes.observations.append(
-        Observation(DURATION, tracked.workflow, status, duration, tracked.id, now.timestamp())
+        Observation(DURATION, tracked.workflow, status, duration, tracked.shown, now.timestamp())
     )
     code = UNSPECIFIED_CODE
     if tracked.status in ERROR_STATUSES:
         code = pairs.code(tracked.workflow, UNSPECIFIED_CODE)
         changes.errors[(tracked.workflow, code)] += 1
     changes.finished_runs.append(
-        FinishedRun(tracked.id, tracked.workflow, tracked.status, code, tracked.created_at, now)
+        FinishedRun(
+            tracked.id,
+            tracked.workflow,
+            tracked.status,
+            code,
+            tracked.created_at,
+            now,
+            shown_id=tracked.shown_id,
+        )
     )
     changes.counted.append((tracked.id, now))
 

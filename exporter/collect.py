@@ -712,7 +712,7 @@ class SourceCollector:
             if run.status is RunStatus.FAILED:
                 self.log.info(
                     "run failed",
-                    run_id=run.id,
+                    run_id=run.shown,
                     workflow=run.workflow,
                     code=run.code,
                     message=(run.error_message or "")[:500],

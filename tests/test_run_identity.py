@@ -16,7 +16,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from exporter.accounting import Cursor, LabelBudget
+from exporter.accounting import Cursor, FinishedRun, LabelBudget, decide
+from exporter.alerting.events import Planner
+from exporter.alerting.settings import AlertingSettings
 from exporter.http import ApiClient, RetryPolicy
 from exporter.model import MAX_ID_LENGTH, RunStatus, id_problem, scoped_id, split_scoped_id
 from exporter.providers.plextera import PlexteraProvider, PlexteraSettings
@@ -28,7 +30,7 @@ from exporter.store import Store
 from exporter.units import DURATION, QUEUE_WAIT
 from tests.conftest import PROVIDERS, ExporterFactory, SimFactory, source_for
 from tests.helpers import active, by_labels, finished
-from tests.helpers_core import at, cycle_into, make_run
+from tests.helpers_core import at, cycle_into, make_run, wide_cursor
 
 # Pure: keys ---------------------------------------------------------------------------------
 
@@ -359,3 +361,44 @@ def test_a_cortex_world_with_ids_per_workflow_repeats_them_and_looks_each_up_in_
             one = http.get(f"{base}/{workflow.id}/runs/{quote(run_id, safe='')}").json()
             assert (one["id"], one["workflow_id"]) == (run_id, workflow.id)
     assert len(sim.world.runs) == 12  # the world keeps every run, whatever its id
+
+
+# What is shown: the id, never the key --------------------------------------------------------
+
+
+def test_what_a_cycle_records_is_keyed_by_the_key_and_shows_the_id() -> None:
+    key = scoped_id("wf-a", "run-1")
+    finished_run = replace(
+        make_run(key, status=RunStatus.FAILED, started=1, finished=5), shown_id="run-1"
+    )
+    running = replace(make_run(scoped_id("wf-b", "run-1")), shown_id="run-1")
+    changes = decide(
+        runs=[finished_run, running],
+        active={},
+        counted=set(),
+        cursor=wide_cursor(),
+        workflows=LabelBudget((), 10),
+        codes=LabelBudget((), 10),
+        now=at(10),
+    )
+
+    assert [run_id for run_id, _ in changes.counted] == [key]
+    assert [(run.id, run.shown) for run in changes.finished_runs] == [(key, "run-1")]
+    assert [o.run_id for o in changes.observations if o.metric == DURATION] == ["run-1"]
+    tracked = changes.active_upserts[running.id]
+    assert (tracked.id, tracked.shown) == (running.id, "run-1")
+
+
+def test_two_failed_runs_that_show_alike_are_two_alert_events_saying_the_id() -> None:
+    def failed(key: str) -> FinishedRun:
+        return FinishedRun(
+            key, "Invoices", RunStatus.FAILED, "unspecified", at(0), at(5), None, None, "run-1"
+        )
+
+    settings = AlertingSettings.model_validate({"alertmanagers": [{"url": "http://127.0.0.1:9"}]})
+    keys = [scoped_id("wf-a", "run-1"), scoped_id("wf-b", "run-1")]
+    plan = Planner(settings).plan("cx", "cortex", [failed(k) for k in keys], {}, {}, at(10))
+
+    assert [event.key for event in plan.events] == [f"failed/cx/{k}" for k in keys]
+    assert {event.payload["labels"]["run_id"] for event in plan.events} == {"run-1"}
+    assert {event.payload["annotations"]["run_id"] for event in plan.events} == {"run-1"}
