@@ -1,6 +1,7 @@
 """The pure core that decides what to count. No I/O: the collector feeds it, the store persists it.
 
-Exactly-once rests on four rules, applied to each run seen in a cycle (deduplicated by id first):
+Exactly-once rests on four rules, applied to each run seen in a cycle (deduplicated by its key
+first: `Run.id`, the API's id exactly, scoped as the API scopes it, never a cleaned text):
 
 1. A run id in the `counted` set is never counted again.
 2. A terminal run the source tracks as active is counted now: it was seen unfinished, so it was
@@ -17,6 +18,7 @@ ignores exactly those runs, so pruning never lets a run be counted twice.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -27,11 +29,15 @@ from exporter.model import ERROR_STATUSES, UNSPECIFIED_CODE, Run, RunStatus
 from exporter.units import DURATION, QUEUE_WAIT, STEP_DURATION
 
 OTHER_LABEL = "other"
+# Between a workflow's name and the suffix that tells it from another workflow of that name.
+COLLISION_SEPARATOR = "~"
+_SUFFIX_LENGTHS = (4, 8, 16)
 
 
 @dataclass(frozen=True, slots=True)
 class ActiveRun:
-    """A run the source tracks because it has not reached a terminal status (or awaits detail)."""
+    """A run the source tracks because it has not reached a terminal status (or awaits detail).
+    `id` is the run's key (`Run.id`)."""
 
     id: str
     workflow: str
@@ -47,6 +53,12 @@ class ActiveRun:
     # The provider's workflow id (the label may be a name, or `other`): some APIs need it to
     # look a run up.
     workflow_id: str | None = None
+    # The id as shown where it is not `id` (the run's key): see `Run.shown`.
+    shown_id: str | None = None
+
+    @property
+    def shown(self) -> str:
+        return self.id if self.shown_id is None else self.shown_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +137,14 @@ class SeriesTab:
 
 class LabelBudget:
     """Admits label values up to a bound per source (and within the process's series budget,
-    each new value reserving `cost` series); later values fold into `other`."""
+    each new value reserving `cost` series); later values fold into `other`.
+
+    Given owners (the workflow label: which workflow id each value stands for), a value is one
+    workflow's: another id whose name reads the same (two workflows named alike, or ids that
+    differ only in what cleaning removed) gets the value with a short suffix derived from its id
+    (`Invoices~3fa2`), so two workflows stay two series; the suffixed value is admitted like any
+    other, within the same bound. The first id to be counted under a value owns it for good (the
+    owners are kept with the state), so a restart never moves a workflow to another series."""
 
     def __init__(
         self,
@@ -133,6 +152,7 @@ class LabelBudget:
         limit: int,
         series: SeriesBudget | SeriesTab | None = None,
         cost: int = 0,
+        owners: Mapping[str, str] | None = None,
     ) -> None:
         self.admitted = set(admitted)
         self.limit = limit
@@ -140,8 +160,35 @@ class LabelBudget:
         self.dropped = 0
         self._series = series
         self._cost = cost
+        self.owners = dict(owners or {})
+        self.newly_owned: dict[str, str] = {}
+        self.collisions: list[tuple[str, str, str]] = []
 
-    def label(self, value: str) -> str:
+    def label(self, value: str, owner: str | None = None) -> str:
+        if owner is None:
+            return self._admit(value)
+        label = self._admit(self._owned_value(value, owner))
+        if label != OTHER_LABEL and label not in self.owners:
+            self.owners[label] = owner
+            self.newly_owned[label] = owner
+            if label != value:
+                self.collisions.append((value, owner, self.owners[value]))
+        return label
+
+    def _owned_value(self, value: str, owner: str) -> str:
+        """`value` where it is free or `owner`'s own, else `value` with the shortest suffix of
+        `owner`'s digest that no other id holds."""
+        holder = self.owners.get(value)
+        if holder is None or holder == owner:
+            return value
+        digest = hashlib.sha256(owner.encode("utf-8")).hexdigest()
+        for length in _SUFFIX_LENGTHS:
+            candidate = f"{value}{COLLISION_SEPARATOR}{digest[:length]}"
+            if self.owners.get(candidate) in (None, owner):
+                return candidate
+        return f"{value}{COLLISION_SEPARATOR}{digest}"  # 256 bits: never held by another
+
+    def _admit(self, value: str) -> str:
         if value in self.admitted:
             return value
         within_source = len(self.admitted - {OTHER_LABEL}) < self.limit
@@ -250,7 +297,7 @@ class Observation:
 class FinishedRun:
     """A run counted this cycle, as the alerting agent needs it (never a metric label)."""
 
-    id: str
+    id: str  # the run's key (`Run.id`)
     workflow: str  # the bounded label value
     status: RunStatus
     code: str  # the bounded label value; `unspecified` when the provider gives none
@@ -258,6 +305,12 @@ class FinishedRun:
     finished_at: datetime
     error_message: str | None = None
     dashboard_url: str | None = None
+    # The id as shown where it is not `id`: see `Run.shown`.
+    shown_id: str | None = None
+
+    @property
+    def shown(self) -> str:
+        return self.id if self.shown_id is None else self.shown_id
 
 
 @dataclass(slots=True)
@@ -290,11 +343,16 @@ class CycleChanges:
     # For logs and self-metrics.
     ignored_old: int = 0
     vanished: list[str] = field(default_factory=list)
-    # Counted runs seen unfinished again (a retry under the same id): not counted again.
+    # Counted runs seen unfinished again (a retry under the same id), as shown: not counted
+    # again.
     reopened: list[str] = field(default_factory=list)
     # Series reserved on the shared budget for the values this cycle admits: given back if its
     # commit fails.
     series_reserved: int = 0
+    # Workflow label values this cycle gives a workflow id (`LabelBudget` owners), and the
+    # collisions it found: (label both would read, the newcomer's id, the owner's id).
+    new_owners: dict[str, str] = field(default_factory=dict)
+    name_collisions: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def counted_ids(self) -> set[str]:
@@ -354,7 +412,7 @@ def decide(
             if run.id in active:  # defensive: a counted run is never active
                 changes.active_removals.add(run.id)
             if not run.terminal:
-                changes.reopened.append(run.id)
+                changes.reopened.append(run.shown)
             continue
         tracked = active.get(run.id)
         if run.terminal:
@@ -383,6 +441,8 @@ def decide(
         changes.active_removals.add(run_id)
         _count_parked_without_detail(tracked, now, changes, pairs)
     changes.new_workflows = list(workflows.newly_admitted)
+    changes.new_owners = dict(workflows.newly_owned)
+    changes.name_collisions = list(workflows.collisions)
     changes.new_error_pairs = list(pairs.newly_known)
     if not (cursor.never_advanced if history is None else history):
         changes.born_at = now.timestamp()
@@ -411,7 +471,7 @@ def _decide_terminal(
     if tracked is None and (run.cursor_time < cursor.baseline or prune_key < cursor.horizon):
         changes.ignored_old += 1
         return
-    workflow = tracked.workflow if tracked else workflows.label(run.workflow_label)
+    workflow = tracked.workflow if tracked else workflows.label(run.workflow_label, run.workflow_id)
     if run.needs_detail:
         changes.active_upserts[run.id] = ActiveRun(
             id=run.id,
@@ -423,6 +483,7 @@ def _decide_terminal(
             awaiting_detail=True,
             last_seen=now,
             workflow_id=run.workflow_id,
+            shown_id=run.shown_id,
         )
         return
     status = run.status.value
@@ -438,7 +499,7 @@ def _decide_terminal(
         # None: only dates were given (a day is no instant to subtract), or the times given
         # contradict each other.
         changes.observations.append(
-            Observation(DURATION, workflow, status, duration, run.id, now.timestamp())
+            Observation(DURATION, workflow, status, duration, run.shown, now.timestamp())
         )
     code = UNSPECIFIED_CODE
     if run.status in ERROR_STATUSES:
@@ -455,6 +516,7 @@ def _decide_terminal(
             finished_at=run.finished_at or now,
             error_message=run.error_message,
             dashboard_url=run.dashboard_url,
+            shown_id=run.shown_id,
         )
     )
     wait = run.queue_wait_seconds
@@ -502,14 +564,22 @@ def _count_parked_without_detail(
     changes.note_finish(tracked.workflow, status, now)
     duration = max(0.0, (now - tracked.created_at).total_seconds())
     changes.observations.append(
-        Observation(DURATION, tracked.workflow, status, duration, tracked.id, now.timestamp())
+        Observation(DURATION, tracked.workflow, status, duration, tracked.shown, now.timestamp())
     )
     code = UNSPECIFIED_CODE
     if tracked.status in ERROR_STATUSES:
         code = pairs.code(tracked.workflow, UNSPECIFIED_CODE)
         changes.errors[(tracked.workflow, code)] += 1
     changes.finished_runs.append(
-        FinishedRun(tracked.id, tracked.workflow, tracked.status, code, tracked.created_at, now)
+        FinishedRun(
+            tracked.id,
+            tracked.workflow,
+            tracked.status,
+            code,
+            tracked.created_at,
+            now,
+            shown_id=tracked.shown_id,
+        )
     )
     changes.counted.append((tracked.id, now))
 
@@ -523,7 +593,7 @@ def _track_active(
 ) -> None:
     if tracked is not None and tracked.awaiting_detail and run.cursor_time <= tracked.cursor_time:
         return  # an older, unfinished sighting of a run already seen finished: keep it parked
-    workflow = tracked.workflow if tracked else workflows.label(run.workflow_label)
+    workflow = tracked.workflow if tracked else workflows.label(run.workflow_label, run.workflow_id)
     observed = tracked.queue_wait_observed if tracked else False
     wait = run.queue_wait_seconds
     if wait is not None and not observed:
@@ -544,4 +614,5 @@ def _track_active(
         queue_wait_observed=observed,
         last_seen=now,
         workflow_id=run.workflow_id,
+        shown_id=run.shown_id,
     )

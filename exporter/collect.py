@@ -596,6 +596,7 @@ class SourceCollector:
                 s.max_workflows,
                 series=tab,
                 cost=self.workflow_cost,
+                owners=self.store.workflow_owners(name),
             ),
             codes=LabelBudget(self.store.labels(name, "code"), s.max_error_codes),
             error_pairs=PairBudget(self.store.error_pairs(name), tab),
@@ -748,7 +749,7 @@ class SourceCollector:
         if fetched.status is not tracked.status and fetched.cursor_time <= tracked.cursor_time:
             self.provider.events.inconsistency(
                 "change_without_update",
-                f"run {fetched.id!r} went from {tracked.status} to {fetched.status} without its "
+                f"run {fetched.shown!r} went from {tracked.status} to {fetched.status} without its "
                 "list timestamp moving; found by a lookup after recheck_after",
             )
 
@@ -759,7 +760,7 @@ class SourceCollector:
             if run.status is RunStatus.FAILED:
                 self.log.info(
                     "run failed",
-                    run_id=run.id,
+                    run_id=run.shown,
                     workflow=run.workflow,
                     code=run.code,
                     message=(run.error_message or "")[:500],
@@ -773,6 +774,14 @@ class SourceCollector:
             self.instruments.invalid_record("step", changes.invalid_steps)
         for label, count in changes.dropped_labels.items():
             self.instruments.labels_dropped(label, count)
+        shown = self.provider.sanitizer.text
+        for name, workflow_id, owner in changes.name_collisions:
+            # Once: the suffixed value is owned from now on (kept with the state).
+            self.provider.events.inconsistency(
+                "workflow_name_collision",
+                f"workflows {shown(owner, 256)!r} and {shown(workflow_id, 256)!r} both read "
+                f"{name!r}; the latter is counted as its own series, its label suffixed",
+            )
         for run_id in changes.reopened:
             if run_id not in self._reopened_logged:
                 if len(self._reopened_logged) >= 10_000:

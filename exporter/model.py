@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from urllib.parse import quote, unquote
 
 
 class RunStatus(StrEnum):
@@ -83,12 +84,65 @@ class Step:
         return self.type or self.name
 
 
+# A run or workflow id longer than this is an invalid record, not a key (real ids are tens of
+# characters; the bound keeps the state, the lookups and the logs small whatever an API sends).
+MAX_ID_LENGTH = 1024
+# Between a workflow and a run id in a scoped id: `quote` never leaves it in a segment.
+SCOPE_SEPARATOR = "/"
+
+
+def id_problem(value: str) -> str | None:
+    """Why an API's id cannot be a key (None: it can). Control characters are no problem: the
+    id is kept exactly as sent (SQLite binds it, `segment` quotes it) and cleaned only for show."""
+    if not value:
+        return "is empty"
+    if len(value) > MAX_ID_LENGTH:
+        return f"is longer than {MAX_ID_LENGTH} characters"
+    if not _encodable(value):
+        return "is not valid text (a lone UTF-16 surrogate)"
+    return None
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def scoped_id(workflow_id: str, run_id: str) -> str:
+    """The key of a run whose id the API makes unique only within its workflow (Cortex: the
+    run is addressed as `/workflows/{id}/runs/{run}`, and nothing promises its id is unique
+    across workflows). Each part is quoted as a URL path segment, so the separator cannot occur
+    inside either: two different pairs never make the same key, and `split_scoped_id` gives
+    both back exactly."""
+    return f"{quote(workflow_id, safe='')}{SCOPE_SEPARATOR}{quote(run_id, safe='')}"
+
+
+def split_scoped_id(key: str) -> tuple[str, str] | None:
+    """(workflow id, run id) of a `scoped_id`; None for a key that is not one."""
+    workflow, separator, run = key.partition(SCOPE_SEPARATOR)
+    if not separator or not workflow or not run or SCOPE_SEPARATOR in run:
+        return None
+    try:
+        return unquote(workflow, errors="strict"), unquote(run, errors="strict")
+    except UnicodeDecodeError:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Run:
     """A workflow run, normalised.
 
     `cursor_time` is the timestamp the provider's list is ordered by (creation for page-number
     APIs, last update for Extend); incremental collection compares it with the source watermark.
+
+    `id` is the run's identity, exactly as the API gives it and scoped as the API scopes it: the
+    raw id, or a `scoped_id` where ids are unique only per workflow. Deduplication, the state
+    and lookups use it and nothing else; it is never cleaned, because two ids that differ only
+    in what cleaning removes (a control character, a tail cut off) are two runs. What people
+    read (logs, exemplars, alerts, recent runs) is `shown`: the API's own id, made safe.
     """
 
     id: str
@@ -122,6 +176,14 @@ class Run:
     # Where the run came from, for APIs that say (Cortex: WORKFLOW, TEST, ...); a filter, never a
     # label. None: the API gives none.
     origin: str | None = None
+    # The id as shown where it is not `id` itself: the API's id made safe to read (control
+    # characters, keys and excess length removed), or the bare run id of a scoped `id`.
+    shown_id: str | None = None
+
+    @property
+    def shown(self) -> str:
+        """The id people read (never a key: two runs may read the same)."""
+        return self.id if self.shown_id is None else self.shown_id
 
     @property
     def terminal(self) -> bool:

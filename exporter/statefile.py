@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from exporter.alerting import schema as alerting_schema
 from exporter.errors import StateError
 from exporter.logs import get_logger
+from exporter.model import scoped_id
 from exporter.snapshot import Histogram
 
 # Version 1: what the exporter counts. Released: a change is a new step, never an edit of this one.
@@ -107,12 +108,51 @@ STEPS_TABLE = """
 """
 
 
+# 6: a run's key is the API's id exactly, scoped as the API scopes it (`Run.id`); version 5 kept
+# ids cleaned (`Run.shown`) and Cortex's unscoped. Active runs keep their key and, beside it, the
+# id as shown: Cortex's are scoped by the workflow id each row holds (`scoped_id`, a function
+# `open_state_file` gives the connection), and so are their open alerts. Counted ids cannot be
+# rewritten (a counted row names no workflow, and cleaning cannot be undone): they move to
+# `counted_v5`, where a run is looked up by its id as shown until the rows are pruned like any
+# (`Store.counted_among`), so nothing counted before the upgrade is counted again.
+# `workflow_owners`: which workflow id each `workflow` label value stands for (`LabelBudget`);
+# labels of a migrated file are claimed by the first workflow counted under them.
+RUN_KEYS = """
+    ALTER TABLE active ADD COLUMN shown_id TEXT;
+    UPDATE active SET shown_id = run_id, run_id = scoped_id(workflow_id, run_id)
+        WHERE workflow_id IS NOT NULL
+        AND source IN (SELECT source FROM sources WHERE provider = 'cortex');
+    UPDATE alert_open SET run_id = (
+            SELECT a.run_id FROM active a
+            WHERE a.source = alert_open.source AND a.shown_id = alert_open.run_id
+        )
+        WHERE EXISTS (
+            SELECT 1 FROM active a
+            WHERE a.source = alert_open.source AND a.shown_id = alert_open.run_id
+        );
+    CREATE TABLE counted_v5 (
+        source TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        prune_key REAL NOT NULL,
+        PRIMARY KEY (source, run_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX counted_v5_prune ON counted_v5 (source, prune_key);
+    INSERT INTO counted_v5 SELECT source, run_id, prune_key FROM counted;
+    DELETE FROM counted;
+    CREATE TABLE workflow_owners (
+        source TEXT NOT NULL, workflow TEXT NOT NULL, workflow_id TEXT NOT NULL,
+        PRIMARY KEY (source, workflow)
+    ) WITHOUT ROWID;
+"""
+
+
 MIGRATIONS: Sequence[str] = (
     COUNTING_TABLES,
     alerting_schema.TABLES,
     SERIES_BORN,
     LAST_FINISHED_TABLE,
     STEPS_TABLE,
+    RUN_KEYS,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -128,6 +168,8 @@ SOURCE_TABLES: Sequence[str] = (
     "series_born",
     "last_finished",
     "steps",
+    "counted_v5",
+    "workflow_owners",
     *alerting_schema.SOURCE_TABLES,
 )
 
@@ -160,6 +202,8 @@ def open_state_file(path: str) -> sqlite3.Connection:
         # After a checkpoint the WAL file is cut back to this, so it cannot only grow.
         conn.execute("PRAGMA journal_size_limit=4194304")
         conn.execute("PRAGMA foreign_keys=ON")
+        # What the version 6 migration scopes Cortex's active runs with.
+        conn.create_function("scoped_id", 2, scoped_id, deterministic=True)
         _migrate(conn, version)
         _repair_non_finite_sums(conn)
     except StateError:

@@ -23,7 +23,7 @@ from typing import TypeVar
 from exporter import statefile
 from exporter.accounting import OTHER_LABEL, ActiveRun, Cursor, CycleChanges
 from exporter.errors import StateWriteError
-from exporter.model import RunStatus, StepStatus
+from exporter.model import Run, RunStatus, StepStatus
 from exporter.snapshot import Histogram, Snapshot, born_key, error_born_key, step_born_key
 from exporter.units import DEFAULT_BUCKETS, DURATION
 
@@ -66,6 +66,8 @@ class Store:
         self._mirror = Snapshot()
         self._cursors: dict[str, Cursor] = {}
         self._committed: list[Callable[[str, CycleChanges], None]] = []
+        # Sources with ids counted before the upgrade to schema 6 still unpruned (`counted_v5`).
+        self._legacy: set[str] = set()
         self._load()
 
     def _load(self) -> None:
@@ -100,6 +102,7 @@ class Store:
             m.steps[(source, workflow, step, status)] = count
         for row in c.execute("SELECT * FROM active"):
             m.active.setdefault(row[0], []).append(_active_from_row(row))
+        self._legacy = {source for (source,) in c.execute("SELECT DISTINCT source FROM counted_v5")}
 
     def _bounds(self, metric: str) -> tuple[float, ...]:
         # A store opened with only the run histograms' buckets still takes step durations.
@@ -121,6 +124,14 @@ class Store:
                 "SELECT value FROM labels WHERE source = ? AND label = ?", (source, label)
             )
             return {value for (value,) in rows}
+
+    def workflow_owners(self, source: str) -> dict[str, str]:
+        """Which workflow id each `workflow` label value of the source stands for."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT workflow, workflow_id FROM workflow_owners WHERE source = ?", (source,)
+            )
+            return dict(rows.fetchall())
 
     def error_pairs(self, source: str) -> set[tuple[str, str]]:
         with self._lock:
@@ -145,26 +156,50 @@ class Store:
         with self._lock:
             return {(wf, step) for (s, wf, step, _status) in self._mirror.steps if s == source}
 
-    def counted_among(self, source: str, run_ids: Iterable[str]) -> set[str]:
-        ids = list(run_ids)
-        found: set[str] = set()
+    def counted_among(
+        self, source: str, runs: Iterable[str] | Mapping[str, Run | None]
+    ) -> set[str]:
+        """The keys among `runs` (keys, or runs by key) already counted.
+
+        A run counted before the upgrade to schema 6 was recorded by its id as shown (cleaned,
+        and unscoped: `counted_v5`); until those rows are pruned, a run is found there by
+        `Run.shown` (a bare key stands for itself). Two runs that show alike were one run to
+        that version, and stay counted as it counted them."""
+        keys = list(runs)
         with self._lock:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = self._conn.execute(
-                    f"SELECT run_id FROM counted WHERE source = ? AND run_id IN ({marks})",
-                    (source, *chunk),
-                )
-                found.update(run_id for (run_id,) in rows)
+            found = self._found(source, "counted", keys)
+            if source not in self._legacy or len(found) == len(keys):
+                return found
+            by_shown: dict[str, list[str]] = {}
+            for key in keys:
+                if key not in found:
+                    run = runs.get(key) if isinstance(runs, Mapping) else None
+                    by_shown.setdefault(key if run is None else run.shown, []).append(key)
+            for shown in self._found(source, "counted_v5", list(by_shown)):
+                found.update(by_shown[shown])
+        return found
+
+    def _found(self, source: str, table: str, keys: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT run_id FROM {table} WHERE source = ? AND run_id IN ({marks})",
+                (source, *chunk),
+            )
+            found.update(run_id for (run_id,) in rows)
         return found
 
     def counted_total(self, source: str) -> int:
         with self._lock:
-            return int(
-                self._conn.execute(
-                    "SELECT count(*) FROM counted WHERE source = ?", (source,)
-                ).fetchone()[0]
+            return sum(
+                int(
+                    self._conn.execute(
+                        f"SELECT count(*) FROM {table} WHERE source = ?", (source,)
+                    ).fetchone()[0]
+                )
+                for table in ("counted", "counted_v5")
             )
 
     def snapshot(self) -> Snapshot:
@@ -192,9 +227,15 @@ class Store:
                     also(c)
 
             self._transaction(write)
+            if source in self._legacy and not self._holds_legacy(source):
+                self._legacy.discard(source)
             self._mirror_apply(source, provider, changes, cursor, histograms)
             for listener in self._committed:
                 listener(source, changes)
+
+    def _holds_legacy(self, source: str) -> bool:
+        row = self._conn.execute("SELECT 1 FROM counted_v5 WHERE source = ? LIMIT 1", (source,))
+        return row.fetchone() is not None
 
     def on_commit(self, listener: Callable[[str, CycleChanges], None]) -> None:
         """`listener(source, changes)` after each cycle's changes are committed (what people
@@ -233,6 +274,10 @@ class Store:
         c.executemany(
             "INSERT INTO labels VALUES (?, 'workflow', ?) ON CONFLICT DO NOTHING",
             [(source, w) for w in changes.new_workflows],
+        )
+        c.executemany(
+            "INSERT INTO workflow_owners VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            [(source, label, owner) for label, owner in changes.new_owners.items()],
         )
         c.executemany(
             "INSERT INTO labels VALUES (?, 'code', ?) ON CONFLICT DO NOTHING",
@@ -286,14 +331,15 @@ class Store:
             [(source, run_id) for run_id in changes.active_removals],
         )
         c.executemany(
-            "INSERT OR REPLACE INTO active VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO active VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [_active_to_row(source, run) for run in changes.active_upserts.values()],
         )
         # Pruning is safe exactly because accounting ignores runs finished before the horizon.
-        c.execute(
-            "DELETE FROM counted WHERE source = ? AND prune_key < ?",
-            (source, _ts(cursor.horizon)),
-        )
+        for table in ("counted", "counted_v5"):
+            c.execute(
+                f"DELETE FROM {table} WHERE source = ? AND prune_key < ?",
+                (source, _ts(cursor.horizon)),
+            )
 
     def _mirror_apply(
         self,
@@ -382,6 +428,7 @@ class Store:
             # Every series of the source, whatever the snapshot holds (birth times, exemplars).
             self._mirror = self._mirror.without(source)
             self._cursors.pop(source, None)
+            self._legacy.discard(source)
 
     def close(self) -> None:
         with self._lock:
@@ -390,7 +437,9 @@ class Store:
 
 def _active_to_row(
     source: str, run: ActiveRun
-) -> tuple[str, str, str, str, float, float, float | None, int, int, float | None, str | None]:
+) -> tuple[
+    str, str, str, str, float, float, float | None, int, int, float | None, str | None, str | None
+]:
     return (
         source,
         run.id,
@@ -403,6 +452,7 @@ def _active_to_row(
         int(run.awaiting_detail),
         _ts(run.last_seen) if run.last_seen else None,
         run.workflow_id,
+        run.shown_id,
     )
 
 
@@ -419,6 +469,7 @@ def _active_from_row(row: tuple[object, ...]) -> ActiveRun:
         awaiting,
         seen,
         workflow_id,
+        shown_id,
     ) = row
     assert isinstance(created, float)
     assert isinstance(cursor_time, float)
@@ -433,6 +484,7 @@ def _active_from_row(row: tuple[object, ...]) -> ActiveRun:
         awaiting_detail=bool(awaiting),
         last_seen=_dt(seen) if isinstance(seen, float) else None,
         workflow_id=str(workflow_id) if workflow_id is not None else None,
+        shown_id=str(shown_id) if shown_id is not None else None,
     )
 
 

@@ -392,7 +392,7 @@ def _exporter_alerts(t: Thresholds) -> list[dict[str, Any]]:
             "runs_found_late",
             f"sum by (source, reason) (increase({late}[{lw}])) > 0",
             "The audit walk found runs the scans of source {{ $labels.source }} had missed",
-            f"The audit walk of {src} counted {{{{ $value | printf \"%.0f\" }}}} runs late"
+            f'The audit walk of {src} counted {{{{ $value | printf "%.0f" }}}} runs late'
             f" ({{{{ $labels.reason }}}}) in the last {lw}: the incremental scan had missed"
             " them, so a guess about the API is wrong. `check` and the warning log say which.",
         ),

@@ -117,7 +117,7 @@ def _decoded(provider: CortexProvider, origins: list[Any]) -> dict[str, bool]:
         for index, origin in enumerate(origins)
     ]
     page = provider.decode_page(body, {})
-    return {str(origins[int(run.id[1:])]): provider.admits(run) for run in page.items}
+    return {str(origins[int(run.shown[1:])]): provider.admits(run) for run in page.items}
 
 
 def test_a_run_without_origin_or_of_an_undocumented_one_is_counted() -> None:

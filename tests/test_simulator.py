@@ -516,6 +516,9 @@ def test_each_simulator_declares_the_variants_its_provider_might_answer_with() -
                 "oldest_first_capped",
                 "nested_listed",
                 "nested_unlisted",
+                "control_char_ids",
+                "lookups_absent",
+                "clock_ahead",
             ]
         ),
         "noxus": sorted(
@@ -526,6 +529,10 @@ def test_each_simulator_declares_the_variants_its_provider_might_answer_with() -
                 "no_offset",
                 "no_started_at",
                 "oldest_first_capped",
+                "control_char_ids",
+                "lookups_absent",
+                "lookups_refused",
+                "clock_ahead",
             ]
         ),
         "cortex": sorted(
@@ -537,9 +544,22 @@ def test_each_simulator_declares_the_variants_its_provider_might_answer_with() -
                 "date_only",
                 "no_offset",
                 "oldest_first_capped",
+                "per_workflow_ids",
+                "control_char_ids",
+                "lookups_absent",
+                "clock_ahead",
             ]
         ),
-        "extend": ["no_offset", "stale_updated_at"],
+        "extend": sorted(
+            [
+                "no_offset",
+                "stale_updated_at",
+                "control_char_ids",
+                "lookups_absent",
+                "lookups_refused",
+                "clock_ahead",
+            ]
+        ),
     }
     combined = SIMULATORS["plextera"].variants["oldest_first_capped"]
     assert combined == ApiVariant(order="oldest_first", page_cap=25, first_page=0)

@@ -87,7 +87,7 @@ def test_a_version_2_file_migrates_and_keeps_its_counts(db: Path) -> None:
             ("src", "Invoices", "succeeded"): at(4).timestamp()
         }
         version = store.read(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
-        assert version == SCHEMA_VERSION == 5
+        assert version == SCHEMA_VERSION == 6
     finally:
         store.close()
 

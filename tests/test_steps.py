@@ -238,8 +238,8 @@ def test_a_version_4_file_migrates_to_the_steps_schema_and_keeps_its_counts(
     snap = store.snapshot()
     store.close()
 
-    assert SCHEMA_VERSION == 5
-    assert version == 5
+    assert SCHEMA_VERSION == 6
+    assert version == 6
     assert snap.finished[("src", "Invoices", "failed")] == 8
     assert snap.steps[("src", "Invoices", "ocr", "succeeded")] == 1
 

@@ -141,15 +141,17 @@ class Planner:
             return
         if not self.settings.wants(source, run.workflow) or now - run.finished_at > cfg.max_age:
             return
-        labels = self._labels(FAILED, source, provider, run.workflow, run.id, cfg.severity, static)
+        # The event is the run's (its key, `run.id`); what it says is the id as shown.
+        shown = run.shown
+        labels = self._labels(FAILED, source, provider, run.workflow, shown, cfg.severity, static)
         labels["code"] = run.code
         annotations = {
-            "summary": f"Run {run.id} of {run.workflow} {run.status.value} ({source})",
+            "summary": f"Run {shown} of {run.workflow} {run.status.value} ({source})",
             "description": (
-                f"Run {run.id} of workflow {run.workflow} on source {source} ({provider}) ended "
+                f"Run {shown} of workflow {run.workflow} on source {source} ({provider}) ended "
                 f"{run.status.value} with code {run.code}."
             ),
-            "run_id": run.id,
+            "run_id": shown,
             "status": run.status.value,
             "created_at": _iso(run.created_at),
             "finished_at": _iso(run.finished_at),
@@ -158,7 +160,7 @@ class Planner:
             annotations["error_message"] = sanitise(
                 run.error_message, self.settings.max_message_length, self.secrets()
             )
-        link = run.dashboard_url or self._link(source, run.workflow, run.id)
+        link = run.dashboard_url or self._link(source, run.workflow, shown)
         if link:
             annotations["run_url"] = link
         plan.events.append(
@@ -199,22 +201,23 @@ class Planner:
         severity = (
             self.settings.stuck.severity if kind == "stuck" else self.settings.review.severity
         )
+        # The alert is the run's (its key, `run.id`); what it says is the id as shown.
         labels = self._labels(
-            ALERTNAMES[kind], source, provider, run.workflow, run.id, severity, static
+            ALERTNAMES[kind], source, provider, run.workflow, run.shown, severity, static
         )
         labels["code"] = run.status.value
         waiting = "waits on human review" if kind == "review" else f"is {run.status.value}"
         annotations = {
-            "summary": f"Run {run.id} of {run.workflow} {waiting} ({source})",
+            "summary": f"Run {run.shown} of {run.workflow} {waiting} ({source})",
             "description": (
-                f"Run {run.id} of workflow {run.workflow} on source {source} ({provider}) "
+                f"Run {run.shown} of workflow {run.workflow} on source {source} ({provider}) "
                 f"{waiting} since {_iso(run.created_at)} (created)."
             ),
-            "run_id": run.id,
+            "run_id": run.shown,
             "status": run.status.value,
             "created_at": _iso(run.created_at),
         }
-        link = self._link(source, run.workflow, run.id)
+        link = self._link(source, run.workflow, run.shown)
         if link:
             annotations["run_url"] = link
         alert = OpenAlert(run.id, kind, now, now, 1, labels, annotations)

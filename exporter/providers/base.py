@@ -35,7 +35,7 @@ from exporter.filters import WorkflowFilter
 from exporter.http import ApiClient, JsonResponse
 from exporter.labelnames import MAX_STATIC_LABELS, check_label_name, check_label_value
 from exporter.logs import may_hold_secret, redact
-from exporter.model import Run, RunStatus, StatusMapper, Step, StepStatus
+from exporter.model import Run, RunStatus, StatusMapper, Step, StepStatus, id_problem
 from exporter.providers.paging import Fetch, ListShape, Order, Page, PagedList, T
 from exporter.providers.sanitize import Limits, RunSanitizer
 from exporter.providers.steps import StepMapper, StepsRead, read_steps
@@ -372,7 +372,8 @@ class Provider(ABC, Generic[S]):
 
     @abstractmethod
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
-        """One run by id, with full detail; None when the API says it no longer exists."""
+        """One run by its key (`Run.id`), with full detail; None when the API says it no
+        longer exists. `workflow_id`: the run's workflow, where the key alone does not say it."""
 
     # Whether a signed event documents its payload as the whole run, in the shape of a lookup
     # (Extend's WorkflowRun): a finished run in it is counted without a lookup.
@@ -485,9 +486,23 @@ class Provider(ABC, Generic[S]):
         for index, item in enumerate(items):
             run = self._parse_item(index, item, build)
             if isinstance(run, Run):
-                yield self.sanitizer.run(run)
+                if self._usable_ids(index, run):
+                    yield self.sanitizer.run(run)
             elif run is not None:
                 yield run  # not a run (a Cortex workflow): its texts reach runs, cleaned there
+
+    def _usable_ids(self, index: int, run: Run) -> bool:
+        """A run whose id (or workflow's id) cannot be a key is an invalid record: kept exactly
+        as sent, an id must be bounded and valid text (`id_problem`)."""
+        for what, value in (("id", run.shown), ("workflow id", run.workflow_id)):
+            problem = id_problem(value)
+            if problem is not None:
+                shown = self.sanitizer.text(value[:256], 256)
+                self.events.invalid_record(
+                    "id", self._redacted(f"item {index}: {what} {shown!r} {problem}")
+                )
+                return False
+        return True
 
     def _parse_item(self, index: int, item: Any, build: Any) -> Any:
         try:
@@ -499,7 +514,7 @@ class Provider(ABC, Generic[S]):
                 with contextlib.suppress(Exception):
                     run = build({k: v for k, v in item.items() if k not in fields})
                     self._invalid_field(
-                        str(run.id), f"{', '.join(sorted(fields))}: {_first_error(exc)}"
+                        str(run.shown), f"{', '.join(sorted(fields))}: {_first_error(exc)}"
                     )
                     return run
             self.events.invalid_record("schema", self._redacted(_describe(index, item, exc)))

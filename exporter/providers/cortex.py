@@ -8,6 +8,10 @@ down to the backfill window, so the runs it had before it was discovered count t
 shards each keeps only the workflows that hash to it. The API gives no error code, only free
 text: the `code` label is `unspecified` and the text goes to the logs.
 
+A run is addressed within its workflow (`/workflows/{id}/runs/{run}`) and its id is not promised
+unique across workflows: its key (`Run.id`) is always the workflow id and the run id together
+(`scoped_id`), never the run id alone; people read the run id (`Run.shown`).
+
 Runs are listed for every origin and filtered by the `origin` setting after the page walk
 (`admits`): one request per page whatever the filter, and the list's total stays comparable to the
 workflow's `runs_count`. TEST runs are left out by default.
@@ -26,7 +30,16 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from exporter.errors import PayloadError
-from exporter.model import DAY, UNSPECIFIED_CODE, Run, RunStatus, Step, StepStatus
+from exporter.model import (
+    DAY,
+    UNSPECIFIED_CODE,
+    Run,
+    RunStatus,
+    Step,
+    StepStatus,
+    scoped_id,
+    split_scoped_id,
+)
 from exporter.providers.base import (
     PagedSourceSettings,
     Provider,
@@ -264,12 +277,15 @@ class CortexProvider(Provider[CortexSettings]):
             self._new.discard(workflow.id)
 
     def get_run(self, run_id: str, workflow_id: str | None = None) -> Run | None:
+        """`run_id`: the run's key, which names its workflow (`scoped_id`)."""
         s = self.settings
-        if workflow_id is None:
-            return None
+        scoped = split_scoped_id(run_id)
+        if scoped is None:
+            return None  # not a key this provider made: nothing to look up by
+        workflow_id, api_id = scoped
         workflow = self.workflows().get(workflow_id) or CortexWorkflow(id=workflow_id)
         return self.fetch_one(
-            f"/apps/{s.app_id}/workflows/{segment(workflow_id)}/runs/{segment(run_id)}",
+            f"/apps/{s.app_id}/workflows/{segment(workflow_id)}/runs/{segment(api_id)}",
             lambda item: self._to_run(item, workflow),
         )
 
@@ -375,7 +391,10 @@ class CortexProvider(Provider[CortexSettings]):
                 progress = sum(1 for st in steps if st.status == "COMPLETED") / len(steps)
         message = wire.error if isinstance(wire.error, str) else None
         return Run(
-            id=wire.id,
+            # Run ids are addressed per workflow (`/workflows/{id}/runs/{run}`) and not promised
+            # unique across workflows: the key is always scoped by the workflow listed.
+            id=scoped_id(workflow.id, wire.id),
+            shown_id=wire.id,
             workflow_id=wire.workflow_id or workflow.id,
             workflow_name=workflow.name,
             status=status,

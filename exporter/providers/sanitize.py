@@ -6,6 +6,10 @@ infinite or absurd; a timestamp may lie in year 9999 or 1970. Past this point ev
 valid UTF-8 text of bounded length with no key in it, and every number and instant is one the
 exporter can add up and subtract: what is not becomes absent (counted and logged by the provider
 as an invalid field), never a broken page, a broken `/metrics` or a broken state.
+
+Ids are the exception: a run's and a workflow's id are its identity, kept exactly as sent (the
+provider refuses, as an invalid record, one that is empty, too long or not text: `id_problem`).
+Cleaning them would make two runs one; only the id as shown (`Run.shown`) is cleaned here.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ _MAX_DURATION_SECONDS = MAX_DURATION.total_seconds()
 class Limits:
     label_length: int = 128  # a label value (workflow, code, native status, step)
     message_length: int = 1000  # a free-text message (logged, sent in alert annotations)
-    id_length: int = 256  # a run or workflow id (kept in the state, logged)
+    id_length: int = 256  # a run id as shown (logged, in exemplars and alerts)
     url_length: int = 2048
 
 
@@ -99,7 +103,8 @@ class RunSanitizer:
     def _clean_already(self, run: Run) -> bool:
         if run.steps and not self._steps_clean(run):
             return False
-        texts = (run.id, run.workflow_id, run.native_status, run.workflow_label)
+        # Ids are not cleaned (they are keys); what shows them is.
+        texts = (run.shown, run.native_status, run.workflow_label)
         optional = (run.error_code, run.error_message, run.dashboard_url)
         if run.workflow_name is None:
             return False
@@ -158,18 +163,20 @@ class RunSanitizer:
         for name in ("started_at", "finished_at"):
             value = getattr(run, name)
             if value is not None and not _plausible(value, now):
-                self._invalid_field(run.id, f"{name} {value.isoformat()} is implausible")
+                self._invalid_field(run.shown, f"{name} {value.isoformat()} is implausible")
                 value = None
             times[name] = value
         if not _plausible(run.created_at, now):
             # Kept (the run exists), but no age or wait is computed from it.
-            self._invalid_field(run.id, f"created_at {run.created_at.isoformat()} is implausible")
+            self._invalid_field(
+                run.shown, f"created_at {run.created_at.isoformat()} is implausible"
+            )
             inexact.add("created_at")
         duration = run.duration_seconds
         if duration is not None and not (
             math.isfinite(duration) and 0 <= duration <= MAX_DURATION.total_seconds()
         ):
-            self._invalid_field(run.id, f"duration {duration!r} seconds is out of range")
+            self._invalid_field(run.shown, f"duration {duration!r} seconds is out of range")
             duration = None
         contradiction = replace(
             run,
@@ -183,12 +190,14 @@ class RunSanitizer:
             self._invalid_field(run.id, f"{contradiction}: no duration or queue wait taken")
         progress = run.progress
         if progress is not None and not math.isfinite(progress):
-            self._invalid_field(run.id, f"progress {progress!r} is not a number")
+            self._invalid_field(run.shown, f"progress {progress!r} is not a number")
             progress = None
+        shown = self.text(run.shown, limits.id_length)
         return replace(
             run,
-            id=self.text(run.id, limits.id_length),
-            workflow_id=self.text(run.workflow_id, limits.id_length),
+            # `id` and `workflow_id` stay as the API sent them: they are keys, and two ids that
+            # clean alike are still two. Only the id people read is cleaned.
+            shown_id=None if shown == run.id else shown,
             # The label the run will carry, name or id, made a label once here.
             workflow_name=self.label(run.workflow_label),
             native_status=self.text(run.native_status, limits.label_length),

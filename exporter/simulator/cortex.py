@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 from exporter.model import RunStatus, StepStatus
 from exporter.simulator.server import ApiVariant, PageZero, Request, Response, SimulatorServer
@@ -82,6 +83,10 @@ class CortexSimulator(SimulatorServer):
         "date_only": ApiVariant(timestamps="date_only"),
         "no_offset": ApiVariant(timestamps="no_offset"),
         "oldest_first_capped": ApiVariant(order="oldest_first", page_cap=CAPPED, first_page=0),
+        # Runs are addressed under their workflow; nothing says their ids are unique across
+        # workflows.
+        "per_workflow_ids": ApiVariant(run_ids="per_workflow"),
+        "control_char_ids": ApiVariant(run_ids="control_chars"),
     }
 
     def __init__(self, *, origins: tuple[str, ...] = DEFAULT_ORIGINS, **kwargs: Any) -> None:
@@ -144,7 +149,7 @@ class CortexSimulator(SimulatorServer):
         if len(parts) == 5 and parts[4] == "runs":
             return self._runs(workflow, request.query)
         if len(parts) == 6 and parts[4] == "runs":
-            run = self.world.runs.get(parts[5])
+            run = self.world.run_of(unquote(parts[5]), workflow.id)
             if run is None or run.workflow.id != workflow.id:
                 return self.error(404, "", "Run not found")
             return Response(body=self.render(run))

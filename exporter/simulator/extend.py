@@ -16,6 +16,7 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 from exporter.model import RunStatus, StepStatus
 from exporter.simulator.server import ApiVariant, Request, Response, SimulatorServer
@@ -74,6 +75,8 @@ class ExtendSimulator(SimulatorServer):
         "clock_ahead": ApiVariant(clock_ahead=True),
         "no_offset": ApiVariant(timestamps="no_offset"),
         "stale_updated_at": ApiVariant(stale_updated_at=True),
+        # Ids are opaque strings: nothing keeps a control character out of them.
+        "control_char_ids": ApiVariant(run_ids="control_chars"),
     }
 
     def authorized(self, headers: Mapping[str, str]) -> bool:
@@ -109,7 +112,7 @@ class ExtendSimulator(SimulatorServer):
             return self._list(request.query)
         if request.path.startswith("/workflow_runs/"):
             with self.world.lock:  # render a consistent run, not one half-way through advance()
-                run = self.world.runs.get(request.path.rsplit("/", 1)[1])
+                run = self.world.run_of(unquote(request.path.rsplit("/", 1)[1]))
                 if run is not None:
                     return Response(body=self.render(run, detailed=True))
             return self.error(404, "NOT_FOUND", "workflow run not found")

@@ -86,21 +86,21 @@ class Incident:
 
     def _fail_one(self, world: World) -> None:
         run = world.add_runs(1, workflow=self.workflow)[0]
-        world.set_status(run.id, world.vocabulary.running)
-        world.finish(run.id, world.vocabulary.failed, error_code=self.plan.code)
+        world.set_status(run.key, world.vocabulary.running)
+        world.finish(run.key, world.vocabulary.failed, error_code=self.plan.code)
 
     def _plant(self, world: World) -> None:
         vocabulary = world.vocabulary
         for _ in range(self.plan.stuck_runs):
             run = world.add_runs(1, workflow=self.workflow)[0]
-            world.set_status(run.id, vocabulary.running)
+            world.set_status(run.key, vocabulary.running)
             run.run_for = timedelta(days=365).total_seconds()  # never finishes by itself
         if vocabulary.review is None:
             return
         for _ in range(self.plan.review_runs):
             run = world.add_runs(1, workflow=self.workflow)[0]
-            world.set_status(run.id, vocabulary.running)
-            world.set_status(run.id, vocabulary.review)
+            world.set_status(run.key, vocabulary.running)
+            world.set_status(run.key, vocabulary.review)
             run.run_for = 0.0
             run.review_for = timedelta(days=365).total_seconds()  # nobody reviews it
         world.touch()

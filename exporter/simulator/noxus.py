@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import unquote
 
 from exporter.model import RunStatus
 from exporter.simulator.server import ApiVariant, Request, Response, SimulatorServer
@@ -48,6 +49,8 @@ class NoxusSimulator(SimulatorServer):
         "no_offset": ApiVariant(timestamps="no_offset"),
         "no_started_at": ApiVariant(omit_started_at=True),
         "oldest_first_capped": ApiVariant(order="oldest_first", page_cap=CAPPED, first_page=0),
+        # Ids are opaque strings: nothing keeps a control character out of them.
+        "control_char_ids": ApiVariant(run_ids="control_chars"),
     }
 
     def authorized(self, headers: Mapping[str, str]) -> bool:
@@ -87,7 +90,7 @@ class NoxusSimulator(SimulatorServer):
         if path == "/v1/runs":
             return self._paged(self.listed_runs(), query, self.render)
         if path.startswith("/v1/runs/"):
-            run = self.world.runs.get(path.rsplit("/", 1)[1])
+            run = self.world.run_of(unquote(path.rsplit("/", 1)[1]))
             return Response(body=self.render(run)) if run else self.error(404, "", "Run not found")
         if path == "/v1/workflows":
             return self._paged(list(self.world.workflows), query, self._workflow_json)

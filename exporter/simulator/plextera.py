@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 from exporter.model import RunStatus, StepStatus
 from exporter.simulator.server import ApiVariant, Request, Response, SimulatorServer
@@ -68,6 +69,8 @@ class PlexteraSimulator(SimulatorServer):
         # The docs do not say whether nested runs are in the top-level list too.
         "nested_listed": ApiVariant(nested_runs="listed"),
         "nested_unlisted": ApiVariant(nested_runs="unlisted"),
+        # Ids are opaque strings: nothing keeps a control character out of them.
+        "control_char_ids": ApiVariant(run_ids="control_chars"),
     }
 
     @classmethod
@@ -134,7 +137,7 @@ class PlexteraSimulator(SimulatorServer):
             return self._list(request.query)
         if request.path.startswith("/workflow-runs/"):
             with self.world.lock:  # render a consistent run, not one half-way through advance()
-                run = self.world.runs.get(request.path.rsplit("/", 1)[1])
+                run = self.world.run_of(unquote(request.path.rsplit("/", 1)[1]))
                 if run is not None:
                     return Response(body=self.render(run))
             return self.error(404, "NOT_FOUND", "workflow run not found")

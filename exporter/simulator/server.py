@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 from exporter.model import RunStatus
 from exporter.simulator.distrust import dated_ahead, listed_time
 from exporter.simulator.webhooks import WebhookFaults, WebhookSender
-from exporter.simulator.world import SimRun, Vocabulary, World
+from exporter.simulator.world import RunIds, SimRun, Vocabulary, World
 
 FAULT_KINDS = (
     "status",
@@ -73,6 +73,9 @@ class ApiVariant:
     lookups: Literal["served", "absent", "refused"] = "served"
     # One run in twenty is dated an hour ahead (a platform node whose clock runs fast).
     clock_ahead: bool = False
+    # How runs are numbered (`world.RunIds`): unique in the app, per workflow (Cortex: a run is
+    # addressed under its workflow), or in pairs that differ only in a control character.
+    run_ids: RunIds = "global"
 
 
 def render_time(value: datetime | None, variant: ApiVariant) -> str | None:
@@ -217,6 +220,7 @@ class SimulatorServer:
             start=datetime.now(tz=UTC) - timedelta(seconds=history_seconds),
             nested_every=0 if self.variant.nested_runs == "none" else 5,
             nested_hidden=self.variant.nested_runs == "unlisted",
+            run_ids=self.variant.run_ids,
         )
         if history_seconds:
             self.world.advance(history_seconds)

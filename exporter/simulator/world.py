@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from exporter.model import TERMINAL_STATUSES, RunStatus, StepStatus
 
@@ -77,9 +77,16 @@ class SimWorkflow:
     name: str
 
 
+# How the world's API numbers runs: `global` ids are unique in the whole app; `per_workflow` ids
+# count within each workflow (`1`, `2`, ... in every one, as an API that addresses runs only
+# under their workflow may), so two runs of two workflows share an id; `control_chars` ids come
+# in pairs that differ only in a control character (`run-7\x01`, `run-7\x02`).
+RunIds = Literal["global", "per_workflow", "control_chars"]
+
+
 @dataclass
 class SimRun:
-    id: str
+    id: str  # the API's id: unique only as the world's `run_ids` promise
     workflow: SimWorkflow
     native_status: str
     created_at: datetime
@@ -106,6 +113,11 @@ class SimRun:
     # no truth a client of the lists can know includes it.
     children: list[str] = field(default_factory=list)
     hidden: bool = False
+    # The world's own key for the run (`World.runs`): its id, unless ids repeat (`per_workflow`).
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.id
 
     @property
     def progress(self) -> float:
@@ -218,6 +230,7 @@ class World:
         start: datetime | None = None,
         nested_every: int = 0,
         nested_hidden: bool = False,
+        run_ids: RunIds = "global",
     ) -> None:
         self.vocabulary = vocabulary
         # Every `nested_every`-th run is a nested run of the one created before it.
@@ -233,6 +246,7 @@ class World:
             SimWorkflow(self._uuid(), WORKFLOW_NAMES[i % len(WORKFLOW_NAMES)] + _suffix(i))
             for i in range(workflows)
         ]
+        # Every run by its key (`SimRun.key`: its id where ids are unique).
         self.runs: dict[str, SimRun] = {}
         # Runs that can still change by themselves: a large world evolves only these.
         self._live: dict[str, SimRun] = {}
@@ -247,6 +261,10 @@ class World:
         self.origins: tuple[str, ...] = ("WORKFLOW",)
         # Called (under the lock) as each run finishes: the simulators' webhook senders.
         self.finish_listeners: list[Callable[[SimRun], None]] = []
+        # How the API numbers runs (`RunIds`); the world keys them by `SimRun.key` whatever it
+        # is, so the truth counts every run even where two share an id.
+        self.run_ids = run_ids
+        self._per_workflow: Counter[str] = Counter()
 
     # Time -----------------------------------------------------------------------------------
 
@@ -284,7 +302,7 @@ class World:
             for _ in range(n):
                 run = self._new_run(self.now(), workflow)
                 if native_status is not None:
-                    self.set_status(run.id, native_status)
+                    self.set_status(run.key, native_status)
                 created.append(run)
             return created
 
@@ -294,13 +312,14 @@ class World:
             self.workflows.append(workflow)
             return workflow
 
-    def finish(self, run_id: str, native_status: str, error_code: str | None = None) -> SimRun:
+    def finish(self, key: str, native_status: str, error_code: str | None = None) -> SimRun:
+        """`key`: the run's `SimRun.key` (its id, unless ids repeat), as for every method here."""
         with self.lock:
-            run = self.runs[run_id]
+            run = self.runs[key]
             now = self.now()
             run.started_at = run.started_at or now
             run.finished_at = now
-            self._live.pop(run_id, None)
+            self._live.pop(key, None)
             run.native_status = native_status
             run.updated_at = now
             self._changes += 1
@@ -320,11 +339,11 @@ class World:
                 listener(run)
             return run
 
-    def set_status(self, run_id: str, native_status: str) -> SimRun:
+    def set_status(self, key: str, native_status: str) -> SimRun:
         with self.lock:
-            run = self.runs[run_id]
+            run = self.runs[key]
             if self.vocabulary.canonical(native_status) in TERMINAL_STATUSES:
-                return self.finish(run_id, native_status)
+                return self.finish(key, native_status)
             run.native_status = native_status
             run.updated_at = self.now()
             self._changes += 1
@@ -336,14 +355,14 @@ class World:
                 run.duration_ms = None
                 run.error_code = run.error_message = None
                 run.reopen_steps()
-                self._live[run.id] = run
+                self._live[run.key] = run
             return run
 
-    def delete(self, run_id: str) -> None:
+    def delete(self, key: str) -> None:
         with self.lock:
-            run = self.runs.pop(run_id, None)
+            run = self.runs.pop(key, None)
             self._changes += 1
-            self._live.pop(run_id, None)
+            self._live.pop(key, None)
             if run is not None and self._has_finished(run):
                 # It finished and stays finished: the truth keeps counting it.
                 self.deleted_finished.append(run)
@@ -360,28 +379,28 @@ class World:
             ]
             if not settled:
                 return None
-            run = self.rng.choice(sorted(settled, key=lambda r: r.id))
-            self.delete(run.id)
+            run = self.rng.choice(sorted(settled, key=lambda r: r.key))
+            self.delete(run.key)
             return run
 
     def delete_active(self) -> SimRun | None:
         """Deletes a random run that has not finished (a user removing a queued or stuck run):
         it never finished, so no truthful count includes it, whenever a client looks."""
         with self.lock:
-            live = [r for r in self._live.values() if r.id in self.runs]
+            live = [r for r in self._live.values() if r.key in self.runs]
             if not live:
                 return None
-            run = self.rng.choice(sorted(live, key=lambda r: r.id))
-            self.delete(run.id)
+            run = self.rng.choice(sorted(live, key=lambda r: r.key))
+            self.delete(run.key)
             return run
 
     def forget_finished_before(self, cutoff: datetime) -> int:
         """Drops runs that finished before `cutoff`, without a trace (a platform's own retention;
         used by soak runs, whose truth is not compared)."""
         with self.lock:
-            old = [r.id for r in self.runs.values() if r.finished_at and r.finished_at < cutoff]
-            for run_id in old:
-                del self.runs[run_id]
+            old = [r.key for r in self.runs.values() if r.finished_at and r.finished_at < cutoff]
+            for key in old:
+                del self.runs[key]
             self._changes += 1
             return len(old)
 
@@ -392,14 +411,14 @@ class World:
         return self.sorted_ascending("updated")[0][::-1]
 
     def sorted_ascending(self, by: str) -> tuple[list[SimRun], list[tuple[float, str]]]:
-        """Runs in ascending (timestamp, id) order with their keys, cached until the world
+        """Runs in ascending (timestamp, key) order with those pairs, cached until the world
         changes: a large static world (benchmarks) serves every page without sorting again."""
         with self.lock:
             cached = self._sort_cache.get(by)
             if cached is not None and cached[0] == self._changes:
                 return cached[1], cached[2]
             field = "created_at" if by == "created" else "updated_at"
-            keyed = sorted(((getattr(r, field).timestamp(), r.id), r) for r in self.runs.values())
+            keyed = sorted(((getattr(r, field).timestamp(), r.key), r) for r in self.runs.values())
             runs = [run for _, run in keyed]
             keys = [key for key, _ in keyed]
             self._sort_cache[by] = (self._changes, runs, keys)
@@ -458,7 +477,7 @@ class World:
     def break_steps(self, n: int) -> list[SimRun]:
         """Garbles the step lists of `n` runs (the API then sends a string for them)."""
         with self.lock:
-            chosen = sorted(self.runs.values(), key=lambda r: r.id)[:n]
+            chosen = sorted(self.runs.values(), key=lambda r: r.key)[:n]
             for run in chosen:
                 run.steps_broken = True
             self._changes += 1
@@ -499,8 +518,12 @@ class World:
         review_for = None
         if self.vocabulary.review and self.rng.random() < 0.15:
             review_for = self.rng.uniform(300, 3600)
+        drawn = self._uuid()
+        api_id = self._api_id(drawn, workflow)
         run = SimRun(
-            id=self._uuid(),
+            id=api_id,
+            # Ids that repeat cannot be keys: the drawn uuid is (the API never shows it).
+            key=drawn if self.run_ids == "per_workflow" else api_id,
             workflow=workflow,
             native_status=self.vocabulary.queued,
             created_at=at,
@@ -512,9 +535,9 @@ class World:
             review_for=review_for,
             outcome=outcome,
         )
-        self.runs[run.id] = run
+        self.runs[run.key] = run
         self._changes += 1
-        self._live[run.id] = run
+        self._live[run.key] = run
         self._created += 1
         parent = self._last_created
         if self.nested_every and self._created % self.nested_every == 0 and parent is not None:
@@ -556,6 +579,30 @@ class World:
             if waited >= (run.review_for or 0):
                 self._complete(run)
 
+    def _api_id(self, drawn: str, workflow: SimWorkflow) -> str:
+        """The id the API gives a new run (`run_ids`); `drawn`: the uuid drawn for it."""
+        if self.run_ids == "per_workflow":
+            self._per_workflow[workflow.id] += 1
+            return f"run-{self._per_workflow[workflow.id]}"
+        if self.run_ids == "control_chars":
+            pair, second = divmod(self._created, 2)
+            return f"run-{pair}{chr(1 + second)}"
+        return drawn
+
+    def run_of(self, run_id: str, workflow_id: str | None = None) -> SimRun | None:
+        """The run the API's id `run_id` names (within `workflow_id`, where ids repeat)."""
+        with self.lock:
+            if self.run_ids != "per_workflow":
+                return self.runs.get(run_id)
+            return next(
+                (
+                    run
+                    for run in self.runs.values()
+                    if run.id == run_id and run.workflow.id == workflow_id
+                ),
+                None,
+            )
+
     def _complete(self, run: SimRun) -> None:
         v = self.vocabulary
         native = {
@@ -565,7 +612,7 @@ class World:
             "rejected": v.rejected or v.succeeded,
             "skipped": v.skipped or v.succeeded,
         }[run.outcome]
-        self.finish(run.id, native)
+        self.finish(run.key, native)
         if run.outcome == "succeeded":
             run.steps_completed = run.steps_total
 
