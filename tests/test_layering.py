@@ -29,7 +29,7 @@ PROVIDER_MAY_IMPORT = {
     "exporter.filters",
 }
 # Shared by every simulator; a provider's simulator borrowing from another's would tie them.
-SIMULATOR_SHARED = {"server", "world", "wire", "base", "webhooks"}
+SIMULATOR_SHARED = {"server", "world", "wire", "base", "webhooks", "distrust"}
 
 
 def module_name(path: Path) -> str:
