@@ -349,6 +349,58 @@ def bench_efficiency(provider: str, change_ratio: float, workdir: Path) -> Effic
     return Efficiency(*(statistics.median(column) for column in columns))
 
 
+@dataclass
+class AuditCost:
+    runs: int
+    requests: int
+    minimum: int  # list pages the whole window takes at the page size (plus Cortex discovery)
+    rate_limit: float | None  # the source's default requests per second, where it has one
+
+    @property
+    def ratio(self) -> float:
+        return self.requests / self.minimum
+
+    def share(self, interval_hours: float = 1.0) -> str:
+        if self.rate_limit is None:
+            return "no documented limit"
+        per_hour = self.requests / interval_hours
+        return f"{per_hour / (self.rate_limit * 3600):.1%} of {self.rate_limit:g} req/s"
+
+
+def bench_audit(provider: str, runs: int, workdir: Path) -> AuditCost:
+    """What one audit walk costs: the requests to read the whole retention window once, against
+    the pages that window holds (a walk a default `audit_interval` of an hour)."""
+    sim = _world(provider, runs, failures=True)
+    try:
+        config = config_from_data(
+            {
+                "state_path": str(workdir / f"audit-{provider}-{runs}.db"),
+                "sources": [_source(sim)],
+            },
+            environ={},
+        )
+        exporter = Exporter(config, clock=sim.world.now)
+        assert exporter.collect_all()[0].ok
+        collector = exporter.sources[f"{provider}-bench"].collector
+        cursor = exporter.store.cursor(f"{provider}-bench")
+        assert cursor is not None
+        floor = max(cursor.baseline, cursor.horizon)
+        sim.clear_requests()
+        read = sum(1 for _ in collector.provider.scan(floor, first_read_floor=floor))
+        assert read >= runs
+        requests = len(sim.requests)
+        exporter.shutdown()
+    finally:
+        sim.stop()
+    minimum = math.ceil(runs / 100)
+    if provider == "cortex":
+        # Listed per workflow: each workflow's runs fill pages of their own.
+        per_workflow = Counter(run.workflow.id for run in sim.world.runs.values())
+        minimum = sum(math.ceil(count / 100) for count in per_workflow.values())
+    limit = registry()[provider].settings_model.model_fields["rate_limit"].default
+    return AuditCost(runs, requests, minimum, limit)
+
+
 def _pages_to_floor(sim: SimulatorServer, floor: datetime, page_size: int) -> int:
     """List pages from the front down to the first run below the floor (per workflow for
     Cortex), the list ordered as the provider documents it."""
@@ -652,6 +704,24 @@ def main(argv: list[str] | None = None) -> int:
                 order.ratio <= 1.1,
             )
         )
+    for provider in sorted(SIMULATORS):
+        for n in [10_000] if args.quick or provider in ("plextera", "noxus") else [10_000, 100_000]:
+            audit = bench_audit(provider, n, workdir)
+            line = (
+                f"{provider}, {n:,} runs in the retention window: {audit.requests:,} requests a "
+                f"walk ({audit.ratio:.2f}x the window's pages), so {audit.requests:,} per hour "
+                f"at the default audit_interval of 1h, {audit.share()}"
+            )
+            print(f"audit {line}", flush=True)
+            details.append(f"Audit walk, {line}")
+            figures.append(
+                Figure(
+                    f"audit walk, {provider}, {n:,} runs in the window",
+                    f"{audit.requests:,} requests an hour ({audit.share()})",
+                    "<= 1.1x the window's pages",
+                    audit.ratio <= 1.1,
+                )
+            )
     for series in (1_000, 10_000, 50_000):
         scrape = bench_scrape(series, workdir)
         print(
