@@ -695,6 +695,8 @@ class SourceCollector:
                     probe.second_opinion(budget, exclude=run_id)
                     if self.lookups.support is Support.UNSUPPORTED:
                         break
+                    if self.lookups.verified:
+                        self._gone_while_listed(run_id, seen, active, vanished)
                     continue
             except ApiError as exc:
                 return probe.spent, exc
@@ -714,6 +716,27 @@ class SourceCollector:
         for run in probe.found.values():
             merge_sighting(seen, run)
         return probe.spent, None
+
+    def _gone_while_listed(
+        self,
+        run_id: str,
+        seen: dict[str, Run],
+        active: Mapping[str, ActiveRun],
+        vanished: list[str],
+    ) -> None:
+        """A run the list shows that a working endpoint does not know (deleted between the two,
+        or a detail the API will not give): a failure waiting for its reason is counted now as
+        `unspecified`, an active run is looked for in the list before it is given up."""
+        run, tracked = seen.get(run_id), active.get(run_id)
+        if run is not None and run.needs_detail:
+            seen[run_id] = replace(
+                run, needs_detail=False, error_code=run.error_code or UNSPECIFIED_CODE
+            )
+            self._detail_given_up.add(run_id)
+        elif tracked is not None and tracked.awaiting_detail:
+            vanished.append(run_id)
+        elif tracked is not None:
+            self._missing.note(run_id, tracked.cursor_time)
 
     def _check_nested(self, seen: Mapping[str, Run], changes: CycleChanges) -> None:
         """Nested runs count from the top-level list only (README: Steps). A run counted now

@@ -41,6 +41,7 @@ RESERVED_LABEL_NAMES = frozenset(
         "first_page",
         "page_size",
         "timestamps",
+        "lookups",
         # the alerts sent to Alertmanager (exporter.alerting.events)
         "alertname",
         "severity",

@@ -111,7 +111,9 @@ def test_plextera_nested_runs_count_once_and_only_from_the_top_level_list(
     sim = simulator("plextera", seed=36, variant=SIMULATORS["plextera"].variants[f"nested_{mode}"])
     sim.world.add_runs(40)
     sim.world.advance(1800)
-    exporter = exporter_factory([source_for(sim, "plextera", page_size=10)])
+    # The exporter keeps the world's time: a world run ahead of the wall clock would date every
+    # run in the future (said as `clock_ahead`).
+    exporter = exporter_factory([source_for(sim, "plextera", page_size=10)], clock=sim.world.now)
     for _ in range(3):
         assert exporter.collect_all()[0].ok
         sim.world.advance(900)
