@@ -3,6 +3,7 @@ scripted lists whose totals undercount, go negative or overcount absurdly)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -12,7 +13,7 @@ from exporter.providers.paging import ListShape, Order, Page, PagedList, totals_
 from tests.test_paging import T0, FakeList, Item, Recorder
 
 # What each lie reports as the total, and the reason it must be said with.
-LIES = {
+LIES: dict[str, tuple[Callable[[int], int], str]] = {
     "low": (lambda real: 0, "total_below_items"),
     "negative": (lambda real: -1, "total_negative"),
     "absurd": (lambda real: 10**18, "total_unreachable"),

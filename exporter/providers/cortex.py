@@ -36,7 +36,13 @@ from exporter.providers.base import (
     segment,
 )
 from exporter.providers.paging import Page, PagedList
-from exporter.providers.steps import StepMapper, StepsRead, step_duration, text_field
+from exporter.providers.steps import (
+    StepMapper,
+    StepsRead,
+    step_duration,
+    step_instant,
+    text_field,
+)
 from exporter.providers.wire import WireCount, WireModel, as_utc
 from exporter.units import Duration
 
@@ -383,7 +389,12 @@ class CortexProvider(Provider[CortexSettings]):
             raw = wire.output
             # Not an object or a list (and not absent): one invalid step item.
             entries: Any = _step_items(raw) if isinstance(raw, dict | list) else raw
-            counted = self.read_steps(entries, lambda entry: _counted_step(entry, mapper))
+            counted = self.read_steps(
+                entries,
+                lambda entry: _counted_step(
+                    entry, mapper, lambda detail: self._invalid_field(wire.id, detail)
+                ),
+            )
         progress = None
         if not status.terminal:
             steps = _steps(wire.output)  # only a run still going has progress to show
@@ -428,9 +439,13 @@ def _step_items(output: Any) -> list[tuple[str, Any]]:
     return []
 
 
-def _counted_step(entry: tuple[str, Any], mapper: StepMapper) -> Step | None:
+def _counted_step(
+    entry: tuple[str, Any], mapper: StepMapper, bad_time: Callable[[str], None]
+) -> Step | None:
     """A step as counted: labelled by its key (a step's `type`, `llm` or `code`, says too little
-    to act on), with its duration where both `start` and `end` are instants."""
+    to act on), with its duration where both `start` and `end` are instants. A start or end
+    that is there but no instant (10^400, NaN, a negative) costs the step its duration only, and
+    is said through `bad_time`."""
     key, item = entry
     if not isinstance(item, dict):
         return None
@@ -438,6 +453,11 @@ def _counted_step(entry: tuple[str, Any], mapper: StepMapper) -> Step | None:
     name = text_field(item, "key") or key
     if native is None or not name:
         return None
+    for end in ("start", "end"):
+        value = item.get(end)
+        negative = isinstance(value, int | float) and not isinstance(value, bool) and value < 0
+        if value is not None and (negative or step_instant(value) is None):
+            bad_time(f"output.{name}.{end}: {str(value)[:40]!r} is not an instant")
     return Step(
         name=name,
         status=native,
