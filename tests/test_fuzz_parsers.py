@@ -248,7 +248,8 @@ ABSURD_NUMBERS = (
     "-Infinity",
     "1e400",
 )
-# Every numeric field of each provider's runs (a path into the item; `*` is every key there).
+# Every numeric field of each provider's runs (a path into the item; `*` is every key there); a
+# provider not named here (a plugin's) declares none.
 NUMERIC_FIELDS: dict[str, list[tuple[str, ...]]] = {
     "plextera": [
         ("progress", "stepsCompleted"),
@@ -267,7 +268,7 @@ PAGE_NUMBERS: dict[str, list[tuple[str, ...]]] = {
     "cortex": [("pagination-page",), ("pagination-count",)],
     "extend": [],
 }
-NUMBERED = [p for p in PROVIDERS if NUMERIC_FIELDS[p]]
+NUMBERED = [p for p in PROVIDERS if NUMERIC_FIELDS.get(p)]
 
 
 def _set(target: Any, path: tuple[str, ...], value: Any) -> None:

@@ -503,7 +503,7 @@ def fullest_last_page(total: int, largest: int) -> int:
     serves in one. Pages stay aligned within a walk, since the walk asks every page at one size.
     """
     best, best_fill = largest, 0
-    for size in range(largest, (largest + 1) // 2 - 1, -1):  # totals checked by the caller
+    for size in range(largest, (largest + 1) // 2 - 1, -1):
         fill = total - size * ((total - 1) // size) if total > 0 else 0
         if fill > best_fill:
             best, best_fill = size, fill
