@@ -75,8 +75,10 @@ class Cursor:
     ) -> Cursor:
         if newest_seen is None:
             return self
-        # A provider clock running ahead must not push the watermark past what can be re-read.
-        watermark = max(self.watermark, min(newest_seen, now + overlap))
+        # A provider clock running ahead must not push the watermark past our own now: the scan
+        # floor trails the watermark by the overlap, which must stay below every run that may
+        # still be listed late.
+        watermark = max(self.watermark, min(newest_seen, now))
         horizon = max(self.horizon, watermark - retention)
         return replace(self, watermark=watermark, horizon=horizon)
 
@@ -301,6 +303,7 @@ def decide(
     *,
     runs: Iterable[Run],
     vanished: Iterable[str] = (),
+    without_detail: Iterable[str] = (),
     active: Mapping[str, ActiveRun],
     counted: set[str],
     cursor: Cursor,
@@ -312,6 +315,9 @@ def decide(
     history: bool | None = None,
 ) -> CycleChanges:
     """Turn one cycle's sightings into the changes to commit. `runs` is already deduplicated.
+
+    `without_detail`: parked failed runs whose failure detail cannot be had (the source's
+    single-run endpoint is absent): counted now with code `unspecified`, not as vanished.
 
     `history`: whether what this cycle counts is the first start's backfill, whose new series
     show their counts at once (default: while the watermark has never advanced)."""
@@ -343,6 +349,14 @@ def decide(
         if tracked.awaiting_detail:
             # Known to have failed; only its reason is lost with it. Count it, code unknown.
             _count_parked_without_detail(tracked, now, changes, pairs)
+    for run_id in without_detail:
+        tracked = active.get(run_id)
+        if tracked is None or not tracked.awaiting_detail or run_id in changes.active_upserts:
+            continue
+        if run_id in changes.active_removals:
+            continue  # already counted above (vanished)
+        changes.active_removals.add(run_id)
+        _count_parked_without_detail(tracked, now, changes, pairs)
     changes.new_workflows = list(workflows.newly_admitted)
     changes.new_error_pairs = list(pairs.newly_known)
     if not (cursor.never_advanced if history is None else history):
@@ -489,8 +503,9 @@ def _track_active(
         changes.observations.append(Observation(QUEUE_WAIT, workflow, "", wait))
         observed = True
     created = run.created_at
-    if not run.created_exactly:
-        # Only the day is known: the age of the run counts from when it was first seen.
+    if not run.created_exactly or created > now:
+        # Only the day is known, or a clock ahead of ours dated it in the future: the age of the
+        # run counts from when it was first seen.
         created = tracked.created_at if tracked else now
     changes.active_upserts[run.id] = ActiveRun(
         id=run.id,

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -29,11 +29,20 @@ from exporter.accounting import (
     decide,
     merge_sighting,
 )
+from exporter.audit import AuditWalk, found_late
 from exporter.errors import ApiError, SourceError
-from exporter.model import Run, RunStatus
+from exporter.lookups import LookupGuard, LookupRound, MissingRuns, Outcome, Support
+from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
 from exporter.providers import Provider, SourceSettings
-from exporter.scancost import deepen_floor, list_density, listing_pays, runs_in_window
+from exporter.scancost import (
+    deepen_floor,
+    follow_floor,
+    list_density,
+    listing_pays,
+    runs_in_window,
+)
 from exporter.selfmetrics import SourceInstruments
+from exporter.skew import AheadOfClock
 from exporter.store import Store
 
 
@@ -49,6 +58,10 @@ class AlertHook(Protocol):
         now: datetime,
         static_labels: Mapping[str, str] | None = None,
     ) -> Callable[[sqlite3.Connection], None]: ...
+
+
+# After a 429, the audit walk waits this long (seconds) before it reads on.
+AUDIT_RATE_LIMIT_PAUSE = 60.0
 
 
 def utc_now() -> datetime:
@@ -101,6 +114,16 @@ class SourceCollector:
         self._density: float | None = None
         self._reopened_logged: set[str] = set()
         self._nested_reported: set[str] = set()
+        # Whether the source's single-run endpoint may be relied on (`exporter.lookups`).
+        self.lookups = LookupGuard(provider.get_run, self._say_lookups)
+        # Active runs a confirmed endpoint says are gone, by where they stood in the list: looked
+        # for there (the next complete scan reads down to them) before they are given up.
+        self._missing = MissingRuns()
+        # Failed runs of this cycle counted without their failure detail (lookups unsupported).
+        self._detail_given_up: set[str] = set()
+        self.audit = AuditWalk(settings.audit_interval, settings.audit_requests_per_cycle)
+        self._ahead_reported: set[str] = set()
+        self._ahead_said = False
         # A scan has completed in this process: what it did not count was not there at the
         # first start, so it is no backfill, even while the watermark has not moved (a source
         # whose window held no run yet). Kept in memory: after a restart, until the first
@@ -108,8 +131,8 @@ class SourceCollector:
         self._scanned = False
 
     def list_facts(self) -> dict[str, str]:
-        """What the source's lists turned out to be (for `check`)."""
-        return self.provider.list_facts()
+        """What the source's lists and lookups turned out to be (for `check` and `source_info`)."""
+        return {**self.provider.list_facts(), "lookups": self.lookups.support.value}
 
     def collect(self) -> CycleReport:
         started = time.perf_counter()
@@ -123,6 +146,7 @@ class SourceCollector:
         s = self.settings
         name = s.name
         now = self.clock()
+        started = time.monotonic()
         cursor = self.store.cursor(name) or Cursor.first_start(now, s.backfill)
         active = self.store.active(name)
         floor = cursor.scan_floor(s.overlap)
@@ -134,11 +158,13 @@ class SourceCollector:
                 page_size=s.page_size,
                 window_start=now - s.rescan_window,
             )
+        floor = self._search_floor(floor, cursor, active, now)
         seen: dict[str, Run] = {}
         # What committed chunks leave behind: only the ids of runs they saw active (bounded by
         # the active set, not by the cycle's size) and running totals.
         chunks = _ChunkTotals()
         newest: datetime | None = None
+        ahead = AheadOfClock(now + s.clock_skew_tolerance)
         failure: Exception | None = None
         scan_complete = False
         try:
@@ -147,7 +173,10 @@ class SourceCollector:
             first_read_floor = max(cursor.baseline, now - s.backfill)
             for run in self.provider.scan(floor, first_read_floor=first_read_floor):
                 merge_sighting(seen, run)
-                newest = run.cursor_time if newest is None else max(newest, run.cursor_time)
+                # A run dated ahead of our clock (beyond the tolerance) is counted like any, but
+                # never moves the watermark: the overlap below it must stay.
+                if ahead.holds(run):
+                    newest = run.cursor_time if newest is None else max(newest, run.cursor_time)
                 if len(seen) >= self.chunk_runs:
                     self._commit_chunk(seen, cursor, floor, now, chunks)
                     seen = {}
@@ -160,8 +189,13 @@ class SourceCollector:
                     merge_sighting(seen, run)
         except SourceError as exc:
             failure = exc
+        self._report_ahead(ahead, now)
+        in_window = runs_in_window(seen, floor)
+        fast_newest = newest
+        audited = self._audit(now, cursor, seen, started) if failure is None else set()
         if chunks.runs:
             active = self.store.active(name)  # as the committed chunks left it
+        tracked_before = set(active)
         # Filtered after the page walk (paging, watermark and totals saw every run) and before
         # lookups and accounting: a run left out costs no lookup, no label, no series.
         read = seen
@@ -171,25 +205,30 @@ class SourceCollector:
         counted = self.store.counted_among(name, seen)
         if failure is None:
             lookups, failure = self._lookups(
-                seen, active, counted, vanished, chunks.active_ids, now
+                seen, active, counted, vanished, chunks.active_ids, read, now
             )
             # A lookup can show what a list did not (a run's origin): screened again.
             seen, active, more = self._screen(seen, active)
             left_out |= more
-        changes = self._decide(seen, vanished, active, counted, cursor, now)
+        without_detail = self._without_details(seen, active, counted)
+        if scan_complete:
+            vanished.extend(self._missing.given_up(floor, read, active, chunks.active_ids))
+        changes = self._decide(seen, vanished, active, counted, cursor, now, without_detail)
         changes.active_removals |= left_out
         new_cursor = (
             cursor.advanced(newest, now, s.overlap, s.retention) if scan_complete else cursor
         )
         if scan_complete:
-            density = list_density(chunks.in_window + runs_in_window(read, floor), floor, newest)
+            density = list_density(chunks.in_window + in_window, floor, newest)
             if density is not None:
                 # Smoothed: one quiet cycle must not make the next one give up deepening.
                 self._density = density if self._density is None else (self._density + density) / 2
         self._apply(seen, changes, active, new_cursor, now)
+        self._report_found_late(changes, seen, audited, tracked_before, floor, fast_newest)
+        self._report_without_details(changes, without_detail)
         chunks.add(read, changes, floor)
         self._scanned = self._scanned or scan_complete
-        self.instruments.facts(self.provider.list_facts())
+        self.instruments.facts(self.list_facts())
         report = CycleReport(
             source=name,
             provider=self.provider.name,
@@ -217,6 +256,141 @@ class SourceCollector:
                 floor=floor.isoformat(),
             )
         return report
+
+    # What the fast path bets on, checked -------------------------------------------------------
+
+    def _search_floor(
+        self, floor: datetime, cursor: Cursor, active: Mapping[str, ActiveRun], now: datetime
+    ) -> datetime:
+        """How deep this cycle reads to look for runs it cannot look up: active runs a confirmed
+        endpoint says are gone (given up only once a scan reaching them did not show them), and,
+        where lookups are unsupported, the active runs the list must follow instead (bounded by
+        `rescan_window` and the page budget; older ones are left to the audit walk)."""
+        if self.lookups.support is Support.UNSUPPORTED and not self.provider.cursor_tracks_changes:
+            floor = follow_floor(
+                floor,
+                [a.cursor_time for a in active.values()],
+                density=self._density,
+                page_size=self.settings.page_size,
+                window_start=now - self.settings.rescan_window,
+            )
+        return self._missing.search_floor(floor, max(cursor.baseline, cursor.horizon), active)
+
+    def _without_details(
+        self, seen: dict[str, Run], active: Mapping[str, ActiveRun], counted: set[str]
+    ) -> list[str]:
+        """Where lookups are unsupported, a failed run whose reason only a lookup gives is counted
+        from what the list says, code `unspecified`; parked ones too. Returns the parked ids."""
+        if self.lookups.support is not Support.UNSUPPORTED:
+            return []
+        for run_id, run in list(seen.items()):
+            if run.needs_detail and run_id not in counted:
+                seen[run_id] = replace(
+                    run, needs_detail=False, error_code=run.error_code or UNSPECIFIED_CODE
+                )
+                self._detail_given_up.add(run_id)
+        return [a.id for a in active.values() if a.awaiting_detail and a.id not in seen]
+
+    def _report_without_details(self, changes: CycleChanges, parked: list[str]) -> None:
+        if not self._detail_given_up and not parked:
+            return
+        ids = changes.counted_ids
+        count = sum(1 for run_id in (*self._detail_given_up, *parked) if run_id in ids)
+        self._detail_given_up.clear()
+        if count:
+            self.instruments.details_unavailable(count)
+
+    def _audit(
+        self, now: datetime, cursor: Cursor, seen: dict[str, Run], started: float
+    ) -> set[str]:
+        """This cycle's share of the audit walk, merged into what the cycle read. Returns the ids
+        only the audit read."""
+        audit = self.audit
+        if not audit.due(now):
+            return set()
+        limited = self.instruments.rate_limited_at
+        if limited is not None and limited >= started - AUDIT_RATE_LIMIT_PAUSE:
+            return set()  # the API asked to slow down: the walk waits, where it stopped
+        if not audit.walking and self.lookups.support is Support.UNSUPPORTED:
+            self.lookups.retry_now()  # each walk gives an unsupported endpoint another chance
+        before = self.instruments.requests_made
+        step = audit.step(
+            now,
+            max(cursor.baseline, cursor.horizon),
+            lambda floor: self.provider.scan(floor, first_read_floor=floor),
+            lambda: self.instruments.requests_made - before,
+        )
+        found = set()
+        for run in step.runs:
+            if run.id not in seen:
+                found.add(run.id)
+            merge_sighting(seen, run)
+        if step.completed:
+            self.instruments.audit("completed", time.time())
+            self.log.debug("audit walk completed", floor=str(audit.floor))
+        elif step.failure is not None:
+            self.instruments.audit("aborted", time.time())
+            self.log.warning(
+                "audit walk failed; it starts again at the next cycle", error=str(step.failure)
+            )
+        return found
+
+    def _report_found_late(
+        self,
+        changes: CycleChanges,
+        seen: Mapping[str, Run],
+        audited: set[str],
+        tracked_before: set[str],
+        floor: datetime,
+        fast_newest: datetime | None,
+    ) -> None:
+        """Runs only the audit read that are counted (or tracked) now, though the fast scan covered
+        their place in the list: what the fast path missed, found late."""
+        if not audited:
+            return
+        reasons = found_late(
+            audited,
+            seen,
+            tracked_before=tracked_before,
+            newly_tracked=set(changes.active_upserts) - tracked_before,
+            counted=changes.counted_ids,
+            floor=floor,
+            fast_newest=fast_newest,
+        )
+        for reason, count in sorted(reasons.items()):
+            self.instruments.found_late(reason, count)
+            self.log.warning(
+                "the audit walk found runs the incremental scan had missed; counted now",
+                reason=reason,
+                count=count,
+            )
+
+    def _report_ahead(self, ahead: AheadOfClock, now: datetime) -> None:
+        if not ahead.runs:
+            return
+        fresh = [run_id for run_id in ahead.runs if run_id not in self._ahead_reported]
+        if len(self._ahead_reported) >= 10_000:
+            self._ahead_reported.clear()
+        self._ahead_reported.update(fresh)
+        if not fresh:
+            return
+        if not self._ahead_said:
+            # Said once (and kept for `check`); each further run dated ahead is only counted.
+            self._ahead_said = True
+            self.provider.events.inconsistency(
+                "clock_ahead",
+                f"{len(fresh)} run(s) dated more than clock_skew_tolerance ahead of this "
+                f"exporter's clock (the furthest by {ahead.most:.0f} s more): counted, but they "
+                "do not move the watermark",
+            )
+            fresh = fresh[1:]
+        for _ in fresh:
+            self.instruments.scan_inconsistency("clock_ahead")
+
+    def _say_lookups(self, fact: str, value: str, detail: str) -> None:
+        self.provider.say_once(fact, value, detail)
+        if value == "unsupported":
+            self.log.warning("single-run lookups do not work for this source", why=detail)
 
     def apply_hints(self, run_ids: Sequence[str], payloads: Mapping[str, Any]) -> HintReport:
         """Looks up the runs webhook events named and commits what they show, through the same
@@ -249,24 +423,31 @@ class SourceCollector:
             if carried is not None and self._final(carried):
                 merge_sighting(seen, carried)
                 continue
-            if lookups >= s.lookup_budget:
+            if lookups >= s.lookup_budget or not self.lookups.usable:
                 continue  # waits for the poll, which finds it anyway (carried runs cost none)
             tracked = active.get(run_id)
             lookups += 1
             try:
-                fetched = self.provider.get_run(run_id, tracked.workflow_id if tracked else None)
+                result = self.lookups.look_up(
+                    run_id, tracked.workflow_id if tracked else None, listed=False
+                )
             except SourceError as exc:
                 failure = exc
                 break
+            fetched = result.run
             if fetched is None:
-                # Deleted right after finishing: the event's copy, decoded once, counts only if
-                # it shows the run finished (an unfinished one that is gone will never finish).
+                # Deleted right after finishing (or an endpoint not verified yet): the event's
+                # copy, decoded once, counts only if it shows the run finished (an unfinished one
+                # that is gone will never finish).
                 copy = carried if whole else self._event_run(run_id, payloads.get(run_id))
                 fetched = copy if copy is not None and copy.terminal else None
             if fetched is not None:
                 merge_sighting(seen, fetched)
-            elif tracked is not None:
-                vanished.append(run_id)
+            elif tracked is not None and result.outcome is Outcome.GONE:
+                if tracked.awaiting_detail:
+                    vanished.append(run_id)  # known failed: counted now, code unspecified
+                else:
+                    self._missing.note(run_id, tracked.cursor_time)  # the next poll looks for it
         # The source's workflow filters hold for hints as for polls.
         seen, active, left_out = self._screen(seen, active)
         counted = self.store.counted_among(name, seen)
@@ -361,11 +542,13 @@ class SourceCollector:
         counted: set[str],
         cursor: Cursor,
         now: datetime,
+        without_detail: Collection[str] = (),
     ) -> CycleChanges:
         name, s = self.settings.name, self.settings
         return decide(
             runs=seen.values(),
             vanished=vanished,
+            without_detail=without_detail,
             active=active,
             counted=counted,
             cursor=cursor,
@@ -411,12 +594,17 @@ class SourceCollector:
         counted: set[str],
         vanished: list[str],
         seen_in_chunks: Collection[str],
+        listed: Mapping[str, Run],
         now: datetime,
     ) -> tuple[int, Exception | None]:
         """Looks up runs one by one: failure details first, then the stalest active runs.
 
         Runs already counted are skipped: their summaries come back in every overlapping read,
-        and must not spend the budget that the ones still waiting need."""
+        and must not spend the budget that the ones still waiting need. The endpoint is a guess
+        until it has answered (`exporter.lookups`): before a run the list does not show is looked
+        up, one the list shows is, so that a 404 can be told from an absent endpoint."""
+        if not self.lookups.usable:
+            return 0, None
         need_detail = [
             (run.id, run.workflow_id)
             for run in seen.values()
@@ -440,21 +628,43 @@ class SourceCollector:
                 if a.awaiting_detail or (a.last_seen or a.created_at) <= unseen_since
             ]
         queue = dict.fromkeys([*need_detail, *((a.id, a.workflow_id) for a in stale)])
-        lookups = 0
-        for run_id, workflow_id in list(queue)[: self.settings.lookup_budget]:
+        probe = LookupRound(self.lookups, listed)
+        budget = self.settings.lookup_budget
+        for run_id, workflow_id in queue:
+            if probe.spent >= budget:
+                break
             if run_id in seen and not seen[run_id].needs_detail:
                 continue
-            lookups += 1
+            is_listed = run_id in listed
             try:
-                fetched = self.provider.get_run(run_id, workflow_id)
+                if not is_listed and not probe.verify(budget, exclude=run_id):
+                    break  # unsupported, or no listed run to tell by within the budget
+                result = probe.look_up(run_id, workflow_id, listed=is_listed)
+                if result.outcome is Outcome.SUSPECT:
+                    # A listed run refused: deleted just now, or the endpoint is wrong. Another
+                    # listed run tells which.
+                    probe.second_opinion(budget, exclude=run_id)
+                    if self.lookups.support is Support.UNSUPPORTED:
+                        break
+                    continue
             except ApiError as exc:
-                return lookups, exc
-            if fetched is None:
-                vanished.append(run_id)
-            else:
-                self._note_missed_change(active.get(run_id), fetched)
-                merge_sighting(seen, fetched)
-        return lookups, None
+                return probe.spent, exc
+            if result.outcome is Outcome.UNSUPPORTED:
+                break
+            if result.outcome is Outcome.FOUND and result.run is not None:
+                self._note_missed_change(active.get(run_id), result.run)
+                merge_sighting(seen, result.run)
+            elif result.outcome is Outcome.GONE:
+                tracked = active.get(run_id)
+                if tracked is not None and tracked.awaiting_detail:
+                    vanished.append(run_id)  # known failed: counted now, code unspecified
+                elif tracked is not None:
+                    # Looked for in the list before it is given up: the next scan reads down
+                    # to where it stood.
+                    self._missing.note(run_id, tracked.cursor_time)
+        for run in probe.found.values():
+            merge_sighting(seen, run)
+        return probe.spent, None
 
     def _check_nested(self, seen: Mapping[str, Run], changes: CycleChanges) -> None:
         """Nested runs count from the top-level list only (README: Steps). A run counted now

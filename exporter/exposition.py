@@ -9,16 +9,16 @@ A collector can go further and yield a `TextFamily`: its sample lines come alrea
 `series_line`), so a scrape of the classic text format creates no `Sample` objects at all; its
 `samples` are built only when something else reads them (OpenMetrics, `get_sample_value`).
 
-Which format and coding a scrape gets is client_python's choice (`choose_encoder`), except where
-it misreads the request: see `encoder_for` and `gzip_wanted`.
+Which format and coding a scrape gets: `encoder_for` and `gzip_wanted`. client_python's
+`choose_encoder` would echo the version a client asks for in the content type, whatever it wrote,
+and its `gzip_accepted` reads no quality.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import lru_cache, partial
+from functools import lru_cache
 
-from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
@@ -132,18 +132,26 @@ def generate_text(registry: Collector) -> bytes:
     return "".join(output).encode("utf-8", "replace")
 
 
+# The two formats written, each named by the version actually written: a client asking for
+# another version (OpenMetrics 2.0.0, the text format 1.0.0) gets one of these, labelled as it is.
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+CLASSIC_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
 def encoder_for(accept: str) -> tuple[Callable[[Collector], bytes], str]:
-    """client_python's encoder and content type for an `Accept` header, with the fast writer
-    standing in wherever client_python would write the classic text format with its default
-    escaping (the only one the fast writer knows)."""
-    encoder, content_type = choose_encoder(accept)
-    classic = encoder is generate_latest or (
-        isinstance(encoder, partial)
-        and encoder.func is generate_latest
-        and not encoder.args
-        and encoder.keywords == {"escaping": _ESCAPING}
-    )
-    return (generate_text if classic else encoder), content_type
+    """The writer and content type for an `Accept` header: OpenMetrics 1.0.0 where the client
+    accepts `application/openmetrics-text` (in whatever version it names) at least as much as
+    `text/plain`, the classic text format 0.0.4 (the fast writer) otherwise."""
+    qualities = {"application/openmetrics-text": 0.0, "text/plain": 0.0}
+    for entry in accept.split(","):
+        media_type, *params = (part.strip() for part in entry.split(";"))
+        media_type = media_type.lower()
+        if media_type in qualities:
+            qualities[media_type] = max(qualities[media_type], _quality(params))
+    openmetrics_q = qualities["application/openmetrics-text"]
+    if openmetrics_q > 0 and openmetrics_q >= qualities["text/plain"]:
+        return openmetrics.generate_latest, OPENMETRICS_CONTENT_TYPE
+    return generate_text, CLASSIC_CONTENT_TYPE
 
 
 def gzip_wanted(accept_encoding: str) -> bool:

@@ -56,6 +56,31 @@ def deepen_floor(
     return best
 
 
+def follow_floor(
+    floor: datetime,
+    active_times: list[datetime],
+    *,
+    density: float | None,
+    page_size: int,
+    window_start: datetime,
+    max_extra_pages: int = 20,
+) -> datetime:
+    """How deep to read when active runs cannot be looked up (the source's single-run endpoint is
+    absent): down to the oldest active run within `window_start`, but no more than about
+    `max_extra_pages` pages below the floor by the density seen lately. Runs further down are
+    left to the audit walk, so a long-waiting run costs a late count, never a page storm."""
+    below = [t for t in active_times if window_start <= t < floor]
+    if not below:
+        return floor
+    target = min(below)
+    if density is None:
+        return target
+    reachable = (floor - target).total_seconds() * density / page_size
+    if reachable <= max_extra_pages:
+        return target
+    return floor - (floor - target) * (max_extra_pages / reachable)
+
+
 def list_density(in_window: int, floor: datetime, newest: datetime | None) -> float | None:
     """Runs per second of list time between the floor and the newest run of a complete scan."""
     if newest is None:

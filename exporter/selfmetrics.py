@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -25,8 +26,12 @@ SCAN_INCONSISTENCIES = (
     "runs_count_mismatch",
     "change_without_update",
     "order_contradicts_setting",
+    "clock_ahead",
 )
-SOURCE_FACTS = ("list_order", "first_page", "page_size", "timestamps")
+SOURCE_FACTS = ("list_order", "first_page", "page_size", "timestamps", "lookups")
+# Why the audit walk counted a run the fast incremental scan had missed (see exporter.audit).
+FOUND_LATE_REASONS = ("below_floor", "missed_by_scan", "active_untracked")
+AUDIT_RESULTS = ("completed", "aborted")
 
 
 class SelfMetrics:
@@ -120,6 +125,32 @@ class SelfMetrics:
             ["source", "reason"],
             registry=registry,
         )
+        self.runs_found_late = Counter(
+            "workflow_exporter_runs_found_late",
+            "Runs the periodic audit walk found that the fast incremental scan had missed, "
+            "counted then; 0 in a world where every guess about the API holds.",
+            ["source", "reason"],
+            registry=registry,
+        )
+        self.details_unavailable = Counter(
+            "workflow_exporter_failure_details_unavailable",
+            "Failed runs counted with code `unspecified` because their failure detail could not "
+            "be had (the single-run endpoint is absent or the run was gone).",
+            ["source"],
+            registry=registry,
+        )
+        self.audits = Counter(
+            "workflow_exporter_audits",
+            "Audit walks that read the whole list down to the retention window, by result.",
+            ["source", "result"],
+            registry=registry,
+        )
+        self.audit_last_completed = Gauge(
+            "workflow_exporter_audit_last_completed_timestamp_seconds",
+            "When the source's last audit walk completed (Unix seconds).",
+            ["source"],
+            registry=registry,
+        )
         self.source_info = Gauge(
             "workflow_exporter_source_info",
             "What the source's API turned out to do where its docs are silent; always 1.",
@@ -165,6 +196,10 @@ class SelfMetrics:
             self.runs_vanished,
             self.scan_inconsistencies,
             self.source_info,
+            self.runs_found_late,
+            self.details_unavailable,
+            self.audits,
+            self.audit_last_completed,
         ):
             names = metric._labelnames  # the public API offers no listing of children
             children: set[tuple[str, ...]] = set()
@@ -203,7 +238,16 @@ class SourceInstruments:
         metrics.runs_vanished.labels(source)
         for reason in SCAN_INCONSISTENCIES:
             metrics.scan_inconsistencies.labels(source, reason)
+        for reason in FOUND_LATE_REASONS:
+            metrics.runs_found_late.labels(source, reason)
+        metrics.details_unavailable.labels(source)
+        for result in AUDIT_RESULTS:
+            metrics.audits.labels(source, result)
         self._facts: tuple[str, ...] | None = None
+        # Requests made so far and when the API last asked to slow down: what the audit walk
+        # spends and when it steps aside (read in the source's own thread).
+        self.requests_made = 0
+        self.rate_limited_at: float | None = None
 
     # ApiObserver
     def request(self, endpoint: str, code: str, seconds: float) -> None:
@@ -211,10 +255,13 @@ class SourceInstruments:
             self.first_request = (endpoint, code, seconds)
         if self.first_key_answer is None and (code.startswith("2") or code in ("401", "403")):
             self.first_key_answer = (endpoint, code, seconds)
+        self.requests_made += 1
         self._m.api_requests.labels(self.source, endpoint, code).inc()
         self._m.api_duration.labels(self.source, endpoint).observe(seconds)
 
     def retry(self, reason: str) -> None:
+        if reason == "rate_limited":
+            self.rate_limited_at = time.monotonic()
         self._m.api_retries.labels(self.source, reason).inc()
 
     def response_headers(self, endpoint: str, headers: Mapping[str, str]) -> None:
@@ -256,6 +303,17 @@ class SourceInstruments:
 
     def ingested(self, count: int) -> None:
         self._m.runs_ingested.labels(self.source).inc(count)
+
+    def found_late(self, reason: str, count: int) -> None:
+        self._m.runs_found_late.labels(self.source, reason).inc(count)
+
+    def details_unavailable(self, count: int) -> None:
+        self._m.details_unavailable.labels(self.source).inc(count)
+
+    def audit(self, result: str, at: float) -> None:
+        self._m.audits.labels(self.source, result).inc()
+        if result == "completed":
+            self._m.audit_last_completed.labels(self.source).set(at)
 
     def vanished(self, count: int) -> None:
         self._m.runs_vanished.labels(self.source).inc(count)

@@ -93,7 +93,7 @@ def test_a_request_dripped_a_byte_at_a_time_is_cut_off(exporter: Exporter) -> No
 
 def test_silent_sockets_take_no_worker_and_scrapes_go_on(exporter: Exporter) -> None:
     with serving(exporter, ServerLimits(read_timeout=10.0, workers=2)) as server:
-        assert server._httpd.request_queue_size >= 128
+        assert server._loop.request_queue_size >= 128
         silent = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(200)]
         try:
             started = time.monotonic()

@@ -516,6 +516,8 @@ def test_each_simulator_declares_the_variants_its_provider_might_answer_with() -
                 "oldest_first_capped",
                 "nested_listed",
                 "nested_unlisted",
+                "lookups_absent",
+                "clock_ahead",
                 "totals_low",
                 "totals_negative",
                 "totals_absurd",
@@ -530,6 +532,9 @@ def test_each_simulator_declares_the_variants_its_provider_might_answer_with() -
                 "no_offset",
                 "no_started_at",
                 "oldest_first_capped",
+                "lookups_absent",
+                "lookups_refused",
+                "clock_ahead",
                 "totals_low",
                 "totals_negative",
                 "totals_absurd",
@@ -545,13 +550,24 @@ def test_each_simulator_declares_the_variants_its_provider_might_answer_with() -
                 "date_only",
                 "no_offset",
                 "oldest_first_capped",
+                "lookups_absent",
+                "clock_ahead",
                 "totals_low",
                 "totals_negative",
                 "totals_absurd",
                 "huge_numbers",
             ]
         ),
-        "extend": ["cursor_cycle", "no_offset", "stale_updated_at"],
+        "extend": sorted(
+            [
+                "no_offset",
+                "stale_updated_at",
+                "lookups_absent",
+                "lookups_refused",
+                "clock_ahead",
+                "cursor_cycle",
+            ]
+        ),
     }
     combined = SIMULATORS["plextera"].variants["oldest_first_capped"]
     assert combined == ApiVariant(order="oldest_first", page_cap=25, first_page=0)

@@ -96,6 +96,14 @@ class SourceSettings(BaseModel):
     # An active run no list has shown for this long is looked up by id: a change that did not
     # move it up its list (Extend's `updatedAt` is not promised to move) is caught this late.
     recheck_after: Duration = timedelta(minutes=10)
+    # A list timestamp further than this ahead of the exporter's clock is a clock that
+    # disagrees: the run is counted, but never moves the watermark (nor so the scan floor).
+    clock_skew_tolerance: Duration = timedelta(minutes=1)
+    # The audit walk: every `audit_interval` the source re-reads its whole list down to what it
+    # still promises to count (the retention window), at most `audit_requests_per_cycle` requests
+    # a cycle, and counts what the fast incremental scan missed. 0 turns it off.
+    audit_interval: Duration = timedelta(hours=1)
+    audit_requests_per_cycle: int = Field(default=20, ge=1, le=10_000)
     # Plain http:// sends the key in clear text: allowed to loopback only, unless set.
     allow_insecure: bool = False
     status_map: dict[str, RunStatus] = Field(default_factory=dict)

@@ -38,6 +38,7 @@ EVERY_ORIGIN = (*DEFAULT_ORIGINS, "TEST")
 
 class CortexSimulator(SimulatorServer):
     provider: ClassVar[str] = "cortex"
+    run_endpoint: ClassVar[str] = "/apps/{app}/workflows/{id}/runs/{run}"
     documented_rate_limit: ClassVar[tuple[int, float] | None] = (500, 60.0)
     app_id: ClassVar[str] = "app-sim"
     vocabulary = Vocabulary(
@@ -77,6 +78,9 @@ class CortexSimulator(SimulatorServer):
     )
     page_zero_default: ClassVar[PageZero] = "as_first"
     variants: ClassVar[Mapping[str, ApiVariant]] = {
+        # Where the docs name no single-run path, or none at all, and a node dated ahead.
+        "lookups_absent": ApiVariant(lookups="absent"),
+        "clock_ahead": ApiVariant(clock_ahead=True),
         "oldest_first": ApiVariant(order="oldest_first"),
         "first_page_0": ApiVariant(first_page=0),
         "page_zero_empty": ApiVariant(page_zero="empty"),

@@ -28,6 +28,7 @@ API_VERSION = "2026-02-09"
 
 class ExtendSimulator(SimulatorServer):
     provider: ClassVar[str] = "extend"
+    run_endpoint: ClassVar[str] = "/workflow_runs/{id}"
     cursor_field: ClassVar[str] = "updatedAt"
     documented_rate_limit: ClassVar[tuple[int, float] | None] = (10, 1.0)
     vocabulary = Vocabulary(
@@ -67,6 +68,10 @@ class ExtendSimulator(SimulatorServer):
         },
     )
     variants: ClassVar[Mapping[str, ApiVariant]] = {
+        # Where the docs name no single-run path, or none at all, and a node dated ahead.
+        "lookups_absent": ApiVariant(lookups="absent"),
+        "lookups_refused": ApiVariant(lookups="refused"),
+        "clock_ahead": ApiVariant(clock_ahead=True),
         "no_offset": ApiVariant(timestamps="no_offset"),
         "stale_updated_at": ApiVariant(stale_updated_at=True),
         # The docs say to stop when nextPageToken is absent; nothing promises it ever is.

@@ -26,6 +26,7 @@ Row = TypeVar("Row", SimRun, SimWorkflow)
 
 class NoxusSimulator(SimulatorServer):
     provider: ClassVar[str] = "noxus"
+    run_endpoint: ClassVar[str] = "/v1/runs/{id}"
     vocabulary = Vocabulary(
         queued="queued",
         running="running",
@@ -44,6 +45,10 @@ class NoxusSimulator(SimulatorServer):
         },
     )
     variants: ClassVar[Mapping[str, ApiVariant]] = {
+        # Where the docs name no single-run path, or none at all, and a node dated ahead.
+        "lookups_absent": ApiVariant(lookups="absent"),
+        "lookups_refused": ApiVariant(lookups="refused"),
+        "clock_ahead": ApiVariant(clock_ahead=True),
         "oldest_first": ApiVariant(order="oldest_first"),
         "first_page_0": ApiVariant(first_page=0),
         "page_cap": ApiVariant(page_cap=CAPPED),

@@ -27,6 +27,7 @@ CAPPED = 25  # a silent cap well below the 100 a client may ask for
 
 class PlexteraSimulator(SimulatorServer):
     provider: ClassVar[str] = "plextera"
+    run_endpoint: ClassVar[str] = "/workflow-runs/{id}"
     cursor_field: ClassVar[str] = "createdAt"
     path_prefix: ClassVar[str] = "/api/public/v1"
     vocabulary = Vocabulary(
@@ -61,6 +62,9 @@ class PlexteraSimulator(SimulatorServer):
         },
     )
     variants: ClassVar[Mapping[str, ApiVariant]] = {
+        # Where the docs name no single-run path, or none at all, and a node dated ahead.
+        "lookups_absent": ApiVariant(lookups="absent"),
+        "clock_ahead": ApiVariant(clock_ahead=True),
         "oldest_first": ApiVariant(order="oldest_first"),
         "first_page_0": ApiVariant(first_page=0),
         "page_zero_empty": ApiVariant(page_zero="empty"),

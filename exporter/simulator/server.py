@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from exporter.model import RunStatus
+from exporter.simulator.distrust import dated_ahead, listed_time
 from exporter.simulator.webhooks import WebhookFaults, WebhookSender
 from exporter.simulator.world import SimRun, Vocabulary, World
 
@@ -71,6 +72,11 @@ class ApiVariant:
     # Numeric fields hold absurd values (10^400, negatives, NaN and Infinity as numbers and as
     # strings), spread over the runs by `absurd_number`, and the page numbers too.
     huge_numbers: bool = False
+    # How the single-run endpoint answers where a client guesses its path: `absent` 404s every
+    # id (the real one lives elsewhere or nowhere), `refused` answers 405.
+    lookups: Literal["served", "absent", "refused"] = "served"
+    # One run in twenty is dated an hour ahead (a platform node whose clock runs fast).
+    clock_ahead: bool = False
 
 
 def reported_totals(variant: ApiVariant, items: int, pages: int) -> tuple[int, int]:
@@ -203,6 +209,8 @@ class SimulatorServer:
     unknown_status_value: ClassVar[str] = "MYSTERY_STATE"
     # The timestamp a client pages by: the field a "missing field" fault removes.
     cursor_field: ClassVar[str] = "created_at"
+    # What `endpoint_of` calls a single-run request (the `lookups` variant answers those).
+    run_endpoint: ClassVar[str] = ""
     # (requests, per seconds) the API documents, enforced with 429 unless disabled.
     documented_rate_limit: ClassVar[tuple[int, float] | None] = None
 
@@ -368,6 +376,9 @@ class SimulatorServer:
         ascending = self.world.sorted_ascending("created")[0]
         if self.world.nested_hidden:
             ascending = [run for run in ascending if not run.hidden]
+        if self.variant.clock_ahead:
+            # Sorted by the time the API shows, as a real list would: the fast node's runs first.
+            ascending = sorted(ascending, key=listed_time)
         return ascending if self.variant.order == "oldest_first" else ascending[::-1]
 
     def page_window(self, page: int, size: int) -> PageWindow | None:
@@ -490,6 +501,8 @@ class SimulatorServer:
             # counted in `injected` is always one the client saw.
             response = fault_response(fault, response)
         response = self.finalize(request, response)
+        if response.status == 200 and self.variant.clock_ahead:
+            response.body = dated_ahead(response.body)
         if response.status == 200 and self.is_list(request):
             # A real answer of the runs list, for tests that decode recorded pages.
             self.last_runs_page = (response.body, dict(response.headers))
@@ -513,6 +526,10 @@ class SimulatorServer:
         problem = self.check_request(request)
         if problem is not None:
             return problem
+        if self.variant.lookups != "served" and self.endpoint_of(request) == self.run_endpoint:
+            if self.variant.lookups == "refused":
+                return self.error(405, "METHOD_NOT_ALLOWED", "Method Not Allowed")
+            return self.error(404, "NOT_FOUND", "Not Found")
         is_list = self.is_list(request)
         if is_list:
             self._shift_pages()

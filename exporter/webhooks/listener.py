@@ -1,123 +1,73 @@
 """`POST /webhooks/<source>` on its own listener (`--webhook.listen-address`), so /metrics can
 stay internal while the platforms reach this one.
 
-It runs on the metrics server's hardened loop (read deadlines, bounded workers and
-connections), with its own handler: a request's body is read only once the source is known and
-its declared length is within bounds; nothing else is served.
+It runs on the same loop as /metrics (read deadlines, bounded workers and connections, strict
+framing: see exporter.httploop and exporter.httpframing), with its own answers: a request's body
+is read only once the source is known and its declared length is within bounds; nothing else is
+served.
 """
 
 from __future__ import annotations
 
 from urllib.parse import unquote
 
-from prometheus_client import CollectorRegistry
-
+from exporter.httpframing import BodySource, Request, Response, text_response
+from exporter.httploop import ConnectionLoop, Listener, ServerLimits, parse_listen_address
 from exporter.logs import get_logger
-from exporter.server import (
-    Listener,
-    ServerHooks,
-    ServerLimits,
-    _Handler,
-    _Server,
-    parse_listen_address,
-)
 from exporter.webconfig import WebConfig, ssl_context
 from exporter.webhooks.service import WebhookService
 
 log = get_logger("exporter.webhooks")
 
 PREFIX = "/webhooks/"
-_TEXT = {"Content-Type": "text/plain; charset=utf-8"}
 _REASONS = {
-    200: b"ok\n",
-    202: b"accepted\n",
-    400: b"bad request\n",
-    401: b"unauthorized\n",
-    404: b"not found\n",
-    405: b"method not allowed\n",
-    411: b"length required\n",
-    413: b"payload too large\n",
-    429: b"too many requests\n",
-    500: b"internal error; see the log\n",
+    200: "ok",
+    202: "accepted",
+    400: "bad request",
+    401: "unauthorized",
+    404: "not found",
+    405: "method not allowed",
+    411: "length required",
+    413: "payload too large",
+    429: "too many requests",
+    500: "internal error; see the log",
 }
 
 
-class _WebhookHandler(_Handler):
-    server: _WebhookServer
+class WebhookEndpoints:
+    """The answers of the webhook listener."""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        # A body it may carry is not read: the connection ends rather than read it as a request.
-        self.close_connection = True
-        self._answer(405, {"Allow": "POST"})
+    def __init__(self, service: WebhookService) -> None:
+        self._service = service
 
-    # Not http.server's 501 page (it names the method back): the same 405 as GET.
-    do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET  # noqa: N815
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        # Until the body has been read whole, what follows must not be taken for a request.
-        keep_alive = not self.close_connection
-        self.close_connection = True
-        path = self.path.split("?", 1)[0]
-        service = self.server.service
+    def answer(self, request: Request, body: BodySource) -> Response:
+        if request.method != "POST":
+            return _answer(405, {"Allow": "POST"})
+        service = self._service
+        path = request.path
         source = unquote(path[len(PREFIX) :]) if path.startswith(PREFIX) else ""
         if not source or "/" in source or not service.accepts(source):
-            self._answer(404)
-            return
-        # One plain decimal Content-Length and no Transfer-Encoding, or refused: a proxy in front
-        # that framed the request another way (`+5`, `5_0` and two lengths are read by int() or
-        # by one of them) would see a different request end than this one.
-        if self.headers.get_all("Transfer-Encoding"):
-            self._answer(411)
-            return
-        lengths = self.headers.get_all("Content-Length") or []
-        if not lengths:
-            self._answer(411)
-            return
-        if len(lengths) > 1 or not (lengths[0].isascii() and lengths[0].isdigit()):
-            self._answer(400)
-            return
-        length = int(lengths[0])
-        if length > service.settings.max_body_bytes:
-            answer = service.oversized(source)
-            self._answer(answer.status, dict(answer.headers))
-            return
-        body = self.rfile.read(length)  # bounded by the request's read deadline
-        if len(body) < length:
-            return
-        headers = {key.lower(): value for key, value in self.headers.items()}
+            return _answer(404)
+        # A length declared up front, so the bound is checked before a byte of the body is
+        # read. The framing itself (one plain decimal Content-Length, never beside a
+        # Transfer-Encoding) was checked as the request was read.
+        if request.chunked or request.content_length is None:
+            return _answer(411)
+        if request.content_length > service.settings.max_body_bytes:
+            refused = service.oversized(source)
+            return _answer(refused.status, dict(refused.headers))
+        data = body.read_body(request.content_length)  # bounded by the request's read deadline
         try:
-            answer = service.receive(source, headers, body)
+            answer = service.receive(source, request.headers, data)
         except Exception:
             # A bug says so (log, 500: the platform retries) instead of hanging up unanswered.
             log.exception("webhook request failed", source=source)
-            self._answer(500)
-            return
-        self.close_connection = not keep_alive
-        self._answer(answer.status, dict(answer.headers))
-
-    def _answer(self, status: int, headers: dict[str, str] | None = None) -> None:
-        self._send(status, _REASONS.get(status, b"\n"), {**_TEXT, **(headers or {})})
+            return _answer(500)
+        return _answer(answer.status, dict(answer.headers))
 
 
-class _WebhookServer(_Server):
-    def __init__(
-        self,
-        address: tuple[str, int],
-        service: WebhookService,
-        web_config: WebConfig | None,
-        limits: ServerLimits | None,
-    ) -> None:
-        self.service = service
-        tls = web_config.tls_server_config if web_config else None
-        # The loop's hooks serve /metrics on the other listener; here they stand empty.
-        hooks = ServerHooks(registry=CollectorRegistry(), ready=lambda: True, sources=list)
-        super().__init__(
-            address,
-            hooks,
-            ssl_context=ssl_context(tls) if tls else None,
-            limits=limits,
-            handler=_WebhookHandler,
-        )
+def _answer(status: int, headers: dict[str, str] | None = None) -> Response:
+    return text_response(status, _REASONS.get(status, ""), headers)
 
 
 class WebhookListener(Listener):
@@ -128,6 +78,11 @@ class WebhookListener(Listener):
         web_config: WebConfig | None = None,
         limits: ServerLimits | None = None,
     ) -> None:
-        httpd = _WebhookServer(parse_listen_address(listen_address), service, web_config, limits)
-        tls = web_config is not None and web_config.tls_server_config is not None
-        super().__init__(httpd, tls=tls, thread_name="webhooks")
+        tls = web_config.tls_server_config if web_config else None
+        loop = ConnectionLoop(
+            parse_listen_address(listen_address),
+            WebhookEndpoints(service),
+            ssl_context=ssl_context(tls) if tls else None,
+            limits=limits,
+        )
+        super().__init__(loop, tls=tls is not None, thread_name="webhooks")
