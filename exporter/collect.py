@@ -213,6 +213,7 @@ class SourceCollector:
         without_detail = self._without_details(seen, active, counted)
         if scan_complete:
             vanished.extend(self._missing.given_up(floor, read, active, chunks.active_ids))
+            self._unlisted_without_lookups(floor, read, active, chunks.active_ids)
         changes = self._decide(seen, vanished, active, counted, cursor, now, without_detail)
         changes.active_removals |= left_out
         new_cursor = (
@@ -275,6 +276,26 @@ class SourceCollector:
                 window_start=now - self.settings.rescan_window,
             )
         return self._missing.search_floor(floor, max(cursor.baseline, cursor.horizon), active)
+
+    def _unlisted_without_lookups(
+        self,
+        floor: datetime,
+        read: Mapping[str, Run],
+        active: Mapping[str, ActiveRun],
+        seen_in_chunks: Collection[str],
+    ) -> None:
+        """With no endpoint to ask, the list is the only witness: an active run whose place a
+        complete scan read without showing it is looked for once more, then given up."""
+        if self.lookups.support is not Support.UNSUPPORTED:
+            return
+        for run in active.values():
+            if (
+                run.cursor_time >= floor
+                and run.id not in read
+                and run.id not in seen_in_chunks
+                and not run.awaiting_detail
+            ):
+                self._missing.note(run.id, run.cursor_time)
 
     def _without_details(
         self, seen: dict[str, Run], active: Mapping[str, ActiveRun], counted: set[str]

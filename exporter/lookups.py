@@ -211,7 +211,7 @@ class MissingRuns:
         self._bottom: datetime | None = None
 
     def note(self, run_id: str, position: datetime) -> None:
-        self._positions[run_id] = position
+        self._positions.setdefault(run_id, position)
 
     def search_floor(self, floor: datetime, lowest: datetime, active: Collection[str]) -> datetime:
         """The scan floor, lowered to reach the missing runs (not below `lowest`)."""

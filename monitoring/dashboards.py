@@ -702,6 +702,39 @@ def exporter_health() -> Any:
             width=8,
         )
     )
+    grid.add(
+        _timeseries(
+            "Runs found late by the audit walk",
+            "sum by (source, reason) "
+            "(increase(workflow_exporter_runs_found_late_total"
+            f"{{{s}}}[$__rate_interval]))",
+            "{{source}} {{reason}}",
+            "Runs the periodic audit walk counted that the incremental scan had missed: 0 "
+            "where every guess about the API holds; anything else means one does not.",
+            width=8,
+        )
+    )
+    grid.add(
+        _timeseries(
+            "Scan inconsistencies",
+            "sum by (source, reason) "
+            "(increase(workflow_exporter_scan_inconsistencies_total"
+            f"{{{s}}}[$__rate_interval]))",
+            "{{source}} {{reason}}",
+            "Answers of the API that do not add up (totals, repeated pages, clocks ahead).",
+            width=8,
+        )
+    )
+    grid.add(
+        _timeseries(
+            "Active runs given up",
+            "sum by (source) "
+            f"(increase(workflow_exporter_runs_vanished_total{{{s}}}[$__rate_interval]))",
+            "{{source}}",
+            "Active runs the API no longer knows and no list shows: not counted.",
+            width=8,
+        )
+    )
     # The alerting agent's metrics carry no source: they are per exporter instance.
     grid.row("Per-run alerts (alerting agent)")
     grid.add(

@@ -297,6 +297,9 @@ def _exporter_alerts(t: Thresholds) -> list[dict[str, Any]]:
     failing = _series(t, "workflow_exporter_api_requests_total", f'code=~"{error_codes}"')
     invalid = _series(t, "workflow_exporter_invalid_records_total")
     inconsistent = _series(t, "workflow_exporter_scan_inconsistencies_total")
+    late = _series(t, "workflow_exporter_runs_found_late_total")
+    vanished = _series(t, "workflow_exporter_runs_vanished_total")
+    lw, vw = t.get("runs_found_late", "window"), t.get("runs_vanishing", "window")
     undelivered = _series(t, "workflow_exporter_alerts_failed_total")
     target = _series(t, "up")
     hooks = _series(t, "workflow_exporter_webhooks_received_total", 'result="accepted"')
@@ -369,6 +372,26 @@ def _exporter_alerts(t: Thresholds) -> list[dict[str, Any]]:
             f"Scans of {src} found {{{{ $labels.reason }}}}"
             f' {{{{ $value | printf "%.0f" }}}} times in the last {sw}; its counts may be off.'
             " The exporter's warning log names the numbers.",
+        ),
+        _alert(
+            t,
+            "WorkflowExporterRunsFoundLate",
+            "runs_found_late",
+            f"sum by (source, reason) (increase({late}[{lw}])) > 0",
+            "The audit walk found runs the scans of source {{ $labels.source }} had missed",
+            f'The audit walk of {src} counted {{{{ $value | printf "%.0f" }}}} runs late'
+            f" ({{{{ $labels.reason }}}}) in the last {lw}: the incremental scan had missed"
+            " them, so a guess about the API is wrong. `check` and the warning log say which.",
+        ),
+        _alert(
+            t,
+            "WorkflowExporterRunsVanishing",
+            "runs_vanishing",
+            f"sum by (source) (increase({vanished}[{vw}]))"
+            f" >= {t.get('runs_vanishing', 'min_runs')}",
+            "Active runs of source {{ $labels.source }} vanish from the API",
+            f'{{{{ $value | printf "%.0f" }}}} active runs of {src} were given up in the last'
+            f" {vw}: the API no longer knows them and no list shows them; they are not counted.",
         ),
         _alert(
             t,

@@ -159,9 +159,12 @@ def test_without_a_single_run_endpoint_active_runs_are_followed_through_the_list
         [source_for(sim, "noxus", page_size=5, audit_interval="15m")], clock=clock
     )
     source = "noxus-test"
-    for _ in range(10):
+    for cycle in range(10):
         _collect(exporter)
         sim.world.advance(120)
+        if cycle in (3, 6):
+            with sim.world.lock:
+                assert sim.world.delete_active() is not None  # no endpoint can say it is gone
     for _ in range(10):  # a quiet spell: what is still open finishes or is found by the audit
         clock.extra += timedelta(minutes=2)
         _collect(exporter)
