@@ -120,7 +120,8 @@ class SelfMetrics:
         self.scan_inconsistencies = Counter(
             "workflow_exporter_scan_inconsistencies",
             "Scans whose answers did not add up (fewer runs than the API's own total, a page "
-            "repeated, a change its cursor missed): counts may be off until the cause is fixed.",
+            "repeated, a change its cursor missed, a total not to be believed, a cursor going "
+            "round): counts may be off until the cause is fixed.",
             ["source", "reason"],
             registry=registry,
         )

@@ -231,3 +231,140 @@ def test_an_out_of_range_timestamp_is_an_invalid_record_not_a_crash(
     assert len(events.invalid) == 1
     assert "out of range" in events.invalid[0][1]
     assert len(runs) == len(body) - 1
+
+
+# Numbers no API should send, as numbers and as strings: each must lose its field, never its run.
+ABSURD_NUMBERS = (
+    10**400,
+    -(10**400),
+    -1,
+    -7.5,
+    1e308,
+    float("nan"),
+    float("inf"),
+    float("-inf"),
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "1e400",
+)
+# Every numeric field of each provider's runs (a path into the item; `*` is every key there); a
+# provider not named here (a plugin's) declares none.
+NUMERIC_FIELDS: dict[str, list[tuple[str, ...]]] = {
+    "plextera": [
+        ("progress", "stepsCompleted"),
+        ("progress", "stepsTotal"),
+        ("durationMs",),
+        ("computedDurationMs",),
+    ],
+    "noxus": [("progress",)],
+    "cortex": [("started_at",), ("ended_at",), ("output", "*", "start"), ("output", "*", "end")],
+    "extend": [],  # its runs carry no number the exporter reads
+}
+# Page numbers and totals, in the body (a path) or, for Cortex, in the headers (a name).
+PAGE_NUMBERS: dict[str, list[tuple[str, ...]]] = {
+    "plextera": [("pageInfo", "page"), ("pageInfo", "totalItems"), ("pageInfo", "totalPages")],
+    "noxus": [("page",), ("total",), ("pages",)],
+    "cortex": [("pagination-page",), ("pagination-count",)],
+    "extend": [],
+}
+NUMBERED = [p for p in PROVIDERS if NUMERIC_FIELDS.get(p)]
+
+
+def _set(target: Any, path: tuple[str, ...], value: Any) -> None:
+    *parents, last = path
+    for key in parents:
+        if key == "*":
+            for child in target.values() if isinstance(target, dict) else ():
+                _set(child, (last,), value)
+            return
+        target = target.get(key) if isinstance(target, dict) else None
+        if target is None:
+            return
+    if isinstance(target, dict):
+        target[last] = value
+
+
+def _decode_like_the_client(page: Captured, body: Any, headers: Any) -> tuple[list[Run], Any]:
+    """The page read as the HTTP client reads it: typed from the bytes where that works, else as
+    plain JSON, then `decode_page`."""
+    events = RecordingEvents()
+    instance = page.provider_instance(events)
+    raw = json.dumps(body).encode()
+    try:
+        decoded = instance.fast_decode(raw)
+    except ValueError:
+        decoded = json.loads(raw)
+    return list(instance.decode_page(decoded, headers).items), events
+
+
+@pytest.mark.parametrize("provider", NUMBERED)
+@FUZZ
+@given(data=st.data())
+def test_absurd_numbers_lose_their_field_never_their_run(
+    provider: str, data: st.DataObject, captured: dict[str, Captured]
+) -> None:
+    page = captured[provider]
+    body = copy.deepcopy(page.body)
+    items = page.list_items(body)
+    assert items
+    changes = data.draw(
+        st.lists(
+            st.tuples(
+                st.integers(min_value=0, max_value=len(items) - 1),
+                st.sampled_from(NUMERIC_FIELDS[provider]),
+                st.sampled_from(ABSURD_NUMBERS),
+            ),
+            min_size=1,
+            max_size=8,
+        ),
+        label="changes",
+    )
+    for index, path, value in changes:
+        _set(items[index], path, value)
+
+    runs, events = _decode_like_the_client(page, body, page.headers)
+
+    assert len(runs) == len(items), events.invalid  # every run kept
+    assert all(reason == "field" for reason, _ in events.invalid), events.invalid
+    for run in runs:
+        assert run.progress is None or 0 <= run.progress <= 1
+        assert run.duration_seconds is None or 0 <= run.duration_seconds < 10**9
+    # Each absurd value is said (a step's start or end is read from finished runs only).
+    said = [path for _, path, _ in changes if "*" not in path or _ended(items, changes)]
+    if said:
+        assert events.invalid, changes
+
+
+def _ended(items: list[dict[str, Any]], changes: list[tuple[int, tuple[str, ...], Any]]) -> bool:
+    """Whether a step's time was changed on a run whose steps are read (Cortex: finished)."""
+    return any(
+        "*" in path
+        and items[index].get("status") in ("COMPLETED", "FAILED", "CANCELLED", "SKIPPED")
+        for index, path, _ in changes
+    )
+
+
+@pytest.mark.parametrize("provider", NUMBERED)
+@pytest.mark.parametrize("value", ABSURD_NUMBERS, ids=repr)
+def test_absurd_page_numbers_and_totals_are_dropped_and_counted_never_the_page(
+    provider: str, value: Any, captured: dict[str, Captured]
+) -> None:
+    page = captured[provider]
+    for path in PAGE_NUMBERS[provider]:
+        body = copy.deepcopy(page.body)
+        headers = dict(page.headers)
+        if provider == "cortex":
+            headers[path[0]] = str(value)
+        else:
+            _set(body, path, value)
+
+        runs, events = _decode_like_the_client(page, body, headers)
+
+        assert len(runs) == len(page.items)
+        if isinstance(value, int) and abs(value) < 2**63:
+            # A whole number in range goes to the walk, which judges its sign and its reach.
+            assert not events.invalid
+        else:
+            assert [reason for reason, _ in events.invalid] == ["field"], (path, events.invalid)
+            assert path[-1] in events.invalid[0][1]

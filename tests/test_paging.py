@@ -87,7 +87,9 @@ def _walker(
         events,
         key="runs",
         page_size=page_size,
-        max_pages=1000,
+        # Enough pages to reach 5000 items at the smallest size served (4): totals beyond what
+        # max_pages can reach are not believed.
+        max_pages=2000,
         time_of=lambda item: item.at,
     )
     return walker, events

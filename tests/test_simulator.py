@@ -519,6 +519,10 @@ def test_each_simulator_declares_the_variants_its_provider_might_answer_with() -
                 "control_char_ids",
                 "lookups_absent",
                 "clock_ahead",
+                "totals_low",
+                "totals_negative",
+                "totals_absurd",
+                "huge_numbers",
             ]
         ),
         "noxus": sorted(
@@ -533,6 +537,10 @@ def test_each_simulator_declares_the_variants_its_provider_might_answer_with() -
                 "lookups_absent",
                 "lookups_refused",
                 "clock_ahead",
+                "totals_low",
+                "totals_negative",
+                "totals_absurd",
+                "huge_numbers",
             ]
         ),
         "cortex": sorted(
@@ -548,6 +556,10 @@ def test_each_simulator_declares_the_variants_its_provider_might_answer_with() -
                 "control_char_ids",
                 "lookups_absent",
                 "clock_ahead",
+                "totals_low",
+                "totals_negative",
+                "totals_absurd",
+                "huge_numbers",
             ]
         ),
         "extend": sorted(
@@ -558,6 +570,7 @@ def test_each_simulator_declares_the_variants_its_provider_might_answer_with() -
                 "lookups_absent",
                 "lookups_refused",
                 "clock_ahead",
+                "cursor_cycle",
             ]
         ),
     }
@@ -934,3 +947,68 @@ def test_simulate_serves_the_variant_named_on_the_command_line(
     )
     assert refused.returncode == 2
     assert "no_offset, stale_updated_at" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("variant", "items", "pages"),
+    [("totals_low", 0, 0), ("totals_negative", -1, -1), ("totals_absurd", 10**18, 10**18)],
+)
+@pytest.mark.parametrize("provider", PAGED)
+def test_lying_totals_leave_the_items_true(
+    provider: str, variant: str, items: int, pages: int, start: Callable[..., SimulatorServer]
+) -> None:
+    sim = start(provider, variant, workflows=1)
+    sim.world.add_runs(25)
+    first = sim.first_page
+
+    page = read_page(sim, first, 10)
+
+    assert (page.total, page.pages) == (items, pages)
+    listed = read_every_page(sim, first, 10)
+    assert sorted(run["id"] for run in listed) == sorted(ascending_ids(sim))
+
+
+def test_a_cycling_extend_cursor_wraps_to_the_first_pages_token_after_every_run() -> None:
+    with SIMULATORS["extend"](
+        variant=SIMULATORS["extend"].variants["cursor_cycle"], arrival_rate_per_min=0
+    ) as sim:
+        sim.world.add_runs(25)
+        seen: list[str] = []
+        tokens: list[str] = []
+        with extend_client(sim) as http:
+            params: dict[str, str | int] = {"maxPageSize": 10}
+            for _ in range(5):
+                body = http.get("/workflow_runs", params=params).json()
+                seen += [run["id"] for run in body["data"]]
+                tokens.append(body["nextPageToken"])
+                params["nextPageToken"] = body["nextPageToken"]
+        # Three pages hold every run once; the third leads back to the second page.
+        assert sorted(seen[:25]) == sorted(newest_ids(sim))
+        assert tokens[2] == tokens[0]
+        assert seen[25:35] == seen[10:20]
+
+
+@pytest.mark.parametrize("provider", PAGED)
+def test_huge_numbers_put_absurd_values_in_numeric_fields_and_page_numbers(
+    provider: str, start: Callable[..., SimulatorServer]
+) -> None:
+    sim = start(provider, "huge_numbers", workflows=1)
+    sim.world.add_runs(30)
+    sim.world.advance(900)
+    if provider == "cortex":
+        with cortex_client(sim) as http:
+            response = http.get(f"/workflows/{sim.world.workflows[0].id}/runs")
+        assert response.headers["pagination-count"] == "1e400"
+        values = [run["started_at"] for run in response.json()]
+    else:
+        with client(sim) as http:
+            body = http.get(WIRES[provider].list_path, params={"size": 100}).json()
+        info = body.get("pageInfo", body)
+        assert info.get("totalPages", info.get("pages")) == 10**400
+        runs = body.get("data", body.get("items"))
+        values = [
+            run["progress"]["stepsCompleted"] if provider == "plextera" else run["progress"]
+            for run in runs
+        ]
+    shown = {repr(v) for v in values}
+    assert {repr(10**400), "-7", "nan", "'NaN'", "inf", "'Infinity'"} <= shown, shown

@@ -39,7 +39,7 @@ from exporter.model import Run, RunStatus, StatusMapper, Step, StepStatus, id_pr
 from exporter.providers.paging import Fetch, ListShape, Order, Page, PagedList, T
 from exporter.providers.sanitize import Limits, RunSanitizer
 from exporter.providers.steps import StepMapper, StepsRead, read_steps
-from exporter.providers.wire import take_offsetless_seen
+from exporter.providers.wire import paging_number, take_offsetless_seen
 from exporter.sharding import UNSHARDED, Shard
 from exporter.units import Duration
 
@@ -447,6 +447,19 @@ class Provider(ABC, Generic[S]):
             "timestamps": "offset",
             **self._facts,
         }
+
+    def paging_numbers(self, fields: Mapping[str, Any], where: str) -> dict[str, int | None]:
+        """A page's numbers and totals (`paging_number`) by name; one that is not a whole
+        number in range is left out and counted as an invalid field: the walk goes on by the
+        page's other signals."""
+        numbers: dict[str, int | None] = {}
+        for name, value in fields.items():
+            try:
+                numbers[name] = paging_number(value)
+            except ValueError as exc:
+                self.events.invalid_record("field", self._redacted(f"{where} {name}: {exc}"))
+                numbers[name] = None
+        return numbers
 
     def fetch_one(self, path: str, build: Callable[[Any], Run]) -> Run | None:
         """One run from a detail endpoint; None when the API answers that it does not exist."""

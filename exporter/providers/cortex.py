@@ -49,8 +49,14 @@ from exporter.providers.base import (
     segment,
 )
 from exporter.providers.paging import Page, PagedList
-from exporter.providers.steps import StepMapper, StepsRead, step_duration, text_field
-from exporter.providers.wire import WireModel, as_utc
+from exporter.providers.steps import (
+    StepMapper,
+    StepsRead,
+    step_duration,
+    step_instant,
+    text_field,
+)
+from exporter.providers.wire import WireCount, WireModel, as_utc
 from exporter.units import Duration
 
 
@@ -60,11 +66,14 @@ def _moment(value: Any, field_name: str) -> tuple[datetime, bool] | None:
     if value is None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = value / 1000 if value > 1e11 else value
         try:
+            # Inside: dividing an int beyond a float's range overflows too (10^400).
+            seconds = value / 1000 if value > 1e11 else value
             return datetime.fromtimestamp(seconds, tz=UTC), True
         except (OverflowError, OSError, ValueError):
-            raise ValueError(f"{field_name}: timestamp {value!r} is out of range") from None
+            raise ValueError(
+                f"{field_name}: timestamp {str(value)[:40]!r} is out of range"
+            ) from None
     if isinstance(value, str):
         try:
             if len(value) == 10:
@@ -127,7 +136,7 @@ class CortexWorkflow(WireModel):
     name: str | None = None
     enabled: bool | None = True
     deleted: bool | None = False
-    runs_count: int | None = None
+    runs_count: WireCount | None = None
 
 
 class CortexRun(WireModel):
@@ -293,7 +302,8 @@ class CortexProvider(Provider[CortexSettings]):
         """The workflow list says how many runs a workflow has; its runs list should show them
         all (more is fine: runs arrive between the two requests)."""
         claimed, listed = workflow.runs_count, page.total_items
-        if claimed is not None and listed is not None and listed < claimed:
+        # A count below the page's own items is the page walk's to report (`total_below_items`).
+        if claimed is not None and listed is not None and page.received <= listed < claimed:
             self.events.inconsistency(
                 "runs_count_mismatch",
                 f"workflow {workflow.id!r} has runs_count {claimed} but its runs list counts "
@@ -322,11 +332,15 @@ class CortexProvider(Provider[CortexSettings]):
         if not isinstance(body, list):
             raise PayloadError(self.settings.name, endpoint, "expected a JSON array")
         items = list(self.parse_items(body, build))
+        numbers = self.paging_numbers(
+            {name: headers.get(name) for name in ("pagination-page", "pagination-count")},
+            "header",
+        )
         return Page(
             items,
             len(body),
-            number=_header_int(headers, "pagination-page"),
-            total_items=_header_int(headers, "pagination-count"),
+            number=numbers["pagination-page"],
+            total_items=numbers["pagination-count"],
             ids=tuple(str(item.id) for item in items),
         )
 
@@ -352,6 +366,13 @@ class CortexProvider(Provider[CortexSettings]):
         walker: PagedList[Any] = self.paged_list(fetch, key, time_of=time_of)
         return walker.pages(floor)
 
+    def _optional_moment(self, wire: CortexRun, name: str) -> tuple[datetime, bool] | None:
+        try:
+            return _moment(getattr(wire, name), name)
+        except ValueError as exc:
+            self._invalid_field(wire.id, str(exc))
+            return None
+
     def _to_workflow(self, item: Any) -> CortexWorkflow:
         return CortexWorkflow.model_validate(item)
 
@@ -361,8 +382,9 @@ class CortexProvider(Provider[CortexSettings]):
         created = _moment(wire.created_at, "created_at")
         if created is None:
             raise ValueError("created_at: field required")
-        started = _moment(wire.started_at, "started_at")
-        ended = _moment(wire.ended_at, "ended_at")
+        # A bad start or end is left out of the run (counted), never a reason to lose it.
+        started = self._optional_moment(wire, "started_at")
+        ended = self._optional_moment(wire, "ended_at")
         day_only = frozenset(
             name
             for name, moment in (
@@ -383,7 +405,12 @@ class CortexProvider(Provider[CortexSettings]):
             raw = wire.output
             # Not an object or a list (and not absent): one invalid step item.
             entries: Any = _step_items(raw) if isinstance(raw, dict | list) else raw
-            counted = self.read_steps(entries, lambda entry: _counted_step(entry, mapper))
+            counted = self.read_steps(
+                entries,
+                lambda entry: _counted_step(
+                    entry, mapper, lambda detail: self._invalid_field(wire.id, detail)
+                ),
+            )
         progress = None
         if not status.terminal:
             steps = _steps(wire.output)  # only a run still going has progress to show
@@ -431,9 +458,13 @@ def _step_items(output: Any) -> list[tuple[str, Any]]:
     return []
 
 
-def _counted_step(entry: tuple[str, Any], mapper: StepMapper) -> Step | None:
+def _counted_step(
+    entry: tuple[str, Any], mapper: StepMapper, bad_time: Callable[[str], None]
+) -> Step | None:
     """A step as counted: labelled by its key (a step's `type`, `llm` or `code`, says too little
-    to act on), with its duration where both `start` and `end` are instants."""
+    to act on), with its duration where both `start` and `end` are instants. A start or end
+    that is there but no instant (10^400, NaN, a negative) costs the step its duration only, and
+    is said through `bad_time`."""
     key, item = entry
     if not isinstance(item, dict):
         return None
@@ -441,17 +472,14 @@ def _counted_step(entry: tuple[str, Any], mapper: StepMapper) -> Step | None:
     name = text_field(item, "key") or key
     if native is None or not name:
         return None
+    for end in ("start", "end"):
+        value = item.get(end)
+        negative = isinstance(value, int | float) and not isinstance(value, bool) and value < 0
+        if value is not None and (negative or step_instant(value) is None):
+            bad_time(f"output.{name}.{end}: {str(value)[:40]!r} is not an instant")
     return Step(
         name=name,
         status=native,
         canonical=mapper.map(native),
         duration_seconds=step_duration(item.get("start"), item.get("end")),
     )
-
-
-def _header_int(headers: Mapping[str, str], name: str) -> int | None:
-    value = headers.get(name)
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None

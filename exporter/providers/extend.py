@@ -3,10 +3,11 @@
 A state change that bumps `updatedAt` moves the run to the front of the list, so reading down to
 the watermark sees it. The docs do not promise that every change does: runs that stay active are
 looked up by id once they have gone `recheck_after` unseen (within the `lookup_budget`), and a
-change found that way is reported as one the cursor missed. Summaries carry no failure reason: a
-run that newly reached FAILED is parked until `GET /workflow_runs/{id}` gives its `failureReason`
-(the `code` label). Rejected runs count as errors with the code `unspecified` (Extend gives a
-free-text `rejectionNote` only).
+change found that way is reported as one the cursor missed. A cursor that leads back to a token
+already followed, or a page that repeats the one before, ends the walk loudly (`cursors`).
+Summaries carry no failure reason: a run that newly reached FAILED is parked until
+`GET /workflow_runs/{id}` gives its `failureReason` (the `code` label). Rejected runs count as
+errors with the code `unspecified` (Extend gives a free-text `rejectionNote` only).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import Field
 from exporter.errors import PaginationRunaway
 from exporter.model import ERROR_STATUSES, UNSPECIFIED_CODE, Run, RunStatus, Step, StepStatus
 from exporter.providers.base import Provider, ProviderDocs, SourceSettings, segment
+from exporter.providers.cursors import CursorTrail
 from exporter.providers.paging import Page, reached_floor
 from exporter.providers.steps import StepMapper, StepsRead, text_field
 from exporter.providers.wire import UtcDatetime, WireModel
@@ -150,6 +152,7 @@ class ExtendProvider(Provider[ExtendSettings]):
     def scan(self, floor: datetime, *, first_read_floor: datetime | None = None) -> Iterator[Run]:
         settings = self.settings
         token: str | None = None
+        trail = CursorTrail()
         for _ in range(settings.max_pages):
             params: dict[str, str | int] = {
                 "sortBy": "updatedAt",
@@ -167,6 +170,11 @@ class ExtendProvider(Provider[ExtendSettings]):
             page = self.decode_page(response.body, response.headers)
             self.note_timestamp_forms()
             yield from page.items
+            going_round = trail.stop_reason(page)
+            if going_round is not None:
+                # What was read is kept (counted); following the token would read it again.
+                self.events.inconsistency(*going_round)
+                return
             token = page.cursor
             cursor_times = [r.cursor_time for r in page.items]
             if not token or not page.received or reached_floor(cursor_times, floor):

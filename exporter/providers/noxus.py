@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
 from exporter.providers.base import (
@@ -23,7 +23,7 @@ from exporter.providers.base import (
     segment,
 )
 from exporter.providers.paging import Page
-from exporter.providers.wire import UtcDatetime, WireModel
+from exporter.providers.wire import UtcDatetime, WireMeasure, WireModel
 
 
 class NoxusSettings(PagedSourceSettings):
@@ -50,17 +50,11 @@ class NoxusRun(WireModel):
     id: str = Field(min_length=1)
     workflow_id: str | None = None
     status: str
-    progress: float | None = None
+    progress: WireMeasure | None = None
     created_at: UtcDatetime
     started_at: UtcDatetime | None = None
     finished_at: UtcDatetime | None = None
     workflow: _Workflow | None = None
-
-
-class _PageInfo(BaseModel):
-    page: int | None = None
-    total: int | None = None
-    pages: int | None = None
 
 
 class NoxusProvider(Provider[NoxusSettings]):
@@ -96,16 +90,14 @@ class NoxusProvider(Provider[NoxusSettings]):
 
     def decode_page(self, body: Any, headers: Mapping[str, str]) -> Page[Run]:
         listed = self.listed_items(body, "items")
-        info = _PageInfo.model_validate(
-            {k: v for k, v in body.items() if k in _INFO and _is_int(v)}
-        )
+        numbers = self.paging_numbers({k: body.get(k) for k in _PAGE_INFO}, "page")
         runs = list(self.parse_items(listed, self._to_run))
         return Page(
             runs,
             len(listed),
-            number=info.page,
-            total_items=info.total,
-            total_pages=info.pages,
+            number=numbers["page"],
+            total_items=numbers["total"],
+            total_pages=numbers["pages"],
             ids=tuple(run.id for run in runs),
         )
 
@@ -146,8 +138,5 @@ class NoxusProvider(Provider[NoxusSettings]):
         )
 
 
-_INFO = frozenset(_PageInfo.model_fields)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+# The paging facts of a page a walk reads, each checked on its own (`paging_numbers`).
+_PAGE_INFO = ("page", "total", "pages")

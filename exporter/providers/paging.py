@@ -16,11 +16,30 @@ learns each from the answers, remembers it in the source's `ListShape`, and says
   proportion to new runs, not to history.
 - totals: a walk that reads a list to its end compares the distinct items it saw with the count
   the API reports; fewer is an inconsistency.
+
+Totals are believed only once they are checked against the items, on every page that reports
+them (`totals_problem`); the docs promise nothing about them, and a wrong one would end a walk
+early (a total below the items: the rest is never read) or send it to a page no walk can reach
+(an absurd total). A page's totals are checked against what that page proves the list holds at
+the moment it answers: a page at position `i` holding `r` items shows at least
+`i x (smallest page read before it) + r` items and `i + 1` pages (a lower bound that stays true
+when the list grows or shrinks between requests), so:
+
+- a negative total is `total_negative`;
+- a total below those items or pages is `total_below_items`;
+- a total beyond what `max_pages` pages of the size served can reach is `total_unreachable`.
+
+The first failing check of a walk is reported once (`ShapeEvents.inconsistency`), and from then
+on the walk ignores totals: it ends on an empty page, and a short page is followed by one more
+read (the rule for lists without totals). No page number is computed from a total that has not
+passed these checks: an oldest-first list whose totals fail is read forward from its first page,
+bounded by `max_pages`, instead of from its last page backwards, and a total that failed is not
+remembered for the next walk's shortcut. A page-0 probe believes an empty page's total only when
+it is positive and reachable: an empty page 0 reporting 0 items proves nothing, page 1 is read.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -136,16 +155,24 @@ class PagedList(Generic[T]):
             # Steady state of an oldest-first list: straight to where the new items are.
             expected = known_total + self.shape.growth.get(self.key, 0)
             size = fullest_last_page(expected, self.size)
-            yield from self._backwards(first, first - 1, expected, floor, walk, size)
-            self.shape.growth[self.key] = max(0, self.shape.totals[self.key] - known_total)
-            return
+            if (yield from self._backwards(first, first - 1, expected, floor, walk, size)):
+                self.shape.growth[self.key] = max(0, self.shape.totals[self.key] - known_total)
+                return
+            # The totals failed their check on the way: read forward from the first page.
+            walk = _Walk(distrusted=True)
+        yield from self._forward(first, read, floor, walk)
+
+    def _forward(
+        self, first: int, read: dict[int, Page[T]], floor: datetime | None, walk: _Walk
+    ) -> Iterator[Page[T]]:
         number = first
         while True:
             page = read.pop(number) if number in read else self._fetch(number)
+            index = number - first
+            self._check_page_totals(page, index, walk.smallest_page, walk)
             walk.add(page, self._times(page))
             self._learn_order(walk)
             yield page
-            index = number - first
             if walk.short_before and page.received:
                 # A short page without totals was followed by more: it was a capped one.
                 self._learn_page_size(walk.short_before, index - 1, more=True)
@@ -153,15 +180,17 @@ class PagedList(Generic[T]):
             if self._ends_here(page, index, walk):
                 self._check_totals(walk)
                 return
-            self._learn_page_size(page.received, index, more=_total(page) is not None)
+            self._learn_page_size(page.received, index, more=walk.believed(page) is not None)
             newest_first = self.shape.order is Order.NEWEST_FIRST
             if floor is not None and newest_first and reached_floor(self._times(page), floor):
                 return
             if floor is not None and self.shape.order is Order.OLDEST_FIRST:
-                total = page.total_items
-                if total is not None:
+                total = page.total_items if not walk.distrusted else None
+                if total is not None and (
                     yield from self._backwards(first, number, total, floor, walk, self.size)
+                ):
                     return
+                # No totals, or they failed on the way back: on forward, by items alone.
             number += 1
 
     # Learning the first page ------------------------------------------------------------------
@@ -179,11 +208,10 @@ class PagedList(Generic[T]):
             return self._decide_first_page(1, "page 0 was answered as page 1")
         if zero.received == 0:
             total = _total(zero)
-            if total is not None:
-                if total > 0:
-                    return self._decide_first_page(1, f"page 0 was empty of {total} items")
-                read[0] = zero
-                return None  # an empty list: decide another time
+            if total is not None and total > 0 and self._reachable(zero):
+                return self._decide_first_page(1, f"page 0 was empty of {total} items")
+            # An empty page 0 with no total, or one that proves nothing (0, negative or absurd:
+            # see the module docstring): page 1 tells.
             one = self._fetch(1)
             if one.received == 0:
                 read[0] = zero
@@ -246,7 +274,7 @@ class PagedList(Generic[T]):
                 "page_repeated", f"page {index} repeats the page before it: the list ends there"
             )
             return True
-        if _total(page) is not None:
+        if walk.believed(page) is not None:
             # The totals decide; a short page is the last one only when they agree.
             return not _more_by_totals(page, walk)
         if page.received < self.size:
@@ -255,6 +283,10 @@ class PagedList(Generic[T]):
         return False
 
     def _check_totals(self, walk: _Walk) -> None:
+        if walk.distrusted:
+            # Said already; and a total that failed is no shortcut for the next walk.
+            self.shape.totals.pop(self.key, None)
+            return
         reported = [t for t in (walk.first_items, walk.last_items) if t is not None]
         if not reported:
             return
@@ -271,35 +303,41 @@ class PagedList(Generic[T]):
 
     def _backwards(
         self, first: int, read_up_to: int, total: int, floor: datetime, walk: _Walk, size: int
-    ) -> Iterator[Page[T]]:
+    ) -> Generator[Page[T], None, bool]:
         """From the last page back to the floor, or to the pages already read, `size` items a
-        page."""
+        page. False when a page on the way reports totals that fail their check: the caller
+        reads forward instead (pages already yielded stay yielded)."""
         for _ in range(3):
-            capped = yield from self._backwards_at(first, read_up_to, total, floor, walk, size)
-            if capped is None:
-                return
+            outcome = yield from self._backwards_at(first, read_up_to, total, floor, walk, size)
+            if isinstance(outcome, bool):
+                return outcome
             # The API serves fewer than asked: again with the size it serves, from the top.
-            size, total, read_up_to = capped
+            size, total, read_up_to = outcome
             size = fullest_last_page(total, size)
+        return True
 
     def _backwards_at(
         self, first: int, read_up_to: int, total: int, floor: datetime, walk: _Walk, size: int
-    ) -> Generator[Page[T], None, tuple[int, int, int] | None]:
+    ) -> Generator[Page[T], None, tuple[int, int, int] | bool]:
         """One backward walk; returns (size served, total, pages read) when the first page it
-        reads shows a silent cap, before yielding anything."""
-        last = first + max(0, math.ceil(total / size) - 1)
+        reads shows a silent cap, before yielding anything; else whether the totals held."""
+        last = first + max(0, _pages_for(total, size) - 1)
         if last <= read_up_to:
-            return None
+            return True
         page = self._fetch(last, size)
+        if self._check_page_totals(page, last - first, min(size, page.received), walk):
+            return False
         for _ in range(3):
             # The list shrank since its total was read: the last page is nearer.
             if page.received or page.total_items is None:
                 break
-            actual = first + max(0, math.ceil(page.total_items / size) - 1)
+            actual = first + max(0, _pages_for(page.total_items, size) - 1)
             if actual >= last or actual <= read_up_to:
                 break
             last = actual
             page = self._fetch(last, size)
+            if self._check_page_totals(page, last - first, min(size, page.received), walk):
+                return False
         reported = page.total_items
         if (
             reported is not None
@@ -317,8 +355,13 @@ class PagedList(Generic[T]):
             # The list grew since its total was read: newer pages follow.
             newest += 1
             page = self._fetch(newest, size)
+            distrusted = self._check_page_totals(
+                page, newest - first, min(size, page.received), walk
+            )
             walk.add(page, self._times(page))
             yield page
+            if distrusted:
+                return False
         if page.total_items is not None:
             self.shape.totals[self.key] = page.total_items
         number, page = lowest, lowest_page
@@ -327,7 +370,40 @@ class PagedList(Generic[T]):
             page = self._fetch(number, size)
             walk.add(page, self._times(page), continues=False)
             yield page
-        return None
+        return True
+
+    # Checking totals ----------------------------------------------------------------------------
+
+    def _check_page_totals(self, page: Page[T], index: int, smallest: int, walk: _Walk) -> bool:
+        """Whether the walk stops believing totals at this page; the first failure of a walk is
+        reported. `smallest`: the fewest items each page before this one holds (read backwards,
+        with a cap perhaps not learned yet: no more than this page holds)."""
+        if walk.distrusted:
+            return False
+        problem = totals_problem(
+            page, index=index, smallest_before=smallest, size=self.size, max_pages=self.max_pages
+        )
+        if problem is None:
+            return False
+        reason, detail = problem
+        walk.distrusted = True
+        how = (
+            "read forward from its first page instead of backwards"
+            if self.shape.order is Order.OLDEST_FIRST
+            else "read until an empty page"
+        )
+        self.events.inconsistency(
+            reason, f"list {self.key!r}: {detail}; totals ignored for this walk, the list is {how}"
+        )
+        return True
+
+    def _reachable(self, page: Page[T]) -> bool:
+        """Whether an empty page's totals pass their checks (nothing to compare them with but
+        their sign and their reach)."""
+        problem = totals_problem(
+            page, index=0, smallest_before=0, size=self.size, max_pages=self.max_pages
+        )
+        return problem is None
 
     # Fetching -----------------------------------------------------------------------------------
 
@@ -356,6 +432,11 @@ class _Walk:
     first_items: int | None = None  # the API's item count, on the first and the latest page
     last_items: int | None = None
     repeated: bool = False
+    # The walk's totals failed their check (see the module docstring): it goes by items.
+    distrusted: bool = False
+    # The fewest items a page read forward held (None: no page yet); with a page's position it
+    # bounds how many items the list holds from below.
+    smallest_read: int | None = None
     short_before: int = 0  # a short page without totals, until the next page shows what it was
     contradiction_reported: bool = False
     _last_ids: tuple[str, ...] = ()
@@ -370,6 +451,8 @@ class _Walk:
         self.invalid += max(0, page.received - len(page.items))
         if continues:
             self.received += page.received
+            if self.smallest_read is None or page.received < self.smallest_read:
+                self.smallest_read = page.received
         if page.total_items is not None:
             if self.first_items is None:
                 self.first_items = page.total_items
@@ -382,6 +465,14 @@ class _Walk:
                 self.ascending += 1
         if times:
             self._last_time = times[-1]
+
+    @property
+    def smallest_page(self) -> int:
+        return self.smallest_read or 0
+
+    def believed(self, page: Page[T]) -> int | None:
+        """The page's total, where the walk believes totals."""
+        return None if self.distrusted else _total(page)
 
     @property
     def unequal_pairs(self) -> int:
@@ -419,6 +510,50 @@ def fullest_last_page(total: int, largest: int) -> int:
         if fill >= largest:
             break
     return best
+
+
+def totals_problem(
+    page: Page[T], *, index: int, smallest_before: int, size: int, max_pages: int
+) -> tuple[str, str] | None:
+    """Why a page's totals cannot be believed, as (reason, detail); None when they pass.
+
+    `index`: the page's position from the first page; `smallest_before`: the fewest items a page
+    before it held (each page before held at least that many when this one was answered, since
+    pages are slices of one list: a lower bound that holds while the list changes).
+    """
+    # The count the walk would go by: items where reported, else pages (`_total`).
+    reported = [
+        (name, value)
+        for name, value in (("items", page.total_items), ("pages", page.total_pages))
+        if value is not None
+    ][:1]
+    for name, value in reported:
+        if value < 0:
+            return "total_negative", f"page {index} reports {value} {name} in all"
+    proven = {
+        "items": index * smallest_before + page.received if page.received else 0,
+        "pages": index + 1 if page.received else 0,
+    }
+    reach = {"items": max_pages * size, "pages": max_pages}
+    for name, value in reported:
+        if value < proven[name]:
+            return (
+                "total_below_items",
+                f"page {index} holds {page.received} items, which shows at least "
+                f"{proven[name]} {name}, but it reports {value} {name} in all",
+            )
+        if value > reach[name]:
+            return (
+                "total_unreachable",
+                f"page {index} reports {value} {name} in all, beyond the {reach[name]} that "
+                f"max_pages ({max_pages}) pages of {size} can reach",
+            )
+    return None
+
+
+def _pages_for(total: int, size: int) -> int:
+    """Pages of `size` that hold `total` items, in integers (a float would overflow)."""
+    return -(-total // size)
 
 
 def _total(page: Page[T]) -> int | None:

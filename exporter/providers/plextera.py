@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field
 
 from exporter.model import UNSPECIFIED_CODE, Run, RunStatus, Step, StepStatus
 from exporter.providers.base import (
@@ -25,7 +25,13 @@ from exporter.providers.base import (
 )
 from exporter.providers.paging import Page, PagedList
 from exporter.providers.steps import StepMapper, StepsRead, text_field
-from exporter.providers.wire import UtcDatetime, WireModel, dict_or_empty
+from exporter.providers.wire import (
+    UtcDatetime,
+    WireCount,
+    WireMeasure,
+    WireModel,
+    dict_or_empty,
+)
 
 
 class PlexteraSettings(PagedSourceSettings):
@@ -49,8 +55,8 @@ class _Workflow(WireModel):
 
 
 class _Progress(WireModel):
-    stepsCompleted: int | None = None  # noqa: N815 - wire name
-    stepsTotal: int | None = None  # noqa: N815 - wire name
+    stepsCompleted: WireCount | None = None  # noqa: N815 - wire name
+    stepsTotal: WireCount | None = None  # noqa: N815 - wire name
 
 
 class PlexteraRun(WireModel):
@@ -62,8 +68,8 @@ class PlexteraRun(WireModel):
     error: _Error | None = None
     workflow: _Workflow
     progress: _Progress | None = None
-    durationMs: float | None = None  # noqa: N815 - wire name
-    computedDurationMs: float | None = None  # noqa: N815 - wire name
+    durationMs: WireMeasure | None = None  # noqa: N815 - wire name
+    computedDurationMs: WireMeasure | None = None  # noqa: N815 - wire name
     # `steps` (with nested runs, most of each item's bytes) and `updatedAt` are left unread:
     # progress comes from `progress`, the list is ordered by `createdAt`. A source that counts
     # steps reads them through `PlexteraRunWithSteps` instead.
@@ -96,11 +102,8 @@ class _PlexteraRunTypedSteps(PlexteraRun):
     steps: list[_WireStep] | None = None
 
 
-class _PageInfo(BaseModel):
-    page: int | None = None
-    size: int | None = None
-    totalItems: int | None = None  # noqa: N815 - wire name
-    totalPages: int | None = None  # noqa: N815 - wire name
+# The paging facts of `pageInfo` a walk reads, each checked on its own (`paging_numbers`).
+_PAGE_INFO = ("page", "totalItems", "totalPages")
 
 
 class _PlexteraPage(WireModel):
@@ -108,7 +111,7 @@ class _PlexteraPage(WireModel):
     does not need are skipped by the parser instead of being built as Python objects first."""
 
     data: list[PlexteraRun]
-    pageInfo: _PageInfo | None = None  # noqa: N815 - wire name
+    pageInfo: Any = None  # noqa: N815 - wire name
 
 
 class _PlexteraStepsPage(_PlexteraPage):
@@ -185,22 +188,25 @@ class PlexteraProvider(Provider[PlexteraSettings]):
 
     def decode_page(self, body: Any, headers: Mapping[str, str]) -> Page[Run]:
         if isinstance(body, _PlexteraPage):
-            info = body.pageInfo or _PageInfo()
+            raw_info = body.pageInfo
             runs = list(self.parse_items(body.data, self._run_of))
             received = len(body.data)
         else:
             # Some item is invalid (or the page is odd): item by item, so that one bad record
             # never loses the rest of the page.
             listed = self.listed_items(body, "data")
-            info = _page_info(body.get("pageInfo"))
+            raw_info = body.get("pageInfo")
             runs = list(self.parse_items(listed, self._to_run))
             received = len(listed)
+        # A garbled `pageInfo` leaves the walk to its other signals.
+        info = dict_or_empty(raw_info)
+        numbers = self.paging_numbers({k: info.get(k) for k in _PAGE_INFO}, "pageInfo")
         return Page(
             runs,
             received,
-            number=info.page,
-            total_items=info.totalItems,
-            total_pages=info.totalPages,
+            number=numbers["page"],
+            total_items=numbers["totalItems"],
+            total_pages=numbers["totalPages"],
             ids=tuple(run.id for run in runs),
         )
 
@@ -321,11 +327,3 @@ def _step(item: Any, mapper: StepMapper) -> Step | None:
     if native is None or (name is None and kind is None):
         return None
     return Step(name=name or "", status=native, type=kind, canonical=mapper.map(native))
-
-
-def _page_info(raw: Any) -> _PageInfo:
-    """Paging facts where they parse; a garbled `pageInfo` leaves the walk to its other signals."""
-    try:
-        return _PageInfo.model_validate(dict_or_empty(raw))
-    except ValidationError:
-        return _PageInfo()

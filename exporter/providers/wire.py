@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 # Whether this thread parsed a timestamp without an offset since the provider last asked: each
 # source collects in a thread of its own, and validators have no other way to report.
@@ -44,3 +45,29 @@ class WireModel(BaseModel):
 
 def dict_or_empty(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+# Numbers an API sends are counted, divided and summed: a count or a measure is a finite,
+# non-negative number no larger than a float holds exactly. Anything else (10^400, a negative,
+# NaN or Infinity as a number or a string) fails the field alone, which the provider leaves out
+# of the run and counts as an invalid field; the run is kept.
+MAX_WIRE_NUMBER = 2**53
+WireCount = Annotated[int, Field(ge=0, le=MAX_WIRE_NUMBER)]
+WireMeasure = Annotated[float, Field(ge=0, le=float(MAX_WIRE_NUMBER), allow_inf_nan=False)]
+
+# Page numbers and totals are whole numbers a 64-bit integer holds; their sign and their size are
+# judged by the page walk (`paging.totals_problem`), which needs them as the API sent them.
+_PAGING_LIMIT = 2**63
+_WHOLE = re.compile(r"-?[0-9]{1,19}")
+
+
+def paging_number(value: Any) -> int | None:
+    """A page number or total from a body (an int) or a header (its digits); ValueError for
+    anything else, None where there is nothing."""
+    if value is None:
+        return None
+    if isinstance(value, str) and _WHOLE.fullmatch(value.strip()):
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < _PAGING_LIMIT:
+        return value
+    raise ValueError(f"not a whole number in range: {str(value)[:40]!r}")

@@ -19,7 +19,14 @@ from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from exporter.model import RunStatus, StepStatus
-from exporter.simulator.server import ApiVariant, PageZero, Request, Response, SimulatorServer
+from exporter.simulator.server import (
+    ApiVariant,
+    PageZero,
+    Request,
+    Response,
+    SimulatorServer,
+    reported_totals,
+)
 from exporter.simulator.world import SimRun, SimWorkflow, Vocabulary
 
 DEFAULT_TAKE = 20
@@ -87,6 +94,11 @@ class CortexSimulator(SimulatorServer):
         # workflows.
         "per_workflow_ids": ApiVariant(run_ids="per_workflow"),
         "control_char_ids": ApiVariant(run_ids="control_chars"),
+        # Totals the docs never promise to be right (see the Plextera simulator).
+        "totals_low": ApiVariant(totals="low", first_page=0),
+        "totals_negative": ApiVariant(totals="negative"),
+        "totals_absurd": ApiVariant(totals="absurd", order="oldest_first"),
+        "huge_numbers": ApiVariant(huge_numbers=True),
     }
 
     def __init__(self, *, origins: tuple[str, ...] = DEFAULT_ORIGINS, **kwargs: Any) -> None:
@@ -177,13 +189,15 @@ class CortexSimulator(SimulatorServer):
         window = self.page_window(page, take)
         if window is None:
             return self.error(400, "", f"page must be at least {self.first_page}")
+        count, pages = reported_totals(self.variant, len(rows), max(1, window.pages(len(rows))))
         return Response(
             body=rows[window.start : window.stop],
             headers={
                 "pagination-page": str(window.page),
                 "pagination-take": str(take),
-                "pagination-count": str(len(rows)),
-                "pagination-pages": str(max(1, window.pages(len(rows)))),
+                # A count no integer parser takes: the client has no total to go by.
+                "pagination-count": "1e400" if self.variant.huge_numbers else str(count),
+                "pagination-pages": str(pages),
             },
         )
 
@@ -210,8 +224,8 @@ class CortexSimulator(SimulatorServer):
                 "status": v.step_native(state),
                 "type": "code" if index % 2 else "llm",
                 "key": key,
-                "start": _millis(start),
-                "end": _millis(end),
+                "start": self.number(_millis(start), f"{run.id}-{index}", 0),
+                "end": self.number(_millis(end), f"{run.id}-{index}", 1),
             }
         return output
 
@@ -224,8 +238,8 @@ class CortexSimulator(SimulatorServer):
             "status": run.native_status,
             "origin": self.world.origin_of(run),
             "error": run.error_message if status is RunStatus.FAILED else None,
-            "started_at": self.stamp(run.started_at),
-            "ended_at": self.stamp(run.finished_at),
+            "started_at": self.number(self.stamp(run.started_at), run.id, 0),
+            "ended_at": self.number(self.stamp(run.finished_at), run.id, 1),
             "created_at": self.stamp(run.created_at),
             "updated_at": self.stamp(run.updated_at),
             "workflow_id": run.workflow.id,

@@ -77,6 +77,8 @@ class ExtendSimulator(SimulatorServer):
         "stale_updated_at": ApiVariant(stale_updated_at=True),
         # Ids are opaque strings: nothing keeps a control character out of them.
         "control_char_ids": ApiVariant(run_ids="control_chars"),
+        # The docs say to stop when nextPageToken is absent; nothing promises it ever is.
+        "cursor_cycle": ApiVariant(cursor_cycle=True),
     }
 
     def authorized(self, headers: Mapping[str, str]) -> bool:
@@ -156,11 +158,19 @@ class ExtendSimulator(SimulatorServer):
                 "object": "list",
                 "data": [self.render(r, detailed=False) for r in page],
             }
-            if more and page:
-                last = page[-1]
+            if page and (more or self.variant.cursor_cycle):
+                # Past the last page a cycling cursor leads back to the first page's token.
+                last = page[-1] if more else self._first_page_end(ascending, size, descending)
                 stamp = last.updated_at if by_update else last.created_at
                 body["nextPageToken"] = _encode((stamp.timestamp(), last.id))
         return Response(body=body)
+
+    @staticmethod
+    def _first_page_end(ascending: list[SimRun], size: int, descending: bool) -> SimRun:
+        """The last run of the list's first page: its position is the first page's token."""
+        if descending:
+            return ascending[max(0, len(ascending) - size)]
+        return ascending[min(size, len(ascending)) - 1]
 
     def webhook_event(self, run: SimRun, event_id: str) -> tuple[str, dict[str, Any]] | None:
         return _webhook_event(self, run, event_id)

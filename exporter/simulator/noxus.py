@@ -7,7 +7,14 @@ from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote
 
 from exporter.model import RunStatus
-from exporter.simulator.server import ApiVariant, Request, Response, SimulatorServer
+from exporter.simulator.server import (
+    HUGE,
+    ApiVariant,
+    Request,
+    Response,
+    SimulatorServer,
+    reported_totals,
+)
 from exporter.simulator.world import SimRun, SimWorkflow, Vocabulary
 
 MAX_PAGE_SIZE = 100
@@ -51,6 +58,11 @@ class NoxusSimulator(SimulatorServer):
         "oldest_first_capped": ApiVariant(order="oldest_first", page_cap=CAPPED, first_page=0),
         # Ids are opaque strings: nothing keeps a control character out of them.
         "control_char_ids": ApiVariant(run_ids="control_chars"),
+        # Totals the docs never promise to be right (see the Plextera simulator).
+        "totals_low": ApiVariant(totals="low"),
+        "totals_negative": ApiVariant(totals="negative", first_page=0),
+        "totals_absurd": ApiVariant(totals="absurd", order="oldest_first"),
+        "huge_numbers": ApiVariant(huge_numbers=True),
     }
 
     def authorized(self, headers: Mapping[str, str]) -> bool:
@@ -130,13 +142,14 @@ class NoxusSimulator(SimulatorServer):
         if problems or window is None or size is None:
             return Response(422, {"detail": problems})
         items = [render(row) for row in rows[window.start : window.stop]]
+        total, pages = reported_totals(self.variant, len(rows), window.pages(len(rows)))
         return Response(
             body={
                 "items": items,
-                "total": len(rows),
+                "total": total,
                 "page": window.page,
                 "size": size,
-                "pages": window.pages(len(rows)),
+                "pages": HUGE if self.variant.huge_numbers else pages,
             }
         )
 
@@ -151,7 +164,7 @@ class NoxusSimulator(SimulatorServer):
             "input": {},
             "node_ids": [f"node-{i}" for i in range(run.steps_total)],
             "status": run.native_status,
-            "progress": round(run.progress * 100),
+            "progress": self.number(round(run.progress * 100), run.id, 0),
             "definitions": {},
             "created_at": self.stamp(run.created_at),
             "started_at": self.stamp(run.started_at),

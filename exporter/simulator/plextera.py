@@ -11,7 +11,14 @@ from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from exporter.model import RunStatus, StepStatus
-from exporter.simulator.server import ApiVariant, Request, Response, SimulatorServer
+from exporter.simulator.server import (
+    HUGE,
+    ApiVariant,
+    Request,
+    Response,
+    SimulatorServer,
+    reported_totals,
+)
 from exporter.simulator.world import SimRun, Vocabulary
 
 MAX_PAGE_SIZE = 100
@@ -71,6 +78,13 @@ class PlexteraSimulator(SimulatorServer):
         "nested_unlisted": ApiVariant(nested_runs="unlisted"),
         # Ids are opaque strings: nothing keeps a control character out of them.
         "control_char_ids": ApiVariant(run_ids="control_chars"),
+        # Totals the docs never promise to be right: none while items are listed (from a list
+        # counting from 0), negative, absurd (with an oldest-first list, which would read
+        # backwards from them).
+        "totals_low": ApiVariant(totals="low", first_page=0),
+        "totals_negative": ApiVariant(totals="negative"),
+        "totals_absurd": ApiVariant(totals="absurd", order="oldest_first"),
+        "huge_numbers": ApiVariant(huge_numbers=True),
     }
 
     @classmethod
@@ -160,14 +174,15 @@ class PlexteraSimulator(SimulatorServer):
             if "workflowId" in query:
                 runs = [r for r in runs if r.workflow.id == query["workflowId"]]
             chunk = [self.render(r) for r in runs[window.start : window.stop]]
+        total_items, total_pages = reported_totals(self.variant, len(runs), window.pages(len(runs)))
         return Response(
             body={
                 "data": chunk,
                 "pageInfo": {
                     "page": window.page,
                     "size": size,
-                    "totalItems": len(runs),
-                    "totalPages": window.pages(len(runs)),
+                    "totalItems": total_items,
+                    "totalPages": HUGE if self.variant.huge_numbers else total_pages,
                 },
             }
         )
@@ -200,9 +215,12 @@ class PlexteraSimulator(SimulatorServer):
             "completedAt": self.stamp(run.finished_at),
             "error": {"code": run.error_code, "message": run.error_message} if errored else None,
             "workflow": {"id": run.workflow.id, "name": run.workflow.name},
-            "progress": {"stepsCompleted": run.steps_completed, "stepsTotal": run.steps_total},
-            "durationMs": run.duration_ms,
-            "computedDurationMs": run.duration_ms,
+            "progress": {
+                "stepsCompleted": self.number(run.steps_completed, run.id, 0),
+                "stepsTotal": self.number(run.steps_total, run.id, 3),
+            },
+            "durationMs": self.number(run.duration_ms, run.id, 1),
+            "computedDurationMs": self.number(run.duration_ms, run.id, 2),
             "steps": "garbled" if run.steps_broken else self.render_steps(run),
         }
 

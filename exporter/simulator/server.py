@@ -45,6 +45,12 @@ BODY_FAULTS = ("malformed_json", "truncated")
 ARRIVAL_SPACING_SECONDS = 0.001
 
 PageZero = Literal["error", "as_first", "empty"]
+# What a page-numbered list reports as its totals: the truth, nothing (0) while it lists items,
+# a negative count (-1), or an absurd one.
+Totals = Literal["true", "low", "negative", "absurd"]
+ABSURD_TOTAL = 10**18
+# A number no float holds and no API should send: what `huge_numbers` puts in numeric fields.
+HUGE = 10**400
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,14 @@ class ApiVariant:
     # Every fifth run is a nested run of the run created before it, shown in that run's first
     # step (Plextera's `nestedRuns`); `unlisted`: the top-level list does not show it.
     nested_runs: Literal["none", "listed", "unlisted"] = "none"
+    # The totals a page-numbered list reports (items and pages alike); the items stay true.
+    totals: Totals = "true"
+    # A cursor-paged list whose last page, instead of no token, gives the token the first page
+    # gave (it wraps around): every item is listed once, then the cursor goes round.
+    cursor_cycle: bool = False
+    # Numeric fields hold absurd values (10^400, negatives, NaN and Infinity as numbers and as
+    # strings), spread over the runs by `absurd_number`, and the page numbers too.
+    huge_numbers: bool = False
     # How the single-run endpoint answers where a client guesses its path: `absent` 404s every
     # id (the real one lives elsewhere or nowhere), `refused` answers 405.
     lookups: Literal["served", "absent", "refused"] = "served"
@@ -76,6 +90,25 @@ class ApiVariant:
     # How runs are numbered (`world.RunIds`): unique in the app, per workflow (Cortex: a run is
     # addressed under its workflow), or in pairs that differ only in a control character.
     run_ids: RunIds = "global"
+
+
+def reported_totals(variant: ApiVariant, items: int, pages: int) -> tuple[int, int]:
+    """(items, pages) as the variant's list reports them, for a list truly holding `items` on
+    `pages` pages."""
+    if variant.totals == "low":
+        return 0, 0
+    if variant.totals == "negative":
+        return -1, -1
+    if variant.totals == "absurd":
+        return ABSURD_TOTAL, ABSURD_TOTAL
+    return items, pages
+
+
+def absurd_number(run_id: str, slot: int) -> Any | None:
+    """The absurd value a `huge_numbers` API puts in numeric field `slot` of a run, or None for
+    the true one: each run gets a different mix, so some fields stay true on every page."""
+    values: tuple[Any, ...] = (HUGE, -7, float("nan"), "NaN", float("inf"), "Infinity", None)
+    return values[(sum(map(ord, run_id)) + slot) % len(values)]
 
 
 def render_time(value: datetime | None, variant: ApiVariant) -> str | None:
@@ -343,6 +376,13 @@ class SimulatorServer:
     def stamp(self, value: datetime | None) -> str | None:
         """A run timestamp as this API writes it."""
         return render_time(value, self.variant)
+
+    def number(self, value: Any, run_id: str, slot: int) -> Any:
+        """A run's numeric field `slot` as this API writes it (absurd under `huge_numbers`)."""
+        if not self.variant.huge_numbers:
+            return value
+        absurd = absurd_number(run_id, slot)
+        return value if absurd is None else absurd
 
     def listed_runs(self) -> list[SimRun]:
         """Every run, in the order this API's page-numbered lists give them (the world's cached
