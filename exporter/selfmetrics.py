@@ -27,6 +27,11 @@ SCAN_INCONSISTENCIES = (
     "change_without_update",
     "order_contradicts_setting",
     "clock_ahead",
+    "total_below_items",
+    "total_negative",
+    "total_unreachable",
+    "cursor_cycle",
+    "workflow_name_collision",
 )
 SOURCE_FACTS = ("list_order", "first_page", "page_size", "timestamps", "lookups")
 # Why the audit walk counted a run the fast incremental scan had missed (see exporter.audit).

@@ -42,7 +42,18 @@ from exporter.simulator.webhooks import WebhookFaults
 UNKNOWN_STATUS = "MYSTERY_STATE"
 # The simulators' variants a chaos run may draw: answers a real API may give that the docs never
 # rule out, under which counts must still end exact (or exact after the next audit walk).
-DRAWN_VARIANTS = ("lookups_absent", "lookups_refused", "clock_ahead")
+DRAWN_VARIANTS = (
+    "lookups_absent",
+    "lookups_refused",
+    "clock_ahead",
+    "per_workflow_ids",
+    "control_char_ids",
+    "totals_low",
+    "totals_negative",
+    "totals_absurd",
+    "huge_numbers",
+    "cursor_cycle",
+)
 WEBHOOK_SECRET = "chaos-webhook-secret-0123456789"
 
 
