@@ -77,9 +77,9 @@ rules: $(DEV)
 dashboards: $(DEV)
 	$(BIN)/python -m monitoring.dashboards
 
-# The README's provider tables, from the provider registry.
+# The provider tables of docs/providers.md, from the provider registry.
 docs: $(DEV)
-	$(BIN)/python -m monitoring.readme
+	$(BIN)/python -m monitoring.docs
 
 # The chart's PrometheusRule template and dashboard copies, from the canonical files.
 chart: $(DEV)

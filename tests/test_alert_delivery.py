@@ -244,9 +244,9 @@ def test_the_documented_chat_route_posts_each_failed_run_with_its_message_and_li
         ) in attachment["text"]
 
 
-def test_the_readme_shows_the_chat_route_as_tested() -> None:
-    readme = (CHAT_ROUTE.parent.parent.parent / "README.md").read_text(encoding="utf-8")
-    assert CHAT_ROUTE.read_text(encoding="utf-8") in readme
+def test_the_alerting_docs_show_the_chat_route_as_tested() -> None:
+    page = (CHAT_ROUTE.parent.parent.parent / "docs" / "alerting.md").read_text(encoding="utf-8")
+    assert CHAT_ROUTE.read_text(encoding="utf-8") in page
 
 
 def test_a_failure_queued_longer_than_it_lives_still_fires_and_a_resolution_stays_resolved(

@@ -16,7 +16,7 @@ from monitoring import rules
 pytestmark = pytest.mark.system
 
 TESTS_DIR = rules.HERE / "prometheus" / "tests"
-README = Path(__file__).resolve().parents[1] / "README.md"
+RUNBOOK = Path(__file__).resolve().parents[1] / "docs" / "alerting.md"
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -66,7 +66,7 @@ def test_every_alert_has_a_firing_and_a_quiet_case() -> None:
 def test_every_alert_is_documented_and_labelled() -> None:
     anchors = {
         re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
-        for line in README.read_text(encoding="utf-8").splitlines()
+        for line in RUNBOOK.read_text(encoding="utf-8").splitlines()
         if line.startswith("#")
     }
     for alert in _alerts():
@@ -79,7 +79,7 @@ def test_every_alert_is_documented_and_labelled() -> None:
             label in annotations["description"] for label in names_where
         ), f"{name}: the description names neither the source nor the instance"
         anchor = annotations["runbook_url"].rsplit("#", 1)[1]
-        assert anchor in anchors, f"{name}: README has no runbook heading for #{anchor}"
+        assert anchor in anchors, f"{name}: docs/alerting.md has no runbook heading for #{anchor}"
 
 
 def test_workflow_alerts_name_the_source_and_workflow() -> None:

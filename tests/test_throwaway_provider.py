@@ -1,7 +1,7 @@
 """Adding a provider is one module plus its simulator: a throwaway sixth provider, written to a
 temporary directory and found by the registries' own discovery, is picked up by the contract
-tests, the decoder fuzzing, the chart's provider enum and the README's provider tables, with no
-other file of the project touched."""
+tests, the decoder fuzzing, the chart's provider enum and the provider tables of
+docs/providers.md, with no other file of the project touched."""
 
 from __future__ import annotations
 
@@ -165,11 +165,11 @@ assert "toy" in exporter.providers.registry(), "discovery did not find the toy p
 '''
 
 CHECKS = '''
-"""What the chart and the README make of the registry, with the toy provider in it."""
+"""What the chart and the provider docs make of the registry, with the toy provider in it."""
 
 import json
 
-from monitoring import chart, readme
+from monitoring import chart, docs
 
 
 def test_the_chart_accepts_the_new_provider() -> None:
@@ -177,8 +177,8 @@ def test_the_chart_accepts_the_new_provider() -> None:
     assert "toy" in schema["properties"]["sources"]["items"]["properties"]["provider"]["enum"]
 
 
-def test_the_readme_tables_show_the_new_provider() -> None:
-    tables = readme.provider_tables()
+def test_the_provider_tables_show_the_new_provider() -> None:
+    tables = docs.provider_tables()
     assert tables.count(" Toy ") == 3  # run statuses, API facts, step statuses (none)
     assert "`ok`" in tables
 '''
