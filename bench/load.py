@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         "state holding the series; the silent sockets are held by the benchmark's process, the "
         f"scrapers run in {args.processes} processes of their own.",
         "- Both listeners read requests and write answers with h11, behind the strict framing "
-        "checks (README, Security: how requests are read).",
+        "checks (docs/security.md: how requests are read).",
         "",
     ]
     text = "\n".join(lines)

@@ -739,9 +739,10 @@ class SourceCollector:
             self._missing.note(run_id, tracked.cursor_time)
 
     def _check_nested(self, seen: Mapping[str, Run], changes: CycleChanges) -> None:
-        """Nested runs count from the top-level list only (README: Steps). A run counted now
-        whose steps name a nested run the source has never seen (not read this cycle, not
-        counted, not active) means the list does not show nested runs: said once per run."""
+        """Nested runs count from the top-level list only (docs/providers.md: Steps). A run
+        counted now whose steps name a nested run the source has never seen (not read this
+        cycle, not counted, not active) means the list does not show nested runs: said once per
+        run."""
         # A parked run counted because it vanished is not among this cycle's sightings.
         counted = (seen[run_id] for run_id in changes.counted_ids if run_id in seen)
         nested = {

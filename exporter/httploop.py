@@ -45,7 +45,7 @@ def parse_listen_address(address: str) -> tuple[str, int]:
 
 @dataclass(frozen=True, slots=True)
 class ServerLimits:
-    """What one client may hold of the server (flags `--web.*`, defaults in the README)."""
+    """What one client may hold of the server (flags `--web.*`, defaults in docs/security.md)."""
 
     # A request's line and headers must arrive within this (a connection's first request too).
     read_timeout: float = 5.0

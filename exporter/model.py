@@ -1,7 +1,8 @@
 """The one shape every provider's run takes before anything else sees it.
 
 Providers translate their wire JSON into `Run`; the collector, the store and the metrics know
-nothing else. Canonical statuses are the project's own decision (see the README's provider table).
+nothing else. Canonical statuses are the project's own decision (see the provider table in
+docs/providers.md).
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ class Run:
     # and its other steps still count.
     invalid_steps: int = 0
     # Ids of runs nested in this run's steps (Plextera `nestedRuns`): never counted from here,
-    # only checked against what the top-level list shows (README: Steps).
+    # only checked against what the top-level list shows (docs/providers.md: Steps).
     nested_ids: tuple[str, ...] = ()
     # Set when the provider knows more detail is needed before the run can be counted
     # (Extend: a FAILED summary carries no failure reason until the detail is fetched).
@@ -261,7 +262,7 @@ class Run:
 class StatusMapper:
     """Maps a provider's native status to the canonical one; unknown values become `unknown`.
 
-    The provider supplies the table from the README; a source's `status_map` overrides entries.
+    The provider supplies the table of docs/providers.md; a source's `status_map` overrides entries.
     Native values are compared case-sensitively, as the APIs document them.
     """
 

@@ -127,7 +127,9 @@ def _source_filters_and_labels() -> dict[str, Any]:
     return {
         "labels": {
             "type": "object",
-            "description": "static labels on this source's series and per-run alerts (README)",
+            "description": (
+                "static labels on this source's series and per-run alerts (docs/configuration.md)"
+            ),
             "maxProperties": MAX_STATIC_LABELS,
             "propertyNames": {
                 "pattern": LABEL_NAME.pattern,
@@ -146,7 +148,9 @@ def _source_filters_and_labels() -> dict[str, Any]:
         },
         "workflows": {
             "type": "object",
-            "description": "regexes matched in whole against a workflow's name and id (README)",
+            "description": (
+                "regexes matched in whole against a workflow's name and id (docs/configuration.md)"
+            ),
             "properties": {
                 "include": {"oneOf": [{"type": "string"}, patterns]},
                 "exclude": {"oneOf": [{"type": "string"}, patterns]},

@@ -31,7 +31,8 @@ HEADER = """\
 
 
 class Thresholds:
-    """Sectioned settings with the README's runbook anchors; values come back as strings."""
+    """Sectioned settings with the runbook anchors of docs/alerting.md; values come back as
+    strings."""
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         self._data = data

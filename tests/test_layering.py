@@ -1,4 +1,4 @@
-"""The flow goes one way (see the architecture notes): these tests read every module's imports,
+"""The flow goes one way (see docs/architecture.md): these tests read every module's imports,
 lazy ones inside functions too, and fail on a door opened against it."""
 
 from __future__ import annotations

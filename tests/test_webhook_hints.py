@@ -385,9 +385,10 @@ def test_replay_memory_is_written_only_for_signed_fresh_events_and_keyed_per_sou
 def test_extend_counts_failed_runs_steps_only_whether_a_run_came_by_event_lookup_or_poll(
     simulator: SimFactory, exporter_factory: ExporterFactory
 ) -> None:
-    """With `steps: true` an Extend source counts the steps of failed runs only (README: Steps);
-    a succeeded run's detail, from a signed event or a hint's lookup, carries its steps too, and
-    counting them there would make the step counts depend on how the run was delivered."""
+    """With `steps: true` an Extend source counts the steps of failed runs only
+    (docs/providers.md: Steps); a succeeded run's detail, from a signed event or a hint's lookup,
+    carries its steps too, and counting them there would make the step counts depend on how the
+    run was delivered."""
     sim = simulator("extend", seed=8, arrival_rate_per_min=0)
     assert isinstance(sim, ExtendSimulator)
     sim.world.add_workflow(WORKFLOW)
@@ -415,9 +416,9 @@ def test_extend_counts_failed_runs_steps_only_whether_a_run_came_by_event_lookup
 def test_a_signed_event_of_a_left_out_workflow_costs_no_lookup(
     simulator: SimFactory, exporter_factory: ExporterFactory
 ) -> None:
-    """README: a left-out workflow costs no lookups. An Extend event carries the whole run, its
-    workflow too: a run of a left-out workflow (here one waiting for review, which a finished
-    run's event would not spare a lookup for) is not looked up."""
+    """docs/configuration.md: a left-out workflow costs no lookups. An Extend event carries the
+    whole run, its workflow too: a run of a left-out workflow (here one waiting for review, which
+    a finished run's event would not spare a lookup for) is not looked up."""
     sim = simulator("extend", seed=9, arrival_rate_per_min=0)
     assert isinstance(sim, ExtendSimulator)
     sim.world.add_workflow(WORKFLOW)

@@ -226,7 +226,7 @@ class ProviderEvents(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ProviderDocs:
-    """What the README's provider table says of a provider (generated: `make docs`)."""
+    """What the provider table of docs/providers.md says of a provider (`make docs`)."""
 
     title: str
     auth: str
@@ -238,7 +238,7 @@ class ProviderDocs:
     duration: str
     progress: str
     other: str = ""
-    # How the run's steps become `workflow_run_steps_total` (README provider table).
+    # How the run's steps become `workflow_run_steps_total` (docs/providers.md).
     steps: str = "none"
 
 
