@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.chaos import run_chaos
 
 
+# Kills and faults, then two audit walks after the calm: longer than the suite's usual bound.
+@pytest.mark.timeout(420)
 def test_chaos_with_kills_and_faults_ends_with_zero_mismatches(tmp_path: Path) -> None:
     result = run_chaos(kills=5, faults=100, seed=11, workdir=tmp_path, log=lambda _: None)
 
