@@ -19,9 +19,9 @@ import yaml
 
 from exporter.app import Exporter
 from exporter.commands.run import server_hooks
-from exporter.httpframing import head_problem
-from exporter.server import MetricsServer, ServerLimits
-from exporter.webconfig import load_web_config
+from exporter.config.webconfig import load_web_config
+from exporter.web.httpframing import head_problem
+from exporter.web.server import MetricsServer, ServerLimits
 from exporter.webhooks.listener import WebhookListener
 from exporter.webhooks.wiring import webhook_service
 from tests.conftest import ExporterFactory, SimFactory, source_for

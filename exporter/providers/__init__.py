@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from exporter.plugins import discover
+from exporter.core.plugins import discover
 from exporter.providers.base import Provider, ProviderEvents, SourceSettings
 
 __all__ = ["Provider", "ProviderEvents", "SourceSettings", "registry"]

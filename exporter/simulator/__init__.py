@@ -6,7 +6,7 @@ defines a `SimulatorServer` subclass with a `provider` attribute.
 
 from __future__ import annotations
 
-from exporter.plugins import discover
+from exporter.core.plugins import discover
 from exporter.simulator.server import ApiVariant, FaultPlan, Request, Response, SimulatorServer
 from exporter.simulator.world import GroundTruth, SimRun, Vocabulary, World
 
