@@ -20,7 +20,7 @@ from exporter.core.logs import redact
 from exporter.core.model import RunStatus
 from exporter.state.recent import RecentFailure
 
-_REPO = Path(__file__).resolve().parents[1]
+_REPO = Path(__file__).resolve().parents[2]
 # URL path -> file; only those that exist are linked and served (an installed package has none).
 SHIPPED_FILES: Mapping[str, Path] = {
     "/files/grafana/workflow-runs.json": _REPO / "grafana" / "workflow-runs.json",
