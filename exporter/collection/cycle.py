@@ -422,8 +422,10 @@ class SourceCollector:
             self.instruments.scan_inconsistency("clock_ahead")
 
     def _say_lookups(self, fact: str, value: str, detail: str) -> None:
+        changed = self.provider.list_facts().get(fact) != value
         self.provider.say_once(fact, value, detail)
-        if value == "unsupported":
+        if changed and value == "unsupported":
+            # Once per change: a retry that finds the endpoint still absent says nothing new.
             self.log.warning("single-run lookups do not work for this source", why=detail)
 
     def apply_hints(self, run_ids: Sequence[str], payloads: Mapping[str, Any]) -> HintReport:
