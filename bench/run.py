@@ -29,17 +29,17 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from bench.rss import peak_rss
-from exporter import logs
-from exporter.accounting import Cursor, CycleChanges, Observation
 from exporter.app import Exporter
-from exporter.exposition import generate_text
-from exporter.metrics import RunsCollector
+from exporter.config.settings import config_from_data
+from exporter.core import logs
+from exporter.core.accounting import Cursor, CycleChanges, Observation
+from exporter.core.units import DEFAULT_BUCKETS, DURATION, QUEUE_WAIT
+from exporter.exposition.formats import generate_text
+from exporter.exposition.metrics import RunsCollector
 from exporter.providers import registry
-from exporter.settings import config_from_data
 from exporter.simulator import SIMULATORS, SimulatorServer
 from exporter.simulator.server import ApiVariant
-from exporter.store import Store
-from exporter.units import DEFAULT_BUCKETS, DURATION, QUEUE_WAIT
+from exporter.state.store import Store
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 # Children run `python -c` scripts that import `bench` and `exporter` from here.
@@ -260,7 +260,7 @@ def _first_cycle(world: RemoteWorld, runs: int, state: Path) -> tuple[float, flo
         environ={},
     )
     exporter = Exporter(config)
-    gc.freeze()  # what the server does once start-up is done (exporter.server.settle_heap)
+    gc.freeze()  # what the server does once start-up is done (exporter.web.server.settle_heap)
     started, cpu = time.perf_counter(), time.process_time()
     report = exporter.collect_all()[0]
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
@@ -524,7 +524,7 @@ def bench_scrape(series: int, workdir: Path) -> Scrape:
     first = time.perf_counter() - started
     assert text == generate_latest(registry), "the fast writer must write the same bytes"
     samples = len([line for line in text.decode().splitlines() if not line.startswith("#")])
-    gc.freeze()  # what the server does once start-up is done (exporter.server.settle_heap)
+    gc.freeze()  # what the server does once start-up is done (exporter.web.server.settle_heap)
     workflows = max(1, series // SERIES_PER_WORKFLOW)
     touched = max(1, workflows // 50)
     cursor = store.cursor("bench")
@@ -568,9 +568,9 @@ _FILL = """
 import sys, time
 from bench.rss import peak_rss
 from datetime import UTC, datetime, timedelta
-from exporter.accounting import Cursor, CycleChanges
-from exporter.units import DEFAULT_BUCKETS
-from exporter.store import Store
+from exporter.core.accounting import Cursor, CycleChanges
+from exporter.core.units import DEFAULT_BUCKETS
+from exporter.state.store import Store
 path, total = sys.argv[1], int(sys.argv[2])
 store = Store(path, DEFAULT_BUCKETS)
 now = datetime.now(UTC)
@@ -590,8 +590,8 @@ import sys, time
 from bench.rss import peak_rss
 started = time.perf_counter()
 from exporter.app import Exporter
-from exporter.exposition import generate_text
-from exporter.settings import config_from_data
+from exporter.exposition.formats import generate_text
+from exporter.config.settings import config_from_data
 from prometheus_client import generate_latest
 config = config_from_data({"state_path": sys.argv[1], "sources": [{"name": "bench",
     "provider": "plextera", "base_url": "http://127.0.0.1:9", "api_key": "k-bench"}]}, environ={})

@@ -20,12 +20,12 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import logs
 from exporter.app import Exporter
 from exporter.commands.run import server_hooks
-from exporter.server import MetricsServer
-from exporter.settings import config_from_data
+from exporter.config.settings import config_from_data
+from exporter.core import logs
 from exporter.simulator import SIMULATORS, SimulatorServer
+from exporter.web.server import MetricsServer
 from exporter.webhooks.listener import WebhookListener
 from exporter.webhooks.wiring import webhook_service
 

@@ -20,28 +20,28 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from exporter.accounting import SeriesBudget
 from exporter.alerting.agent import AlertAgent
-from exporter.alerting.settings import AlertingSettings
-from exporter.collect import CycleReport, HintReport, SourceCollector, utc_now
-from exporter.errors import Cancelled, StateWriteError
-from exporter.health import Collecting, Due, Unwritable, collection_bound, problems
-from exporter.http import ApiClient, RetryPolicy, TokenBucket
-from exporter.logs import get_logger, register_secret
-from exporter.metrics import RunsCollector, step_series, workflow_series
-from exporter.model import ACTIVE_STATUSES, RunStatus
+from exporter.collection.cycle import CycleReport, HintReport, SourceCollector, utc_now
+from exporter.collection.schedule import Schedule
+from exporter.collection.sourceevents import SourceEvents
+from exporter.collection.summary import cycle_summary
+from exporter.config.alerting import AlertingSettings
+from exporter.config.reload import plan_reload
+from exporter.config.settings import Config
+from exporter.core.accounting import SeriesBudget
+from exporter.core.errors import Cancelled, StateWriteError
+from exporter.core.logs import get_logger, register_secret
+from exporter.core.model import ACTIVE_STATUSES, RunStatus
+from exporter.exposition.metrics import RunsCollector, step_series, workflow_series
+from exporter.exposition.selfmetrics import AlertInstruments, SelfMetrics
+from exporter.exposition.staticlabels import LabelledRegistry, StaticLabels
 from exporter.providers import Provider, SourceSettings, registry
-from exporter.recent import RecentRuns
-from exporter.reload import plan_reload
-from exporter.schedule import Schedule
-from exporter.selfmetrics import AlertInstruments, SelfMetrics
-from exporter.settings import Config
-from exporter.snapshot import Snapshot
-from exporter.sourceevents import SourceEvents
-from exporter.statewrites import StateWrites
-from exporter.staticlabels import LabelledRegistry, StaticLabels
-from exporter.store import Store
-from exporter.summary import cycle_summary
+from exporter.providers.client import ApiClient, RetryPolicy, TokenBucket
+from exporter.state.recent import RecentRuns
+from exporter.state.snapshot import Snapshot
+from exporter.state.statewrites import StateWrites
+from exporter.state.store import Store
+from exporter.web.health import Collecting, Due, Unwritable, collection_bound, problems
 
 log = get_logger("exporter")
 
@@ -409,7 +409,7 @@ class Exporter:
     # Status for /readyz and the landing page -----------------------------------------------
 
     def health(self) -> list[str]:
-        """Why /healthz fails (see `exporter.health`); empty: healthy."""
+        """Why /healthz fails (see `exporter.web.health`); empty: healthy."""
         now = time.monotonic()
         collecting = []
         for runtime in list(self.sources.values()):

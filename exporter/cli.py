@@ -20,13 +20,13 @@ from exporter.commands.check import check
 from exporter.commands.demo import demo, simulate
 from exporter.commands.demo_stack import RULES_FILE, StackSettings, demo_stack
 from exporter.commands.run import serve
-from exporter.configfile import ENV_PREFIX
-from exporter.errors import ConfigError
-from exporter.logs import configure
-from exporter.server import ServerLimits
-from exporter.settings import Config, load_config
-from exporter.sharding import ordinal_from_hostname
-from exporter.webconfig import load_web_config
+from exporter.config.configfile import ENV_PREFIX
+from exporter.config.settings import Config, load_config
+from exporter.config.webconfig import load_web_config
+from exporter.core.errors import ConfigError
+from exporter.core.logs import configure
+from exporter.core.sharding import ordinal_from_hostname
+from exporter.web.server import ServerLimits
 from exporter.webhooks.wiring import WebhookEndpoint
 
 DEFAULT_LISTEN = ":9855"

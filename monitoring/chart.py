@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from exporter.labelnames import (
+from exporter.core.labelnames import (
     LABEL_NAME,
     MAX_LABEL_VALUE_LENGTH,
     MAX_STATIC_LABELS,
@@ -120,7 +120,7 @@ def values_schema() -> str:
 
 def _source_filters_and_labels() -> dict[str, Any]:
     """`labels`, `workflows` and Cortex's `origin`, from the rules the exporter itself checks
-    (exporter.labelnames, the origins the Cortex provider knows): a bad label name fails at
+    (exporter.core.labelnames, the origins the Cortex provider knows): a bad label name fails at
     `helm install`, not when the pod starts."""
     patterns = {"type": "array", "items": {"type": "string", "minLength": 1}}
     origins = sorted(ORIGINS)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from exporter.model import RunStatus, StepStatus
+from exporter.core.model import RunStatus, StepStatus
 from exporter.providers import Provider, registry
 
 ROOT = Path(__file__).resolve().parent.parent

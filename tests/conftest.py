@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from exporter import logs
 from exporter.app import Exporter
+from exporter.config.settings import config_from_data
+from exporter.core import logs
 from exporter.providers import registry
-from exporter.settings import config_from_data
 from exporter.simulator import SIMULATORS, SimulatorServer
 
 # Every provider that has a simulator: the contract suite runs over all of them.

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from exporter.accounting import (
+from exporter.core.accounting import (
     ActiveRun,
     Cursor,
     CycleChanges,
@@ -18,9 +18,9 @@ from exporter.accounting import (
     decide,
     merge_sighting,
 )
-from exporter.model import Run, RunStatus
-from exporter.store import Store
-from exporter.units import DURATION, QUEUE_WAIT
+from exporter.core.model import Run, RunStatus
+from exporter.core.units import DURATION, QUEUE_WAIT
+from exporter.state.store import Store
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

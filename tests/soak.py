@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from exporter import logs
 from exporter.app import Exporter
-from exporter.settings import config_from_data
+from exporter.config.settings import config_from_data
+from exporter.core import logs
 from exporter.simulator.plextera import PlexteraSimulator
 
 CYCLE_SECONDS = 3600.0  # one collection per simulated hour

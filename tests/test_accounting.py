@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.accounting import (
+from exporter.core.accounting import (
     OTHER_LABEL,
     ActiveRun,
     Cursor,
@@ -19,8 +19,8 @@ from exporter.accounting import (
     fresher,
     merge_sighting,
 )
-from exporter.model import ERROR_STATUSES, TERMINAL_STATUSES, UNSPECIFIED_CODE, Run, RunStatus
-from exporter.units import DURATION
+from exporter.core.model import ERROR_STATUSES, TERMINAL_STATUSES, UNSPECIFIED_CODE, Run, RunStatus
+from exporter.core.units import DURATION
 from tests.helpers_core import T0, CoreState, at, make_run, wide_cursor
 
 OVERLAP = timedelta(minutes=10)

@@ -14,14 +14,14 @@ import httpx
 import pytest
 import yaml
 
-from exporter.accounting import FinishedRun
 from exporter.alerting.delivery import Sender
 from exporter.alerting.events import AlertEvent, AlertPlan, Planner
 from exporter.alerting.outbox import Outbox, writer
-from exporter.alerting.settings import AlertingSettings
-from exporter.model import RunStatus
-from exporter.store import Store
-from exporter.units import DEFAULT_BUCKETS
+from exporter.config.alerting import AlertingSettings
+from exporter.core.accounting import FinishedRun
+from exporter.core.model import RunStatus
+from exporter.core.units import DEFAULT_BUCKETS
+from exporter.state.store import Store
 from tests.loopback import Processes, Webhook, free_port, serve_webhook, start_alertmanager, until
 
 pytestmark = pytest.mark.system

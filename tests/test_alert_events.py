@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from exporter.accounting import ActiveRun, FinishedRun
 from exporter.alerting.events import AlertEvent, OpenAlert, Planner, as_sent, sanitise
-from exporter.alerting.settings import AlertingSettings
-from exporter.model import RunStatus
+from exporter.config.alerting import AlertingSettings
+from exporter.core.accounting import ActiveRun, FinishedRun
+from exporter.core.model import RunStatus
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 

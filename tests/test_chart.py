@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from exporter import __version__
-from exporter.settings import config_from_data
-from exporter.sharding import ordinal_from_hostname
+from exporter.config.settings import config_from_data
+from exporter.core.sharding import ordinal_from_hostname
 from monitoring import chart as chart_files
 from monitoring import rules
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from exporter.model import Run, RunStatus
+from exporter.core.model import Run, RunStatus
+from exporter.core.units import DURATION, QUEUE_WAIT
 from exporter.providers.sanitize import Limits, RunSanitizer
-from exporter.units import DURATION, QUEUE_WAIT
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import by_labels, finished
 from tests.helpers_core import CoreState, at, make_run

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.errors import ConfigError
+from exporter.core.errors import ConfigError
 from exporter.simulator import SIMULATORS
 from tests.conftest import PROVIDERS, ExporterFactory, SimFactory, source_for
 from tests.helpers import by_labels, finished, step_durations, steps

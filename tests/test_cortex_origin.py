@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from exporter.errors import ConfigError
-from exporter.http import ApiClient, RetryPolicy
+from exporter.config.settings import config_from_data
+from exporter.core.errors import ConfigError
+from exporter.providers.client import ApiClient, RetryPolicy
 from exporter.providers.cortex import DEFAULT_ORIGINS, CortexProvider, CortexSettings
-from exporter.settings import config_from_data
 from exporter.simulator.cortex import EVERY_ORIGIN
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import active, by_labels, errors, finished

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import pytest
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 
-from exporter.logs import configure, get_logger
-from exporter.schedule import Schedule
+from exporter.collection.schedule import Schedule
+from exporter.core.logs import configure, get_logger
 
 
 def test_quiet_events_are_dropped_at_info_and_shown_at_debug(captured_logs: io.StringIO) -> None:

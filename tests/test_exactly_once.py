@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from exporter.app import Exporter
-from exporter.collect import SourceCollector
+from exporter.collection.cycle import SourceCollector
 from exporter.providers import registry
 from tests.conftest import PROVIDERS, ExporterFactory, SimFactory, source_for
 from tests.helpers import active, errors, finished, samples, step_durations, steps

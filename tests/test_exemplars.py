@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
 
-from exporter.exposition import generate_text
+from exporter.exposition.formats import generate_text
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.loopback import Processes, free_port, start_exporter, start_prometheus, until
 

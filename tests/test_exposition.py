@@ -13,8 +13,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 
-from exporter.exposition import TextFamily, generate_text, series_line
-from exporter.server import MetricsServer, ServerHooks, ServerLimits
+from exporter.exposition.formats import TextFamily, generate_text, series_line
+from exporter.web.server import MetricsServer, ServerHooks, ServerLimits
 from tests.conftest import PROVIDERS, ExporterFactory, SimFactory, source_for
 from tests.loopback import free_port
 

@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.errors import PayloadError
-from exporter.http import ApiClient, RetryPolicy
-from exporter.model import Run
+from exporter.core.errors import PayloadError
+from exporter.core.model import Run
 from exporter.providers import Provider, registry
+from exporter.providers.client import ApiClient, RetryPolicy
 from exporter.simulator import SIMULATORS, SimulatorServer
 from tests.conftest import PROVIDERS, source_for
 

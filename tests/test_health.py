@@ -14,12 +14,12 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from exporter.app import Exporter
+from exporter.collection.schedule import Schedule
 from exporter.commands.run import server_hooks
-from exporter.health import Collecting, Due, collection_bound, problems
+from exporter.exposition.selfmetrics import SelfMetrics
 from exporter.providers import SourceSettings
-from exporter.schedule import Schedule
-from exporter.selfmetrics import SelfMetrics
-from exporter.server import MetricsServer
+from exporter.web.health import Collecting, Due, collection_bound, problems
+from exporter.web.server import MetricsServer
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import samples
 from tests.loopback import until

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.errors import Cancelled, DeadlineError
-from exporter.http import ApiClient, RetryPolicy
+from exporter.core.errors import Cancelled, DeadlineError
+from exporter.providers.client import ApiClient, RetryPolicy
 from tests.conftest import ExporterFactory
 from tests.helpers import up
 from tests.hostile import HostileServer, Reply, hostile

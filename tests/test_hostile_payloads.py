@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.app import Exporter
-from exporter.exposition import generate_text
-from exporter.store import Store
+from exporter.exposition.formats import generate_text
+from exporter.state.store import Store
 from tests.conftest import ExporterFactory
 from tests.helpers import by_labels, errors, finished, samples, up
 from tests.hostile import HostileServer, Reply, hostile

@@ -18,8 +18,8 @@ import yaml
 
 from exporter.app import Exporter
 from exporter.commands.run import server_hooks
-from exporter.server import MetricsServer, ServerLimits
-from exporter.webconfig import load_web_config
+from exporter.config.webconfig import load_web_config
+from exporter.web.server import MetricsServer, ServerLimits
 from tests.conftest import ExporterFactory, SimFactory, source_for
 
 PASSWORD = "s3cret-scrape-password"

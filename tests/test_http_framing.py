@@ -19,9 +19,9 @@ import yaml
 
 from exporter.app import Exporter
 from exporter.commands.run import server_hooks
-from exporter.httpframing import head_problem
-from exporter.server import MetricsServer, ServerLimits
-from exporter.webconfig import load_web_config
+from exporter.config.webconfig import load_web_config
+from exporter.web.httpframing import head_problem
+from exporter.web.server import MetricsServer, ServerLimits
 from exporter.webhooks.listener import WebhookListener
 from exporter.webhooks.wiring import webhook_service
 from tests.conftest import ExporterFactory, SimFactory, source_for
@@ -113,11 +113,12 @@ def signed_post(path: bytes = b"/webhooks/plx", *, close: bool = True) -> bytes:
 
 
 # What a proxy in front lets through as one harmless GET: the request hidden in it reloads the
-# configuration (on /metrics) or delivers a signed event (on the webhook listener).
-HIDDEN = {
-    "metrics": b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
-    "webhooks": signed_post(close=False),
-}
+# configuration (on /metrics) or delivers a signed event (on the webhook listener). Signed when
+# sent: a signature made at import is stale once a long run reaches the test.
+def hidden(listener: str) -> bytes:
+    if listener == "metrics":
+        return b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    return signed_post(close=False)
 
 
 def with_length(head: bytes, body: bytes) -> bytes:
@@ -183,7 +184,7 @@ def test_an_ambiguous_request_gets_one_answer_then_the_connection_closes(
     server = listeners.metrics if listener == "metrics" else listeners.webhooks
     before = listeners.side_effects()
 
-    stream = exchange(server.port, ATTACKS[attack](HIDDEN[listener]))
+    stream = exchange(server.port, ATTACKS[attack](hidden(listener)))
 
     assert statuses(stream) == [400], stream[:300]
     assert head_of(stream)["connection"] == "close"
@@ -199,7 +200,7 @@ def test_the_same_requests_framed_plainly_do_take_effect(
     server = listeners.metrics if listener == "metrics" else listeners.webhooks
     before = listeners.side_effects()
     stream = exchange(
-        server.port, HIDDEN[listener].replace(b"Host: x", b"Host: x\r\nConnection: close")
+        server.port, hidden(listener).replace(b"Host: x", b"Host: x\r\nConnection: close")
     )
     assert statuses(stream) == ([200] if listener == "metrics" else [202])
     assert listeners.side_effects() != before
@@ -211,11 +212,11 @@ def test_a_body_a_request_does_not_read_is_never_read_as_the_next_request(
     """A POST whose body its endpoint leaves unread (an unknown source, a reload with a body):
     its answer, then the connection closes, whatever the body looks like."""
     before = listeners.side_effects()
-    to_unknown = with_length(b"POST /webhooks/nobody HTTP/1.1\r\nHost: x\r\n", HIDDEN["webhooks"])
+    to_unknown = with_length(b"POST /webhooks/nobody HTTP/1.1\r\nHost: x\r\n", hidden("webhooks"))
     stream = exchange(listeners.webhooks.port, to_unknown)
     assert statuses(stream) == [404]
     assert head_of(stream)["connection"] == "close"
-    reload_with_body = with_length(b"POST /-/reload HTTP/1.1\r\nHost: x\r\n", HIDDEN["metrics"])
+    reload_with_body = with_length(b"POST /-/reload HTTP/1.1\r\nHost: x\r\n", hidden("metrics"))
     stream = exchange(listeners.metrics.port, reload_with_body)
     assert statuses(stream) == [400]
     assert b"takes no body" in body_of(stream)

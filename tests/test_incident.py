@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from exporter.model import RunStatus
+from exporter.core.model import RunStatus
 from exporter.simulator.extend import ExtendSimulator
 from exporter.simulator.incident import INCIDENT_CODE, Incident, IncidentPlan
 

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from exporter.accounting import FinishedRun
-from exporter.landing import SHIPPED_FILES, SourceStatus, render, shipped_file
-from exporter.logs import register_secret
-from exporter.model import RunStatus
-from exporter.recent import FAILURES_KEPT, RecentFailure, RecentRuns
-from exporter.summary import cycle_summary
+from exporter.collection.summary import cycle_summary
+from exporter.core.accounting import FinishedRun
+from exporter.core.logs import register_secret
+from exporter.core.model import RunStatus
+from exporter.state.recent import FAILURES_KEPT, RecentFailure, RecentRuns
+from exporter.web.landing import SHIPPED_FILES, SourceStatus, render, shipped_file
 from tests.loopback import free_port
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -98,7 +98,7 @@ def test_shipped_files_are_served_by_a_fixed_list_only() -> None:
 def test_landing_page_links_the_files_it_serves() -> None:
     from prometheus_client import CollectorRegistry
 
-    from exporter.server import MetricsServer, ServerHooks
+    from exporter.web.server import MetricsServer, ServerHooks
 
     port = free_port()
     server = MetricsServer(

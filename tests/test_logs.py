@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from exporter import logs
+from exporter.core import logs
 
 
 def test_a_library_record_is_one_json_line_like_ours(captured_logs: io.StringIO) -> None:

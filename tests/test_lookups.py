@@ -1,4 +1,4 @@
-"""The single-run endpoint as a hypothesis (`exporter.lookups`), without a network."""
+"""The single-run endpoint as a hypothesis (`exporter.collection.lookups`), without a network."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from exporter.audit import AuditWalk
-from exporter.errors import HttpStatusError, TransportError
-from exporter.lookups import LookupGuard, Outcome, Support
-from exporter.model import Run, RunStatus
-from exporter.scancost import follow_floor
+from exporter.collection.audit import AuditWalk
+from exporter.collection.lookups import LookupGuard, Outcome, Support
+from exporter.core.errors import HttpStatusError, TransportError
+from exporter.core.model import Run, RunStatus
+from exporter.core.scancost import follow_floor
 from tests.helpers_core import at, make_run
 
 

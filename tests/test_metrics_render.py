@@ -9,12 +9,12 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.accounting import ActiveRun
-from exporter.metrics import RunsCollector
-from exporter.model import TERMINAL_STATUSES, RunStatus
-from exporter.snapshot import Histogram, Snapshot
-from exporter.store import Store
-from exporter.units import DEFAULT_BUCKETS, DURATION, QUEUE_WAIT
+from exporter.core.accounting import ActiveRun
+from exporter.core.model import TERMINAL_STATUSES, RunStatus
+from exporter.core.units import DEFAULT_BUCKETS, DURATION, QUEUE_WAIT
+from exporter.exposition.metrics import RunsCollector
+from exporter.state.snapshot import Histogram, Snapshot
+from exporter.state.store import Store
 from tests.helpers_core import at, cycle_into, make_run
 
 NOW = at(100).timestamp()

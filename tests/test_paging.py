@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from exporter.errors import PageRefused, PaginationRunaway
+from exporter.core.errors import PageRefused, PaginationRunaway
 from exporter.providers.paging import ListShape, Order, Page, PagedList, reached_floor
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

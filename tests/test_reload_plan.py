@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from exporter.reload import plan_reload
-from exporter.settings import Config, config_from_data
+from exporter.config.reload import plan_reload
+from exporter.config.settings import Config, config_from_data
 
 
 def source(name: str, **extra: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import io
 import json
 from typing import Any
 
-from exporter.repeats import MAX_CONDITIONS, RepeatedWarnings
+from exporter.collection.repeats import MAX_CONDITIONS, RepeatedWarnings
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import by_labels
 

@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from exporter.app import Exporter
-from exporter.bodylimit import ACCEPTED_ENCODINGS, BodyError, BodyTooLarge, BoundedBody
-from exporter.errors import PayloadError, ResponseTooLarge
-from exporter.http import ApiClient, RetryPolicy
+from exporter.core.errors import PayloadError, ResponseTooLarge
+from exporter.providers.bodylimit import ACCEPTED_ENCODINGS, BodyError, BodyTooLarge, BoundedBody
+from exporter.providers.client import ApiClient, RetryPolicy
 from exporter.webhooks.listener import WebhookListener
 from exporter.webhooks.wiring import webhook_service
 from tests.conftest import ExporterFactory, SimFactory, source_for
@@ -196,8 +196,8 @@ def test_a_garbled_compressed_body_fails_naming_the_coding() -> None:
 _MEASURE = textwrap.dedent(
     """
     import json, resource, sys
-    from exporter.errors import ResponseTooLarge
-    from exporter.http import ApiClient, RetryPolicy
+    from exporter.core.errors import ResponseTooLarge
+    from exporter.providers.client import ApiClient, RetryPolicy
 
     class Codes:
         def __init__(self): self.codes = []

@@ -16,18 +16,18 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from exporter.accounting import Cursor, FinishedRun, LabelBudget, decide
 from exporter.alerting.events import Planner
-from exporter.alerting.settings import AlertingSettings
-from exporter.http import ApiClient, RetryPolicy
-from exporter.model import MAX_ID_LENGTH, RunStatus, id_problem, scoped_id, split_scoped_id
+from exporter.config.alerting import AlertingSettings
+from exporter.core.accounting import Cursor, FinishedRun, LabelBudget, decide
+from exporter.core.model import MAX_ID_LENGTH, RunStatus, id_problem, scoped_id, split_scoped_id
+from exporter.core.units import DURATION, QUEUE_WAIT
+from exporter.providers.client import ApiClient, RetryPolicy
 from exporter.providers.plextera import PlexteraProvider, PlexteraSettings
 from exporter.simulator.cortex import CortexSimulator
 from exporter.simulator.server import ApiVariant
 from exporter.simulator.world import SimWorkflow
-from exporter.statefile import SCHEMA_VERSION
-from exporter.store import Store
-from exporter.units import DURATION, QUEUE_WAIT
+from exporter.state.statefile import SCHEMA_VERSION
+from exporter.state.store import Store
 from tests.conftest import PROVIDERS, ExporterFactory, SimFactory, source_for
 from tests.helpers import active, by_labels, finished
 from tests.helpers_core import at, cycle_into, make_run, wide_cursor

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from exporter.model import Run, RunStatus, Step
+from exporter.core.model import Run, RunStatus, Step
 from exporter.providers.sanitize import Limits, RunSanitizer, clean_label, clean_text
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

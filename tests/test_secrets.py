@@ -15,11 +15,11 @@ from typing import Any
 from exporter.alerting.delivery import Sender
 from exporter.alerting.events import AlertEvent, AlertPlan, sanitise
 from exporter.alerting.outbox import Outbox, writer
-from exporter.alerting.settings import AlertingSettings
-from exporter.http import _error_detail
-from exporter.logs import get_logger, redact, register_secret
-from exporter.store import Store
-from exporter.units import DEFAULT_BUCKETS
+from exporter.config.alerting import AlertingSettings
+from exporter.core.logs import get_logger, redact, register_secret
+from exporter.core.units import DEFAULT_BUCKETS
+from exporter.providers.client import _error_detail
+from exporter.state.store import Store
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import exposition
 

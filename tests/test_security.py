@@ -14,10 +14,10 @@ import yaml
 
 from exporter.app import Exporter
 from exporter.commands.run import server_hooks
-from exporter.errors import ConfigError
-from exporter.server import MetricsServer
-from exporter.settings import config_from_data
-from exporter.webconfig import load_web_config
+from exporter.config.settings import config_from_data
+from exporter.config.webconfig import load_web_config
+from exporter.core.errors import ConfigError
+from exporter.web.server import MetricsServer
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import finished, up
 from tests.tls_support import Pki, make_pki

@@ -14,17 +14,17 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from exporter.configfile import (
+from exporter.config.configfile import (
     apply_env_overrides,
     expand_tree,
     expand_variables,
     format_errors,
 )
-from exporter.errors import ConfigError
+from exporter.config.settings import config_from_data, load_config
+from exporter.core.errors import ConfigError
 from exporter.providers import registry
 from exporter.providers.noxus import NoxusSettings
 from exporter.providers.plextera import PlexteraSettings
-from exporter.settings import config_from_data, load_config
 
 SECRET = "sk-live-7f3a9c1e-do-not-print"
 KNOWN_PROVIDERS = ", ".join(registry())

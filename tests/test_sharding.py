@@ -12,9 +12,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.errors import ConfigError
-from exporter.settings import config_from_data
-from exporter.sharding import Shard, bucket, jump_hash, ordinal_from_hostname
+from exporter.config.settings import config_from_data
+from exporter.core.errors import ConfigError
+from exporter.core.sharding import Shard, bucket, jump_hash, ordinal_from_hostname
 from exporter.simulator import SimulatorServer
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import finished

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.model import RunStatus, StepStatus
+from exporter.core.model import RunStatus, StepStatus
 from exporter.simulator import SIMULATORS, GroundTruth, SimulatorServer, World
 from exporter.simulator.noxus import NoxusSimulator
 from exporter.simulator.plextera import PlexteraSimulator

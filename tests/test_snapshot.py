@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exporter.snapshot import Histogram
+from exporter.state.snapshot import Histogram
 
 
 def test_rebinning_to_finer_buckets_keeps_counts_in_the_smallest_bucket_that_holds_them() -> None:

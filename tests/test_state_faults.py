@@ -20,15 +20,15 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.accounting import SeriesBudget, SeriesTab
 from exporter.app import Exporter
 from exporter.commands.run import server_hooks
-from exporter.errors import StateWriteError
-from exporter.health import Unwritable, problems
-from exporter.model import RunStatus
-from exporter.server import MetricsServer
-from exporter.store import Store
-from exporter.units import DEFAULT_BUCKETS
+from exporter.core.accounting import SeriesBudget, SeriesTab
+from exporter.core.errors import StateWriteError
+from exporter.core.model import RunStatus
+from exporter.core.units import DEFAULT_BUCKETS
+from exporter.state.store import Store
+from exporter.web.health import Unwritable, problems
+from exporter.web.server import MetricsServer
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import by_labels, finished
 from tests.helpers_core import at, cycle_into, make_run

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from exporter.errors import StateError
-from exporter.model import RunStatus
-from exporter.statefile import MIGRATIONS, SCHEMA_VERSION, SOURCE_TABLES, open_state_file
-from exporter.store import Store
-from exporter.units import DURATION, QUEUE_WAIT
+from exporter.core.errors import StateError
+from exporter.core.model import RunStatus
+from exporter.core.units import DURATION, QUEUE_WAIT
+from exporter.state.statefile import MIGRATIONS, SCHEMA_VERSION, SOURCE_TABLES, open_state_file
+from exporter.state.store import Store
 from tests.helpers_core import at, cycle_into, make_run
 
 

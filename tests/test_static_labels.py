@@ -19,10 +19,10 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from exporter.errors import ConfigError
-from exporter.exposition import generate_text
-from exporter.labelnames import RESERVED_LABEL_NAMES
-from exporter.settings import config_from_data
+from exporter.config.settings import config_from_data
+from exporter.core.errors import ConfigError
+from exporter.core.labelnames import RESERVED_LABEL_NAMES
+from exporter.exposition.formats import generate_text
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.loopback import Processes, binary, free_port, start_exporter, until
 

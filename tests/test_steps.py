@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from exporter.accounting import (
+from exporter.core.accounting import (
     OTHER_LABEL,
     ActiveRun,
     CycleChanges,
@@ -24,14 +24,14 @@ from exporter.accounting import (
     StepBudget,
     decide,
 )
-from exporter.http import ApiClient, RetryPolicy
-from exporter.metrics import RunsCollector
-from exporter.model import Run, RunStatus, Step, StepStatus
+from exporter.core.model import Run, RunStatus, Step, StepStatus
+from exporter.core.units import DEFAULT_BUCKETS, STEP_DURATION
+from exporter.exposition.metrics import RunsCollector
 from exporter.providers import Provider, registry
+from exporter.providers.client import ApiClient, RetryPolicy
 from exporter.providers.steps import read_steps, step_duration, step_instant
-from exporter.statefile import MIGRATIONS, SCHEMA_VERSION
-from exporter.store import Store
-from exporter.units import DEFAULT_BUCKETS, STEP_DURATION
+from exporter.state.statefile import MIGRATIONS, SCHEMA_VERSION
+from exporter.state.store import Store
 from tests.helpers import samples
 from tests.helpers_core import T0, at, make_run, wide_cursor
 

@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-from exporter.accounting import (
+from exporter.core.accounting import (
     ActiveRun,
     Cursor,
     CycleChanges,
     Observation,
 )
-from exporter.model import RunStatus
-from exporter.snapshot import Snapshot
-from exporter.store import Store
-from exporter.units import DURATION, QUEUE_WAIT
+from exporter.core.model import RunStatus
+from exporter.core.units import DURATION, QUEUE_WAIT
+from exporter.state.snapshot import Snapshot
+from exporter.state.store import Store
 from tests.helpers_core import T0, at, cycle_into, make_run
 
 BUCKETS: Mapping[str, Sequence[float]] = {DURATION: (1, 5, 10), QUEUE_WAIT: (1, 10)}

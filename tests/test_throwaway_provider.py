@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
-from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
+from exporter.core.model import UNSPECIFIED_CODE, Run, RunStatus
 from exporter.providers.base import PagedSourceSettings, Provider, ProviderDocs, SourceSettings
 from exporter.providers.paging import Page
 from exporter.providers.wire import UtcDatetime, WireModel
@@ -96,7 +96,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from exporter.model import RunStatus
+from exporter.core.model import RunStatus
 from exporter.simulator.server import Request, Response, SimulatorServer
 from exporter.simulator.world import SimRun, Vocabulary
 
@@ -150,7 +150,7 @@ from pathlib import Path
 
 import exporter.providers
 import exporter.simulator
-from exporter.plugins import discover
+from exporter.core.plugins import discover
 from exporter.providers.base import Provider
 from exporter.simulator.server import SimulatorServer
 

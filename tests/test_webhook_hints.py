@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from exporter.app import Exporter
+from exporter.config.webhooks import WebhookSettings
 from exporter.simulator.extend import ExtendSimulator
 from exporter.webhooks.service import WebhookService
-from exporter.webhooks.settings import WebhookSettings
 from exporter.webhooks.wiring import webhook_service
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import active, errors, finished, samples, steps
@@ -206,8 +206,8 @@ def test_wired_service_counts_through_the_exporter(
 
 
 def test_webhook_settings_are_checked_with_the_field_path(tmp_path: Path) -> None:
-    from exporter.errors import ConfigError
-    from exporter.settings import config_from_data
+    from exporter.config.settings import config_from_data
+    from exporter.core.errors import ConfigError
 
     def problems(**source: Any) -> list[str]:
         base = {"name": "s", "api_key": "k-1234567890", **source}

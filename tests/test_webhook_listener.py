@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from exporter.app import Exporter
-from exporter.server import ServerLimits
-from exporter.webconfig import load_web_config
+from exporter.config.webconfig import load_web_config
+from exporter.web.server import ServerLimits
 from exporter.webhooks.listener import WebhookListener
 from exporter.webhooks.service import WebhookService
 from exporter.webhooks.wiring import webhook_service

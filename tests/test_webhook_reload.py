@@ -11,8 +11,8 @@ from typing import Any
 
 from prometheus_client.exposition import generate_latest
 
-from exporter import logs
-from exporter.settings import config_from_data
+from exporter.config.settings import config_from_data
+from exporter.core import logs
 from exporter.webhooks.wiring import webhook_service
 from tests.conftest import ExporterFactory, SimFactory, source_for
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from exporter.errors import ConfigError
-from exporter.filters import WorkflowFilter
-from exporter.settings import config_from_data
+from exporter.config.settings import config_from_data
+from exporter.core.errors import ConfigError
+from exporter.core.filters import WorkflowFilter
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import active, exposition, finished
 

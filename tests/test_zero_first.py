@@ -102,7 +102,7 @@ def test_a_source_whose_first_runs_come_after_the_start_holds_their_series_too(
 
 
 def httpx_free_render(exporter: object) -> str:
-    from exporter.exposition import generate_text
+    from exporter.exposition.formats import generate_text
 
     return generate_text(exporter.registry).decode()  # type: ignore[attr-defined]
 

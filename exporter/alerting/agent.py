@@ -7,12 +7,12 @@ import sqlite3
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from exporter.accounting import ActiveRun, CycleChanges
 from exporter.alerting.delivery import DeliveryObserver, Sender
 from exporter.alerting.events import Planner
 from exporter.alerting.outbox import Outbox, StateAccess, writer
-from exporter.alerting.settings import AlertingSettings
-from exporter.logs import registered_secrets
+from exporter.config.alerting import AlertingSettings
+from exporter.core.accounting import ActiveRun, CycleChanges
+from exporter.core.logs import registered_secrets
 
 
 def active_after(active: Mapping[str, ActiveRun], changes: CycleChanges) -> dict[str, ActiveRun]:

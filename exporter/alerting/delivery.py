@@ -22,8 +22,8 @@ import httpx
 from exporter import __version__
 from exporter.alerting.events import AlertEvent, as_sent
 from exporter.alerting.outbox import Outbox
-from exporter.alerting.settings import AlertingSettings, AlertmanagerTarget
-from exporter.logs import get_logger, register_secret
+from exporter.config.alerting import AlertingSettings, AlertmanagerTarget
+from exporter.core.logs import get_logger, register_secret
 
 log = get_logger("exporter.alerting")
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from exporter.accounting import ActiveRun, FinishedRun
-from exporter.alerting.settings import AlertingSettings
-from exporter.logs import mask
-from exporter.model import RunStatus
+from exporter.config.alerting import AlertingSettings
+from exporter.core.accounting import ActiveRun, FinishedRun
+from exporter.core.logs import mask
+from exporter.core.model import RunStatus
 
 FAILED = "WorkflowRunFailed"
 STUCK = "WorkflowRunStuck"

@@ -3,7 +3,7 @@
 An event is written in the transaction that counts its run (`writer`), so it exists exactly when
 the count does. It leaves the outbox once each configured Alertmanager has accepted it; which
 ones have is recorded per target, so a restart resends only what was not yet accepted. The tables
-are declared in `schema.py`.
+are declared with the state file (`exporter.state.alerttables`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ T = TypeVar("T")
 
 
 class StateAccess(Protocol):
-    """The state file as the outbox needs it (`exporter.store.Store` is one). Named here rather
-    than imported, because the state file imports this package's tables (`schema.py`)."""
+    """The state file as the outbox needs it (`exporter.state.store.Store` is one). Named here
+    rather than imported, so this package imports nothing of `state` (which holds this package's
+    tables: `exporter.state.alerttables`)."""
 
     def read(self, query: Callable[[sqlite3.Connection], T]) -> T: ...
 

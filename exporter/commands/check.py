@@ -1,6 +1,7 @@
 """`check`: collect once per source into a throwaway store and say how each API answered.
 
-Exit code 1 when any source failed. Advice on a failure comes from `exporter.diagnostics`.
+Exit code 1 when any source failed. Advice on a failure comes from
+`exporter.collection.diagnostics`.
 """
 
 from __future__ import annotations
@@ -8,10 +9,10 @@ from __future__ import annotations
 import functools
 
 from exporter.app import Exporter
-from exporter.collect import CycleReport
-from exporter.diagnostics import advice
+from exporter.collection.cycle import CycleReport
+from exporter.collection.diagnostics import advice
+from exporter.config.settings import Config
 from exporter.providers import SourceSettings
-from exporter.settings import Config
 
 
 def check(config: Config) -> int:

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from exporter.commands.run import serve
+from exporter.config.settings import config_from_data
 from exporter.providers import registry
-from exporter.server import MetricsServer
-from exporter.settings import config_from_data
 from exporter.simulator.webhooks import WebhookFaults
+from exporter.web.server import MetricsServer
 from exporter.webhooks.wiring import WebhookEndpoint
 
 # The provider whose simulator plays the incident: it has both error codes and a review status.

@@ -14,13 +14,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from exporter.app import Exporter
-from exporter.collect import utc_now
-from exporter.errors import ConfigError, StateError
-from exporter.landing import SourceStatus
-from exporter.logs import get_logger
-from exporter.server import MetricsServer, ServerHooks, ServerLimits
-from exporter.settings import Config, load_config
-from exporter.webconfig import WebConfig
+from exporter.collection.cycle import utc_now
+from exporter.config.settings import Config, load_config
+from exporter.config.webconfig import WebConfig
+from exporter.core.errors import ConfigError, StateError
+from exporter.core.logs import get_logger
+from exporter.web.landing import SourceStatus
+from exporter.web.server import MetricsServer, ServerHooks, ServerLimits
 from exporter.webhooks.wiring import WebhookEndpoint, start_webhooks
 
 # Seconds a SIGTERM waits for the running cycles (Kubernetes' grace period is 30 by default).

@@ -2,7 +2,7 @@
 
 A provider knows one API and nothing else. It pages through the runs list, parses each item with
 its own pydantic wire model and yields canonical `Run`s. It never imports prometheus_client and
-never decides what to count: that is `exporter.collect`'s job.
+never decides what to count: that is `exporter.collection.cycle`'s job.
 """
 
 from __future__ import annotations
@@ -30,18 +30,18 @@ from pydantic import (
     model_validator,
 )
 
-from exporter.errors import HttpStatusError, PageRefused, PayloadError
-from exporter.filters import WorkflowFilter
-from exporter.http import ApiClient, JsonResponse
-from exporter.labelnames import MAX_STATIC_LABELS, check_label_name, check_label_value
-from exporter.logs import may_hold_secret, redact
-from exporter.model import Run, RunStatus, StatusMapper, Step, StepStatus, id_problem
+from exporter.core.errors import HttpStatusError, PageRefused, PayloadError
+from exporter.core.filters import WorkflowFilter
+from exporter.core.labelnames import MAX_STATIC_LABELS, check_label_name, check_label_value
+from exporter.core.logs import may_hold_secret, redact
+from exporter.core.model import Run, RunStatus, StatusMapper, Step, StepStatus, id_problem
+from exporter.core.sharding import UNSHARDED, Shard
+from exporter.core.units import Duration
+from exporter.providers.client import ApiClient, JsonResponse
 from exporter.providers.paging import Fetch, ListShape, Order, Page, PagedList, T
 from exporter.providers.sanitize import Limits, RunSanitizer
 from exporter.providers.steps import StepMapper, StepsRead, read_steps
 from exporter.providers.wire import paging_number, take_offsetless_seen
-from exporter.sharding import UNSHARDED, Shard
-from exporter.units import Duration
 
 StaticLabelName = Annotated[str, AfterValidator(check_label_name)]
 StaticLabelValue = Annotated[str, AfterValidator(check_label_value)]

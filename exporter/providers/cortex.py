@@ -29,8 +29,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from exporter.errors import PayloadError
-from exporter.model import (
+from exporter.core.errors import PayloadError
+from exporter.core.model import (
     DAY,
     UNSPECIFIED_CODE,
     Run,
@@ -40,6 +40,7 @@ from exporter.model import (
     scoped_id,
     split_scoped_id,
 )
+from exporter.core.units import Duration
 from exporter.providers.base import (
     PagedSourceSettings,
     Provider,
@@ -57,7 +58,6 @@ from exporter.providers.steps import (
     text_field,
 )
 from exporter.providers.wire import WireCount, WireModel, as_utc
-from exporter.units import Duration
 
 
 def _moment(value: Any, field_name: str) -> tuple[datetime, bool] | None:

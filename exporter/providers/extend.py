@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from exporter.errors import PaginationRunaway
-from exporter.model import ERROR_STATUSES, UNSPECIFIED_CODE, Run, RunStatus, Step, StepStatus
+from exporter.core.errors import PaginationRunaway
+from exporter.core.model import ERROR_STATUSES, UNSPECIFIED_CODE, Run, RunStatus, Step, StepStatus
 from exporter.providers.base import Provider, ProviderDocs, SourceSettings, segment
 from exporter.providers.cursors import CursorTrail
 from exporter.providers.paging import Page, reached_floor

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from exporter.model import UNSPECIFIED_CODE, Run, RunStatus
+from exporter.core.model import UNSPECIFIED_CODE, Run, RunStatus
 from exporter.providers.base import (
     PagedSourceSettings,
     Provider,

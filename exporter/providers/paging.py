@@ -47,7 +47,7 @@ from enum import StrEnum
 from itertools import pairwise
 from typing import Generic, Protocol, TypeVar
 
-from exporter.errors import PageRefused, PaginationRunaway
+from exporter.core.errors import PageRefused, PaginationRunaway
 
 T = TypeVar("T")
 

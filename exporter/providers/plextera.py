@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from exporter.model import UNSPECIFIED_CODE, Run, RunStatus, Step, StepStatus
+from exporter.core.model import UNSPECIFIED_CODE, Run, RunStatus, Step, StepStatus
 from exporter.providers.base import (
     PagedSourceSettings,
     Provider,

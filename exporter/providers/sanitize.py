@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from exporter.model import Run, Step
+from exporter.core.model import Run, Step
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -186,7 +186,7 @@ class RunSanitizer:
         ).contradicting_times
         if contradiction is not None:
             # Kept as given (the run counts, and when it ended is still the best there is), but
-            # no duration or queue wait is computed from them (exporter.model): said here.
+            # no duration or queue wait is computed from them (exporter.core.model): said here.
             self._invalid_field(run.id, f"{contradiction}: no duration or queue wait taken")
         progress = run.progress
         if progress is not None and not math.isfinite(progress):

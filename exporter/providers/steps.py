@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from exporter.model import Step, StepStatus
+from exporter.core.model import Step, StepStatus
 
 # A step timestamp given as a number larger than this is in milliseconds (1e11 seconds is the
 # year 5138; 1e11 milliseconds is 1973): the two readings never overlap for real instants.

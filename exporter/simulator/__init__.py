@@ -1,12 +1,14 @@
 """Real HTTP servers on loopback that speak each provider's API, for the demo, tests and benchmarks.
 
 `SIMULATORS` maps a provider name to its simulator class: every module in this package that
-defines a `SimulatorServer` subclass with a `provider` attribute.
+defines a `SimulatorServer` subclass with a `provider` attribute. It may import only the model and
+the plugin finder of `core`: a simulator speaks the API from its own world, never through the
+exporter's providers.
 """
 
 from __future__ import annotations
 
-from exporter.plugins import discover
+from exporter.core.plugins import discover
 from exporter.simulator.server import ApiVariant, FaultPlan, Request, Response, SimulatorServer
 from exporter.simulator.world import GroundTruth, SimRun, Vocabulary, World
 

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
-from exporter.model import RunStatus, StepStatus
+from exporter.core.model import RunStatus, StepStatus
 from exporter.simulator.server import ApiVariant, Request, Response, SimulatorServer
 from exporter.simulator.world import SimRun, Vocabulary
 

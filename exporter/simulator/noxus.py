@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote
 
-from exporter.model import RunStatus
+from exporter.core.model import RunStatus
 from exporter.simulator.server import (
     HUGE,
     ApiVariant,

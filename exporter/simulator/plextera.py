@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
-from exporter.model import RunStatus, StepStatus
+from exporter.core.model import RunStatus, StepStatus
 from exporter.simulator.server import (
     HUGE,
     ApiVariant,

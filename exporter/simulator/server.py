@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from exporter.model import RunStatus
+from exporter.core.model import RunStatus
 from exporter.simulator.distrust import dated_ahead, listed_time
 from exporter.simulator.webhooks import WebhookFaults, WebhookSender
 from exporter.simulator.world import RunIds, SimRun, Vocabulary, World

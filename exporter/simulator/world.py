@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from exporter.model import TERMINAL_STATUSES, RunStatus, StepStatus
+from exporter.core.model import TERMINAL_STATUSES, RunStatus, StepStatus
 
 ERROR_CODES = ("UNSUPPORTED_DOCUMENT", "WORKFLOW_RUN_FAILED", "TIMEOUT", "EXTRACTION_FAILED")
 WORKFLOW_NAMES = (

@@ -1,2 +1,5 @@
 """Signed webhook events as hints: a verified event names a run, which is then looked up and
-counted through the same core as a poll (see `service`). Polling stays the reconciler."""
+counted through the same core as a poll (see `service`). Polling stays the reconciler.
+
+It may import `core`, its settings and the web config from `config`, `providers.SourceSettings`,
+the listeners' loop in `web`, and (`wiring` only) the `app` it plugs the service into."""

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.logs import get_logger
+from exporter.core.logs import get_logger
 
 log = get_logger("exporter.webhooks")
 

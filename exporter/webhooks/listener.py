@@ -2,19 +2,19 @@
 stay internal while the platforms reach this one.
 
 It runs on the same loop as /metrics (read deadlines, bounded workers and connections, strict
-framing: see exporter.httploop and exporter.httpframing), with its own answers: a request's body
-is read only once the source is known and its declared length is within bounds; nothing else is
-served.
+framing: see exporter.web.httploop and exporter.web.httpframing), with its own answers: a
+request's body is read only once the source is known and its declared length is within bounds;
+nothing else is served.
 """
 
 from __future__ import annotations
 
 from urllib.parse import unquote
 
-from exporter.httpframing import BodySource, Request, Response, text_response
-from exporter.httploop import ConnectionLoop, Listener, ServerLimits, parse_listen_address
-from exporter.logs import get_logger
-from exporter.webconfig import WebConfig, ssl_context
+from exporter.config.webconfig import WebConfig, ssl_context
+from exporter.core.logs import get_logger
+from exporter.web.httpframing import BodySource, Request, Response, text_response
+from exporter.web.httploop import ConnectionLoop, Listener, ServerLimits, parse_listen_address
 from exporter.webhooks.service import WebhookService
 
 log = get_logger("exporter.webhooks")

@@ -16,11 +16,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from exporter.logs import get_logger, register_secret
+from exporter.config.webhooks import WebhookSettings
+from exporter.core.logs import get_logger, register_secret
 from exporter.providers import SourceSettings
 from exporter.webhooks.hints import POLL, Batch, HintWorkers
 from exporter.webhooks.metrics import WebhookMetrics
-from exporter.webhooks.settings import WebhookSettings
 from exporter.webhooks.verify import DIALECTS, ReplayGuard, Result, Verdict, verify
 
 log = get_logger("exporter.webhooks")

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporter.app import Exporter
-from exporter.logs import get_logger
+from exporter.config.webconfig import WebConfig
+from exporter.core.logs import get_logger
 from exporter.providers import SourceSettings
-from exporter.server import ServerLimits
-from exporter.webconfig import WebConfig
+from exporter.web.server import ServerLimits
 from exporter.webhooks.listener import WebhookListener
 from exporter.webhooks.service import WebhookService
 

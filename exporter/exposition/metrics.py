@@ -1,0 +1,409 @@
+"""Domain metrics: names, help texts, labels and buckets, rendered from a store snapshot.
+
+A custom Collector builds fresh metric families on every scrape (the Prometheus guide for writing
+exporters asks for this): no stale label sets, no scrape racing a collection, and no provider API
+call during a scrape. Sample output:
+
+    workflow_runs_finished_total{source="plextera-prod",provider="plextera",workflow="Invoices",status="failed"} 3.0
+    workflow_runs_active{source="plextera-prod",provider="plextera",workflow="Invoices",status="running"} 2.0
+    workflow_runs_last_finished_timestamp_seconds{source="plextera-prod",provider="plextera",workflow="Invoices",status="succeeded"} 1.7e+09
+    workflow_run_steps_total{source="plextera-prod",provider="plextera",workflow="Invoices",step="web_function",status="failed"} 2.0
+"""  # noqa: E501
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar, Sample
+
+from exporter.core.accounting import ActiveRun
+from exporter.core.model import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus, StepStatus
+from exporter.core.units import DEFAULT_BUCKETS, DURATION, QUEUE_WAIT, STEP_DURATION
+from exporter.exposition.formats import TextFamily, series_line
+from exporter.state.snapshot import Histogram, Snapshot, born_key, error_born_key, step_born_key
+
+_TERMINAL = sorted(s.value for s in TERMINAL_STATUSES)
+_ACTIVE_PRECREATED = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+
+
+def workflow_series(buckets: Mapping[str, Sequence[float]], active_statuses: int = 4) -> int:
+    """Series one workflow label value can create: the budget's unit cost (error codes apart)."""
+    terminal = len(_TERMINAL)
+    duration = terminal * (len(buckets[DURATION]) + 3)  # buckets, +Inf, _sum, _count
+    queue_wait = len(buckets[QUEUE_WAIT]) + 3
+    last_finished = terminal
+    return terminal + duration + queue_wait + last_finished + 2 * active_statuses + 1
+
+
+def step_series(buckets: Mapping[str, Sequence[float]]) -> int:
+    """Series one (workflow, step) pair creates: each step status, and its duration histogram
+    (reserved whether or not the API gives durations: the bound must hold either way)."""
+    return len(StepStatus) + len(buckets.get(STEP_DURATION, DEFAULT_BUCKETS[STEP_DURATION])) + 3
+
+
+# Label values of one series, and its value.
+Row = tuple[tuple[str, ...], float]
+# One histogram series: its label values and its buckets.
+HistogramRow = tuple[tuple[str, ...], Histogram]
+
+_FINISHED_LABELS = ("source", "provider", "workflow", "status")
+_ERROR_LABELS = ("source", "provider", "workflow", "code")
+_DURATION_LABELS = ("source", "provider", "workflow", "status")
+_QUEUE_WAIT_LABELS = ("source", "provider", "workflow")
+_ACTIVE_LABELS = ("source", "provider", "workflow", "status")
+_PROGRESS_LABELS = ("source", "provider", "workflow")
+_LAST_FINISHED_LABELS = ("source", "provider", "workflow", "status")
+_STEP_LABELS = ("source", "provider", "workflow", "step", "status")
+_STEP_DURATION_LABELS = ("source", "provider", "workflow", "step")
+
+
+class RunsCollector(Collector):
+    def __init__(
+        self,
+        snapshot: Callable[[], Snapshot],
+        clock: Callable[[], float] = time.time,
+        active_statuses: Callable[[str], Iterable[str]] | None = None,
+        new_series_hold: float = 0.0,
+    ) -> None:
+        """`active_statuses(source)` names the non-terminal statuses a source can report, so their
+        gauges exist at 0 before the first such run (default: queued and running)."""
+        self._snapshot = snapshot
+        self._clock = clock
+        self._hold = new_series_hold
+        self._active_statuses = active_statuses or (lambda _source: _ACTIVE_PRECREATED)
+        # Written lines of each histogram series, reused while its buckets stay the same: between
+        # two scrapes a cycle touches a few series, and histograms are most of a large scrape.
+        self._histogram_text: dict[tuple[str, tuple[str, ...]], _WrittenHistogram] = {}
+
+    def describe(self) -> Iterator[Metric]:
+        # Describing nothing keeps registration from calling collect() at import time.
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot()
+        now = self._clock()
+        written: dict[tuple[str, tuple[str, ...]], _WrittenHistogram] = {}
+        held = self._held(snap, now)
+        yield _simple_family(
+            "counter",
+            "workflow_runs_finished",
+            "Runs that reached a terminal status; each run counted once, ever.",
+            _FINISHED_LABELS,
+            self._finished(snap, held),
+        )
+        yield _simple_family(
+            "counter",
+            "workflow_run_errors",
+            "Failed runs by error code (`unspecified` when the provider gives none).",
+            _ERROR_LABELS,
+            self._errors(snap, held),
+        )
+        duration, queue_wait, step_duration = self._histograms(snap, held)
+        yield self._histogram_family(
+            "workflow_run_duration_seconds",
+            "Run duration, observed once when the run finishes.",
+            _DURATION_LABELS,
+            duration,
+            written,
+            # (source, provider, workflow, status) -> the runs behind its buckets.
+            lambda values: snap.exemplars.get((values[0], values[2], values[3]), {}),
+        )
+        yield self._histogram_family(
+            "workflow_run_queue_wait_seconds",
+            "Time from creation to start, observed once when the run starts or finishes.",
+            _QUEUE_WAIT_LABELS,
+            queue_wait,
+            written,
+        )
+        yield _simple_family(
+            "counter",
+            "workflow_run_steps",
+            "Steps of finished runs by step status, counted once when the run finishes.",
+            _STEP_LABELS,
+            self._steps(snap, held),
+        )
+        yield self._histogram_family(
+            "workflow_run_step_duration_seconds",
+            "Step duration where the API gives a step's start and end, observed once.",
+            _STEP_DURATION_LABELS,
+            step_duration,
+            written,
+        )
+        # Only the series of this scrape are kept: series of a forgotten source go with it.
+        self._histogram_text = written
+        active, oldest, progress = self._active(snap, now)
+        yield _simple_family(
+            "gauge",
+            "workflow_runs_active",
+            "Runs currently in a non-terminal status.",
+            _ACTIVE_LABELS,
+            active,
+        )
+        yield _simple_family(
+            "gauge",
+            "workflow_runs_oldest_active_age_seconds",
+            "Age of the oldest active run in that status (stuck runs, review backlog).",
+            _ACTIVE_LABELS,
+            oldest,
+        )
+        yield _simple_family(
+            "gauge",
+            "workflow_runs_progress_ratio",
+            "Mean progress (0..1) of active runs that report progress.",
+            _PROGRESS_LABELS,
+            progress,
+        )
+        yield _simple_family(
+            "gauge",
+            "workflow_runs_last_finished_timestamp_seconds",
+            "When the newest run of the workflow reached that terminal status (Unix seconds).",
+            _LAST_FINISHED_LABELS,
+            self._last_finished(snap),
+        )
+
+    def _held(self, snap: Snapshot, now: float) -> set[tuple[str, str]]:
+        """Series born less than the hold ago: served at zero, their increments kept in the
+        state until the hold is over (so Prometheus sees them rise from 0)."""
+        if self._hold <= 0:
+            return set()
+        return {key for key, born in snap.born.items() if born and now < born + self._hold}
+
+    def _finished(self, snap: Snapshot, held: set[tuple[str, str]]) -> list[Row]:
+        values: dict[tuple[str, str, str], int] = {}
+        # Pre-create every terminal status of every workflow seen, so increase() works from the
+        # first failure.
+        for source, workflows in snap.workflows.items():
+            for workflow in workflows:
+                for status in _TERMINAL:
+                    values[(source, workflow, status)] = 0
+        for key, count in snap.finished.items():
+            source, workflow, _status = key
+            values[key] = 0 if _is_held(held, source, workflow) else count
+        return [
+            ((source, snap.providers.get(source, ""), workflow, status), count)
+            for (source, workflow, status), count in sorted(values.items())
+        ]
+
+    def _last_finished(self, snap: Snapshot) -> list[Row]:
+        # No series before the first such run: a 0 would read as "last success in 1970" and
+        # fire every "no success for N hours" alert for a workflow that never succeeded yet.
+        return [
+            ((source, snap.providers.get(source, ""), workflow, status), when)
+            for (source, workflow, status), when in sorted(snap.last_finished.items())
+        ]
+
+    def _errors(self, snap: Snapshot, held: set[tuple[str, str]]) -> list[Row]:
+        return [
+            (
+                (source, snap.providers.get(source, ""), workflow, code),
+                0 if _is_held(held, source, workflow, error_born_key(workflow, code)) else count,
+            )
+            for (source, workflow, code), count in sorted(snap.errors.items())
+        ]
+
+    def _steps(self, snap: Snapshot, held: set[tuple[str, str]]) -> list[Row]:
+        # Every status of an admitted step is in the snapshot from its admission, at 0.
+        return [
+            (
+                (source, snap.providers.get(source, ""), workflow, step, status),
+                0 if _is_held(held, source, workflow, step_born_key(workflow, step)) else count,
+            )
+            for (source, workflow, step, status), count in sorted(snap.steps.items())
+        ]
+
+    def _histograms(
+        self, snap: Snapshot, held: set[tuple[str, str]]
+    ) -> tuple[list[HistogramRow], list[HistogramRow], list[HistogramRow]]:
+        duration: list[HistogramRow] = []
+        queue_wait: list[HistogramRow] = []
+        step_duration: list[HistogramRow] = []
+        for (metric, source, workflow, status), hist in sorted(snap.histograms.items()):
+            provider = snap.providers.get(source, "")
+            # A step duration's `status` slot holds its step.
+            own = step_born_key(workflow, status) if metric == STEP_DURATION else None
+            if _is_held(held, source, workflow, own):
+                hist = Histogram.empty(hist.bounds)  # noqa: PLW2901 - served at zero for now
+            if metric == DURATION:
+                duration.append(((source, provider, workflow, status), hist))
+            elif metric == QUEUE_WAIT:
+                queue_wait.append(((source, provider, workflow), hist))
+            elif metric == STEP_DURATION:
+                step_duration.append(((source, provider, workflow, status), hist))
+        return duration, queue_wait, step_duration
+
+    def _histogram_family(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: tuple[str, ...],
+        rows: list[HistogramRow],
+        written: dict[tuple[str, tuple[str, ...]], _WrittenHistogram],
+        exemplars: Callable[[tuple[str, ...]], Mapping[int, tuple[str, float, float]]] = (
+            lambda _values: {}
+        ),
+    ) -> TextFamily:
+        parts = []
+        for values, hist in rows:
+            key = (name, values)
+            lines = self._histogram_text.get(key)
+            if lines is None or not lines.same(hist):
+                lines = _WrittenHistogram.of(
+                    name, tuple(zip(labelnames, values, strict=True)), hist
+                )
+            written[key] = lines
+            parts.append(lines.text)
+
+        def samples() -> list[Sample]:
+            # Asked for by the OpenMetrics writer (and tests): the classic text above carries no
+            # exemplars and stays as it is.
+            family = HistogramMetricFamily(name, documentation, labels=labelnames)
+            for values, hist in rows:
+                recent = exemplars(values) if hist.count else {}
+                _add_histogram(family, list(values), hist, recent)
+            return family.samples
+
+        return TextFamily(name, documentation, "histogram", "".join(parts), samples)
+
+    def _active(self, snap: Snapshot, now: float) -> tuple[list[Row], list[Row], list[Row]]:
+        active: list[Row] = []
+        oldest: list[Row] = []
+        progress: list[Row] = []
+        for source in sorted(set(snap.workflows) | set(snap.active)):
+            provider = snap.providers.get(source, "")
+            counts, ages, progress_values = _active_aggregates(snap.active.get(source, ()), now)
+            for workflow in snap.workflows.get(source, ()):
+                for status in self._active_statuses(source):
+                    counts.setdefault((workflow, status), 0)
+            for (workflow, status), count in sorted(counts.items()):
+                active.append(((source, provider, workflow, status), count))
+            for (workflow, status), age in sorted(ages.items()):
+                oldest.append(((source, provider, workflow, status), age))
+            for workflow, values in sorted(progress_values.items()):
+                progress.append(((source, provider, workflow), sum(values) / len(values)))
+        return active, oldest, progress
+
+
+def _is_held(
+    held: set[tuple[str, str]], source: str, workflow: str, own: str | None = None
+) -> bool:
+    """Whether a series is served at zero for now: its workflow was born lately, or the series'
+    own birth key (an error code's, a step's) was."""
+    return (source, born_key(workflow)) in held or (own is not None and (source, own) in held)
+
+
+class _WrittenHistogram:
+    """The text lines of one histogram series, and the buckets they were written from."""
+
+    __slots__ = ("counts", "sum", "text")
+
+    def __init__(self, counts: list[int], total: float, text: str) -> None:
+        self.counts = counts
+        self.sum = total
+        self.text = text
+
+    @classmethod
+    def of(
+        cls, name: str, pairs: tuple[tuple[str, str], ...], hist: Histogram
+    ) -> _WrittenHistogram:
+        # The order and values HistogramMetricFamily gives: cumulative buckets, _count, _sum.
+        bucket = name + "_bucket"
+        lines = [series_line(bucket, (*pairs, ("le", le)), count) for le, count in _buckets(hist)]
+        lines.append(series_line(name + "_count", pairs, hist.count))
+        lines.append(series_line(name + "_sum", pairs, hist.sum))
+        return cls(list(hist.counts), hist.sum, "".join(lines))
+
+    def same(self, hist: Histogram) -> bool:
+        return self.counts == hist.counts and self.sum == hist.sum
+
+
+def _simple_family(
+    kind: str, name: str, documentation: str, labelnames: tuple[str, ...], rows: list[Row]
+) -> TextFamily:
+    """A counter or gauge family: its text written now, its samples only if asked for."""
+    sample_name = name + "_total" if kind == "counter" else name
+    text = "".join(
+        series_line(sample_name, tuple(zip(labelnames, values, strict=True)), value)
+        for values, value in rows
+    )
+
+    def samples() -> list[Sample]:
+        family: CounterMetricFamily | GaugeMetricFamily
+        if kind == "counter":
+            family = CounterMetricFamily(name, documentation, labels=labelnames)
+        else:
+            family = GaugeMetricFamily(name, documentation, labels=labelnames)
+        for values, value in rows:
+            family.add_metric(list(values), value)
+        return family.samples
+
+    return TextFamily(name, documentation, kind, text, samples)
+
+
+def _active_aggregates(
+    runs: Iterable[ActiveRun], now: float
+) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], float], dict[str, list[float]]]:
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    ages: dict[tuple[str, str], float] = {}
+    progress: dict[str, list[float]] = defaultdict(list)
+    for run in runs:
+        if run.awaiting_detail or run.status not in ACTIVE_STATUSES:
+            continue  # finished, waiting for its failure detail: not active any more
+        key = (run.workflow, run.status.value)
+        counts[key] += 1
+        # A provider clock slightly ahead would give a negative age: report 0 instead.
+        age = max(0.0, now - run.created_at.timestamp())
+        if age > ages.get(key, -1.0):
+            ages[key] = age
+        if run.progress is not None:
+            progress[run.workflow].append(run.progress)
+    return dict(counts), ages, dict(progress)
+
+
+def _add_histogram(
+    family: HistogramMetricFamily,
+    values: list[str],
+    hist: Histogram,
+    exemplars: Mapping[int, tuple[str, float, float]] | None = None,
+) -> None:
+    """What `HistogramMetricFamily.add_metric` adds, built with one label dict per series instead
+    of one per bucket: histograms are most of a large scrape. A bucket with a recent run carries
+    it as an exemplar `{run_id="..."}`."""
+    labels = dict(zip(family._labelnames, values, strict=True))
+    bucket_name = family.name + "_bucket"
+    recent = exemplars or {}
+    family.samples.extend(
+        Sample(bucket_name, {**labels, "le": le}, count, None, _exemplar(recent.get(index)))
+        for index, (le, count) in enumerate(_buckets(hist))
+    )
+    family.samples.append(Sample(family.name + "_count", labels, hist.count, None, None))
+    family.samples.append(Sample(family.name + "_sum", dict(labels), hist.sum, None, None))
+
+
+def _exemplar(recent: tuple[str, float, float] | None) -> Exemplar | None:
+    if recent is None:
+        return None
+    run_id, value, at = recent
+    # OpenMetrics allows 128 characters of exemplar labels in all.
+    return Exemplar({"run_id": run_id[:100]}, value, at or None)
+
+
+def _buckets(hist: Histogram) -> Sequence[tuple[str, float]]:
+    cumulative = 0
+    out: list[tuple[str, float]] = []
+    for upper, count in zip([*hist.bounds, float("inf")], hist.counts, strict=True):
+        cumulative += count
+        out.append(("+Inf" if upper == float("inf") else _le(upper), cumulative))
+    return out
+
+
+def _le(value: float) -> str:
+    return repr(float(value))
