@@ -38,7 +38,7 @@ from exporter.exposition.formats import generate_text
 from exporter.exposition.metrics import RunsCollector
 from exporter.providers import registry
 from exporter.simulator import SIMULATORS, SimulatorServer
-from exporter.simulator.server import ApiVariant
+from exporter.simulator.variant import ApiVariant
 from exporter.state.store import Store
 
 RESULTS = Path(__file__).with_name("RESULTS.md")

@@ -19,7 +19,8 @@ import pytest
 
 from exporter.app import Exporter
 from exporter.simulator import SIMULATORS, SimulatorServer
-from exporter.simulator.server import ApiVariant, Request
+from exporter.simulator.exchange import Request
+from exporter.simulator.variant import ApiVariant
 from tests.conftest import PROVIDERS, ExporterFactory, SimFactory, source_for
 from tests.helpers import active, by_labels, errors, finished, samples
 from tests.loopback import run_check

@@ -25,8 +25,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.providers import registry
+from exporter.simulator.records import SimRun
 from exporter.simulator.server import SimulatorServer
-from exporter.simulator.world import SimRun
 from tests.conftest import SimFactory, source_for
 from tests.loopback import EXPORTER, Processes, free_port, start_alertmanager, until, wait_for
 

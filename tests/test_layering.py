@@ -79,7 +79,12 @@ CORE_NEVER_IMPORTS = (
     "prometheus_client",
 )
 # Shared by every simulator; a provider's simulator borrowing from another's would tie them.
-SIMULATOR_SHARED = {"server", "world", "wire", "base", "webhooks", "distrust"}
+# The parts every simulator shares: the server's API behaviour and its HTTP, fault, rate-limit,
+# variant and control pieces; the world with its records and truth; webhooks and clock skew.
+SIMULATOR_SHARED = {
+    *("server", "handler", "exchange", "faults", "ratelimit", "variant", "control"),
+    *("world", "records", "truth", "wire", "base", "webhooks", "distrust"),
+}
 
 
 def module_name(path: Path) -> str:

@@ -24,8 +24,8 @@ from exporter.core.units import DURATION, QUEUE_WAIT
 from exporter.providers.client import ApiClient, RetryPolicy
 from exporter.providers.plextera import PlexteraProvider, PlexteraSettings
 from exporter.simulator.cortex import CortexSimulator
-from exporter.simulator.server import ApiVariant
-from exporter.simulator.world import SimWorkflow
+from exporter.simulator.records import SimWorkflow
+from exporter.simulator.variant import ApiVariant
 from exporter.state.statefile import SCHEMA_VERSION
 from exporter.state.store import Store
 from tests.conftest import PROVIDERS, ExporterFactory, SimFactory, source_for

@@ -17,7 +17,7 @@ from exporter.core.model import RunStatus, StepStatus
 from exporter.simulator import SIMULATORS, GroundTruth, SimulatorServer, World
 from exporter.simulator.noxus import NoxusSimulator
 from exporter.simulator.plextera import PlexteraSimulator
-from exporter.simulator.server import ApiVariant
+from exporter.simulator.variant import ApiVariant
 from tests.loopback import EXPORTER, free_port, stop, wait_for
 
 JSON = dict[str, Any]

@@ -97,8 +97,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from exporter.core.model import RunStatus
-from exporter.simulator.server import Request, Response, SimulatorServer
-from exporter.simulator.world import SimRun, Vocabulary
+from exporter.simulator.exchange import Request, Response
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.records import SimRun, Vocabulary
 
 
 class ToySimulator(SimulatorServer):

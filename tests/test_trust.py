@@ -11,7 +11,7 @@ from typing import Any
 
 from exporter.app import Exporter
 from exporter.simulator import SimulatorServer
-from exporter.simulator.server import ApiVariant
+from exporter.simulator.variant import ApiVariant
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import active, by_labels, finished
 

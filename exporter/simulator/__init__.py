@@ -9,8 +9,13 @@ exporter's providers.
 from __future__ import annotations
 
 from exporter.core.plugins import discover
-from exporter.simulator.server import ApiVariant, FaultPlan, Request, Response, SimulatorServer
-from exporter.simulator.world import GroundTruth, SimRun, Vocabulary, World
+from exporter.simulator.exchange import Request, Response
+from exporter.simulator.faults import FaultPlan
+from exporter.simulator.records import SimRun, Vocabulary
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.truth import GroundTruth
+from exporter.simulator.variant import ApiVariant
+from exporter.simulator.world import World
 
 __all__ = [
     "SIMULATORS",

@@ -19,15 +19,10 @@ from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from exporter.core.model import RunStatus, StepStatus
-from exporter.simulator.server import (
-    ApiVariant,
-    PageZero,
-    Request,
-    Response,
-    SimulatorServer,
-    reported_totals,
-)
-from exporter.simulator.world import SimRun, SimWorkflow, Vocabulary
+from exporter.simulator.exchange import Request, Response
+from exporter.simulator.records import SimRun, SimWorkflow, Vocabulary
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.variant import ApiVariant, PageZero, reported_totals
 
 DEFAULT_TAKE = 20
 MAX_TAKE = 100

@@ -8,7 +8,7 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from exporter.simulator.world import SimRun
+from exporter.simulator.records import SimRun
 
 # How far ahead a fast node's clock runs, and which runs it handled (one in SKEWED_EVERY).
 CLOCK_AHEAD = timedelta(hours=1)

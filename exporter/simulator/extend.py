@@ -19,8 +19,10 @@ from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from exporter.core.model import RunStatus, StepStatus
-from exporter.simulator.server import ApiVariant, Request, Response, SimulatorServer
-from exporter.simulator.world import SimRun, Vocabulary
+from exporter.simulator.exchange import Request, Response
+from exporter.simulator.records import SimRun, Vocabulary
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.variant import ApiVariant
 
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 1000

@@ -7,15 +7,10 @@ from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote
 
 from exporter.core.model import RunStatus
-from exporter.simulator.server import (
-    HUGE,
-    ApiVariant,
-    Request,
-    Response,
-    SimulatorServer,
-    reported_totals,
-)
-from exporter.simulator.world import SimRun, SimWorkflow, Vocabulary
+from exporter.simulator.exchange import Request, Response
+from exporter.simulator.records import SimRun, SimWorkflow, Vocabulary
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.variant import HUGE, ApiVariant, reported_totals
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50

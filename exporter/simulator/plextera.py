@@ -11,15 +11,10 @@ from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from exporter.core.model import RunStatus, StepStatus
-from exporter.simulator.server import (
-    HUGE,
-    ApiVariant,
-    Request,
-    Response,
-    SimulatorServer,
-    reported_totals,
-)
-from exporter.simulator.world import SimRun, Vocabulary
+from exporter.simulator.exchange import Request, Response
+from exporter.simulator.records import SimRun, Vocabulary
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.variant import HUGE, ApiVariant, reported_totals
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.simulator.world import SimRun
+from exporter.simulator.records import SimRun
 
 # (event type, body) for a finished run; None: the provider sends nothing for it.
 EventOf = Callable[[SimRun, str], tuple[str, dict[str, Any]] | None]

@@ -8,18 +8,17 @@ drive it exactly.
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
 
-from exporter.core.model import TERMINAL_STATUSES, RunStatus, StepStatus
+from exporter.core.model import TERMINAL_STATUSES, RunStatus
+from exporter.simulator.records import RunIds, SimRun, SimWorkflow, Vocabulary
+from exporter.simulator.truth import GroundTruth, count_truth, has_finished
 
 ERROR_CODES = ("UNSUPPORTED_DOCUMENT", "WORKFLOW_RUN_FAILED", "TIMEOUT", "EXTRACTION_FAILED")
 WORKFLOW_NAMES = (
@@ -32,191 +31,6 @@ WORKFLOW_NAMES = (
     "Contracts",
     "Payslips",
 )
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    """How one provider names the lifecycle stages, and its canonical table."""
-
-    queued: str
-    running: str
-    succeeded: str
-    failed: str
-    cancelled: str
-    table: Mapping[str, RunStatus]
-    review: str | None = None  # a run waiting on a human
-    rejected: str | None = None
-    skipped: str | None = None
-    error_codes: bool = True  # False: the API exposes no code (truth uses `unspecified`)
-    # True: rejected runs carry a code drawn like failed ones' (Plextera's `error` on rejections).
-    rejection_codes: bool = False
-    # Steps as this API shows them: the label of step i (cycled; empty: the runs carry no
-    # steps), each canonical step status's native word, and the provider's table back.
-    step_labels: tuple[str, ...] = ()
-    step_names: Mapping[StepStatus, str] = field(default_factory=dict)
-    step_table: Mapping[str, StepStatus] = field(default_factory=dict)
-    step_times: bool = False  # steps carry their start and end (Cortex)
-
-    def canonical(self, native: str) -> RunStatus:
-        return self.table.get(native, RunStatus.UNKNOWN)
-
-    def step_label(self, index: int) -> str:
-        return self.step_labels[index % len(self.step_labels)]
-
-    def step_native(self, state: StepStatus) -> str:
-        return self.step_names[state]
-
-    def step_canonical(self, state: StepStatus) -> StepStatus:
-        """What a client reading this API makes of a step in `state`."""
-        return self.step_table.get(self.step_names[state], StepStatus.UNKNOWN)
-
-
-@dataclass(frozen=True)
-class SimWorkflow:
-    id: str
-    name: str
-
-
-# How the world's API numbers runs: `global` ids are unique in the whole app; `per_workflow` ids
-# count within each workflow (`1`, `2`, ... in every one, as an API that addresses runs only
-# under their workflow may), so two runs of two workflows share an id; `control_chars` ids come
-# in pairs that differ only in a control character (`run-7\x01`, `run-7\x02`).
-RunIds = Literal["global", "per_workflow", "control_chars"]
-
-
-@dataclass
-class SimRun:
-    id: str  # the API's id: unique only as the world's `run_ids` promise
-    workflow: SimWorkflow
-    native_status: str
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    steps_total: int = 3
-    steps_completed: int = 0
-    error_code: str | None = None
-    error_message: str | None = None
-    duration_ms: int | None = None
-    # Planned lifecycle, in simulated seconds from creation.
-    start_after: float = 0.0
-    run_for: float = 0.0
-    review_for: float | None = None
-    outcome: str = "succeeded"
-    # Fixed when the run finishes (None while it runs: then `step_states` derives them).
-    final_steps: tuple[StepStatus, ...] | None = None
-    # (start, end) of each step of a finished run; None where the step never started or ended.
-    step_spans: tuple[tuple[datetime | None, datetime | None], ...] = ()
-    # The API sends this run's step list garbled (not a list): a client counts it invalid.
-    steps_broken: bool = False
-    # Nested runs (Plextera): shown inside this run's first step; a hidden run is in no list, so
-    # no truth a client of the lists can know includes it.
-    children: list[str] = field(default_factory=list)
-    hidden: bool = False
-    # The world's own key for the run (`World.runs`): its id, unless ids repeat (`per_workflow`).
-    key: str = ""
-
-    def __post_init__(self) -> None:
-        self.key = self.key or self.id
-
-    @property
-    def progress(self) -> float:
-        return self.steps_completed / self.steps_total if self.steps_total else 0.0
-
-    def step_states(self) -> tuple[StepStatus, ...]:
-        if self.final_steps is not None:
-            return self.final_steps
-        return tuple(
-            StepStatus.SUCCEEDED
-            if index < self.steps_completed
-            else StepStatus.UNFINISHED
-            if index == self.steps_completed and self.started_at is not None
-            else StepStatus.NOT_STARTED
-            for index in range(self.steps_total)
-        )
-
-    def settle_steps(self, status: RunStatus) -> None:
-        """Each step's end as the run ends: a failed or cancelled run stops at the step it was
-        in (later steps never start), a skipped one skips them all, the others complete them."""
-        total = self.steps_total
-        at = min(self.steps_completed, total - 1) if total else 0
-        states: list[StepStatus] = []
-        for index in range(total):
-            if status is RunStatus.SKIPPED:
-                states.append(StepStatus.SKIPPED)
-            elif status in (RunStatus.FAILED, RunStatus.CANCELLED):
-                stopped = StepStatus.FAILED if status is RunStatus.FAILED else StepStatus.CANCELLED
-                states.append(
-                    StepStatus.SUCCEEDED
-                    if index < at
-                    else stopped
-                    if index == at
-                    else StepStatus.NOT_STARTED
-                )
-            else:
-                states.append(StepStatus.SUCCEEDED)
-        self.final_steps = tuple(states)
-        ran = [i for i, state in enumerate(states) if state not in _NEVER_RAN]
-        began, ended = self.started_at, self.finished_at
-        spans: list[tuple[datetime | None, datetime | None]] = [(None, None)] * total
-        if began is not None and ended is not None and ran:
-            width = (ended - began) / len(ran)
-            for order, index in enumerate(ran):
-                spans[index] = (began + width * order, began + width * (order + 1))
-        self.step_spans = tuple(spans)
-
-    def reopen_steps(self) -> None:
-        self.final_steps = None
-        self.step_spans = ()
-
-
-_NEVER_RAN = frozenset({StepStatus.NOT_STARTED, StepStatus.SKIPPED})
-
-
-@dataclass
-class GroundTruth:
-    finished: Counter[tuple[str, str]] = field(default_factory=Counter)
-    active: Counter[tuple[str, str]] = field(default_factory=Counter)
-    errors: Counter[tuple[str, str]] = field(default_factory=Counter)
-    runs: int = 0
-    # (workflow, step, step status) over the steps of finished runs; the same over failed runs
-    # only (what a client that sees steps only in failed runs' details can know); and
-    # (workflow, step) -> steps that carry a start and an end.
-    steps: Counter[tuple[str, ...]] = field(default_factory=Counter)
-    failed_run_steps: Counter[tuple[str, ...]] = field(default_factory=Counter)
-    step_durations: Counter[tuple[str, ...]] = field(default_factory=Counter)
-
-    def as_json(self) -> dict[str, Any]:
-        def rows(counter: Mapping[Any, int]) -> list[list[Any]]:
-            return [[*key, n] for key, n in sorted(counter.items())]
-
-        return {
-            "finished": rows(self.finished),
-            "active": rows(self.active),
-            "errors": rows(self.errors),
-            "runs": self.runs,
-            "steps": rows(self.steps),
-            "failed_run_steps": rows(self.failed_run_steps),
-            "step_durations": rows(self.step_durations),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> GroundTruth:
-        def counter(rows: list[list[Any]]) -> Counter[tuple[str, str]]:
-            return Counter({(str(a), str(b)): int(n) for a, b, n in rows})
-
-        def keyed(rows: list[list[Any]]) -> Counter[tuple[str, ...]]:
-            return Counter({tuple(str(v) for v in row[:-1]): int(row[-1]) for row in rows})
-
-        return cls(
-            counter(data["finished"]),
-            counter(data["active"]),
-            counter(data["errors"]),
-            int(data["runs"]),
-            keyed(data.get("steps", [])),
-            keyed(data.get("failed_run_steps", [])),
-            keyed(data.get("step_durations", [])),
-        )
 
 
 class World:
@@ -363,25 +177,9 @@ class World:
             run = self.runs.pop(key, None)
             self._changes += 1
             self._live.pop(key, None)
-            if run is not None and self._has_finished(run):
+            if run is not None and has_finished(self.vocabulary, run):
                 # It finished and stays finished: the truth keeps counting it.
                 self.deleted_finished.append(run)
-
-    def delete_settled(self, min_age_seconds: float) -> SimRun | None:
-        """Deletes a random run that finished at least this long ago (long enough for a client
-        polling every few seconds to have counted it), as a user cleaning up would."""
-        with self.lock:
-            cutoff = self._now - timedelta(seconds=min_age_seconds)
-            settled = [
-                r
-                for r in self.runs.values()
-                if r.finished_at is not None and r.finished_at <= cutoff
-            ]
-            if not settled:
-                return None
-            run = self.rng.choice(sorted(settled, key=lambda r: r.key))
-            self.delete(run.key)
-            return run
 
     def delete_active(self) -> SimRun | None:
         """Deletes a random run that has not finished (a user removing a queued or stuck run):
@@ -435,44 +233,13 @@ class World:
     def truth(self, origins: Collection[str] | None = None) -> GroundTruth:
         """What a client should count; `origins`: of the runs from those origins only."""
         with self.lock:
-            truth = GroundTruth(runs=sum(1 for run in self.runs.values() if not run.hidden))
-            for run in [*self.runs.values(), *self.deleted_finished]:
-                if run.hidden:
-                    continue
-                status = self.vocabulary.canonical(run.native_status)
-                key = (run.workflow.name, status.value)
-                if origins is not None and self.origin_of(run) not in origins:
-                    continue
-                if not self._has_finished(run):
-                    truth.active[key] += 1
-                    continue
-                truth.finished[key] += 1
-                self._step_truth(run, status, truth)
-                # A rejected run counts as an error too (a project decision), with its code only
-                # where the API exposes one for rejections.
-                if status is RunStatus.FAILED or status is RunStatus.REJECTED:
-                    exposed = (
-                        self.vocabulary.error_codes
-                        if status is RunStatus.FAILED
-                        else self.vocabulary.rejection_codes
-                    )
-                    code = run.error_code if exposed else None
-                    truth.errors[(run.workflow.name, code or "unspecified")] += 1
-            return truth
-
-    def _step_truth(self, run: SimRun, status: RunStatus, truth: GroundTruth) -> None:
-        v = self.vocabulary
-        if not v.step_labels or run.steps_broken:
-            return
-        for index, state in enumerate(run.step_states()):
-            label = v.step_label(index)
-            key = (run.workflow.name, label, v.step_canonical(state).value)
-            truth.steps[key] += 1
-            if status is RunStatus.FAILED:
-                truth.failed_run_steps[key] += 1
-            spans = run.step_spans
-            if v.step_times and index < len(spans) and None not in spans[index]:
-                truth.step_durations[(run.workflow.name, label)] += 1
+            return count_truth(
+                self.vocabulary,
+                list(self.runs.values()),
+                self.deleted_finished,
+                self.origin_of,
+                origins,
+            )
 
     def break_steps(self, n: int) -> list[SimRun]:
         """Garbles the step lists of `n` runs (the API then sends a string for them)."""
@@ -482,17 +249,6 @@ class World:
                 run.steps_broken = True
             self._changes += 1
             return chosen
-
-    def _has_finished(self, run: SimRun) -> bool:
-        """Terminal, or in a status the vocabulary does not know but with an end time: a client
-        that sees the end time knows the run is over, whatever its status is called."""
-        status = self.vocabulary.canonical(run.native_status)
-        if status is RunStatus.UNKNOWN:
-            return run.finished_at is not None
-        return status in TERMINAL_STATUSES
-
-    def truth_json(self) -> str:
-        return json.dumps(self.truth().as_json())
 
     # Internals --------------------------------------------------------------------------------
 
