@@ -32,7 +32,8 @@ from bench.rss import peak_rss
 from exporter.app import Exporter
 from exporter.config.settings import config_from_data
 from exporter.core import logs
-from exporter.core.accounting import Cursor, CycleChanges, Observation
+from exporter.core.accounting import CycleChanges, Observation
+from exporter.core.tracking import Cursor
 from exporter.core.units import DEFAULT_BUCKETS, DURATION, QUEUE_WAIT
 from exporter.exposition.formats import generate_text
 from exporter.exposition.metrics import RunsCollector
@@ -568,7 +569,8 @@ _FILL = """
 import sys, time
 from bench.rss import peak_rss
 from datetime import UTC, datetime, timedelta
-from exporter.core.accounting import Cursor, CycleChanges
+from exporter.core.accounting import CycleChanges
+from exporter.core.tracking import Cursor
 from exporter.core.units import DEFAULT_BUCKETS
 from exporter.state.store import Store
 path, total = sys.argv[1], int(sys.argv[2])

@@ -9,16 +9,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from exporter.core.accounting import (
-    ActiveRun,
-    Cursor,
-    CycleChanges,
-    LabelBudget,
-    Observation,
-    decide,
-    merge_sighting,
-)
+from exporter.core.accounting import CycleChanges, Observation, decide, merge_sighting
+from exporter.core.budgets import LabelBudget
 from exporter.core.model import Run, RunStatus
+from exporter.core.tracking import ActiveRun, Cursor
 from exporter.core.units import DURATION, QUEUE_WAIT
 from exporter.state.store import Store
 

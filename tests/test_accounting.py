@@ -10,16 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.core.accounting import (
-    OTHER_LABEL,
-    ActiveRun,
-    Cursor,
-    LabelBudget,
-    decide,
-    fresher,
-    merge_sighting,
-)
+from exporter.core.accounting import decide, fresher, merge_sighting
+from exporter.core.budgets import OTHER_LABEL, LabelBudget
 from exporter.core.model import ERROR_STATUSES, TERMINAL_STATUSES, UNSPECIFIED_CODE, Run, RunStatus
+from exporter.core.tracking import ActiveRun, Cursor
 from exporter.core.units import DURATION
 from tests.helpers_core import T0, CoreState, at, make_run, wide_cursor
 

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 from exporter.alerting.events import AlertEvent, OpenAlert, Planner, as_sent, sanitise
 from exporter.config.alerting import AlertingSettings
-from exporter.core.accounting import ActiveRun, FinishedRun
+from exporter.core.accounting import FinishedRun
 from exporter.core.model import RunStatus
+from exporter.core.tracking import ActiveRun
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 

@@ -9,8 +9,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.core.accounting import ActiveRun
 from exporter.core.model import TERMINAL_STATUSES, RunStatus
+from exporter.core.tracking import ActiveRun
 from exporter.core.units import DEFAULT_BUCKETS, DURATION, QUEUE_WAIT
 from exporter.exposition.metrics import RunsCollector
 from exporter.state.snapshot import Histogram, Snapshot

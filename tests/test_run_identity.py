@@ -18,8 +18,10 @@ import pytest
 
 from exporter.alerting.events import Planner
 from exporter.config.alerting import AlertingSettings
-from exporter.core.accounting import Cursor, FinishedRun, LabelBudget, decide
+from exporter.core.accounting import FinishedRun, decide
+from exporter.core.budgets import LabelBudget
 from exporter.core.model import MAX_ID_LENGTH, RunStatus, id_problem, scoped_id, split_scoped_id
+from exporter.core.tracking import Cursor
 from exporter.core.units import DURATION, QUEUE_WAIT
 from exporter.providers.client import ApiClient, RetryPolicy
 from exporter.providers.plextera import PlexteraProvider, PlexteraSettings

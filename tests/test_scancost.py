@@ -6,9 +6,9 @@ from datetime import datetime
 
 import pytest
 
-from exporter.core.accounting import ActiveRun
 from exporter.core.model import RunStatus
 from exporter.core.scancost import deepen_floor, list_density, listing_pays, runs_in_window
+from exporter.core.tracking import ActiveRun
 from tests.helpers_core import T0, at, make_run
 
 

@@ -22,7 +22,7 @@ import pytest
 
 from exporter.app import Exporter
 from exporter.commands.run import server_hooks
-from exporter.core.accounting import SeriesBudget, SeriesTab
+from exporter.core.budgets import SeriesBudget, SeriesTab
 from exporter.core.errors import StateWriteError
 from exporter.core.model import RunStatus
 from exporter.core.units import DEFAULT_BUCKETS

@@ -15,16 +15,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from exporter.core.accounting import (
-    OTHER_LABEL,
-    ActiveRun,
-    CycleChanges,
-    LabelBudget,
-    SeriesBudget,
-    StepBudget,
-    decide,
-)
+from exporter.core.accounting import CycleChanges, decide
+from exporter.core.budgets import OTHER_LABEL, LabelBudget, SeriesBudget, StepBudget
 from exporter.core.model import Run, RunStatus, Step, StepStatus
+from exporter.core.tracking import ActiveRun
 from exporter.core.units import DEFAULT_BUCKETS, STEP_DURATION
 from exporter.exposition.metrics import RunsCollector
 from exporter.providers import Provider, registry

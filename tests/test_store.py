@@ -10,13 +10,9 @@ from typing import Any
 
 import pytest
 
-from exporter.core.accounting import (
-    ActiveRun,
-    Cursor,
-    CycleChanges,
-    Observation,
-)
+from exporter.core.accounting import CycleChanges, Observation
 from exporter.core.model import RunStatus
+from exporter.core.tracking import ActiveRun, Cursor
 from exporter.core.units import DURATION, QUEUE_WAIT
 from exporter.state.snapshot import Snapshot
 from exporter.state.store import Store

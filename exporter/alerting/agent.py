@@ -11,8 +11,9 @@ from exporter.alerting.delivery import DeliveryObserver, Sender
 from exporter.alerting.events import Planner
 from exporter.alerting.outbox import Outbox, StateAccess, writer
 from exporter.config.alerting import AlertingSettings
-from exporter.core.accounting import ActiveRun, CycleChanges
+from exporter.core.accounting import CycleChanges
 from exporter.core.logs import registered_secrets
+from exporter.core.tracking import ActiveRun
 
 
 def active_after(active: Mapping[str, ActiveRun], changes: CycleChanges) -> dict[str, ActiveRun]:

@@ -19,9 +19,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from exporter.config.alerting import AlertingSettings
-from exporter.core.accounting import ActiveRun, FinishedRun
+from exporter.core.accounting import FinishedRun
 from exporter.core.logs import mask
 from exporter.core.model import RunStatus
+from exporter.core.tracking import ActiveRun
 
 FAILED = "WorkflowRunFailed"
 STUCK = "WorkflowRunStuck"

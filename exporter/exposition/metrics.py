@@ -25,8 +25,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar, Sample
 
-from exporter.core.accounting import ActiveRun
 from exporter.core.model import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus, StepStatus
+from exporter.core.tracking import ActiveRun
 from exporter.core.units import DEFAULT_BUCKETS, DURATION, QUEUE_WAIT, STEP_DURATION
 from exporter.exposition.formats import TextFamily, series_line
 from exporter.state.snapshot import Histogram, Snapshot, born_key, error_born_key, step_born_key

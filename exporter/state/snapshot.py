@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from exporter.core.accounting import ActiveRun
+from exporter.core.tracking import ActiveRun
 
 
 @dataclass(slots=True)

@@ -20,9 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from exporter.core.accounting import OTHER_LABEL, ActiveRun, Cursor, CycleChanges
+from exporter.core.accounting import CycleChanges
+from exporter.core.budgets import OTHER_LABEL
 from exporter.core.errors import StateWriteError
 from exporter.core.model import Run, RunStatus, StepStatus
+from exporter.core.tracking import ActiveRun, Cursor
 from exporter.core.units import DEFAULT_BUCKETS, DURATION
 from exporter.state import statefile
 from exporter.state.snapshot import Histogram, Snapshot, born_key, error_born_key, step_born_key
