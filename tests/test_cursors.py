@@ -4,7 +4,7 @@ says why (pure trail, then Extend's scan against its simulator)."""
 from __future__ import annotations
 
 from exporter.providers.cursors import CursorTrail
-from exporter.providers.paging import Page
+from exporter.providers.pages import Page
 from exporter.simulator import SIMULATORS
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import active, by_labels, finished

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from exporter.core.errors import PageRefused, PaginationRunaway
-from exporter.providers.paging import ListShape, Order, Page, PagedList, reached_floor
+from exporter.providers.pages import Order, Page, reached_floor
+from exporter.providers.paging import ListShape, PagedList
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

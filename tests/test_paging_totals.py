@@ -9,7 +9,9 @@ from datetime import timedelta
 
 import pytest
 
-from exporter.providers.paging import ListShape, Order, Page, PagedList, totals_problem
+from exporter.providers.pages import Order, Page
+from exporter.providers.pagetotals import totals_problem
+from exporter.providers.paging import ListShape, PagedList
 from tests.test_paging import T0, FakeList, Item, Recorder
 
 # What each lie reports as the total, and the reason it must be said with.

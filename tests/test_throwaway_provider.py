@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from exporter.core.model import UNSPECIFIED_CODE, Run, RunStatus
 from exporter.providers.base import PagedSourceSettings, Provider, ProviderDocs, SourceSettings
-from exporter.providers.paging import Page
+from exporter.providers.pages import Page
 from exporter.providers.wire import UtcDatetime, WireModel
 
 

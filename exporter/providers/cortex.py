@@ -49,7 +49,8 @@ from exporter.providers.base import (
     list_position,
     segment,
 )
-from exporter.providers.paging import Page, PagedList
+from exporter.providers.pages import Page
+from exporter.providers.paging import PagedList
 from exporter.providers.steps import (
     StepMapper,
     StepsRead,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.providers.paging import Page
+from exporter.providers.pages import Page
 
 
 class CursorTrail:

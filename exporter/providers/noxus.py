@@ -22,7 +22,7 @@ from exporter.providers.base import (
     list_position,
     segment,
 )
-from exporter.providers.paging import Page
+from exporter.providers.pages import Page
 from exporter.providers.wire import UtcDatetime, WireMeasure, WireModel
 
 

@@ -17,67 +17,47 @@ learns each from the answers, remembers it in the source's `ListShape`, and says
 - totals: a walk that reads a list to its end compares the distinct items it saw with the count
   the API reports; fewer is an inconsistency.
 
-Totals are believed only once they are checked against the items, on every page that reports
-them (`totals_problem`); the docs promise nothing about them, and a wrong one would end a walk
-early (a total below the items: the rest is never read) or send it to a page no walk can reach
-(an absurd total). A page's totals are checked against what that page proves the list holds at
-the moment it answers: a page at position `i` holding `r` items shows at least
-`i x (smallest page read before it) + r` items and `i + 1` pages (a lower bound that stays true
-when the list grows or shrinks between requests), so:
-
-- a negative total is `total_negative`;
-- a total below those items or pages is `total_below_items`;
-- a total beyond what `max_pages` pages of the size served can reach is `total_unreachable`.
-
-The first failing check of a walk is reported once (`ShapeEvents.inconsistency`), and from then
-on the walk ignores totals: it ends on an empty page, and a short page is followed by one more
-read (the rule for lists without totals). No page number is computed from a total that has not
-passed these checks: an oldest-first list whose totals fail is read forward from its first page,
-bounded by `max_pages`, instead of from its last page backwards, and a total that failed is not
-remembered for the next walk's shortcut. A page-0 probe believes an empty page's total only when
-it is positive and reachable: an empty page 0 reporting 0 items proves nothing, page 1 is read.
+Totals are believed only once they are checked against the items: see `pagetotals`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
-from itertools import pairwise
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol
 
 from exporter.core.errors import PageRefused, PaginationRunaway
+from exporter.providers.pages import (
+    Order,
+    Page,
+    T,
+    Walk,
+    page_total,
+    reached_floor,
+    same_items,
+)
+from exporter.providers.pagetotals import (
+    fullest_last_page,
+    more_after,
+    more_by_totals,
+    pages_for,
+    totals_problem,
+)
 
-T = TypeVar("T")
-
-
-class Order(StrEnum):
-    NEWEST_FIRST = "newest_first"
-    OLDEST_FIRST = "oldest_first"
-    UNORDERED = "unordered"
-
-
-# Ascending and descending neighbours both seen: the list counts as sorted only when one
-# direction holds at least this share of the unequal pairs of a walk of at least MIN_PAIRS pairs
-# (ties broken arbitrarily, a sort key that is not quite the timestamp).
-ORDER_MAJORITY = 0.9
-MIN_PAIRS_FOR_MAJORITY = 10
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    items: Sequence[T]
-    # Items on the wire, valid or not: a page with a skipped invalid record is not a short page.
-    received: int
-    # What the API says, where it says it.
-    number: int | None = None
-    total_items: int | None = None
-    total_pages: int | None = None
-    # Ids of the valid items, for telling pages apart (repeats, aliases, totals).
-    ids: tuple[str, ...] = ()
-    # A cursor-paged list's token for the next page (None: the last page).
-    cursor: str | None = None
+# The providers import the page and the floor test from here, with the list that walks them.
+__all__ = [
+    "Fetch",
+    "ListShape",
+    "Order",
+    "Page",
+    "PagedList",
+    "ShapeEvents",
+    "T",
+    "fullest_last_page",
+    "reached_floor",
+    "totals_problem",
+]
 
 
 @dataclass(slots=True)
@@ -137,7 +117,7 @@ class PagedList(Generic[T]):
         when the list shifts while it is read; the caller dedupes by id.
         """
         self._reads = 0
-        walk = _Walk()
+        walk = Walk()
         read: dict[int, Page[T]] = {}
         first = self._first_page(read)
         if first is None:  # an empty list teaches nothing
@@ -159,11 +139,11 @@ class PagedList(Generic[T]):
                 self.shape.growth[self.key] = max(0, self.shape.totals[self.key] - known_total)
                 return
             # The totals failed their check on the way: read forward from the first page.
-            walk = _Walk(distrusted=True)
+            walk = Walk(distrusted=True)
         yield from self._forward(first, read, floor, walk)
 
     def _forward(
-        self, first: int, read: dict[int, Page[T]], floor: datetime | None, walk: _Walk
+        self, first: int, read: dict[int, Page[T]], floor: datetime | None, walk: Walk
     ) -> Iterator[Page[T]]:
         number = first
         while True:
@@ -207,7 +187,7 @@ class PagedList(Generic[T]):
             read[1] = zero
             return self._decide_first_page(1, "page 0 was answered as page 1")
         if zero.received == 0:
-            total = _total(zero)
+            total = page_total(zero)
             if total is not None and total > 0 and self._reachable(zero):
                 return self._decide_first_page(1, f"page 0 was empty of {total} items")
             # An empty page 0 with no total, or one that proves nothing (0, negative or absurd:
@@ -219,7 +199,7 @@ class PagedList(Generic[T]):
             read[1] = one
             return self._decide_first_page(1, "page 0 was empty, page 1 was not")
         one = self._fetch(1)
-        if _same_items(zero, one):
+        if same_items(zero, one):
             read[1] = one
             return self._decide_first_page(1, "page 0 repeats page 1")
         if not zero.ids and not one.ids:
@@ -248,7 +228,7 @@ class PagedList(Generic[T]):
             "with more to come",
         )
 
-    def _learn_order(self, walk: _Walk) -> None:
+    def _learn_order(self, walk: Walk) -> None:
         order = walk.order()
         shape = self.shape
         if order is None or order is shape.order:
@@ -266,7 +246,7 @@ class PagedList(Generic[T]):
 
     # Where a walk ends --------------------------------------------------------------------------
 
-    def _ends_here(self, page: Page[T], index: int, walk: _Walk) -> bool:
+    def _ends_here(self, page: Page[T], index: int, walk: Walk) -> bool:
         if page.received == 0:
             return True
         if walk.repeated:
@@ -276,13 +256,13 @@ class PagedList(Generic[T]):
             return True
         if walk.believed(page) is not None:
             # The totals decide; a short page is the last one only when they agree.
-            return not _more_by_totals(page, walk)
+            return not more_by_totals(page, walk)
         if page.received < self.size:
             # No totals and a short page: the last one, or a silent cap. The next page tells.
             walk.short_before = page.received
         return False
 
-    def _check_totals(self, walk: _Walk) -> None:
+    def _check_totals(self, walk: Walk) -> None:
         if walk.distrusted:
             # Said already; and a total that failed is no shortcut for the next walk.
             self.shape.totals.pop(self.key, None)
@@ -302,7 +282,7 @@ class PagedList(Generic[T]):
     # Oldest-first lists -------------------------------------------------------------------------
 
     def _backwards(
-        self, first: int, read_up_to: int, total: int, floor: datetime, walk: _Walk, size: int
+        self, first: int, read_up_to: int, total: int, floor: datetime, walk: Walk, size: int
     ) -> Generator[Page[T], None, bool]:
         """From the last page back to the floor, or to the pages already read, `size` items a
         page. False when a page on the way reports totals that fail their check: the caller
@@ -317,11 +297,11 @@ class PagedList(Generic[T]):
         return True
 
     def _backwards_at(
-        self, first: int, read_up_to: int, total: int, floor: datetime, walk: _Walk, size: int
+        self, first: int, read_up_to: int, total: int, floor: datetime, walk: Walk, size: int
     ) -> Generator[Page[T], None, tuple[int, int, int] | bool]:
         """One backward walk; returns (size served, total, pages read) when the first page it
         reads shows a silent cap, before yielding anything; else whether the totals held."""
-        last = first + max(0, _pages_for(total, size) - 1)
+        last = first + max(0, pages_for(total, size) - 1)
         if last <= read_up_to:
             return True
         page = self._fetch(last, size)
@@ -331,7 +311,7 @@ class PagedList(Generic[T]):
             # The list shrank since its total was read: the last page is nearer.
             if page.received or page.total_items is None:
                 break
-            actual = first + max(0, _pages_for(page.total_items, size) - 1)
+            actual = first + max(0, pages_for(page.total_items, size) - 1)
             if actual >= last or actual <= read_up_to:
                 break
             last = actual
@@ -351,7 +331,7 @@ class PagedList(Generic[T]):
         yield page
         lowest, lowest_page = last, page
         newest = last
-        while page.received and _more_after(page, newest - first, size):
+        while page.received and more_after(page, newest - first, size):
             # The list grew since its total was read: newer pages follow.
             newest += 1
             page = self._fetch(newest, size)
@@ -374,7 +354,7 @@ class PagedList(Generic[T]):
 
     # Checking totals ----------------------------------------------------------------------------
 
-    def _check_page_totals(self, page: Page[T], index: int, smallest: int, walk: _Walk) -> bool:
+    def _check_page_totals(self, page: Page[T], index: int, smallest: int, walk: Walk) -> bool:
         """Whether the walk stops believing totals at this page; the first failure of a walk is
         reported. `smallest`: the fewest items each page before this one holds (read backwards,
         with a cap perhaps not learned yet: no more than this page holds)."""
@@ -417,182 +397,3 @@ class PagedList(Generic[T]):
         if self.time_of is None:
             return []
         return [self.time_of(item) for item in page.items]
-
-
-@dataclass(slots=True)
-class _Walk:
-    """What one walk has seen so far."""
-
-    ids: set[str] = field(default_factory=set)
-    invalid: int = 0
-    pages: int = 0
-    received: int = 0  # items on the pages read forward from the first
-    ascending: int = 0
-    descending: int = 0
-    first_items: int | None = None  # the API's item count, on the first and the latest page
-    last_items: int | None = None
-    repeated: bool = False
-    # The walk's totals failed their check (see the module docstring): it goes by items.
-    distrusted: bool = False
-    # The fewest items a page read forward held (None: no page yet); with a page's position it
-    # bounds how many items the list holds from below.
-    smallest_read: int | None = None
-    short_before: int = 0  # a short page without totals, until the next page shows what it was
-    contradiction_reported: bool = False
-    _last_ids: tuple[str, ...] = ()
-    _last_time: datetime | None = None
-
-    def add(self, page: Page[T], times: Sequence[datetime], *, continues: bool = True) -> None:
-        """`continues`: the page follows the one before it in list order (a forward read)."""
-        self.pages += 1
-        self.repeated = bool(page.ids) and page.ids == self._last_ids
-        self._last_ids = page.ids
-        self.ids.update(page.ids)
-        self.invalid += max(0, page.received - len(page.items))
-        if continues:
-            self.received += page.received
-            if self.smallest_read is None or page.received < self.smallest_read:
-                self.smallest_read = page.received
-        if page.total_items is not None:
-            if self.first_items is None:
-                self.first_items = page.total_items
-            self.last_items = page.total_items
-        before = [self._last_time] if continues and self._last_time is not None else []
-        for a, b in pairwise([*before, *times]):
-            if a > b:
-                self.descending += 1
-            elif a < b:
-                self.ascending += 1
-        if times:
-            self._last_time = times[-1]
-
-    @property
-    def smallest_page(self) -> int:
-        return self.smallest_read or 0
-
-    def believed(self, page: Page[T]) -> int | None:
-        """The page's total, where the walk believes totals."""
-        return None if self.distrusted else _total(page)
-
-    @property
-    def unequal_pairs(self) -> int:
-        return self.ascending + self.descending
-
-    def order(self) -> Order | None:
-        up, down = self.ascending, self.descending
-        if not up and not down:
-            return None
-        if not up:
-            return Order.NEWEST_FIRST
-        if not down:
-            return Order.OLDEST_FIRST
-        if up + down < MIN_PAIRS_FOR_MAJORITY:
-            return None
-        if down >= ORDER_MAJORITY * (up + down):
-            return Order.NEWEST_FIRST
-        if up >= ORDER_MAJORITY * (up + down):
-            return Order.OLDEST_FIRST
-        return Order.UNORDERED
-
-
-def fullest_last_page(total: int, largest: int) -> int:
-    """The page size, from half the largest up, whose last page holds the most items.
-
-    An oldest-first list's newest items sit on its last page, which holds `total mod size` of
-    them: a nearly empty last page would cost a second request for what a newest-first list
-    serves in one. Pages stay aligned within a walk, since the walk asks every page at one size.
-    """
-    best, best_fill = largest, 0
-    for size in range(largest, (largest + 1) // 2 - 1, -1):
-        fill = total - size * ((total - 1) // size) if total > 0 else 0
-        if fill > best_fill:
-            best, best_fill = size, fill
-        if fill >= largest:
-            break
-    return best
-
-
-def totals_problem(
-    page: Page[T], *, index: int, smallest_before: int, size: int, max_pages: int
-) -> tuple[str, str] | None:
-    """Why a page's totals cannot be believed, as (reason, detail); None when they pass.
-
-    `index`: the page's position from the first page; `smallest_before`: the fewest items a page
-    before it held (each page before held at least that many when this one was answered, since
-    pages are slices of one list: a lower bound that holds while the list changes).
-    """
-    # The count the walk would go by: items where reported, else pages (`_total`).
-    reported = [
-        (name, value)
-        for name, value in (("items", page.total_items), ("pages", page.total_pages))
-        if value is not None
-    ][:1]
-    for name, value in reported:
-        if value < 0:
-            return "total_negative", f"page {index} reports {value} {name} in all"
-    proven = {
-        "items": index * smallest_before + page.received if page.received else 0,
-        "pages": index + 1 if page.received else 0,
-    }
-    reach = {"items": max_pages * size, "pages": max_pages}
-    for name, value in reported:
-        if value < proven[name]:
-            return (
-                "total_below_items",
-                f"page {index} holds {page.received} items, which shows at least "
-                f"{proven[name]} {name}, but it reports {value} {name} in all",
-            )
-        if value > reach[name]:
-            return (
-                "total_unreachable",
-                f"page {index} reports {value} {name} in all, beyond the {reach[name]} that "
-                f"max_pages ({max_pages}) pages of {size} can reach",
-            )
-    return None
-
-
-def _pages_for(total: int, size: int) -> int:
-    """Pages of `size` that hold `total` items, in integers (a float would overflow)."""
-    return -(-total // size)
-
-
-def _total(page: Page[T]) -> int | None:
-    return page.total_items if page.total_items is not None else page.total_pages
-
-
-def _more_by_totals(page: Page[T], walk: _Walk) -> bool:
-    """Whether the totals say items lie past what a forward walk has received so far."""
-    if page.total_items is not None:
-        return walk.received < page.total_items
-    if page.total_pages is not None:
-        return walk.pages < page.total_pages
-    return False
-
-
-def _more_after(page: Page[T], index: int, size: int) -> bool:
-    """Whether the totals say items lie past page `index` (counted from the first page) of a list
-    served `size` items a page."""
-    if page.total_items is not None:
-        return index * size + page.received < page.total_items
-    if page.total_pages is not None:
-        return index + 1 < page.total_pages
-    return False
-
-
-def _same_items(a: Page[T], b: Page[T]) -> bool:
-    return bool(a.ids) and bool(b.ids) and a.ids[0] == b.ids[0]
-
-
-def reached_floor(cursor_times: Sequence[datetime], floor: datetime) -> bool:
-    """A newest-first walk can stop once a page reaches below the floor.
-
-    A page that is itself in order vouches for the list's order: once its oldest item lies below
-    the floor, every later item does too, so the page that crosses the floor is the last one read.
-    A page out of order shows the list is not strictly sorted (ties broken arbitrarily, a sort key
-    that is not quite `cursor_time`): then the walk goes on until a whole page lies below the
-    floor. Disorder across a page boundary is what the overlap below the watermark absorbs.
-    """
-    if not cursor_times:
-        return False
-    in_order = all(a >= b for a, b in pairwise(cursor_times))
-    return (cursor_times[-1] if in_order else max(cursor_times)) < floor
