@@ -4,8 +4,8 @@ The file is the single source of truth. Each cycle's changes commit in one trans
 with the cursor that produced them, so a crash either keeps a whole cycle or none of it: a cycle
 that did not commit is simply read again. Aggregates and active runs are mirrored in memory after
 each commit, so a scrape renders from a consistent snapshot without touching the disk.
-Opening the file and its schema are `exporter.state.statefile`'s; what a scrape renders,
-`exporter.state.snapshot`'s.
+Opening the file and its schema are `exporter.state.statefile`'s; the rows a cycle writes,
+`exporter.state.cyclewrite`'s; what a scrape renders, `exporter.state.snapshot`'s.
 """
 
 from __future__ import annotations
@@ -16,20 +16,19 @@ import math
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 from exporter.core.accounting import CycleChanges
 from exporter.core.budgets import OTHER_LABEL
 from exporter.core.errors import StateWriteError
-from exporter.core.model import Run, RunStatus, StepStatus
+from exporter.core.model import Run
 from exporter.core.tracking import ActiveRun, Cursor
 from exporter.core.units import DEFAULT_BUCKETS, DURATION
 from exporter.state import statefile
-from exporter.state.snapshot import Histogram, Snapshot, born_key, error_born_key, step_born_key
-
-_STEPS = tuple(status.value for status in StepStatus)
+from exporter.state.cyclewrite import write_cycle
+from exporter.state.rows import STEP_STATUSES, active_from_row, born_series, epoch, instant
+from exporter.state.snapshot import Histogram, Snapshot
 
 T = TypeVar("T")
 
@@ -49,14 +48,6 @@ _REFUSED_WRITES = frozenset(
         sqlite3.SQLITE_NOTADB,
     }
 )
-
-
-def _ts(value: datetime) -> float:
-    return value.timestamp()
-
-
-def _dt(value: float) -> datetime:
-    return datetime.fromtimestamp(value, tz=UTC)
 
 
 class Store:
@@ -79,7 +70,7 @@ class Store:
             "SELECT source, provider, baseline, watermark, horizon FROM sources"
         ):
             m.providers[source] = provider
-            self._cursors[source] = Cursor(_dt(baseline), _dt(watermark), _dt(horizon))
+            self._cursors[source] = Cursor(instant(baseline), instant(watermark), instant(horizon))
         for source, series, born in c.execute("SELECT source, series, born FROM series_born"):
             m.born[(source, series)] = born
         for source, label, value in c.execute("SELECT source, label, value FROM labels"):
@@ -103,7 +94,7 @@ class Store:
         ):
             m.steps[(source, workflow, step, status)] = count
         for row in c.execute("SELECT * FROM active"):
-            m.active.setdefault(row[0], []).append(_active_from_row(row))
+            m.active.setdefault(row[0], []).append(active_from_row(row))
         self._legacy = {source for (source,) in c.execute("SELECT DISTINCT source FROM counted_v5")}
 
     def _bounds(self, metric: str) -> tuple[float, ...]:
@@ -224,7 +215,7 @@ class Store:
             histograms = self._observe(source, changes)
 
             def write(c: sqlite3.Connection) -> None:
-                self._write(c, source, provider, changes, cursor, histograms)
+                write_cycle(c, source, provider, changes, cursor, histograms)
                 if also is not None:
                     also(c)
 
@@ -258,91 +249,6 @@ class Store:
             hist.observe(obs.value)
         return touched
 
-    def _write(
-        self,
-        c: sqlite3.Connection,
-        source: str,
-        provider: str,
-        changes: CycleChanges,
-        cursor: Cursor,
-        histograms: Mapping[tuple[str, str, str, str], Histogram],
-    ) -> None:
-        c.execute(
-            "INSERT INTO sources VALUES (?, ?, ?, ?, ?) ON CONFLICT(source) DO UPDATE SET "
-            "provider = excluded.provider, watermark = excluded.watermark, "
-            "horizon = excluded.horizon",
-            (source, provider, _ts(cursor.baseline), _ts(cursor.watermark), _ts(cursor.horizon)),
-        )
-        c.executemany(
-            "INSERT INTO labels VALUES (?, 'workflow', ?) ON CONFLICT DO NOTHING",
-            [(source, w) for w in changes.new_workflows],
-        )
-        c.executemany(
-            "INSERT INTO workflow_owners VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            [(source, label, owner) for label, owner in changes.new_owners.items()],
-        )
-        c.executemany(
-            "INSERT INTO labels VALUES (?, 'code', ?) ON CONFLICT DO NOTHING",
-            [(source, code) for code in changes.new_codes],
-        )
-        c.executemany(
-            "INSERT INTO series_born VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            [(source, series, changes.born_at) for series in _born_series(changes)],
-        )
-        c.executemany(
-            "INSERT INTO counted VALUES (?, ?, ?)",
-            [(source, run_id, _ts(key)) for run_id, key in changes.counted],
-        )
-        c.executemany(
-            "INSERT INTO finished VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (source, workflow, status) DO UPDATE SET "
-            "count = count + excluded.count",
-            [(source, wf, status, n) for (wf, status), n in changes.finished.items()],
-        )
-        c.executemany(
-            "INSERT INTO last_finished VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (source, workflow, status) DO UPDATE SET "
-            "finished_at = max(finished_at, excluded.finished_at)",
-            [
-                (source, wf, status, _ts(when))
-                for (wf, status), when in changes.last_finished.items()
-            ],
-        )
-        c.executemany(
-            "INSERT INTO errors VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (source, workflow, code) DO UPDATE SET "
-            "count = count + excluded.count",
-            [(source, wf, code, n) for (wf, code), n in changes.errors.items()],
-        )
-        c.executemany(
-            "INSERT INTO steps VALUES (?, ?, ?, ?, 0) ON CONFLICT DO NOTHING",
-            [(source, wf, step, status) for wf, step in changes.new_steps for status in _STEPS],
-        )
-        c.executemany(
-            "INSERT INTO steps VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (source, workflow, step, status) DO UPDATE SET "
-            "count = count + excluded.count",
-            [(source, wf, step, status, n) for (wf, step, status), n in changes.steps.items()],
-        )
-        c.executemany(
-            "INSERT OR REPLACE INTO histograms VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(*key, *statefile.histogram_columns(h)) for key, h in histograms.items()],
-        )
-        c.executemany(
-            "DELETE FROM active WHERE source = ? AND run_id = ?",
-            [(source, run_id) for run_id in changes.active_removals],
-        )
-        c.executemany(
-            "INSERT OR REPLACE INTO active VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [_active_to_row(source, run) for run in changes.active_upserts.values()],
-        )
-        # Pruning is safe exactly because accounting ignores runs finished before the horizon.
-        for table in ("counted", "counted_v5"):
-            c.execute(
-                f"DELETE FROM {table} WHERE source = ? AND prune_key < ?",
-                (source, _ts(cursor.horizon)),
-            )
-
     def _mirror_apply(
         self,
         source: str,
@@ -355,7 +261,7 @@ class Store:
         m.providers[source] = provider
         self._cursors[source] = cursor
         m.workflows.setdefault(source, set()).update(changes.new_workflows)
-        for series in _born_series(changes):
+        for series in born_series(changes):
             m.born.setdefault((source, series), changes.born_at)
         for (wf, status), n in changes.finished.items():
             key = (source, wf, status)
@@ -365,9 +271,9 @@ class Store:
             m.errors[ekey] = m.errors.get(ekey, 0) + n
         for (wf, status), when in changes.last_finished.items():
             lkey = (source, wf, status)
-            m.last_finished[lkey] = max(m.last_finished.get(lkey, 0.0), _ts(when))
+            m.last_finished[lkey] = max(m.last_finished.get(lkey, 0.0), epoch(when))
         for wf, step in changes.new_steps:
-            for status in _STEPS:
+            for status in STEP_STATUSES:
                 m.steps.setdefault((source, wf, step, status), 0)
         for (wf, step, status), n in changes.steps.items():
             skey = (source, wf, step, status)
@@ -435,64 +341,3 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-
-def _active_to_row(
-    source: str, run: ActiveRun
-) -> tuple[
-    str, str, str, str, float, float, float | None, int, int, float | None, str | None, str | None
-]:
-    return (
-        source,
-        run.id,
-        run.workflow,
-        run.status.value,
-        _ts(run.created_at),
-        _ts(run.cursor_time),
-        run.progress,
-        int(run.queue_wait_observed),
-        int(run.awaiting_detail),
-        _ts(run.last_seen) if run.last_seen else None,
-        run.workflow_id,
-        run.shown_id,
-    )
-
-
-def _active_from_row(row: tuple[object, ...]) -> ActiveRun:
-    (
-        _source,
-        run_id,
-        workflow,
-        status,
-        created,
-        cursor_time,
-        progress,
-        qwo,
-        awaiting,
-        seen,
-        workflow_id,
-        shown_id,
-    ) = row
-    assert isinstance(created, float)
-    assert isinstance(cursor_time, float)
-    return ActiveRun(
-        id=str(run_id),
-        workflow=str(workflow),
-        status=RunStatus(str(status)),
-        created_at=_dt(created),
-        cursor_time=_dt(cursor_time),
-        progress=float(progress) if isinstance(progress, int | float) else None,
-        queue_wait_observed=bool(qwo),
-        awaiting_detail=bool(awaiting),
-        last_seen=_dt(seen) if isinstance(seen, float) else None,
-        workflow_id=str(workflow_id) if workflow_id is not None else None,
-        shown_id=str(shown_id) if shown_id is not None else None,
-    )
-
-
-def _born_series(changes: CycleChanges) -> list[str]:
-    return [
-        *(born_key(w) for w in changes.new_workflows),
-        *(error_born_key(w, code) for w, code in changes.new_error_pairs),
-        *(step_born_key(w, step) for w, step in changes.new_steps),
-    ]
