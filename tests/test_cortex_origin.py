@@ -11,8 +11,9 @@ import pytest
 
 from exporter.config.settings import config_from_data
 from exporter.core.errors import ConfigError
-from exporter.providers.client import ApiClient, RetryPolicy
+from exporter.providers.client import ApiClient
 from exporter.providers.cortex import DEFAULT_ORIGINS, CortexProvider, CortexSettings
+from exporter.providers.retry import RetryPolicy
 from exporter.simulator.cortex import EVERY_ORIGIN
 from tests.conftest import ExporterFactory, SimFactory, source_for
 from tests.helpers import active, by_labels, errors, finished

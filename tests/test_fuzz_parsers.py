@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from exporter.core.errors import PayloadError
 from exporter.core.model import Run
 from exporter.providers import Provider, registry
-from exporter.providers.client import ApiClient, RetryPolicy
+from exporter.providers.client import ApiClient
+from exporter.providers.retry import RetryPolicy
 from exporter.simulator import SIMULATORS, SimulatorServer
 from tests.conftest import PROVIDERS, source_for
 

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from exporter.core.errors import Cancelled, DeadlineError
-from exporter.providers.client import ApiClient, RetryPolicy
+from exporter.providers.client import ApiClient
+from exporter.providers.retry import RetryPolicy
 from tests.conftest import ExporterFactory
 from tests.helpers import up
 from tests.hostile import HostileServer, Reply, hostile

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from exporter.core.errors import ApiError, Cancelled, HttpStatusError, PayloadError, TransportError
-from exporter.providers.client import ApiClient, RetryPolicy, TokenBucket, parse_retry_after
+from exporter.providers.client import ApiClient
+from exporter.providers.retry import RetryPolicy, TokenBucket, parse_retry_after
 
 SECRET = "tok-5b2e8f0d-never-in-messages"
 AUTH = {"Authorization": f"Bearer {SECRET}"}

@@ -20,7 +20,8 @@ import pytest
 from exporter.app import Exporter
 from exporter.core.errors import PayloadError, ResponseTooLarge
 from exporter.providers.bodylimit import ACCEPTED_ENCODINGS, BodyError, BodyTooLarge, BoundedBody
-from exporter.providers.client import ApiClient, RetryPolicy
+from exporter.providers.client import ApiClient
+from exporter.providers.retry import RetryPolicy
 from exporter.webhooks.listener import WebhookListener
 from exporter.webhooks.wiring import webhook_service
 from tests.conftest import ExporterFactory, SimFactory, source_for
@@ -197,7 +198,8 @@ _MEASURE = textwrap.dedent(
     """
     import json, resource, sys
     from exporter.core.errors import ResponseTooLarge
-    from exporter.providers.client import ApiClient, RetryPolicy
+    from exporter.providers.client import ApiClient
+    from exporter.providers.retry import RetryPolicy
 
     class Codes:
         def __init__(self): self.codes = []

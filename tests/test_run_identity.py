@@ -23,8 +23,9 @@ from exporter.core.budgets import LabelBudget
 from exporter.core.model import MAX_ID_LENGTH, RunStatus, id_problem, scoped_id, split_scoped_id
 from exporter.core.tracking import Cursor
 from exporter.core.units import DURATION, QUEUE_WAIT
-from exporter.providers.client import ApiClient, RetryPolicy
+from exporter.providers.client import ApiClient
 from exporter.providers.plextera import PlexteraProvider, PlexteraSettings
+from exporter.providers.retry import RetryPolicy
 from exporter.simulator.cortex import CortexSimulator
 from exporter.simulator.records import SimWorkflow
 from exporter.simulator.variant import ApiVariant

@@ -22,7 +22,8 @@ from exporter.core.tracking import ActiveRun
 from exporter.core.units import DEFAULT_BUCKETS, STEP_DURATION
 from exporter.exposition.metrics import RunsCollector
 from exporter.providers import Provider, registry
-from exporter.providers.client import ApiClient, RetryPolicy
+from exporter.providers.client import ApiClient
+from exporter.providers.retry import RetryPolicy
 from exporter.providers.steps import read_steps, step_duration, step_instant
 from exporter.state.statefile import MIGRATIONS, SCHEMA_VERSION
 from exporter.state.store import Store

@@ -1,5 +1,6 @@
-"""One HTTP client per source: timeouts, retries with backoff, Retry-After, a client-side rate
-limit.
+"""One HTTP client per source: a request, its timeouts, its retries and its decoded answer. When
+to retry and how long to wait are `exporter.providers.retry`'s; the socket bounds,
+`exporter.providers.bounded`'s.
 
 It reports what it does through an `ApiObserver` so that this module never imports
 prometheus_client. Error messages name the source, endpoint and status; they never carry headers,
@@ -9,19 +10,14 @@ so an API key cannot leak through an exception.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import random
-import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
-import httpcore
 import httpx
 import pydantic_core
 
@@ -37,6 +33,16 @@ from exporter.core.errors import (
 )
 from exporter.core.logs import redact
 from exporter.providers.bodylimit import ACCEPTED_ENCODINGS, BodyError, BodyTooLarge, BoundedBody
+from exporter.providers.bounded import (
+    BoundedBackend,
+    install_backend,
+    request_ends,
+    shared_tls_context,
+)
+from exporter.providers.retry import RETRYABLE_STATUSES, RetryPolicy, TokenBucket, parse_retry_after
+
+# The app builds a client with its retry policy and rate limit, importing all three from here.
+__all__ = ["ApiClient", "ApiObserver", "JsonResponse", "NullObserver", "RetryPolicy", "TokenBucket"]
 
 
 class ApiObserver(Protocol):
@@ -56,190 +62,10 @@ class NullObserver:
         return None
 
 
-class TokenBucket:
-    """Client-side rate limit: `rate` tokens per second (fractional allowed), bursts of `burst`."""
-
-    def __init__(
-        self,
-        rate: float,
-        burst: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.rate = rate
-        # No burst by default: requests are paced evenly, so no window of any length sees more
-        # than rate * length + 1 of them (a provider's per-second limit counts that way).
-        self.capacity = burst if burst is not None else 1.0
-        self._tokens = self.capacity
-        self._clock = clock
-        self._last = clock()
-        self._lock = threading.Lock()
-
-    def reserve(self) -> float:
-        """Takes one token; returns how long the caller must wait before using it."""
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            self._tokens -= 1.0
-            return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    max_retries: int = 3
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-    # A Retry-After longer than this is not waited out inside one collection: the cycle fails
-    # and the next one tries again, so one source never holds its job thread for minutes.
-    retry_after_max: float = 60.0
-
-    def backoff(self, attempt: int, rng: random.Random) -> float:
-        """Full-jitter exponential backoff (AWS architecture blog): spreads synchronized clients."""
-        ceiling = min(self.backoff_max, self.backoff_base * (2**attempt))
-        return rng.uniform(0, ceiling)
-
-
 @dataclass(frozen=True, slots=True)
 class JsonResponse:
     body: Any
     headers: Mapping[str, str]
-
-
-RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-# When the request under way must be answered in full (time.monotonic()); None: no bound.
-_request_ends: ContextVar[float | None] = ContextVar("request_ends", default=None)
-# How often a blocked read looks up from the socket to see whether the process is stopping.
-STOP_POLL = 0.5
-
-
-class _DeadlineExpired(httpcore.ReadTimeout):
-    pass
-
-
-def _bounded(timeout: float | None) -> float | None:
-    """The socket timeout for one operation: the per-operation timeout, never past the end of
-    the request. Raises when the end has already passed."""
-    ends = _request_ends.get()
-    if ends is None:
-        return timeout
-    left = ends - time.monotonic()
-    if left <= 0:
-        raise _DeadlineExpired("request_deadline reached")
-    return left if timeout is None else min(timeout, left)
-
-
-class _BoundedStream(httpcore.NetworkStream):
-    """Every socket operation bounded by the end of the request, and reads cut into short waits
-    so that a stop is noticed: httpcore's own timeouts bound each wait for a byte, so a peer
-    sending one byte a second (even within the status line and headers) would hold a request
-    for as long as it liked."""
-
-    def __init__(self, inner: httpcore.NetworkStream, stop: threading.Event) -> None:
-        self._inner = inner
-        self._stop = stop
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        quiet_until = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self._stop.is_set():
-                raise httpcore.ReadError("the process is stopping")
-            wait = _bounded(STOP_POLL)
-            try:
-                return self._inner.read(max_bytes, wait)
-            except httpcore.ReadTimeout:
-                if quiet_until is not None and time.monotonic() >= quiet_until:
-                    raise
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _bounded(timeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        inner = self._inner.start_tls(ssl_context, server_hostname, _bounded(timeout))
-        return _BoundedStream(inner, self._stop)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _BoundedBackend(httpcore.NetworkBackend):
-    def __init__(self, stop: threading.Event) -> None:
-        self._inner = httpcore.SyncBackend()
-        self._stop = stop
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        # A connect is one blocking call that a stop cannot cut short: the process's own bound
-        # on shutting down (exporter.commands.run) covers a black-holed host.
-        stream = self._inner.connect_tcp(
-            host, port, _bounded(timeout), local_address, socket_options
-        )
-        return _BoundedStream(stream, self._stop)
-
-    def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        stream = self._inner.connect_unix_socket(path, _bounded(timeout), socket_options)
-        return _BoundedStream(stream, self._stop)
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-@functools.cache
-def _shared_tls_context() -> ssl.SSLContext:
-    """One certificate store for every source: each client loading its own costs about 20 ms
-    and a megabyte, which a thousand sources feel."""
-    return httpx.create_ssl_context()
-
-
-def _install_backend(client: httpx.Client, backend: httpcore.NetworkBackend) -> None:
-    """httpx builds its connection pools (the default one and one per proxy from the
-    environment) without a way to pass httpcore's `network_backend`; it is set on each pool
-    here, before any connection exists."""
-    transports = [client._transport, *client._mounts.values()]
-    for transport in transports:
-        pool = getattr(transport, "_pool", None)
-        if isinstance(pool, httpcore.ConnectionPool):  # proxies are pools too
-            if not hasattr(pool, "_network_backend"):
-                raise RuntimeError("this httpcore version keeps no _network_backend")
-            pool._network_backend = backend
 
 
 class ApiClient:
@@ -282,10 +108,10 @@ class ApiClient:
             # Redirects are never followed: a redirect to another host would carry the key along.
             follow_redirects=False,
             transport=transport,
-            verify=_shared_tls_context(),
+            verify=shared_tls_context(),
         )
         if transport is None:
-            _install_backend(self._client, _BoundedBackend(self._stop))
+            install_backend(self._client, BoundedBackend(self._stop))
 
     def close(self) -> None:
         self._client.close()
@@ -349,7 +175,7 @@ class ApiClient:
     ) -> tuple[int, bytes, Mapping[str, str]]:
         started = time.perf_counter()
         ends = None if self._deadline is None else time.monotonic() + self._deadline
-        token = _request_ends.set(ends)
+        token = request_ends.set(ends)
         try:
             with self._client.stream("GET", path, params=params) as response:
                 try:
@@ -373,7 +199,7 @@ class ApiClient:
                 ) from None
             raise TransportError(self.source, endpoint, _transport_detail(exc)) from None
         finally:
-            _request_ends.reset(token)
+            request_ends.reset(token)
         self._observer.request(endpoint, str(response.status_code), time.perf_counter() - started)
         self._observer.response_headers(endpoint, response.headers)
         return response.status_code, content, response.headers
