@@ -17,18 +17,22 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
-from prometheus_client.samples import Exemplar, Sample
+from prometheus_client.samples import Sample
 
 from exporter.core.model import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus, StepStatus
 from exporter.core.tracking import ActiveRun
 from exporter.core.units import DEFAULT_BUCKETS, DURATION, QUEUE_WAIT, STEP_DURATION
-from exporter.exposition.formats import TextFamily, series_line
+from exporter.exposition.families import (
+    Row,
+    WrittenHistogram,
+    add_histogram,
+    simple_family,
+)
+from exporter.exposition.formats import TextFamily
 from exporter.state.snapshot import Histogram, Snapshot, born_key, error_born_key, step_born_key
 
 _TERMINAL = sorted(s.value for s in TERMINAL_STATUSES)
@@ -50,8 +54,6 @@ def step_series(buckets: Mapping[str, Sequence[float]]) -> int:
     return len(StepStatus) + len(buckets.get(STEP_DURATION, DEFAULT_BUCKETS[STEP_DURATION])) + 3
 
 
-# Label values of one series, and its value.
-Row = tuple[tuple[str, ...], float]
 # One histogram series: its label values and its buckets.
 HistogramRow = tuple[tuple[str, ...], Histogram]
 
@@ -82,7 +84,7 @@ class RunsCollector(Collector):
         self._active_statuses = active_statuses or (lambda _source: _ACTIVE_PRECREATED)
         # Written lines of each histogram series, reused while its buckets stay the same: between
         # two scrapes a cycle touches a few series, and histograms are most of a large scrape.
-        self._histogram_text: dict[tuple[str, tuple[str, ...]], _WrittenHistogram] = {}
+        self._histogram_text: dict[tuple[str, tuple[str, ...]], WrittenHistogram] = {}
 
     def describe(self) -> Iterator[Metric]:
         # Describing nothing keeps registration from calling collect() at import time.
@@ -91,16 +93,16 @@ class RunsCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
         now = self._clock()
-        written: dict[tuple[str, tuple[str, ...]], _WrittenHistogram] = {}
+        written: dict[tuple[str, tuple[str, ...]], WrittenHistogram] = {}
         held = self._held(snap, now)
-        yield _simple_family(
+        yield simple_family(
             "counter",
             "workflow_runs_finished",
             "Runs that reached a terminal status; each run counted once, ever.",
             _FINISHED_LABELS,
             self._finished(snap, held),
         )
-        yield _simple_family(
+        yield simple_family(
             "counter",
             "workflow_run_errors",
             "Failed runs by error code (`unspecified` when the provider gives none).",
@@ -124,7 +126,7 @@ class RunsCollector(Collector):
             queue_wait,
             written,
         )
-        yield _simple_family(
+        yield simple_family(
             "counter",
             "workflow_run_steps",
             "Steps of finished runs by step status, counted once when the run finishes.",
@@ -141,28 +143,28 @@ class RunsCollector(Collector):
         # Only the series of this scrape are kept: series of a forgotten source go with it.
         self._histogram_text = written
         active, oldest, progress = self._active(snap, now)
-        yield _simple_family(
+        yield simple_family(
             "gauge",
             "workflow_runs_active",
             "Runs currently in a non-terminal status.",
             _ACTIVE_LABELS,
             active,
         )
-        yield _simple_family(
+        yield simple_family(
             "gauge",
             "workflow_runs_oldest_active_age_seconds",
             "Age of the oldest active run in that status (stuck runs, review backlog).",
             _ACTIVE_LABELS,
             oldest,
         )
-        yield _simple_family(
+        yield simple_family(
             "gauge",
             "workflow_runs_progress_ratio",
             "Mean progress (0..1) of active runs that report progress.",
             _PROGRESS_LABELS,
             progress,
         )
-        yield _simple_family(
+        yield simple_family(
             "gauge",
             "workflow_runs_last_finished_timestamp_seconds",
             "When the newest run of the workflow reached that terminal status (Unix seconds).",
@@ -246,7 +248,7 @@ class RunsCollector(Collector):
         documentation: str,
         labelnames: tuple[str, ...],
         rows: list[HistogramRow],
-        written: dict[tuple[str, tuple[str, ...]], _WrittenHistogram],
+        written: dict[tuple[str, tuple[str, ...]], WrittenHistogram],
         exemplars: Callable[[tuple[str, ...]], Mapping[int, tuple[str, float, float]]] = (
             lambda _values: {}
         ),
@@ -256,9 +258,7 @@ class RunsCollector(Collector):
             key = (name, values)
             lines = self._histogram_text.get(key)
             if lines is None or not lines.same(hist):
-                lines = _WrittenHistogram.of(
-                    name, tuple(zip(labelnames, values, strict=True)), hist
-                )
+                lines = WrittenHistogram.of(name, tuple(zip(labelnames, values, strict=True)), hist)
             written[key] = lines
             parts.append(lines.text)
 
@@ -268,7 +268,7 @@ class RunsCollector(Collector):
             family = HistogramMetricFamily(name, documentation, labels=labelnames)
             for values, hist in rows:
                 recent = exemplars(values) if hist.count else {}
-                _add_histogram(family, list(values), hist, recent)
+                add_histogram(family, list(values), hist, recent)
             return family.samples
 
         return TextFamily(name, documentation, "histogram", "".join(parts), samples)
@@ -300,54 +300,6 @@ def _is_held(
     return (source, born_key(workflow)) in held or (own is not None and (source, own) in held)
 
 
-class _WrittenHistogram:
-    """The text lines of one histogram series, and the buckets they were written from."""
-
-    __slots__ = ("counts", "sum", "text")
-
-    def __init__(self, counts: list[int], total: float, text: str) -> None:
-        self.counts = counts
-        self.sum = total
-        self.text = text
-
-    @classmethod
-    def of(
-        cls, name: str, pairs: tuple[tuple[str, str], ...], hist: Histogram
-    ) -> _WrittenHistogram:
-        # The order and values HistogramMetricFamily gives: cumulative buckets, _count, _sum.
-        bucket = name + "_bucket"
-        lines = [series_line(bucket, (*pairs, ("le", le)), count) for le, count in _buckets(hist)]
-        lines.append(series_line(name + "_count", pairs, hist.count))
-        lines.append(series_line(name + "_sum", pairs, hist.sum))
-        return cls(list(hist.counts), hist.sum, "".join(lines))
-
-    def same(self, hist: Histogram) -> bool:
-        return self.counts == hist.counts and self.sum == hist.sum
-
-
-def _simple_family(
-    kind: str, name: str, documentation: str, labelnames: tuple[str, ...], rows: list[Row]
-) -> TextFamily:
-    """A counter or gauge family: its text written now, its samples only if asked for."""
-    sample_name = name + "_total" if kind == "counter" else name
-    text = "".join(
-        series_line(sample_name, tuple(zip(labelnames, values, strict=True)), value)
-        for values, value in rows
-    )
-
-    def samples() -> list[Sample]:
-        family: CounterMetricFamily | GaugeMetricFamily
-        if kind == "counter":
-            family = CounterMetricFamily(name, documentation, labels=labelnames)
-        else:
-            family = GaugeMetricFamily(name, documentation, labels=labelnames)
-        for values, value in rows:
-            family.add_metric(list(values), value)
-        return family.samples
-
-    return TextFamily(name, documentation, kind, text, samples)
-
-
 def _active_aggregates(
     runs: Iterable[ActiveRun], now: float
 ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], float], dict[str, list[float]]]:
@@ -366,44 +318,3 @@ def _active_aggregates(
         if run.progress is not None:
             progress[run.workflow].append(run.progress)
     return dict(counts), ages, dict(progress)
-
-
-def _add_histogram(
-    family: HistogramMetricFamily,
-    values: list[str],
-    hist: Histogram,
-    exemplars: Mapping[int, tuple[str, float, float]] | None = None,
-) -> None:
-    """What `HistogramMetricFamily.add_metric` adds, built with one label dict per series instead
-    of one per bucket: histograms are most of a large scrape. A bucket with a recent run carries
-    it as an exemplar `{run_id="..."}`."""
-    labels = dict(zip(family._labelnames, values, strict=True))
-    bucket_name = family.name + "_bucket"
-    recent = exemplars or {}
-    family.samples.extend(
-        Sample(bucket_name, {**labels, "le": le}, count, None, _exemplar(recent.get(index)))
-        for index, (le, count) in enumerate(_buckets(hist))
-    )
-    family.samples.append(Sample(family.name + "_count", labels, hist.count, None, None))
-    family.samples.append(Sample(family.name + "_sum", dict(labels), hist.sum, None, None))
-
-
-def _exemplar(recent: tuple[str, float, float] | None) -> Exemplar | None:
-    if recent is None:
-        return None
-    run_id, value, at = recent
-    # OpenMetrics allows 128 characters of exemplar labels in all.
-    return Exemplar({"run_id": run_id[:100]}, value, at or None)
-
-
-def _buckets(hist: Histogram) -> Sequence[tuple[str, float]]:
-    cumulative = 0
-    out: list[tuple[str, float]] = []
-    for upper, count in zip([*hist.bounds, float("inf")], hist.counts, strict=True):
-        cumulative += count
-        out.append(("+Inf" if upper == float("inf") else _le(upper), cumulative))
-    return out
-
-
-def _le(value: float) -> str:
-    return repr(float(value))
