@@ -39,24 +39,6 @@ class GroundTruth:
             "step_durations": rows(self.step_durations),
         }
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> GroundTruth:
-        def counter(rows: list[list[Any]]) -> Counter[tuple[str, str]]:
-            return Counter({(str(a), str(b)): int(n) for a, b, n in rows})
-
-        def keyed(rows: list[list[Any]]) -> Counter[tuple[str, ...]]:
-            return Counter({tuple(str(v) for v in row[:-1]): int(row[-1]) for row in rows})
-
-        return cls(
-            counter(data["finished"]),
-            counter(data["active"]),
-            counter(data["errors"]),
-            int(data["runs"]),
-            keyed(data.get("steps", [])),
-            keyed(data.get("failed_run_steps", [])),
-            keyed(data.get("step_durations", [])),
-        )
-
 
 def count_truth(
     vocabulary: Vocabulary,
