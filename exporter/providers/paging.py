@@ -13,7 +13,7 @@ learns each from the answers, remembers it in the source's `ListShape`, and says
   skips items.
 - order: adjacent items' timestamps; until they show an order, a walk does not stop at its floor.
   An oldest-first list with totals is read from its last page backwards, so a cycle costs pages in
-  proportion to new runs, not to history.
+  proportion to new runs, not to history (`exporter.providers.backwalk`).
 - totals: a walk that reads a list to its end compares the distinct items it saw with the count
   the API reports; fewer is an inconsistency.
 
@@ -22,12 +22,13 @@ Totals are believed only once they are checked against the items: see `pagetotal
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Protocol
 
 from exporter.core.errors import PageRefused, PaginationRunaway
+from exporter.providers.backwalk import walk_backwards
 from exporter.providers.pages import (
     Order,
     Page,
@@ -39,9 +40,7 @@ from exporter.providers.pages import (
 )
 from exporter.providers.pagetotals import (
     fullest_last_page,
-    more_after,
     more_by_totals,
-    pages_for,
     totals_problem,
 )
 
@@ -122,7 +121,7 @@ class PagedList(Generic[T]):
         first = self._first_page(read)
         if first is None:  # an empty list teaches nothing
             for page in read.values():
-                walk.add(page, self._times(page))
+                walk.add(page, self.times(page))
                 yield page
             return
         known_total = self.shape.totals.get(self.key)
@@ -135,7 +134,7 @@ class PagedList(Generic[T]):
             # Steady state of an oldest-first list: straight to where the new items are.
             expected = known_total + self.shape.growth.get(self.key, 0)
             size = fullest_last_page(expected, self.size)
-            if (yield from self._backwards(first, first - 1, expected, floor, walk, size)):
+            if (yield from walk_backwards(self, first, first - 1, expected, floor, walk, size)):
                 self.shape.growth[self.key] = max(0, self.shape.totals[self.key] - known_total)
                 return
             # The totals failed their check on the way: read forward from the first page.
@@ -147,27 +146,27 @@ class PagedList(Generic[T]):
     ) -> Iterator[Page[T]]:
         number = first
         while True:
-            page = read.pop(number) if number in read else self._fetch(number)
+            page = read.pop(number) if number in read else self.fetch(number)
             index = number - first
-            self._check_page_totals(page, index, walk.smallest_page, walk)
-            walk.add(page, self._times(page))
+            self.check_page_totals(page, index, walk.smallest_page, walk)
+            walk.add(page, self.times(page))
             self._learn_order(walk)
             yield page
             if walk.short_before and page.received:
                 # A short page without totals was followed by more: it was a capped one.
-                self._learn_page_size(walk.short_before, index - 1, more=True)
+                self.learn_page_size(walk.short_before, index - 1, more=True)
             walk.short_before = 0
             if self._ends_here(page, index, walk):
                 self._check_totals(walk)
                 return
-            self._learn_page_size(page.received, index, more=walk.believed(page) is not None)
+            self.learn_page_size(page.received, index, more=walk.believed(page) is not None)
             newest_first = self.shape.order is Order.NEWEST_FIRST
-            if floor is not None and newest_first and reached_floor(self._times(page), floor):
+            if floor is not None and newest_first and reached_floor(self.times(page), floor):
                 return
             if floor is not None and self.shape.order is Order.OLDEST_FIRST:
                 total = page.total_items if not walk.distrusted else None
                 if total is not None and (
-                    yield from self._backwards(first, number, total, floor, walk, self.size)
+                    yield from walk_backwards(self, first, number, total, floor, walk, self.size)
                 ):
                     return
                 # No totals, or they failed on the way back: on forward, by items alone.
@@ -180,7 +179,7 @@ class PagedList(Generic[T]):
         if shape.first_page is not None:
             return shape.first_page
         try:
-            zero = self._fetch(0)
+            zero = self.fetch(0)
         except PageRefused:
             return self._decide_first_page(1, "page 0 was refused")
         if zero.number == 1:
@@ -192,13 +191,13 @@ class PagedList(Generic[T]):
                 return self._decide_first_page(1, f"page 0 was empty of {total} items")
             # An empty page 0 with no total, or one that proves nothing (0, negative or absurd:
             # see the module docstring): page 1 tells.
-            one = self._fetch(1)
+            one = self.fetch(1)
             if one.received == 0:
                 read[0] = zero
                 return None
             read[1] = one
             return self._decide_first_page(1, "page 0 was empty, page 1 was not")
-        one = self._fetch(1)
+        one = self.fetch(1)
         if same_items(zero, one):
             read[1] = one
             return self._decide_first_page(1, "page 0 repeats page 1")
@@ -216,7 +215,7 @@ class PagedList(Generic[T]):
 
     # Learning the page size and the order -----------------------------------------------------
 
-    def _learn_page_size(self, received: int, index: int, *, more: bool) -> None:
+    def learn_page_size(self, received: int, index: int, *, more: bool) -> None:
         """A page that is not the last holds one page's worth of items, whatever the API echoes."""
         if not more or received in (0, self.size):
             return
@@ -279,82 +278,9 @@ class PagedList(Generic[T]):
                 f"the API reports {min(reported)}",
             )
 
-    # Oldest-first lists -------------------------------------------------------------------------
-
-    def _backwards(
-        self, first: int, read_up_to: int, total: int, floor: datetime, walk: Walk, size: int
-    ) -> Generator[Page[T], None, bool]:
-        """From the last page back to the floor, or to the pages already read, `size` items a
-        page. False when a page on the way reports totals that fail their check: the caller
-        reads forward instead (pages already yielded stay yielded)."""
-        for _ in range(3):
-            outcome = yield from self._backwards_at(first, read_up_to, total, floor, walk, size)
-            if isinstance(outcome, bool):
-                return outcome
-            # The API serves fewer than asked: again with the size it serves, from the top.
-            size, total, read_up_to = outcome
-            size = fullest_last_page(total, size)
-        return True
-
-    def _backwards_at(
-        self, first: int, read_up_to: int, total: int, floor: datetime, walk: Walk, size: int
-    ) -> Generator[Page[T], None, tuple[int, int, int] | bool]:
-        """One backward walk; returns (size served, total, pages read) when the first page it
-        reads shows a silent cap, before yielding anything; else whether the totals held."""
-        last = first + max(0, pages_for(total, size) - 1)
-        if last <= read_up_to:
-            return True
-        page = self._fetch(last, size)
-        if self._check_page_totals(page, last - first, min(size, page.received), walk):
-            return False
-        for _ in range(3):
-            # The list shrank since its total was read: the last page is nearer.
-            if page.received or page.total_items is None:
-                break
-            actual = first + max(0, pages_for(page.total_items, size) - 1)
-            if actual >= last or actual <= read_up_to:
-                break
-            last = actual
-            page = self._fetch(last, size)
-            if self._check_page_totals(page, last - first, min(size, page.received), walk):
-                return False
-        reported = page.total_items
-        if (
-            reported is not None
-            and 0 < page.received < size
-            and (last - first) * size + page.received != reported
-        ):
-            # Not where the last page of `size` would end: the API served fewer than asked.
-            self._learn_page_size(page.received, last - first, more=True)
-            return page.received, reported, first - 1
-        walk.add(page, self._times(page), continues=False)
-        yield page
-        lowest, lowest_page = last, page
-        newest = last
-        while page.received and more_after(page, newest - first, size):
-            # The list grew since its total was read: newer pages follow.
-            newest += 1
-            page = self._fetch(newest, size)
-            distrusted = self._check_page_totals(
-                page, newest - first, min(size, page.received), walk
-            )
-            walk.add(page, self._times(page))
-            yield page
-            if distrusted:
-                return False
-        if page.total_items is not None:
-            self.shape.totals[self.key] = page.total_items
-        number, page = lowest, lowest_page
-        while number - 1 > read_up_to and not reached_floor(self._times(page)[::-1], floor):
-            number -= 1
-            page = self._fetch(number, size)
-            walk.add(page, self._times(page), continues=False)
-            yield page
-        return True
-
     # Checking totals ----------------------------------------------------------------------------
 
-    def _check_page_totals(self, page: Page[T], index: int, smallest: int, walk: Walk) -> bool:
+    def check_page_totals(self, page: Page[T], index: int, smallest: int, walk: Walk) -> bool:
         """Whether the walk stops believing totals at this page; the first failure of a walk is
         reported. `smallest`: the fewest items each page before this one holds (read backwards,
         with a cap perhaps not learned yet: no more than this page holds)."""
@@ -387,13 +313,16 @@ class PagedList(Generic[T]):
 
     # Fetching -----------------------------------------------------------------------------------
 
-    def _fetch(self, number: int, size: int | None = None) -> Page[T]:
+    def fetch(self, number: int, size: int | None = None) -> Page[T]:
+        """One page read by this walk (the backward walk reads through here too), counted
+        against `max_pages`."""
         if self._reads >= self.max_pages:
             raise PaginationRunaway(self.max_pages)
         self._reads += 1
         return self._fetch_page(number, size or self.size)
 
-    def _times(self, page: Page[T]) -> list[datetime]:
+    def times(self, page: Page[T]) -> list[datetime]:
+        """The timestamps a walk orders the page's items by (none without `time_of`)."""
         if self.time_of is None:
             return []
         return [self.time_of(item) for item in page.items]
