@@ -41,6 +41,7 @@ from exporter.providers.client import ApiClient, JsonResponse
 from exporter.providers.paging import Fetch, ListShape, Order, Page, PagedList, T
 from exporter.providers.sanitize import Limits, RunSanitizer
 from exporter.providers.steps import StepMapper, StepsRead, read_steps
+from exporter.providers.webhooks import Dialect
 from exporter.providers.wire import paging_number, take_offsetless_seen
 
 StaticLabelName = Annotated[str, AfterValidator(check_label_name)]
@@ -263,6 +264,13 @@ class Provider(ABC, Generic[S]):
     # (empty: the API's runs carry no steps).
     steps_by_default: ClassVar[bool] = False
     default_step_map: ClassVar[Mapping[str, StepStatus]] = {}
+    # True when the API gives steps only for failed runs (Extend's failure details): the step
+    # failure ratio would read 100 % whatever happens, so the generated alert rule and
+    # dashboards leave such providers out of it (`monitoring.policy`).
+    steps_of_failed_runs_only: ClassVar[bool] = False
+    # How the provider signs the webhooks it sends (None: it sends none). Its settings model
+    # must then set `webhooks` too, so a secret is accepted in the configuration.
+    webhook_dialect: ClassVar[Dialect | None] = None
 
     def __init__(
         self,
@@ -297,8 +305,10 @@ class Provider(ABC, Generic[S]):
 
     def counts_steps_of(self, run: Run) -> bool:
         """Whether the steps of this finished run are counted (a run in a signed event without
-        them is looked up). Every finished run's, where steps are on; a provider reading steps
-        from fewer runs says which."""
+        them is looked up). Every finished run's, where steps are on; only failed runs' where
+        the provider says `steps_of_failed_runs_only`."""
+        if self.steps_of_failed_runs_only and run.status is not RunStatus.FAILED:
+            return False
         return self.steps_on
 
     @functools.cached_property
