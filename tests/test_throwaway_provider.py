@@ -37,7 +37,6 @@ from exporter.providers.wire import UtcDatetime, WireModel
 
 class ToySettings(PagedSourceSettings):
     provider: str = "toy"
-    webhooks: ClassVar[bool] = True
     base_url: str = "https://toy.example"
 
 

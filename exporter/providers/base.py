@@ -141,16 +141,21 @@ class SourceSettings(BaseModel):
             )
         return self
 
-    # Whether the provider signs webhooks this exporter can verify (`exporter.webhooks`).
-    webhooks: ClassVar[bool] = False
-
     def _check_webhook_secret(self) -> None:
         if self.webhook_secret is not None and self.webhook_secret_file is not None:
             raise ValueError(
                 "webhook_secret_file: webhook_secret and webhook_secret_file are mutually exclusive"
             )
-        if not self.webhooks and (self.webhook_secret or self.webhook_secret_file):
+        if (self.webhook_secret or self.webhook_secret_file) and not self._provider_signs():
             raise ValueError(f"webhook_secret: provider {self.provider!r} sends no webhooks")
+
+    def _provider_signs(self) -> bool:
+        """Whether the provider's class has a `webhook_dialect`: the one place that says so."""
+        # Imported here: the registry's package imports this module.
+        from exporter.providers import registry
+
+        found = registry().get(self.provider)
+        return found is not None and found.webhook_dialect is not None
 
     def read_webhook_secret(self) -> str | None:
         """The signing secret (re-read from its file on every call: rotation); None: off."""
@@ -268,8 +273,8 @@ class Provider(ABC, Generic[S]):
     # failure ratio would read 100 % whatever happens, so the generated alert rule and
     # dashboards leave such providers out of it (`monitoring.policy`).
     steps_of_failed_runs_only: ClassVar[bool] = False
-    # How the provider signs the webhooks it sends (None: it sends none). Its settings model
-    # must then set `webhooks` too, so a secret is accepted in the configuration.
+    # How the provider signs the webhooks it sends (None: it sends none, and a source of it
+    # takes no `webhook_secret`).
     webhook_dialect: ClassVar[Dialect | None] = None
 
     def __init__(

@@ -44,7 +44,6 @@ REGIONAL_BASE_URLS = (
 
 class ExtendSettings(SourceSettings):
     provider: str = "extend"
-    webhooks: ClassVar[bool] = True  # signed events, see exporter.webhooks
     base_url: str = REGIONAL_BASE_URLS[0]
     api_version: str = "2026-02-09"
     workspace_id: str | None = None

@@ -46,7 +46,6 @@ from exporter.providers.wire import (
 
 class PlexteraSettings(PagedSourceSettings):
     provider: str = "plextera"
-    webhooks: ClassVar[bool] = True  # signed events, see exporter.webhooks
     base_url: str = "https://api.plextera.com/api/public/v1"
     page_size: int = Field(default=100, ge=1, le=1000)
     # Status filter value that lists the runs still in progress; empty disables the listing and
