@@ -42,9 +42,19 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
         }
     ),
     "alerting": frozenset({"core", "config.alerting"}),
-    # `wiring` plugs the webhook service into the app through its narrow interface.
+    # `wiring` plugs the webhook service into the app through its narrow interface; a source's
+    # signing dialect is its provider's, found through the registry.
     "webhooks": frozenset(
-        {"core", "config.webconfig", "config.webhooks", "providers.SourceSettings", "web", "app"}
+        {
+            "core",
+            "config.webconfig",
+            "config.webhooks",
+            "providers.SourceSettings",
+            "providers.registry",
+            "providers.webhooks",
+            "web",
+            "app",
+        }
     ),
     "simulator": frozenset({"core.model", "core.plugins"}),
 }

@@ -126,7 +126,7 @@ def _demo_webhooks(simulators: Sequence[Any], sources: list[dict[str, Any]]) -> 
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     for sim, source in zip(simulators, sources, strict=True):
-        if registry()[source["provider"]].settings_model.webhooks:
+        if registry()[source["provider"]].webhook_dialect is not None:
             source["webhook_secret"] = secrets.token_hex(16)
             url = f"http://127.0.0.1:{port}/webhooks/{source['name']}"
             faults = WebhookFaults(drop_rate=0.1, duplicate_rate=0.05, max_delay=2.0)
