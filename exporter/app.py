@@ -1,7 +1,9 @@
-"""Wires one process together: store, sources (provider + client + collector), registry.
+"""A running exporter's lifecycle: start, schedule, collect, take hints, reload, shut down.
 
-A thin shell: the work happens in `collect`, `accounting`, `store` and `metrics`; when it runs is
-`schedule`'s, and what a new configuration changes is `reload`'s.
+The parts it runs are built by `exporter.wiring` (the registry, each source, the alerting agent);
+the work happens in `collection`, `accounting`, `store` and `metrics`; when it runs is
+`schedule`'s, and what a new configuration changes is `reload`'s. The webhook service sees it only
+through `exporter.webhooks.wiring.WebhookHost`.
 """
 
 from __future__ import annotations
@@ -11,65 +13,36 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, disable_created_metrics
-from prometheus_client.gc_collector import GCCollector
-from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
+from prometheus_client import disable_created_metrics
 
 from exporter.alerting.agent import AlertAgent
-from exporter.collection.cycle import CycleReport, HintReport, SourceCollector, utc_now
+from exporter.collection.cycle import CycleReport, HintReport, utc_now
 from exporter.collection.schedule import Schedule
-from exporter.collection.sourceevents import SourceEvents
 from exporter.collection.summary import cycle_summary
-from exporter.config.alerting import AlertingSettings
 from exporter.config.reload import plan_reload
 from exporter.config.settings import Config
+from exporter.config.webhooks import WebhookSettings
 from exporter.core.accounting import SeriesBudget
-from exporter.core.errors import Cancelled, StateWriteError
+from exporter.core.errors import Cancelled
 from exporter.core.logs import get_logger, register_secret
 from exporter.core.model import ACTIVE_STATUSES, RunStatus
 from exporter.exposition.metrics import RunsCollector, step_series, workflow_series
-from exporter.exposition.selfmetrics import AlertInstruments, SelfMetrics
+from exporter.exposition.selfmetrics import SelfMetrics
 from exporter.exposition.staticlabels import LabelledRegistry, StaticLabels
-from exporter.providers import Provider, SourceSettings, registry
-from exporter.providers.client import ApiClient, RetryPolicy, TokenBucket
+from exporter.providers import SourceSettings, registry
 from exporter.state.recent import RecentRuns
 from exporter.state.snapshot import Snapshot
-from exporter.state.statewrites import StateWrites
 from exporter.state.store import Store
 from exporter.web.health import Collecting, Due, Unwritable, collection_bound, problems
+from exporter.wiring import Alerting, SourceFactory, SourceRuntime, process_registry
 
 log = get_logger("exporter")
 
 # `_created` samples double the series of every counter and histogram for little use here.
 disable_created_metrics()  # type: ignore[no-untyped-call]
-
-
-@dataclass
-class SourceRuntime:
-    settings: SourceSettings
-    collector: SourceCollector
-    client: ApiClient
-    api_key: str
-    # What the source's provider reported: learned facts, oddities, unknown statuses (`check`).
-    events: SourceEvents
-    # The provider's class, for what it says of itself (hints, statuses), not its internals.
-    provider_cls: type[Provider[Any]]
-    last_report: CycleReport | None = None
-    attempts: int = 0
-    # `time.monotonic()` at which each of its collections now running began (usually none or
-    # one), from before the lock is taken: a collection stuck waiting for it is hung too.
-    running_since: list[float] = field(default_factory=list)
-    # Held for a whole cycle: a reload swaps a source only between cycles.
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def name(self) -> str:
-        return self.settings.name
 
 
 class Exporter:
@@ -94,10 +67,7 @@ class Exporter:
             lambda source, changes: self.recent.record(source, changes.finished_runs, clock())
         )
         self._cycle_summaries = cycle_summaries
-        self.registry = CollectorRegistry(auto_describe=True)
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
+        self.registry = process_registry()
         self.selfmetrics = SelfMetrics(self.registry)
         # What /metrics serves: the registry with each source's static labels added.
         self.static_labels = StaticLabels()
@@ -111,16 +81,23 @@ class Exporter:
             config.app.max_series,
             self.workflow_cost + self.store.series_in_use(self.workflow_cost, self.step_cost),
         )
-        self.alerting: AlertAgent | None = None
-        # The alert outbox's writes (a delivered alert leaves it) share the state file.
-        self._outbox_writes = StateWrites("alert outbox", log)
-        self._alert_instruments: AlertInstruments | None = None
-        self._set_alerting(config.app.alerting)
+        self._alerting = Alerting(self.store, self.registry)
+        self._alerting.set(config.app.alerting)
         self.shard = config.shard
         self.selfmetrics.shard(self.shard.index, self.shard.count)
+        self._sources_factory = SourceFactory(
+            store=self.store,
+            selfmetrics=self.selfmetrics,
+            series=self.series,
+            workflow_cost=self.workflow_cost,
+            step_cost=self.step_cost,
+            shard=self.shard,
+            stop_event=self.stop_event,
+            alerts=lambda: self.alerting,
+        )
         self.sources: dict[str, SourceRuntime] = {}
         for settings in config.own_sources():
-            self.sources[settings.name] = self._build_source(settings, clock)
+            self.sources[settings.name] = self._sources_factory.build(settings, clock)
         self._set_static_labels()
         if self.shard.sharded:
             log.info(
@@ -143,81 +120,14 @@ class Exporter:
         self._generations = itertools.count(1)
         self.generation = 0
 
-    def _build_source(
-        self, settings: SourceSettings, clock: Callable[[], datetime]
-    ) -> SourceRuntime:
-        provider_cls = registry()[settings.provider]
-        api_key = settings.read_api_key()
-        register_secret(api_key)
-        # Redacted from the start (and from a reload that adds or changes the source), whether
-        # or not a webhook has been received yet: the service reads it again per request.
-        with contextlib.suppress(ValueError):
-            register_secret(settings.read_webhook_secret() or "")
-        instruments = self.selfmetrics.for_source(settings.name, settings.provider)
-        source_log = log.bind(source=settings.name, provider=settings.provider)
-        client = ApiClient(
-            source=settings.name,
-            base_url=settings.base_url,
-            headers=provider_cls.auth_headers(settings, api_key),
-            timeout=settings.timeout.total_seconds(),
-            retry=RetryPolicy(max_retries=settings.max_retries),
-            observer=instruments,
-            rate_limiter=TokenBucket(settings.rate_limit) if settings.rate_limit else None,
-            stop=self.stop_event,
-            max_response_bytes=settings.max_response_bytes,
-            deadline=settings.request_deadline.total_seconds(),
-        )
-        events = SourceEvents(instruments, source_log)
-        provider = provider_cls(settings, client, events, shard=self.shard)
-        collector = SourceCollector(
-            settings,
-            provider,
-            self.store,
-            instruments,
-            source_log,
-            clock=clock,
-            series=self.series,
-            workflow_cost=self.workflow_cost,
-            alerts=lambda: self.alerting,
-            step_cost=self.step_cost,
-        )
-        return SourceRuntime(settings, collector, client, api_key, events, provider_cls)
-
     # Alerting agent ------------------------------------------------------------------------
 
-    def _set_alerting(self, settings: AlertingSettings | None) -> None:
-        """Starts, replaces or stops the agent. Its queue lives in the store, so nothing queued
-        is lost when the Alertmanagers change."""
-        if settings is not None and self._alert_instruments is None:
-            self._alert_instruments = AlertInstruments(self.registry, self._outbox_depth)
-        old = self.alerting
-        self.alerting = (
-            AlertAgent(settings, self.store, self._alert_instruments)
-            if settings is not None and self._alert_instruments is not None
-            else None
-        )
-        if old is not None:
-            old.close()
-
-    def _outbox_depth(self) -> int:
-        agent = self.alerting
-        return agent.outbox.depth() if agent is not None else 0
+    @property
+    def alerting(self) -> AlertAgent | None:
+        return self._alerting.agent
 
     def flush_alerts(self) -> int:
-        agent = self.alerting
-        if agent is None:
-            return 0
-        try:
-            flushed = agent.flush()
-        except StateWriteError as exc:
-            # What was sent stays queued and is sent again: Alertmanager folds the repeat.
-            self._outbox_writes.failed(exc)
-            return 0
-        except Exception:  # a bug in delivery must not stop collection; the queue keeps all
-            log.exception("alert delivery crashed; the events stay queued")
-            return 0
-        self._outbox_writes.succeeded()
-        return flushed
+        return self._alerting.flush()
 
     def _active_statuses(self, source: str) -> list[str]:
         runtime = self.sources.get(source)
@@ -282,6 +192,26 @@ class Exporter:
         if report.counted:
             self.flush_alerts()  # a failed run's alert leaves now, not at the next flush
         return report
+
+    # What the webhook service may ask (`exporter.webhooks.wiring.WebhookHost`) -----------------
+
+    def webhook_settings(self) -> WebhookSettings:
+        return self.config.app.webhooks
+
+    def source_settings(self, name: str) -> SourceSettings | None:
+        runtime = self.sources.get(name)
+        return runtime.settings if runtime is not None else None
+
+    def configured_sources(self) -> list[SourceSettings]:
+        return [runtime.settings for runtime in list(self.sources.values())]
+
+    def poll(self, name: str) -> CycleReport | None:
+        """A cycle of one source now, if it is still configured (a reload may have removed it)."""
+        return self.collect_source(name) if name in self.sources else None
+
+    def add_health_check(self, check: Callable[[], list[str]]) -> None:
+        """A further reason /healthz may fail, from a part wired on afterwards."""
+        self.health_checks.append(check)
 
     def collect_all(self) -> list[CycleReport]:
         return [self.collect_source(name) for name in self.sources]
@@ -351,7 +281,7 @@ class Exporter:
             )
             self.config = plan.config
             if plan.alerting_changed:
-                self._set_alerting(plan.config.app.alerting)
+                self._alerting.set(plan.config.app.alerting)
                 if self._schedule is not None:
                     self._schedule_alerts()
             for name in plan.removed:
@@ -365,7 +295,7 @@ class Exporter:
             for index, settings in plan.rebuilt:
                 if settings.name in self.sources:
                     self._drop_source(settings.name)
-                runtime = self._build_source(settings, self._clock)
+                runtime = self._sources_factory.build(settings, self._clock)
                 self.sources[settings.name] = runtime
                 if self._schedule is not None:
                     self._schedule_source(runtime, delay=0.2 * index)
@@ -402,8 +332,7 @@ class Exporter:
             self._schedule = None
         for runtime in self.sources.values():
             runtime.client.close()
-        if self.alerting is not None:
-            self.alerting.close()
+        self._alerting.close()
         self.store.close()
 
     # Status for /readyz and the landing page -----------------------------------------------
@@ -430,7 +359,7 @@ class Exporter:
         writes = [r.collector.state_writes for r in list(self.sources.values())]
         unwritable = [
             Unwritable(w.what, w.problem)
-            for w in (*writes, self._outbox_writes)
+            for w in (*writes, self._alerting.outbox_writes)
             if w.problem is not None
         ]
         schedule = self._schedule

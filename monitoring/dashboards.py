@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from monitoring import policy
+
 HERE = Path(__file__).resolve().parent
 GRAFANA_DIR = HERE.parent / "grafana"
 SCHEMA_VERSION = 39
@@ -506,8 +508,10 @@ def _steps_row(grid: Grid, f: str) -> None:
     """Per-step panels: which step type fails, and how long steps take where the API says."""
     steps = "workflow_run_steps_total"
     # Steps that ran to an outcome: the denominator of the step failure ratio, as in the
-    # WorkflowStepFailureRatioHigh rule (Extend's steps come from failed runs only: left out).
-    ran = f'{f},provider!="extend",status=~"succeeded|failed"'
+    # WorkflowStepFailureRatioHigh rule (providers whose steps come from failed runs only, such
+    # as Extend, are left out: `policy`).
+    left_out = policy.without_partial_steps()
+    ran = f'{f},{left_out},status=~"succeeded|failed"'
     grid.row("Steps")
     grid.add(
         Panel(
@@ -527,12 +531,12 @@ def _steps_row(grid: Grid, f: str) -> None:
     grid.add(
         _timeseries(
             "Step failure ratio",
-            _rate(steps, f'{f},provider!="extend",status="failed"', "source, workflow, step")
+            _rate(steps, f'{f},{left_out},status="failed"', "source, workflow, step")
             + f" / {_rate(steps, ran, 'source, workflow, step')}",
             "{{source}} / {{workflow}} / {{step}}",
             "Of the steps of each type that ran to an outcome, the share that failed "
             "(WorkflowStepFailureRatioHigh). Not-started steps after a failure do not dilute "
-            "it; Extend sources are left out (their steps come from failed runs only).",
+            "it; sources whose steps come from failed runs only (Extend) are left out.",
             unit="percentunit",
         )
     )

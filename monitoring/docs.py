@@ -1,7 +1,8 @@
 """The provider tables of docs/providers.md, generated from the provider registry (`make docs`).
 
 A provider added as a module shows in the status mapping (from its `default_status_map`) and in
-the API table (from its `docs`) with no hand edit; `--check` fails when the page is behind.
+the API table (from its `docs`, and its webhooks from its `webhook_dialect`) with no hand edit;
+`--check` fails when the page is behind.
 """
 
 from __future__ import annotations
@@ -38,6 +39,29 @@ API_ROWS = (
 )
 
 
+def _webhook_signature(provider: type[Provider[Any]]) -> str:
+    dialect = provider.webhook_dialect
+    return dialect.signature_doc if dialect is not None else "none (polled only)"
+
+
+def _webhook_events(provider: type[Provider[Any]]) -> str:
+    dialect = provider.webhook_dialect
+    if dialect is None:
+        return NONE
+    events = ", ".join(f"`{e}`" for e in sorted(dialect.run_events))
+    # Where the event may not name its run, the source is polled at once instead.
+    return events + (
+        "; a run delivered as a URL: the source is polled" if dialect.runs_by_url else ""
+    )
+
+
+# The signed webhooks the listener takes for a source of the provider (`webhook_secret`).
+WEBHOOK_ROWS = (
+    ("webhook signature", _webhook_signature),
+    ("webhook run events", _webhook_events),
+)
+
+
 def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
@@ -62,6 +86,7 @@ def provider_tables() -> str:
     lines += ["", _row(["", *titles]), _row(["---"] * (1 + len(providers)))]
     for label, attribute in API_ROWS:
         lines.append(_row([label, *(getattr(p.docs, attribute) for p in providers)]))
+    lines += [_row([label, *(cell(p) for p in providers)]) for label, cell in WEBHOOK_ROWS]
     lines += ["", _row(["canonical step `status`", *titles])]
     lines.append(_row(["---"] * (1 + len(providers))))
     for step_status in StepStatus:

@@ -134,7 +134,7 @@ class Fleet:
 
     @staticmethod
     def hooked(sim: SimulatorServer) -> bool:
-        return bool(registry()[sim.provider].settings_model.webhooks)
+        return registry()[sim.provider].webhook_dialect is not None
 
     def send_webhooks(self, port: int, seed: int) -> None:
         """Webhooks dropped, duplicated and late, and sent while the exporter is killed too."""

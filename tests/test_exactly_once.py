@@ -11,6 +11,7 @@ import pytest
 
 from exporter.app import Exporter
 from exporter.collection.cycle import SourceCollector
+from exporter.collection.poll import PollCycle
 from exporter.providers import registry
 from tests.conftest import PROVIDERS, ExporterFactory, SimFactory, source_for
 from tests.helpers import active, errors, finished, samples, step_durations, steps
@@ -165,15 +166,15 @@ def test_a_long_scan_commits_in_chunks_and_dying_between_them_counts_nothing_twi
     source = f"{provider}-test"
     monkeypatch.setattr(SourceCollector, "chunk_runs", 60)
     chunk_commits: list[int] = []
-    commit_chunk = SourceCollector._commit_chunk
+    commit_chunk = PollCycle._commit_chunk
 
-    def dies_after_two(self: SourceCollector, *args: Any) -> None:
+    def dies_after_two(self: PollCycle, *args: Any) -> None:
         commit_chunk(self, *args)
         chunk_commits.append(1)
         if len(chunk_commits) == 2:
             raise KilledError
 
-    monkeypatch.setattr(SourceCollector, "_commit_chunk", dies_after_two)
+    monkeypatch.setattr(PollCycle, "_commit_chunk", dies_after_two)
     state = tmp_path / "state.db"
     settings = source_for(sim, provider, page_size=20)
     first = exporter_factory([settings], state=state, clock=sim.world.now)

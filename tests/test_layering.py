@@ -14,15 +14,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "exporter"
 
-# The modules the top level keeps: the package's version, the entry point, the command line and
-# the one place that wires every package together. Everything else lives in a package that names
-# its concern.
-TOP_LEVEL = {"__init__", "__main__", "cli", "app"}
+# The modules the top level keeps: the package's version, the entry point, the command line, the
+# one place that builds every package's parts and the lifecycle that runs them. Everything else
+# lives in a package that names its concern.
+TOP_LEVEL = {"__init__", "__main__", "cli", "app", "wiring"}
 
 # What each package may import of `exporter` besides itself (a package, or one module or name of
 # it). Read bottom-up, no arrow runs back: `core` leans on nothing, the packages above it lean on
-# it and on those listed, and only `app`, `cli` and `commands` (not listed: they wire) may import
-# anything. `exporter.__version__` is open to all.
+# it and on those listed, and only `app`, `wiring`, `cli` and `commands` (not listed: they wire)
+# may import anything. `exporter.__version__` is open to all.
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "core": frozenset(),
     # A source's settings are its provider's own model: the registry picks it by provider name.
@@ -42,9 +42,19 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
         }
     ),
     "alerting": frozenset({"core", "config.alerting"}),
-    # `wiring` plugs the webhook service into the app through its narrow interface.
+    # The app hands the webhook service a narrow interface (`webhooks.wiring.WebhookHost`), as it
+    # hands the alerting agent its settings and store: webhooks never import the app. A source's
+    # signing dialect is its provider's, found through the registry.
     "webhooks": frozenset(
-        {"core", "config.webconfig", "config.webhooks", "providers.SourceSettings", "web", "app"}
+        {
+            "core",
+            "config.webconfig",
+            "config.webhooks",
+            "providers.SourceSettings",
+            "providers.registry",
+            "providers.webhooks",
+            "web",
+        }
     ),
     "simulator": frozenset({"core.model", "core.plugins"}),
 }

@@ -1,7 +1,9 @@
 """Adding a provider is one module plus its simulator: a throwaway sixth provider, written to a
 temporary directory and found by the registries' own discovery, is picked up by the contract
-tests, the decoder fuzzing, the chart's provider enum and the provider tables of
-docs/providers.md, with no other file of the project touched."""
+tests, the decoder fuzzing, the webhook dialect checks, the chart's provider enum, the alert rules
+and dashboards (its steps policy), the provider tables of docs/providers.md (its webhooks too),
+and the webhook listener counts a signed event of its own dialect, with no other file of the
+project touched."""
 
 from __future__ import annotations
 
@@ -16,23 +18,54 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 PROVIDER = '''
-"""Toy: `X-Toy-Key`, page/size pages `{runs, total}`, newest first."""
+"""Toy: `X-Toy-Key`, page/size pages `{runs, total}`, newest first; signed webhooks."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
 from exporter.core.model import UNSPECIFIED_CODE, Run, RunStatus
 from exporter.providers.base import PagedSourceSettings, Provider, ProviderDocs, SourceSettings
-from exporter.providers.pages import Page
+from exporter.providers.paging import Page
+from exporter.providers.webhooks import (
+    Dialect, Event, Signed, found_at, hmac_sha256_hex, id_text, same_signature, signed_timestamp,
+)
 from exporter.providers.wire import UtcDatetime, WireModel
 
 
 class ToySettings(PagedSourceSettings):
     provider: str = "toy"
     base_url: str = "https://toy.example"
+
+
+class ToyDialect:
+    """`X-Toy-Signature` = hex HMAC-SHA256 of `<X-Toy-Timestamp>.<raw body>`;
+    body `{"id": <event>, "kind": <type>, "run": {"id": ...}}`."""
+
+    name = "toy"
+    runs_by_url = False
+    run_events = frozenset({"run.finished"})
+    signature_doc = "`X-Toy-Signature`: hex HMAC-SHA256 of `<X-Toy-Timestamp>.<raw body>`"
+
+    def signed(self, headers: Mapping[str, str], body: bytes, secret: bytes) -> Signed | None:
+        stamp = headers.get("x-toy-timestamp", "")
+        given = headers.get("x-toy-signature", "").strip().lower()
+        when = signed_timestamp(stamp)
+        if when is None or not given:
+            return None
+        expected = hmac_sha256_hex(secret, stamp.strip().encode() + b"." + body)
+        return Signed(when, given) if same_signature(expected, given) else None
+
+    def event(self, body: Any, run_id_paths: Sequence[str]) -> Event:
+        if not isinstance(body, dict):
+            return Event(None, None, False, None)
+        event_id, kind = id_text(body.get("id")), id_text(body.get("kind"))
+        if kind not in self.run_events:
+            return Event(event_id, kind, False, None)
+        run_id, holder = found_at(body, ("run.id",))
+        return Event(event_id, kind, True, run_id, holder)
 
 
 class ToyRun(WireModel):
@@ -55,6 +88,9 @@ class ToyProvider(Provider[ToySettings]):
         "new": RunStatus.QUEUED, "busy": RunStatus.RUNNING, "ok": RunStatus.SUCCEEDED,
         "bad": RunStatus.FAILED, "off": RunStatus.CANCELLED,
     }
+    webhook_dialect: ClassVar[Dialect | None] = ToyDialect()
+    # Were its runs to carry steps, only failed ones would: the step failure ratio leaves it out.
+    steps_of_failed_runs_only: ClassVar[bool] = True
 
     @classmethod
     def auth_headers(cls, settings: SourceSettings, api_key: str) -> dict[str, str]:
@@ -98,8 +134,8 @@ from typing import Any, ClassVar
 
 from exporter.core.model import RunStatus
 from exporter.simulator.exchange import Request, Response
-from exporter.simulator.server import SimulatorServer
 from exporter.simulator.records import SimRun, Vocabulary
+from exporter.simulator.server import SimulatorServer
 
 
 class ToySimulator(SimulatorServer):
@@ -166,11 +202,28 @@ assert "toy" in exporter.providers.registry(), "discovery did not find the toy p
 '''
 
 CHECKS = '''
-"""What the chart and the provider docs make of the registry, with the toy provider in it."""
+"""What the chart, the rules, the dashboards, the provider docs and the webhook listener make of
+the registry, with the toy provider in it."""
 
+import hashlib
+import hmac
 import json
+import time
+from collections import Counter
 
-from monitoring import chart, docs
+import httpx
+
+from exporter.app import Exporter
+from exporter.config.settings import config_from_data
+from exporter.simulator import SIMULATORS
+from exporter.webhooks.listener import WebhookListener
+from exporter.webhooks.wiring import webhook_service
+from monitoring import chart, dashboards, docs, rules
+from tests.conftest import source_for
+from tests.helpers import finished
+
+SECRET = "whsec-toy-0123456789abcdef"
+LEFT_OUT = 'provider!~"extend|toy"'
 
 
 def test_the_chart_accepts_the_new_provider() -> None:
@@ -182,6 +235,56 @@ def test_the_provider_tables_show_the_new_provider() -> None:
     tables = docs.provider_tables()
     assert tables.count(" Toy ") == 3  # run statuses, API facts, step statuses (none)
     assert "`ok`" in tables
+    assert "HMAC-SHA256 of `<X-Toy-Timestamp>.<raw body>`" in tables
+    assert "`run.finished`" in tables
+
+
+def test_the_step_failure_ratio_leaves_the_new_provider_out() -> None:
+    groups = rules.dump_groups(rules.load_thresholds())
+    assert groups.count(LEFT_OUT) == 3  # failed, ran, and the minimum of ran
+    queries = [q for _, q in dashboards.panel_queries(dashboards.workflow_runs())]
+    assert sum(q.count(LEFT_OUT) for q in queries) == 2  # the ratio panel's failed and ran
+
+
+def test_a_signed_event_of_the_new_dialect_is_counted(tmp_path) -> None:
+    sim = SIMULATORS["toy"](seed=3, arrival_rate_per_min=0, enforce_rate_limit=False)
+    sim.start()
+    config = config_from_data(
+        {
+            "state_path": str(tmp_path / "state.db"),
+            "new_series_hold": "0s",
+            "sources": [source_for(sim, "toy", name="toy1", webhook_secret=SECRET)],
+        },
+        environ={},
+    )
+    exporter = Exporter(config)
+    exporter.collect_all()
+    before = finished(exporter, "toy1")
+    service = webhook_service(exporter)
+    listener = WebhookListener("127.0.0.1:0", service)
+    listener.start()
+    try:
+        sim.world.add_workflow("Hinted")
+        (run,) = sim.world.add_runs(1, workflow="Hinted", native_status="bad")
+        body = json.dumps({"id": "evt-1", "kind": "run.finished", "run": {"id": run.id}}).encode()
+        stamp = str(int(time.time()))
+        mac = hmac.new(SECRET.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+        url = listener.url("/webhooks/toy1")
+        unsigned = httpx.post(url, content=body, headers={"X-Toy-Timestamp": stamp})
+        assert unsigned.status_code == 401
+        headers = {"X-Toy-Timestamp": stamp, "X-Toy-Signature": mac}
+        assert httpx.post(url, content=body, headers=headers).status_code == 202
+        deadline = time.monotonic() + 10
+        expected = before + Counter({("Hinted", "failed"): 1})
+        while finished(exporter, "toy1") != expected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # Counted by the hint alone: no poll ran since the run was added.
+        assert finished(exporter, "toy1") == expected
+    finally:
+        listener.stop()
+        service.stop()
+        exporter.shutdown()
+        sim.stop()
 '''
 
 
@@ -204,12 +307,14 @@ def test_a_sixth_provider_is_one_module_plus_its_simulator(tmp_path: Path) -> No
             "toy_plugin",
             "-p",
             "no:cacheprovider",
+            "-rA",
             "--rootdir",
             str(ROOT),
             "-k",
             "toy or Toy",
             str(ROOT / "tests" / "test_contract.py"),
             str(ROOT / "tests" / "test_fuzz_parsers.py"),
+            str(ROOT / "tests" / "test_webhook_verify.py"),
             str(tmp_path / "test_toy_checks.py"),
         ],
         cwd=ROOT,
@@ -229,4 +334,10 @@ def test_a_sixth_provider_is_one_module_plus_its_simulator(tmp_path: Path) -> No
         for line in (ROOT / "tests" / "test_contract.py").read_text().splitlines()
         if line.startswith("def test_") and "provider" in line
     )
-    assert passed >= contract + 2, output[-2000:]
+    checks = [line for line in CHECKS.splitlines() if line.startswith("def test_")]
+    assert passed >= contract + len(checks) + 1, output[-2000:]
+    # The toy's own checks, and the shared dialect check for it, each ran and passed.
+    ran = {line.split("::")[-1] for line in output.splitlines() if line.startswith("PASSED ")}
+    for line in checks:
+        assert line.split("(")[0].removeprefix("def ") in ran, output[-2000:]
+    assert "test_a_provider_with_a_dialect_takes_a_webhook_secret_and_only_then[toy]" in ran

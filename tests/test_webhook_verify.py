@@ -9,13 +9,9 @@ from typing import Any
 
 import pytest
 
-from exporter.webhooks.verify import (
-    DIALECTS,
-    ReplayGuard,
-    Result,
-    run_id_at,
-    verify,
-)
+from exporter.providers import registry
+from exporter.providers.webhooks import Dialect, run_id_at
+from exporter.webhooks.verify import ReplayGuard, Result, verify
 
 SECRET = b"whsec-test-0123456789"
 NOW = 1_800_000_000.0
@@ -39,8 +35,15 @@ def plextera_request(
     return {"x-plextera-signature": f"t={stamp},v1={sig}"}, raw
 
 
+def dialect_of(provider: str) -> Dialect:
+    """The dialect as the service finds it: from the provider's class in the registry."""
+    dialect = registry()[provider].webhook_dialect
+    assert dialect is not None, f"{provider} sends no webhooks"
+    return dialect
+
+
 def check(dialect: str, headers: dict[str, str], raw: bytes, **kw: Any) -> Any:
-    return verify(DIALECTS[dialect], headers, raw, SECRET, now=NOW, tolerance=300.0, **kw)
+    return verify(dialect_of(dialect), headers, raw, SECRET, now=NOW, tolerance=300.0, **kw)
 
 
 EXTEND_FAILED = {
@@ -200,3 +203,23 @@ def test_a_huge_or_millisecond_timestamp_is_judged_by_its_value() -> None:
     assert check("extend", headers, raw).result is Result.ACCEPTED
     headers, raw = extend_request(EXTEND_FAILED, at=NOW * 10**9)
     assert check("extend", headers, raw).result is Result.STALE
+
+
+@pytest.mark.parametrize("provider", sorted(registry()))
+def test_a_provider_with_a_dialect_takes_a_webhook_secret_and_only_then(provider: str) -> None:
+    """A secret is accepted in the configuration exactly where the listener can verify what the
+    provider signs: its class's dialect says so, nothing else."""
+    found = registry()[provider]
+    dialect = found.webhook_dialect
+    settings = {"name": "s", "provider": provider, "api_key": "k", "webhook_secret": SECRET}
+    for required, field in found.settings_model.model_fields.items():
+        if field.is_required() and required not in settings:
+            settings[required] = "x"
+    if dialect is None:
+        with pytest.raises(ValueError, match="sends no webhooks"):
+            found.settings_model.model_validate(settings)
+        return
+    assert found.settings_model.model_validate(settings).read_webhook_secret() == SECRET.decode()
+    assert dialect.name == provider
+    assert dialect.run_events, "a dialect names the event types that say a run changed"
+    assert dialect.signature_doc

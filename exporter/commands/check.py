@@ -57,7 +57,7 @@ def diagnose(exporter: Exporter, report: CycleReport) -> list[str]:
                 "was not about the key)"
             )
     lines += [f"  {line}" for line in runtime.provider_cls.check_lines(settings, report.ok)]
-    if runtime.provider_cls.settings_model.webhooks:
+    if runtime.provider_cls.webhook_dialect is not None:
         lines.append(f"  webhooks: {_webhooks(settings)}")
     labels = ", ".join(f"{k}={v}" for k, v in sorted(settings.labels.items())) or "none"
     lines.append(f"  counted: {settings.workflows.describe()}; static labels: {labels}")

@@ -67,6 +67,10 @@ def demo(
                 "provider": provider,
                 "base_url": sim.base_url,
                 "api_key": sim.api_key,
+                # The simulated world runs `speed` times faster than the wall clock, so after a
+                # couple of minutes its runs are dated ahead of this process's clock by design:
+                # no platform clock is wrong here, and saying so would only teach to ignore it.
+                "clock_skew_tolerance": "3650d",
                 **sim.source_settings(),
             }
         )
@@ -122,7 +126,7 @@ def _demo_webhooks(simulators: Sequence[Any], sources: list[dict[str, Any]]) -> 
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     for sim, source in zip(simulators, sources, strict=True):
-        if registry()[source["provider"]].settings_model.webhooks:
+        if registry()[source["provider"]].webhook_dialect is not None:
             source["webhook_secret"] = secrets.token_hex(16)
             url = f"http://127.0.0.1:{port}/webhooks/{source['name']}"
             faults = WebhookFaults(drop_rate=0.1, duplicate_rate=0.05, max_delay=2.0)

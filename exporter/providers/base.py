@@ -41,6 +41,7 @@ from exporter.providers.client import ApiClient, JsonResponse
 from exporter.providers.paging import Fetch, ListShape, Order, Page, PagedList, T
 from exporter.providers.sanitize import Limits, RunSanitizer
 from exporter.providers.steps import StepMapper, StepsRead, read_steps
+from exporter.providers.webhooks import Dialect
 from exporter.providers.wire import paging_number, take_offsetless_seen
 
 StaticLabelName = Annotated[str, AfterValidator(check_label_name)]
@@ -140,16 +141,21 @@ class SourceSettings(BaseModel):
             )
         return self
 
-    # Whether the provider signs webhooks this exporter can verify (`exporter.webhooks`).
-    webhooks: ClassVar[bool] = False
-
     def _check_webhook_secret(self) -> None:
         if self.webhook_secret is not None and self.webhook_secret_file is not None:
             raise ValueError(
                 "webhook_secret_file: webhook_secret and webhook_secret_file are mutually exclusive"
             )
-        if not self.webhooks and (self.webhook_secret or self.webhook_secret_file):
+        if (self.webhook_secret or self.webhook_secret_file) and not self._provider_signs():
             raise ValueError(f"webhook_secret: provider {self.provider!r} sends no webhooks")
+
+    def _provider_signs(self) -> bool:
+        """Whether the provider's class has a `webhook_dialect`: the one place that says so."""
+        # Imported here: the registry's package imports this module.
+        from exporter.providers import registry
+
+        found = registry().get(self.provider)
+        return found is not None and found.webhook_dialect is not None
 
     def read_webhook_secret(self) -> str | None:
         """The signing secret (re-read from its file on every call: rotation); None: off."""
@@ -263,6 +269,13 @@ class Provider(ABC, Generic[S]):
     # (empty: the API's runs carry no steps).
     steps_by_default: ClassVar[bool] = False
     default_step_map: ClassVar[Mapping[str, StepStatus]] = {}
+    # True when the API gives steps only for failed runs (Extend's failure details): the step
+    # failure ratio would read 100 % whatever happens, so the generated alert rule and
+    # dashboards leave such providers out of it (`monitoring.policy`).
+    steps_of_failed_runs_only: ClassVar[bool] = False
+    # How the provider signs the webhooks it sends (None: it sends none, and a source of it
+    # takes no `webhook_secret`).
+    webhook_dialect: ClassVar[Dialect | None] = None
 
     def __init__(
         self,
@@ -297,8 +310,10 @@ class Provider(ABC, Generic[S]):
 
     def counts_steps_of(self, run: Run) -> bool:
         """Whether the steps of this finished run are counted (a run in a signed event without
-        them is looked up). Every finished run's, where steps are on; a provider reading steps
-        from fewer runs says which."""
+        them is looked up). Every finished run's, where steps are on; only failed runs' where
+        the provider says `steps_of_failed_runs_only`."""
+        if self.steps_of_failed_runs_only and run.status is not RunStatus.FAILED:
+            return False
         return self.steps_on
 
     @functools.cached_property

@@ -12,7 +12,7 @@ errors with the code `unspecified` (Extend gives a free-text `rejectionNote` onl
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -24,6 +24,15 @@ from exporter.providers.base import Provider, ProviderDocs, SourceSettings, segm
 from exporter.providers.cursors import CursorTrail
 from exporter.providers.paging import Page, reached_floor
 from exporter.providers.steps import StepMapper, StepsRead, text_field
+from exporter.providers.webhooks import (
+    Dialect,
+    Event,
+    Signed,
+    hmac_sha256_hex,
+    id_text,
+    same_signature,
+    signed_timestamp,
+)
 from exporter.providers.wire import UtcDatetime, WireModel
 
 REGIONAL_BASE_URLS = (
@@ -35,7 +44,6 @@ REGIONAL_BASE_URLS = (
 
 class ExtendSettings(SourceSettings):
     provider: str = "extend"
-    webhooks: ClassVar[bool] = True  # signed events, see exporter.webhooks
     base_url: str = REGIONAL_BASE_URLS[0]
     api_version: str = "2026-02-09"
     workspace_id: str | None = None
@@ -71,6 +79,50 @@ class _ExtendPage(WireModel):
 
     data: list[ExtendRun]
     nextPageToken: str | None = None  # noqa: N815 - wire name
+
+
+class ExtendDialect:
+    """`x-extend-request-signature` = hex HMAC-SHA256 of `v0:<timestamp>:<raw body>`."""
+
+    name = "extend"
+    runs_by_url = True
+    run_events = frozenset(
+        {
+            "workflow_run.completed",
+            "workflow_run.failed",
+            "workflow_run.needs_review",
+            "workflow_run.rejected",
+            "workflow_run.cancelled",
+        }
+    )
+    signature_doc = (
+        "`x-extend-request-signature`: hex HMAC-SHA256 of `v0:<timestamp>:<raw body>`, "
+        "`x-extend-request-timestamp`"
+    )
+
+    def signed(self, headers: Mapping[str, str], body: bytes, secret: bytes) -> Signed | None:
+        stamp = headers.get("x-extend-request-timestamp", "")
+        given = headers.get("x-extend-request-signature", "").strip().lower()
+        when = signed_timestamp(stamp)
+        if when is None or not given:
+            return None
+        expected = hmac_sha256_hex(secret, b"v0:" + stamp.strip().encode() + b":" + body)
+        if not same_signature(expected, given):
+            return None
+        return Signed(when, given)
+
+    def event(self, body: Any, run_id_paths: Sequence[str]) -> Event:
+        if not isinstance(body, dict):
+            return Event(None, None, False, None)
+        event_id = id_text(body.get("eventId"))
+        event_type = id_text(body.get("eventType"))
+        if event_type not in self.run_events:
+            return Event(event_id, event_type, False, None)
+        payload = body.get("payload")
+        if not isinstance(payload, dict):
+            return Event(event_id, event_type, True, None)
+        run_id = id_text(payload.get("id"))
+        return Event(event_id, event_type, True, run_id, payload if run_id else None)
 
 
 class ExtendProvider(Provider[ExtendSettings]):
@@ -208,9 +260,9 @@ class ExtendProvider(Provider[ExtendSettings]):
 
     # The documented event body is `{eventId, eventType, payload: WorkflowRun}`.
     events_carry_whole_runs: ClassVar[bool] = True
-
-    def counts_steps_of(self, run: Run) -> bool:
-        return self.steps_on and run.status is RunStatus.FAILED
+    webhook_dialect: ClassVar[Dialect | None] = ExtendDialect()
+    # Steps come from a failed run's failure details only.
+    steps_of_failed_runs_only: ClassVar[bool] = True
 
     def run_from_event(self, item: Any) -> Run | None:
         runs = list(self.parse_items([item], self._detail_to_run))

@@ -8,7 +8,7 @@ looked up one by one. `REJECTED` runs carry an error code like failed ones (seed
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -25,6 +25,16 @@ from exporter.providers.base import (
 )
 from exporter.providers.paging import Page, PagedList
 from exporter.providers.steps import StepMapper, StepsRead, text_field
+from exporter.providers.webhooks import (
+    Dialect,
+    Event,
+    Signed,
+    found_at,
+    hmac_sha256_hex,
+    id_text,
+    same_signature,
+    signed_timestamp,
+)
 from exporter.providers.wire import (
     UtcDatetime,
     WireCount,
@@ -36,7 +46,6 @@ from exporter.providers.wire import (
 
 class PlexteraSettings(PagedSourceSettings):
     provider: str = "plextera"
-    webhooks: ClassVar[bool] = True  # signed events, see exporter.webhooks
     base_url: str = "https://api.plextera.com/api/public/v1"
     page_size: int = Field(default=100, ge=1, le=1000)
     # Status filter value that lists the runs still in progress; empty disables the listing and
@@ -119,6 +128,49 @@ class _PlexteraStepsPage(_PlexteraPage):
     data: list[_PlexteraRunTypedSteps]  # type: ignore[assignment]  # a subtype: steps kept
 
 
+class PlexteraDialect:
+    """`X-Plextera-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`; several `v1`
+    are accepted (a platform signs with old and new secret while one is rotated)."""
+
+    name = "plextera"
+    runs_by_url = False
+    run_events = frozenset({"workflow.run.completed", "workflow.run.failed"})
+    signature_doc = (
+        "`X-Plextera-Signature: t=<unix>,v1=<hex>`: HMAC-SHA256 of `<t>.<raw body>`, "
+        "several `v1` taken (rotation)"
+    )
+    # The envelope is not documented: where its type may be.
+    type_fields = ("type", "event", "eventType", "event_type")
+
+    def signed(self, headers: Mapping[str, str], body: bytes, secret: bytes) -> Signed | None:
+        stamp, candidates = "", []
+        for part in headers.get("x-plextera-signature", "").split(","):
+            key, _, value = part.strip().partition("=")
+            if key == "t":
+                stamp = value
+            elif key == "v1" and value:
+                candidates.append(value.lower())
+        when = signed_timestamp(stamp)
+        if when is None or not candidates:
+            return None
+        expected = hmac_sha256_hex(secret, stamp.encode() + b"." + body)
+        # Every candidate is compared, matched or not, so timing says nothing about which.
+        matches = [c for c in candidates if same_signature(expected, c)]
+        return Signed(when, matches[0]) if matches else None
+
+    def event(self, body: Any, run_id_paths: Sequence[str]) -> Event:
+        if not isinstance(body, dict):
+            return Event(None, None, False, None)
+        event_type = next(
+            (t for t in (id_text(body.get(f)) for f in self.type_fields) if t is not None), None
+        )
+        if event_type is not None and event_type not in self.run_events:
+            return Event(None, event_type, False, None)
+        # Without a type the body is still taken as a run event: only run events are documented.
+        run_id, holder = found_at(body, run_id_paths)
+        return Event(None, event_type, True, run_id, holder)
+
+
 class PlexteraProvider(Provider[PlexteraSettings]):
     name: ClassVar[str] = "plextera"
     settings_model: ClassVar[type[SourceSettings]] = PlexteraSettings
@@ -139,6 +191,7 @@ class PlexteraProvider(Provider[PlexteraSettings]):
         ),
     )
     steps_by_default: ClassVar[bool] = True
+    webhook_dialect: ClassVar[Dialect | None] = PlexteraDialect()
     # Seen: QUEUED, COMPLETED, FAILED; PROCESSING is the run's word for running.
     default_step_map: ClassVar[Mapping[str, StepStatus]] = {
         "QUEUED": StepStatus.NOT_STARTED,

@@ -2,4 +2,4 @@
 counted through the same core as a poll (see `service`). Polling stays the reconciler.
 
 It may import `core`, its settings and the web config from `config`, `providers.SourceSettings`,
-the listeners' loop in `web`, and (`wiring` only) the `app` it plugs the service into."""
+and the listeners' loop in `web`; never the `app`, which hands `wiring` a narrow `WebhookHost`."""

@@ -18,10 +18,11 @@ from prometheus_client import CollectorRegistry
 
 from exporter.config.webhooks import WebhookSettings
 from exporter.core.logs import get_logger, register_secret
-from exporter.providers import SourceSettings
+from exporter.providers import SourceSettings, registry
+from exporter.providers.webhooks import Dialect
 from exporter.webhooks.hints import POLL, Batch, HintWorkers
 from exporter.webhooks.metrics import WebhookMetrics
-from exporter.webhooks.verify import DIALECTS, ReplayGuard, Result, Verdict, verify
+from exporter.webhooks.verify import ReplayGuard, Result, Verdict, verify
 
 log = get_logger("exporter.webhooks")
 
@@ -88,7 +89,7 @@ class WebhookService:
         return [
             s.name
             for s in self._configured()
-            if s.provider in DIALECTS and (s.webhook_secret or s.webhook_secret_file)
+            if dialect_of(s.provider) is not None and (s.webhook_secret or s.webhook_secret_file)
         ]
 
     def accepts(self, source: str) -> bool:
@@ -106,13 +107,14 @@ class WebhookService:
         """`headers` with lower-case names. The caller has checked `accepts` and the size."""
         secret = self._secret(source)
         settings = self._source_settings(source)
-        if secret is None or settings is None:
+        dialect = dialect_of(settings.provider) if settings is not None else None
+        if secret is None or settings is None or dialect is None:
             return NOT_FOUND
         if len(body) > self.settings.max_body_bytes:
             return self.oversized(source)
         now = self._clock()
         verdict = verify(
-            DIALECTS[settings.provider],
+            dialect,
             headers,
             body,
             secret,
@@ -153,7 +155,7 @@ class WebhookService:
 
     def _secret(self, source: str) -> bytes | None:
         settings = self._source_settings(source)
-        if settings is None or settings.provider not in DIALECTS:
+        if settings is None or dialect_of(settings.provider) is None:
             return None
         if settings.webhook_secret is None and settings.webhook_secret_file is None:
             return None
@@ -202,6 +204,12 @@ class WebhookService:
 
     def stop(self) -> None:
         self.workers.stop()
+
+
+def dialect_of(provider: str) -> Dialect | None:
+    """How the provider signs its webhooks, from its class; None: it sends none (or is unknown)."""
+    found = registry().get(provider)
+    return found.webhook_dialect if found is not None else None
 
 
 def _file_stamp(path: Path | None) -> tuple[int, int] | None:

@@ -1,12 +1,18 @@
-"""The webhook endpoint wired to a running exporter: its sources, its cycle lock, its registry."""
+"""The webhook endpoint wired to a running exporter through a narrow interface (`WebhookHost`):
+its sources' settings, hints applied under a source's cycle lock, a poll, a health reason, the
+stop event. It never sees the exporter's fields."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from exporter.app import Exporter
+from prometheus_client import CollectorRegistry
+
 from exporter.config.webconfig import WebConfig
+from exporter.config.webhooks import WebhookSettings
 from exporter.core.logs import get_logger
 from exporter.providers import SourceSettings
 from exporter.web.server import ServerLimits
@@ -14,6 +20,42 @@ from exporter.webhooks.listener import WebhookListener
 from exporter.webhooks.service import WebhookService
 
 log = get_logger("exporter.webhooks")
+
+
+class WebhookHost(Protocol):
+    """What the webhook service may ask of the running exporter, and all it may."""
+
+    @property
+    def stop_event(self) -> threading.Event:
+        """Set at shutdown; setting it interrupts the exporter's requests in flight."""
+        ...
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """Where the webhook families are registered."""
+        ...
+
+    def webhook_settings(self) -> WebhookSettings: ...
+
+    def source_settings(self, name: str) -> SourceSettings | None:
+        """A configured source's settings; None: not (or no longer) configured."""
+        ...
+
+    def configured_sources(self) -> list[SourceSettings]: ...
+
+    def apply_hints(
+        self, name: str, run_ids: list[str], payloads: Mapping[str, Any] | None = None
+    ) -> object:
+        """Looks up and commits the runs hints named, under the source's cycle lock."""
+        ...
+
+    def poll(self, name: str) -> object:
+        """A cycle of one source now (a hint that names no run), if it is still configured."""
+        ...
+
+    def add_health_check(self, check: Callable[[], list[str]]) -> None:
+        """A further reason /healthz may fail."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,35 +82,31 @@ class RunningWebhooks:
         self.service.stop()
 
 
-def webhook_service(exporter: Exporter) -> WebhookService:
-    def settings_of(name: str) -> SourceSettings | None:
-        runtime = exporter.sources.get(name)
-        return runtime.settings if runtime is not None else None
-
+def webhook_service(host: WebhookHost) -> WebhookService:
     return WebhookService(
-        exporter.config.app.webhooks,
-        exporter.registry,
-        source_settings=settings_of,
-        configured=lambda: [r.settings for r in list(exporter.sources.values())],
-        apply_hints=exporter.apply_hints,
-        poll=lambda name: exporter.collect_source(name) if name in exporter.sources else None,
+        host.webhook_settings(),
+        host.registry,
+        source_settings=host.source_settings,
+        configured=host.configured_sources,
+        apply_hints=host.apply_hints,
+        poll=host.poll,
     )
 
 
 def start_webhooks(
-    exporter: Exporter, endpoint: WebhookEndpoint | None, limits: ServerLimits | None
+    host: WebhookHost, endpoint: WebhookEndpoint | None, limits: ServerLimits | None
 ) -> RunningWebhooks | None:
     if endpoint is None:
         return None
-    service = webhook_service(exporter)
+    service = webhook_service(host)
     for name in service.sources():
         service.accepts(name)  # reads each secret now, so it is redacted before any request
     listener = WebhookListener(endpoint.listen, service, endpoint.web_config, limits)
     listener.start()
-    exporter.health_checks.append(service.health)
+    host.add_health_check(service.health)
     log.info(
         "serving webhooks",
         url=listener.url("/webhooks/<source>"),
         sources=service.sources(),
     )
-    return RunningWebhooks(service, listener, exporter.stop_event.set)
+    return RunningWebhooks(service, listener, host.stop_event.set)
