@@ -113,7 +113,7 @@ def exporter_factory(tmp_path: Path) -> Iterator[ExporterFactory]:
                 "state_path": str(state or tmp_path / "state.db"),
                 "sources": sources,
                 # Exact-count tests read counts right after a cycle; the zero-first hold has
-                # tests of its own (tests/test_zero_first.py).
+                # tests of its own (tests/system/test_zero_first.py).
                 "new_series_hold": "0s",
                 **top,
             },

@@ -5,8 +5,8 @@ alerts (see `exporter.exposition.staticlabels` and `exporter.alerting.events`). 
 exporter already uses would either be overwritten or overwrite a real dimension, so those are
 refused, as are the names Prometheus keeps for itself (`__` prefix) or sets on every target
 (`job`, `instance`).
-`tests/test_static_labels.py` reads the label names of a running exporter's own metrics and alerts
-and fails when one is missing here, so this list cannot fall behind the code.
+`tests/unit/config/test_static_labels.py` reads the label names of a running exporter's own
+metrics and alerts and fails when one is missing here, so this list cannot fall behind the code.
 """
 
 from __future__ import annotations
