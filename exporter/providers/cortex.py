@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
@@ -35,7 +35,6 @@ from exporter.core.model import (
     UNSPECIFIED_CODE,
     Run,
     RunStatus,
-    Step,
     StepStatus,
     scoped_id,
     split_scoped_id,
@@ -51,39 +50,8 @@ from exporter.providers.base import (
 )
 from exporter.providers.pages import Page
 from exporter.providers.paging import PagedList
-from exporter.providers.steps import (
-    StepMapper,
-    StepsRead,
-    step_duration,
-    step_instant,
-    text_field,
-)
-from exporter.providers.wire import WireCount, WireModel, as_utc
-
-
-def _moment(value: Any, field_name: str) -> tuple[datetime, bool] | None:
-    """(instant, exact) from a Cortex timestamp; a bare date is its day's start, not exact.
-    Numbers are Unix seconds (or milliseconds when implausibly large)."""
-    if value is None:
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            # Inside: dividing an int beyond a float's range overflows too (10^400).
-            seconds = value / 1000 if value > 1e11 else value
-            return datetime.fromtimestamp(seconds, tz=UTC), True
-        except (OverflowError, OSError, ValueError):
-            raise ValueError(
-                f"{field_name}: timestamp {str(value)[:40]!r} is out of range"
-            ) from None
-    if isinstance(value, str):
-        try:
-            if len(value) == 10:
-                return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC), False
-            return as_utc(datetime.fromisoformat(value)), True
-        except ValueError:
-            pass
-    raise ValueError(f"{field_name}: not a timestamp: {str(value)[:40]!r}")
-
+from exporter.providers.steps import StepsRead, keyed_items, keyed_step, keyed_steps
+from exporter.providers.wire import WireCount, WireModel, loose_moment
 
 # The origins Cortex documents for a run; `TEST` runs are someone trying a workflow out.
 Origin = Literal["ALL", "WORKFLOW", "TRIGGER", "RECORD", "TEST", "ENDPOINT", "WEBHOOK"]
@@ -369,7 +337,7 @@ class CortexProvider(Provider[CortexSettings]):
 
     def _optional_moment(self, wire: CortexRun, name: str) -> tuple[datetime, bool] | None:
         try:
-            return _moment(getattr(wire, name), name)
+            return loose_moment(getattr(wire, name), name)
         except ValueError as exc:
             self._invalid_field(wire.id, str(exc))
             return None
@@ -380,7 +348,7 @@ class CortexProvider(Provider[CortexSettings]):
     def _to_run(self, item: Any, workflow: CortexWorkflow) -> Run:
         wire = CortexRun.model_validate(item)
         status = self.map_status(wire.status)
-        created = _moment(wire.created_at, "created_at")
+        created = loose_moment(wire.created_at, "created_at")
         if created is None:
             raise ValueError("created_at: field required")
         # A bad start or end is left out of the run (counted), never a reason to lose it.
@@ -405,16 +373,16 @@ class CortexProvider(Provider[CortexSettings]):
             mapper = self.step_mapper
             raw = wire.output
             # Not an object or a list (and not absent): one invalid step item.
-            entries: Any = _step_items(raw) if isinstance(raw, dict | list) else raw
+            entries: Any = keyed_items(raw) if isinstance(raw, dict | list) else raw
             counted = self.read_steps(
                 entries,
-                lambda entry: _counted_step(
+                lambda entry: keyed_step(
                     entry, mapper, lambda detail: self._invalid_field(wire.id, detail)
                 ),
             )
         progress = None
         if not status.terminal:
-            steps = _steps(wire.output)  # only a run still going has progress to show
+            steps = keyed_steps(wire.output)  # only a run still going has progress to show
             if steps:
                 progress = sum(1 for st in steps if st.status == "COMPLETED") / len(steps)
         message = wire.error if isinstance(wire.error, str) else None
@@ -440,47 +408,3 @@ class CortexProvider(Provider[CortexSettings]):
             day_only=day_only,
             origin=wire.origin.upper()[:32] if isinstance(wire.origin, str) else None,
         )
-
-
-def _steps(output: Any) -> tuple[Step, ...]:
-    """Step outputs come keyed by step key (or, in older docs, as a list); for progress."""
-    steps = []
-    for key, value in _step_items(output):
-        if isinstance(value, dict) and isinstance(value.get("status"), str):
-            steps.append(Step(name=str(value.get("key") or key), status=value["status"]))
-    return tuple(steps)
-
-
-def _step_items(output: Any) -> list[tuple[str, Any]]:
-    if isinstance(output, dict):
-        return [(str(key), value) for key, value in output.items()]
-    if isinstance(output, list):
-        return [("", value) for value in output]
-    return []
-
-
-def _counted_step(
-    entry: tuple[str, Any], mapper: StepMapper, bad_time: Callable[[str], None]
-) -> Step | None:
-    """A step as counted: labelled by its key (a step's `type`, `llm` or `code`, says too little
-    to act on), with its duration where both `start` and `end` are instants. A start or end
-    that is there but no instant (10^400, NaN, a negative) costs the step its duration only, and
-    is said through `bad_time`."""
-    key, item = entry
-    if not isinstance(item, dict):
-        return None
-    native = text_field(item, "status")
-    name = text_field(item, "key") or key
-    if native is None or not name:
-        return None
-    for end in ("start", "end"):
-        value = item.get(end)
-        negative = isinstance(value, int | float) and not isinstance(value, bool) and value < 0
-        if value is not None and (negative or step_instant(value) is None):
-            bad_time(f"output.{name}.{end}: {str(value)[:40]!r} is not an instant")
-    return Step(
-        name=name,
-        status=native,
-        canonical=mapper.map(native),
-        duration_seconds=step_duration(item.get("start"), item.get("end")),
-    )

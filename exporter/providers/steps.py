@@ -102,3 +102,47 @@ def read_steps(
 def text_field(item: Mapping[str, Any], name: str) -> str | None:
     value = item.get(name)
     return value if isinstance(value, str) and value else None
+
+
+def keyed_steps(output: Any) -> tuple[Step, ...]:
+    """Step outputs keyed by step key (Cortex's `output`; in older docs a list), for progress."""
+    steps = []
+    for key, value in keyed_items(output):
+        if isinstance(value, dict) and isinstance(value.get("status"), str):
+            steps.append(Step(name=str(value.get("key") or key), status=value["status"]))
+    return tuple(steps)
+
+
+def keyed_items(output: Any) -> list[tuple[str, Any]]:
+    if isinstance(output, dict):
+        return [(str(key), value) for key, value in output.items()]
+    if isinstance(output, list):
+        return [("", value) for value in output]
+    return []
+
+
+def keyed_step(
+    entry: tuple[str, Any], mapper: StepMapper, bad_time: Callable[[str], None]
+) -> Step | None:
+    """A step as counted: labelled by its key (a step's `type`, `llm` or `code`, says too little
+    to act on), with its duration where both `start` and `end` are instants. A start or end
+    that is there but no instant (10^400, NaN, a negative) costs the step its duration only, and
+    is said through `bad_time`."""
+    key, item = entry
+    if not isinstance(item, dict):
+        return None
+    native = text_field(item, "status")
+    name = text_field(item, "key") or key
+    if native is None or not name:
+        return None
+    for end in ("start", "end"):
+        value = item.get(end)
+        negative = isinstance(value, int | float) and not isinstance(value, bool) and value < 0
+        if value is not None and (negative or step_instant(value) is None):
+            bad_time(f"output.{name}.{end}: {str(value)[:40]!r} is not an instant")
+    return Step(
+        name=name,
+        status=native,
+        canonical=mapper.map(native),
+        duration_seconds=step_duration(item.get("start"), item.get("end")),
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -71,3 +71,28 @@ def paging_number(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) < _PAGING_LIMIT:
         return value
     raise ValueError(f"not a whole number in range: {str(value)[:40]!r}")
+
+
+def loose_moment(value: Any, field_name: str) -> tuple[datetime, bool] | None:
+    """(instant, exact) from a timestamp written as an ISO instant, Unix seconds or milliseconds,
+    or a bare date (Cortex writes all of these); a bare date is its day's start, not exact.
+    Numbers are Unix seconds (or milliseconds when implausibly large)."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            # Inside: dividing an int beyond a float's range overflows too (10^400).
+            seconds = value / 1000 if value > 1e11 else value
+            return datetime.fromtimestamp(seconds, tz=UTC), True
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(
+                f"{field_name}: timestamp {str(value)[:40]!r} is out of range"
+            ) from None
+    if isinstance(value, str):
+        try:
+            if len(value) == 10:
+                return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC), False
+            return as_utc(datetime.fromisoformat(value)), True
+        except ValueError:
+            pass
+    raise ValueError(f"{field_name}: not a timestamp: {str(value)[:40]!r}")
