@@ -115,10 +115,7 @@ class Rechecks:
             return []
         for run_id, run in list(seen.items()):
             if run.needs_detail and run_id not in counted:
-                seen[run_id] = replace(
-                    run, needs_detail=False, error_code=run.error_code or UNSPECIFIED_CODE
-                )
-                self._reporting.detail_given_up.add(run_id)
+                self._without_detail(seen, run_id, run)
         return [a.id for a in active.values() if a.awaiting_detail and a.id not in seen]
 
     def unlisted_without_lookups(
@@ -141,6 +138,14 @@ class Rechecks:
             ):
                 self._context.missing.note(run.id, run.cursor_time)
 
+    def _without_detail(self, seen: dict[str, Run], run_id: str, run: Run) -> None:
+        """A failed run whose reason no lookup will give: counted from what the list says, code
+        `unspecified` (said on `failure_details_unavailable` once it is counted)."""
+        seen[run_id] = replace(
+            run, needs_detail=False, error_code=run.error_code or UNSPECIFIED_CODE
+        )
+        self._reporting.detail_given_up.add(run_id)
+
     def _gone_while_listed(
         self,
         run_id: str,
@@ -153,10 +158,7 @@ class Rechecks:
         `unspecified`, an active run is looked for in the list before it is given up."""
         run, tracked = seen.get(run_id), active.get(run_id)
         if run is not None and run.needs_detail:
-            seen[run_id] = replace(
-                run, needs_detail=False, error_code=run.error_code or UNSPECIFIED_CODE
-            )
-            self._reporting.detail_given_up.add(run_id)
+            self._without_detail(seen, run_id, run)
         elif tracked is not None and tracked.awaiting_detail:
             vanished.append(run_id)
         elif tracked is not None:
