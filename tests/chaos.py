@@ -38,6 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.providers import registry
 from exporter.simulator import SIMULATORS, SimulatorServer
 from exporter.simulator.webhooks import WebhookFaults
+from tests.series import errors_by_workflow
 
 UNKNOWN_STATUS = "MYSTERY_STATE"
 # The simulators' variants a chaos run may draw: answers a real API may give that the docs never
@@ -299,10 +300,7 @@ def _by_workflow_only(sim: SimulatorServer) -> bool:
 
 
 def _per_workflow(series: Mapping[tuple[str, str], float]) -> dict[tuple[str, str], float]:
-    summed: dict[tuple[str, str], float] = {}
-    for (workflow, _code), count in series.items():
-        summed[(workflow, "*")] = summed.get((workflow, "*"), 0) + count
-    return summed
+    return {(workflow, "*"): count for workflow, count in errors_by_workflow(series).items()}
 
 
 def _compare(fleet: Fleet, port: int, result: ChaosResult) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -63,3 +65,12 @@ def up(exporter: Exporter, source: str) -> float | None:
         if labels.get("source") == source:
             return value
     return None
+
+
+def errors_by_workflow(counts: Mapping[Any, float]) -> dict[str, float]:
+    """Error counts summed over their codes: (workflow, code) -> n to workflow -> n, for where
+    the codes may rightly differ from the truth's (a failure reason no lookup could give)."""
+    totals: dict[str, float] = {}
+    for (workflow, _code), value in counts.items():
+        totals[workflow] = totals.get(workflow, 0) + value
+    return totals

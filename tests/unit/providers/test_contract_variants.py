@@ -9,8 +9,6 @@ and keep each cycle's requests within a small multiple of what reading its lists
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from exporter.simulator.exchange import Request
 from exporter.simulator.variant import ApiVariant
 from tests.conftest import PROVIDERS, ExporterFactory, SimFactory, source_for
 from tests.loopback import run_check
-from tests.series import active, by_labels, errors, finished, samples
+from tests.series import active, by_labels, errors, errors_by_workflow, finished, samples
 
 CASES = [(p, name) for p in PROVIDERS for name in sorted(SIMULATORS[p].variants)]
 CYCLE = timedelta(minutes=2)
@@ -113,14 +111,6 @@ def _run(
         clock.extra += CYCLE
         cycle()
     return sim, exporter, clock
-
-
-def errors_by_workflow(counts: Mapping[Any, int]) -> Counter[str]:
-    """Error counts summed over codes: (workflow, code) -> n to workflow -> n."""
-    totals: Counter[str] = Counter()
-    for (workflow, _code), value in counts.items():
-        totals[workflow] += value
-    return totals
 
 
 def _facts(exporter: Exporter, source: str) -> dict[str, str]:
