@@ -50,8 +50,8 @@ from exporter.providers.base import (
 )
 from exporter.providers.pages import Page
 from exporter.providers.paging import PagedList
-from exporter.providers.steps import StepsRead, keyed_items, keyed_step, keyed_steps
-from exporter.providers.wire import WireCount, WireModel, loose_moment
+from exporter.providers.steps import StepsRead, keyed_items, keyed_progress, keyed_step
+from exporter.providers.wire import WireCount, WireModel, inexact_fields, loose_moment
 
 # The origins Cortex documents for a run; `TEST` runs are someone trying a workflow out.
 Origin = Literal["ALL", "WORKFLOW", "TRIGGER", "RECORD", "TEST", "ENDPOINT", "WEBHOOK"]
@@ -203,7 +203,9 @@ class CortexProvider(Provider[CortexSettings]):
         if due:
             found: dict[str, CortexWorkflow] = {}
             path = f"/apps/{s.app_id}/workflows"
-            for page in self._list(path, "list_workflows", {}, "workflows", self._to_workflow):
+            for page in self._list(
+                path, "list_workflows", {}, "workflows", CortexWorkflow.model_validate
+            ):
                 for workflow in page.items:
                     # A workflow left out by the `workflows` filter is never listed: no requests.
                     if (
@@ -342,9 +344,6 @@ class CortexProvider(Provider[CortexSettings]):
             self._invalid_field(wire.id, str(exc))
             return None
 
-    def _to_workflow(self, item: Any) -> CortexWorkflow:
-        return CortexWorkflow.model_validate(item)
-
     def _to_run(self, item: Any, workflow: CortexWorkflow) -> Run:
         wire = CortexRun.model_validate(item)
         status = self.map_status(wire.status)
@@ -354,14 +353,8 @@ class CortexProvider(Provider[CortexSettings]):
         # A bad start or end is left out of the run (counted), never a reason to lose it.
         started = self._optional_moment(wire, "started_at")
         ended = self._optional_moment(wire, "ended_at")
-        day_only = frozenset(
-            name
-            for name, moment in (
-                ("created_at", created),
-                ("started_at", started),
-                ("finished_at", ended),
-            )
-            if moment is not None and not moment[1]
+        day_only = inexact_fields(
+            {"created_at": created, "started_at": started, "finished_at": ended}
         )
         if day_only:
             self.say_once("timestamps", "date_only", f"{sorted(day_only)[0]} is a date only")
@@ -380,11 +373,8 @@ class CortexProvider(Provider[CortexSettings]):
                     entry, mapper, lambda detail: self._invalid_field(wire.id, detail)
                 ),
             )
-        progress = None
-        if not status.terminal:
-            steps = keyed_steps(wire.output)  # only a run still going has progress to show
-            if steps:
-                progress = sum(1 for st in steps if st.status == "COMPLETED") / len(steps)
+        # Only a run still going has progress to show.
+        progress = None if status.terminal else keyed_progress(wire.output)
         message = wire.error if isinstance(wire.error, str) else None
         return Run(
             # Run ids are addressed per workflow (`/workflows/{id}/runs/{run}`) and not promised

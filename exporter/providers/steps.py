@@ -113,6 +113,12 @@ def keyed_steps(output: Any) -> tuple[Step, ...]:
     return tuple(steps)
 
 
+def keyed_progress(output: Any) -> float | None:
+    """The share of a running run's keyed step outputs that are COMPLETED; None without steps."""
+    steps = keyed_steps(output)
+    return sum(1 for st in steps if st.status == "COMPLETED") / len(steps) if steps else None
+
+
 def keyed_items(output: Any) -> list[tuple[str, Any]]:
     if isinstance(output, dict):
         return [(str(key), value) for key, value in output.items()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -96,3 +97,8 @@ def loose_moment(value: Any, field_name: str) -> tuple[datetime, bool] | None:
         except ValueError:
             pass
     raise ValueError(f"{field_name}: not a timestamp: {str(value)[:40]!r}")
+
+
+def inexact_fields(moments: Mapping[str, tuple[datetime, bool] | None]) -> frozenset[str]:
+    """The names of the moments given as bare dates (`Run.day_only`)."""
+    return frozenset(name for name, moment in moments.items() if moment and not moment[1])
