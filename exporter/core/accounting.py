@@ -240,7 +240,8 @@ def _decide_terminal(
     now: datetime,
     changes: CycleChanges,
 ) -> None:
-    prune_key = run.finished_by or run.cursor_time
+    finished_by = run.finished_by
+    prune_key = finished_by or run.cursor_time
     if tracked is None and (run.cursor_time < cursor.baseline or prune_key < cursor.horizon):
         changes.ignored_old += 1
         return
@@ -259,15 +260,17 @@ def _decide_terminal(
             shown_id=run.shown_id,
         )
         return
-    status = run.status.value
+    status = str(run.status)  # the value (`.value` is a slow property on an enum)
     changes.finished[(workflow, status)] += 1
     duration = run.effective_duration_seconds
-    start = _exact_start(run)
-    if duration is None and start is not None and run.finished_at is None:
-        # No end time given: it ended by now, so now - start bounds it. Observing every finished
-        # run keeps each histogram's _count equal to its counter. An end time that was given
-        # but contradicts the start is no such case: nothing is observed rather than a guess.
-        duration = max(0.0, (now - start).total_seconds())
+    if duration is None and run.finished_at is None:
+        start = _exact_start(run)
+        if start is not None:
+            # No end time given: it ended by now, so now - start bounds it. Observing every
+            # finished run keeps each histogram's _count equal to its counter. An end time that
+            # was given but contradicts the start is no such case: nothing is observed rather
+            # than a guess.
+            duration = max(0.0, (now - start).total_seconds())
     if duration is not None:
         # None: only dates were given (a day is no instant to subtract), or the times given
         # contradict each other.
@@ -306,7 +309,7 @@ def _count_steps(run: Run, workflow: str, budget: StepBudget, changes: CycleChan
         label = budget.step(workflow, step.label)
         if label is None:
             continue  # the series budget is spent: counted as dropped, never a series
-        changes.steps[(workflow, label, step.canonical.value)] += 1
+        changes.steps[(workflow, label, str(step.canonical))] += 1
         if step.duration_seconds is not None:
             changes.observations.append(
                 Observation(STEP_DURATION, workflow, label, step.duration_seconds)

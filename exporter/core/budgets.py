@@ -87,6 +87,8 @@ class LabelBudget:
     def label(self, value: str, owner: str | None = None) -> str:
         if owner is None:
             return self._admit(value)
+        if value in self.admitted and self.owners.get(value) == owner:
+            return value  # the common case: a value already admitted, and this owner's own
         label = self._admit(self._owned_value(value, owner))
         if label != OTHER_LABEL and label not in self.owners:
             self.owners[label] = owner

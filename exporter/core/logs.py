@@ -52,6 +52,10 @@ _MIN_PARTIAL = 6
 
 
 def redact(text: str) -> str:
+    if not may_hold_secret(text):
+        # Every text a key would be masked in holds one of its fragments (whole, or its head or
+        # tail of at least `_MIN_PARTIAL` characters): without any, `mask` changes nothing.
+        return text
     with _secrets_lock:
         secrets = list(_secrets)
     return mask(text, secrets)

@@ -7,6 +7,7 @@ docs/providers.md).
 
 from __future__ import annotations
 
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -53,6 +54,8 @@ UNSPECIFIED_CODE = "unspecified"
 # usable result, as a failure is; Plextera gives rejected runs an error code like failed ones).
 ERROR_STATUSES = frozenset({RunStatus.FAILED, RunStatus.REJECTED})
 DAY = timedelta(days=1)
+# The times a queue wait is taken between: neither may be a bare date.
+_WAIT_ENDS = frozenset({"started_at", "created_at"})
 
 
 class StepStatus(StrEnum):
@@ -118,7 +121,15 @@ def scoped_id(workflow_id: str, run_id: str) -> str:
     across workflows). Each part is quoted as a URL path segment, so the separator cannot occur
     inside either: two different pairs never make the same key, and `split_scoped_id` gives
     both back exactly."""
-    return f"{quote(workflow_id, safe='')}{SCOPE_SEPARATOR}{quote(run_id, safe='')}"
+    return f"{_segment(workflow_id)}{SCOPE_SEPARATOR}{_segment(run_id)}"
+
+
+# What `quote` never changes: an id of these alone is its own segment (most ids are).
+_UNQUOTED = frozenset(string.ascii_letters + string.digits + "_.-~")
+
+
+def _segment(value: str) -> str:
+    return value if _UNQUOTED.issuperset(value) else quote(value, safe="")
 
 
 def split_scoped_id(key: str) -> tuple[str, str] | None:
@@ -218,18 +229,21 @@ class Run:
         end = self.finished_by
         if end is None:
             return None
-        for name, value in (("started_at", self.started_at), ("created_at", self.created_at)):
-            if value is not None and end < value:
-                return (
-                    f"finished_at {self.finished_at.isoformat() if self.finished_at else ''} "
-                    f"is before {name} {value.isoformat()}"
-                )
+        started = self.started_at
+        if started is not None and end < started:
+            return self._finished_before("started_at", started)
+        if end < self.created_at:
+            return self._finished_before("created_at", self.created_at)
         return None
+
+    def _finished_before(self, name: str, value: datetime) -> str:
+        finished = self.finished_at.isoformat() if self.finished_at else ""
+        return f"finished_at {finished} is before {name} {value.isoformat()}"
 
     @property
     def queue_wait_seconds(self) -> float | None:
         """started - created; None where a time is a day only, or the times contradict."""
-        if self.started_at is None or self.day_only & {"started_at", "created_at"}:
+        if self.started_at is None or not self.day_only.isdisjoint(_WAIT_ENDS):
             return None
         if self.contradicting_times is not None:
             return None

@@ -21,7 +21,15 @@ from pydantic import (
 
 from exporter.core.errors import HttpStatusError, PageRefused, PayloadError
 from exporter.core.logs import may_hold_secret, redact
-from exporter.core.model import Run, RunStatus, StatusMapper, Step, StepStatus, id_problem
+from exporter.core.model import (
+    MAX_ID_LENGTH,
+    Run,
+    RunStatus,
+    StatusMapper,
+    Step,
+    StepStatus,
+    id_problem,
+)
 from exporter.core.sharding import UNSHARDED, Shard
 from exporter.providers.client import ApiClient, JsonResponse
 from exporter.providers.describe import ProviderDocs, ProviderEvents
@@ -47,6 +55,8 @@ __all__ = [
 ]
 
 S = TypeVar("S", bound=SourceSettings)
+# Native statuses remembered per source (an API has a handful; the bound is for one that does not).
+_KNOWN_STATUSES_KEPT = 1000
 
 
 class Provider(ABC, Generic[S]):
@@ -96,6 +106,9 @@ class Provider(ABC, Generic[S]):
             may_hold_secret,
         )
         self._fields_reported: set[tuple[str, str]] = set()
+        # Native statuses already cleaned and mapped to a known status: a list repeats a handful
+        # of them on every run. An unmapped one is never remembered, so each sighting is counted.
+        self._known_statuses: dict[str, RunStatus] = {}
         # What the source's page-numbered lists turned out to be, learned once for the process.
         self.shape = (
             settings.list_shape() if isinstance(settings, PagedSourceSettings) else ListShape()
@@ -287,10 +300,15 @@ class Provider(ABC, Generic[S]):
         return runs[0] if runs else None
 
     def map_status(self, native: str) -> RunStatus:
-        native = self.sanitizer.text(native, self.settings.max_label_length)
-        status = self.mapper.map(native)
-        if status is RunStatus.UNKNOWN and not self.mapper.known(native):
-            self.events.unknown_status(native)
+        known = self._known_statuses.get(native)
+        if known is not None:
+            return known
+        cleaned = self.sanitizer.text(native, self.settings.max_label_length)
+        status = self.mapper.map(cleaned)
+        if status is RunStatus.UNKNOWN and not self.mapper.known(cleaned):
+            self.events.unknown_status(cleaned)
+        elif len(self._known_statuses) < _KNOWN_STATUSES_KEPT:
+            self._known_statuses[native] = status
         return status
 
     def listed_items(self, body: Any, key: str) -> list[Any]:
@@ -320,7 +338,10 @@ class Provider(ABC, Generic[S]):
     def _usable_ids(self, index: int, run: Run) -> bool:
         """A run whose id (or workflow's id) cannot be a key is an invalid record: kept exactly
         as sent, an id must be bounded and valid text (`id_problem`)."""
-        for what, value in (("id", run.shown), ("workflow id", run.workflow_id)):
+        shown = run.id if run.shown_id is None else run.shown_id
+        if _plain_id(shown) and _plain_id(run.workflow_id):
+            return True  # the common case, checked in C; anything else is judged in full
+        for what, value in (("id", shown), ("workflow id", run.workflow_id)):
             problem = id_problem(value)
             if problem is not None:
                 shown = self.sanitizer.text(value[:256], 256)
@@ -362,6 +383,11 @@ class Provider(ABC, Generic[S]):
 
     def _redacted(self, text: str) -> str:
         return self.sanitizer.text(text, 500)
+
+
+def _plain_id(value: str) -> bool:
+    """An id `id_problem` certainly passes: ASCII (so no lone surrogate), not empty, bounded."""
+    return 0 < len(value) <= MAX_ID_LENGTH and value.isascii()
 
 
 def list_position(run: Run) -> datetime:

@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from exporter.core.model import Step, StepStatus
 
 # A step timestamp given as a number larger than this is in milliseconds (1e11 seconds is the
 # year 5138; 1e11 milliseconds is 1973): the two readings never overlap for real instants.
 _MILLIS_ABOVE = 1e11
+# Milliseconds below this are an instant before the year 9999 (`datetime` reads them).
+_MILLIS_BELOW = 253_402_214_400_000
 # A step lasting longer than this is a wrong pair of numbers, not a step.
 _MAX_STEP_SECONDS = 366 * 86400.0
 
@@ -64,11 +66,23 @@ def step_instant(value: Any) -> datetime | None:
 
 def step_duration(start: Any, end: Any) -> float | None:
     """end - start in seconds where both are instants and the difference is plausible."""
+    if _whole_millis(start) and _whole_millis(end):
+        # The common case (what Cortex sends), without building two datetimes: both are exact
+        # milliseconds, so this is the very float `(ended - began).total_seconds()` gives.
+        return _plausible((end - start) / 1000)
     began, ended = step_instant(start), step_instant(end)
     if began is None or ended is None:
         return None
-    seconds = (ended - began).total_seconds()
+    return _plausible((ended - began).total_seconds())
+
+
+def _plausible(seconds: float) -> float | None:
     return seconds if 0 <= seconds <= _MAX_STEP_SECONDS else None
+
+
+def _whole_millis(value: object) -> TypeGuard[int]:
+    """Unix milliseconds `step_instant` certainly reads as an instant (an int, not a bool)."""
+    return type(value) is int and _MILLIS_ABOVE < value < _MILLIS_BELOW
 
 
 def read_steps(
@@ -141,14 +155,15 @@ def keyed_step(
     name = text_field(item, "key") or key
     if native is None or not name:
         return None
-    for end in ("start", "end"):
-        value = item.get(end)
-        negative = isinstance(value, int | float) and not isinstance(value, bool) and value < 0
-        if value is not None and (negative or step_instant(value) is None):
-            bad_time(f"output.{name}.{end}: {str(value)[:40]!r} is not an instant")
-    return Step(
-        name=name,
-        status=native,
-        canonical=mapper.map(native),
-        duration_seconds=step_duration(item.get("start"), item.get("end")),
-    )
+    start, end = item.get("start"), item.get("end")
+    if _whole_millis(start) and _whole_millis(end):
+        seconds = _plausible((end - start) / 1000)  # as `step_duration` reads them
+    else:
+        # Something other than two plain instants (an end still missing, a bad number): each
+        # judged in full.
+        for which, value in (("start", start), ("end", end)):
+            negative = isinstance(value, int | float) and not isinstance(value, bool) and value < 0
+            if value is not None and (negative or step_instant(value) is None):
+                bad_time(f"output.{name}.{which}: {str(value)[:40]!r} is not an instant")
+        seconds = step_duration(start, end)
+    return Step(name=name, status=native, canonical=mapper.map(native), duration_seconds=seconds)
