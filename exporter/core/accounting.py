@@ -31,6 +31,7 @@ from exporter.core.budgets import (
     SeriesTab,
     StepBudget,
 )
+from exporter.core.frozen import quick_init
 from exporter.core.model import ERROR_STATUSES, UNSPECIFIED_CODE, Run, RunStatus
 from exporter.core.tracking import ActiveRun, Cursor
 from exporter.core.units import DURATION, QUEUE_WAIT, STEP_DURATION
@@ -66,6 +67,7 @@ class Observation:
     at: float = 0.0
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class FinishedRun:
     """A run counted this cycle, as the alerting agent needs it (never a metric label)."""

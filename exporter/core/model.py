@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from urllib.parse import quote, unquote
 
+from exporter.core.frozen import quick_init
+
 
 class RunStatus(StrEnum):
     QUEUED = "queued"
@@ -71,6 +73,7 @@ class StepStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Step:
     """One step of a run. `status` is the provider's own word, `canonical` its mapping."""
@@ -143,6 +146,7 @@ def split_scoped_id(key: str) -> tuple[str, str] | None:
         return None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Run:
     """A workflow run, normalised.
