@@ -288,5 +288,5 @@ class _ChunkTotals:
         self.runs += len(seen)
         self.counted += len(changes.counted)
         self.in_window += runs_in_window(seen, floor)
-        self.by_status.update(run.status.value for run in seen.values())
+        self.by_status.update(str(run.status) for run in seen.values())
         self.active_ids.update(changes.active_upserts)

@@ -151,10 +151,14 @@ def keyed_step(
     key, item = entry
     if not isinstance(item, dict):
         return None
-    native = text_field(item, "status")
-    name = text_field(item, "key") or key
-    if native is None or not name:
+    # `text_field` written out: this runs for every step of every run.
+    native, name = item.get("status"), item.get("key")
+    if not (isinstance(native, str) and native):
         return None
+    if not (isinstance(name, str) and name):
+        name = key
+        if not name:
+            return None
     start, end = item.get("start"), item.get("end")
     if _whole_millis(start) and _whole_millis(end):
         seconds = _plausible((end - start) / 1000)  # as `step_duration` reads them

@@ -12,7 +12,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from exporter.core.accounting import FinishedRun
 from exporter.core.model import ERROR_STATUSES
@@ -44,16 +44,19 @@ class RecentRuns:
     def record(self, source: str, runs: Iterable[FinishedRun], now: datetime) -> None:
         """Runs one cycle of `source` counted; called once they are committed."""
         oldest = _minute(now) - WINDOW_MINUTES + 1
+        # The start of the oldest minute kept: a run that finished before it (most of a first
+        # start's backfill) only adds to the totals.
+        window_start = datetime.fromtimestamp(oldest * 60, UTC)
         with self._lock:
             record = self._sources.setdefault(source, _SourceRecord())
             for run in runs:
-                record.totals[run.status.value] += 1
+                status = str(run.status)  # the value (`.value` is a slow property on an enum)
+                record.totals[status] += 1
                 # A finish time ahead of our clock (a skewed provider, the demo's fast world)
                 # counts as now, so the record never holds more than the window's minutes.
                 finished = min(run.finished_at, now)
-                minute = _minute(finished)
-                if minute >= oldest:
-                    record.minutes.setdefault(minute, Counter())[run.status.value] += 1
+                if finished >= window_start:
+                    record.minutes.setdefault(_minute(finished), Counter())[status] += 1
                 if run.status in ERROR_STATUSES:
                     # Shown with its age: never a time the page has not reached yet.
                     record.failures.append(RecentFailure(run.workflow, run.code, finished))
