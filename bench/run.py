@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from bench.rss import peak_rss
+from bench.scale import scale_rows
 from exporter.app import Exporter
 from exporter.config.settings import config_from_data
 from exporter.core import logs
@@ -601,6 +602,7 @@ def bench_scrape(series: int, workdir: Path) -> Scrape:
 _FILL = """
 import sys, time
 from bench.rss import peak_rss
+from bench.scale import scale_rows
 from datetime import UTC, datetime, timedelta
 from exporter.core.accounting import CycleChanges
 from exporter.core.tracking import Cursor
@@ -623,6 +625,7 @@ print(peak_rss())
 _RESTART = """
 import sys, time
 from bench.rss import peak_rss
+from bench.scale import scale_rows
 started = time.perf_counter()
 from exporter.app import Exporter
 from exporter.exposition.formats import generate_text
@@ -792,6 +795,7 @@ def main(argv: list[str] | None = None) -> int:
                     None,
                 )
             )
+    figures += [Figure(*row) for row in scale_rows(100 if args.quick else 1000)]
     runs = 100_000 if args.quick else 1_000_000
     size, fill_rss, restart_seconds, restart_rss = bench_state(runs, workdir)
     figures.append(
