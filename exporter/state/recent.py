@@ -56,7 +56,11 @@ class RecentRuns:
                 # counts as now, so the record never holds more than the window's minutes.
                 finished = min(run.finished_at, now)
                 if finished >= window_start:
-                    record.minutes.setdefault(_minute(finished), Counter())[status] += 1
+                    minute = _minute(finished)
+                    counts = record.minutes.get(minute)
+                    if counts is None:  # not `setdefault`: that builds a Counter for every run
+                        counts = record.minutes[minute] = Counter()
+                    counts[status] += 1
                 if run.status in ERROR_STATUSES:
                     # Shown with its age: never a time the page has not reached yet.
                     record.failures.append(RecentFailure(run.workflow, run.code, finished))
