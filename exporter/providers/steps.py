@@ -17,8 +17,10 @@ from exporter.core.model import Step, StepStatus
 # A step timestamp given as a number larger than this is in milliseconds (1e11 seconds is the
 # year 5138; 1e11 milliseconds is 1973): the two readings never overlap for real instants.
 _MILLIS_ABOVE = 1e11
-# Milliseconds below this are an instant before the year 9999 (`datetime` reads them).
-_MILLIS_BELOW = 253_402_214_400_000
+# Milliseconds below 2**32 seconds (the year 2106): there `value / 1000` lies within half a
+# microsecond of the exact instant, so `datetime` reads every whole millisecond exactly and a
+# duration can be taken from the numbers themselves. Beyond, each is read in full.
+_MILLIS_BELOW = 2**32 * 1000
 # A step lasting longer than this is a wrong pair of numbers, not a step.
 _MAX_STEP_SECONDS = 366 * 86400.0
 

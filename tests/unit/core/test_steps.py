@@ -24,7 +24,13 @@ from exporter.exposition.metrics import RunsCollector
 from exporter.providers import Provider, registry
 from exporter.providers.client import ApiClient
 from exporter.providers.retry import RetryPolicy
-from exporter.providers.steps import read_steps, step_duration, step_instant
+from exporter.providers.steps import (
+    StepMapper,
+    keyed_step,
+    read_steps,
+    step_duration,
+    step_instant,
+)
 from exporter.state.statefile import MIGRATIONS, SCHEMA_VERSION
 from exporter.state.store import Store
 from tests.core_runs import T0, at, make_run, wide_cursor
@@ -51,6 +57,34 @@ def test_a_step_duration_needs_both_ends_in_order() -> None:
     assert step_duration(EPOCH_S * 1000, EPOCH_S * 1000 + 2500) == 2.5
     assert step_duration(EPOCH_S, None) is None
     assert step_duration(EPOCH_S + 10, EPOCH_S) is None  # an end before the start: wrong data
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [(EPOCH_S * 1000, EPOCH_S * 1000 + 1), (EPOCH_S * 1000 + 999, EPOCH_S * 1000 + 123_457),
+     (100_000_000_001, 100_000_000_002), (4_294_967_295_000, 4_294_967_295_999),
+     (253_402_214_399_000, 253_402_214_399_999),
+     (EPOCH_S * 1000, EPOCH_S * 1000 + 366 * 86_400_000), (EPOCH_S * 1000, EPOCH_S * 1000 - 1)],
+)  # fmt: skip
+def test_whole_milliseconds_give_the_duration_two_datetimes_would(start: int, end: int) -> None:
+    began, ended = step_instant(start), step_instant(end)
+    assert began is not None
+    assert ended is not None
+    seconds = (ended - began).total_seconds()
+    assert step_duration(start, end) == (seconds if 0 <= seconds <= 366 * 86_400 else None)
+    # The same numbers as floats take the full reading: the same answer.
+    assert step_duration(float(start), float(end)) == step_duration(start, end)
+
+
+@pytest.mark.parametrize("bad", [-5, 10**400, "soon", True, float("nan")])
+def test_a_step_time_that_is_no_instant_is_said_and_costs_the_duration_only(bad: object) -> None:
+    said: list[str] = []
+    mapper = StepMapper({"COMPLETED": StepStatus.SUCCEEDED}, lambda _native: None)
+    item = {"status": "COMPLETED", "key": "ocr", "start": EPOCH_S * 1000, "end": bad}
+    step = keyed_step(("ocr", item), mapper, said.append)
+    assert step is not None
+    assert step.duration_seconds is None or bad == -5  # a negative is an instant, if a wrong one
+    assert said == [f"output.ocr.end: {str(bad)[:40]!r} is not an instant"]
 
 
 def _named(item: object) -> Step | None:
