@@ -73,6 +73,7 @@ soak: $(DEV)
 
 rules: $(DEV)
 	$(BIN)/python -m monitoring.rules
+	$(BIN)/python -m monitoring.slo_rules
 
 dashboards: $(DEV)
 	$(BIN)/python -m monitoring.dashboards

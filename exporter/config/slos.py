@@ -68,7 +68,7 @@ class SuccessObjective(BaseModel):
     def _apart(self) -> SuccessObjective:
         both = sorted(set(self.good) & set(self.bad))
         if both:
-            raise ValueError(f"bad: {', '.join(both)} cannot be both good and bad")
+            raise ValueError(f"{', '.join(both)} cannot be both good and bad")
         return self
 
 
@@ -135,7 +135,7 @@ class SloSettings(BaseModel):
     @model_validator(mode="after")
     def _some_objective(self) -> SloSettings:
         if self.success is None and self.latency is None:
-            raise ValueError("success: an SLO needs `success`, `latency` or both")
+            raise ValueError("an SLO needs `success`, `latency` or both")
         return self
 
 

@@ -83,7 +83,6 @@ def _recordings(sli: Sli) -> list[dict[str, Any]]:
 def _alert(sli: Sli, tier: BurnTier, min_runs: int, runbook_base: str) -> dict[str, Any]:
     own = sli.matcher()
     threshold = _number(tier.threshold(sli.error_budget))
-    period = prometheus_duration(sli.slo.window)
     # The value is the budget left, for the summary; the conditions only filter.
     expr = (
         f"slo:period_error_budget_remaining:ratio{{{own}}}\n"
@@ -91,31 +90,33 @@ def _alert(sli: Sli, tier: BurnTier, min_runs: int, runbook_base: str) -> dict[s
         f"and slo:sli_error:ratio_rate{tier.short_window}{{{own}}} > {threshold}\n"
         f"and slo:sli_total:increase{tier.long_window}{{{own}}} >= {min_runs}"
     )
-    what = "runs that fail" if sli.kind == "success" else "slow runs"
     return {
         "alert": tier.alert,
         "expr": expr,
-        "labels": {
-            **sli.labels(),
-            "severity": tier.severity,
-            "window": tier.long_window,
-        },
-        "annotations": {
-            "summary": (
-                f"SLO {sli.slo.name} ({sli.kind}) of {{{{ $labels.workflow }}}}"
-                f" ({{{{ $labels.source }}}}) burns its error budget {tier.factor:g}x too fast;"
-                f" {{{{ $value | humanizePercentage }}}} of the {period} budget left"
-            ),
-            "description": (
-                f"Over both the last {tier.long_window} and the last {tier.short_window}, the"
-                f" {what} of workflow {{{{ $labels.workflow }}}} on source"
-                f" {{{{ $labels.source }}}} ({{{{ $labels.provider }}}}) exceed {threshold} of"
-                f" those that count ({tier.factor:g} times the {_number(sli.error_budget)}"
-                f" the {_number(sli.objective)}% objective allows), with at least {min_runs}"
-                f" runs in the last {tier.long_window}."
-            ),
-            "runbook_url": f"{runbook_base}#{tier.alert.lower()}",
-        },
+        "labels": {**sli.labels(), "severity": tier.severity, "window": tier.long_window},
+        "annotations": alert_annotations(sli, tier, min_runs, runbook_base),
+    }
+
+
+def alert_annotations(sli: Sli, tier: BurnTier, min_runs: int, runbook_base: str) -> dict[str, str]:
+    period = prometheus_duration(sli.slo.window)
+    threshold = _number(tier.threshold(sli.error_budget))
+    what = "runs that fail" if sli.kind == "success" else "slow runs"
+    return {
+        "summary": (
+            f"SLO {sli.slo.name} ({sli.kind}) of {{{{ $labels.workflow }}}}"
+            f" ({{{{ $labels.source }}}}) burns its error budget {tier.factor:g}x too fast;"
+            f" {{{{ $value | humanizePercentage }}}} of the {period} budget left"
+        ),
+        "description": (
+            f"Over both the last {tier.long_window} and the last {tier.short_window}, the"
+            f" {what} of workflow {{{{ $labels.workflow }}}} on source"
+            f" {{{{ $labels.source }}}} ({{{{ $labels.provider }}}}) exceed {threshold} of"
+            f" those that count ({tier.factor:g} times the {_number(sli.error_budget)}"
+            f" the {_number(sli.objective)}% objective allows), with at least {min_runs}"
+            f" runs in the last {tier.long_window}."
+        ),
+        "runbook_url": f"{runbook_base}#{tier.alert.lower()}",
     }
 
 
