@@ -73,7 +73,8 @@ def _input_series(sli: Sli, story: Story) -> list[dict[str, str]]:
                 "values": _compact(everything),
             },
             {
-                "series": f'workflow_run_duration_seconds_bucket{{{WHERE},status="{status}",le="{le}"}}',
+                "series": f"workflow_run_duration_seconds_bucket"
+                f'{{{WHERE},status="{status}",le="{le}"}}',
                 "values": _compact(good),
             },
         ]

@@ -65,9 +65,11 @@ def test_four_burn_rate_alerts_page_and_ticket_with_the_shipped_severities() -> 
         (TICKET_ALERT, "3d", "warning"),
     ]
     page = alerts[0]["expr"]
-    assert "slo:sli_error:ratio_rate1h{" in page and "> 0.144" in page
+    assert "slo:sli_error:ratio_rate1h{" in page
+    assert "> 0.144" in page
     assert "slo:sli_error:ratio_rate5m{" in page
-    assert "slo:sli_total:increase1h{" in page and ">= 20" in page
+    assert "slo:sli_total:increase1h{" in page
+    assert ">= 20" in page
     assert "> 0.01\n" in alerts[3]["expr"]
     assert alerts[0]["annotations"]["runbook_url"].endswith("alerting.md#workflowsloburnratepage")
     assert "$labels.workflow" in alerts[0]["annotations"]["summary"]
