@@ -161,7 +161,7 @@ def _slow_burn(sli: Sli) -> dict[str, Any]:
 
 
 def _annotations(sli: Sli, tier: BurnTier, budget_left: str) -> dict[str, str]:
-    annotations = alert_annotations(sli, tier, MIN_RUNS, DEFAULT_RUNBOOK)
+    annotations = alert_annotations(sli, tier, str(MIN_RUNS), DEFAULT_RUNBOOK)
     annotations["summary"] = (
         annotations["summary"]
         .replace("{{ $labels.workflow }}", WORKFLOW)

@@ -19,14 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from exporter.config.slos import SloDefaults, SloSettings
-from exporter.slo.burn import (
-    LONG_WINDOWS,
-    PERIOD_STEP,
-    TIERS,
-    WINDOWS,
-    BurnTier,
-    prometheus_duration,
-)
+from exporter.slo.burn import LONG_WINDOWS, PERIOD_STEP, TIERS, WINDOWS, BurnTier
 from exporter.slo.sli import Sli, slis
 
 DEFAULT_RUNBOOK = (
@@ -35,16 +28,12 @@ DEFAULT_RUNBOOK = (
 GROUP_PREFIX = "workflow-runs-slo"
 
 
-def _number(value: float) -> str:
-    return f"{value:.12g}"
-
-
 def _record(name: str, expr: str, sli: Sli) -> dict[str, Any]:
     return {"record": name, "expr": expr, "labels": sli.labels()}
 
 
 def _recordings(sli: Sli) -> list[dict[str, Any]]:
-    period = prometheus_duration(sli.slo.window)
+    period = sli.period_text()
     own = sli.matcher()
     rules = [_record(f"slo:sli_error:ratio_rate{w}", sli.error_ratio(w), sli) for w in WINDOWS]
     rules.append(_record(f"slo:sli_error:increase{PERIOD_STEP}", sli.errors(PERIOD_STEP), sli))
@@ -59,9 +48,9 @@ def _recordings(sli: Sli) -> list[dict[str, Any]]:
             sli,
         )
     )
-    budget = _number(sli.error_budget)
+    budget = sli.budget_text()
     rules += [
-        _record("slo:objective:ratio", f"vector({_number(sli.objective / 100)})", sli),
+        _record("slo:objective:ratio", f"vector({sli.objective_ratio_text()})", sli),
         _record("slo:error_budget:ratio", f"vector({budget})", sli),
         _record(
             "slo:current_burn_rate:ratio", f"slo:sli_error:ratio_rate5m{{{own}}} / {budget}", sli
@@ -80,9 +69,9 @@ def _recordings(sli: Sli) -> list[dict[str, Any]]:
     return rules
 
 
-def _alert(sli: Sli, tier: BurnTier, min_runs: int, runbook_base: str) -> dict[str, Any]:
+def _alert(sli: Sli, tier: BurnTier, min_runs: str, runbook_base: str) -> dict[str, Any]:
     own = sli.matcher()
-    threshold = _number(tier.threshold(sli.error_budget))
+    threshold = sli.threshold_text(tier.factor)
     # The value is the budget left, for the summary; the conditions only filter.
     expr = (
         f"slo:period_error_budget_remaining:ratio{{{own}}}\n"
@@ -98,13 +87,13 @@ def _alert(sli: Sli, tier: BurnTier, min_runs: int, runbook_base: str) -> dict[s
     }
 
 
-def alert_annotations(sli: Sli, tier: BurnTier, min_runs: int, runbook_base: str) -> dict[str, str]:
-    period = prometheus_duration(sli.slo.window)
-    threshold = _number(tier.threshold(sli.error_budget))
+def alert_annotations(sli: Sli, tier: BurnTier, min_runs: str, runbook_base: str) -> dict[str, str]:
+    period = sli.period_text()
+    threshold = sli.threshold_text(tier.factor)
     what = "runs that fail" if sli.kind == "success" else "slow runs"
     return {
         "summary": (
-            f"SLO {sli.slo.name} ({sli.kind}) of {{{{ $labels.workflow }}}}"
+            f"SLO {sli.name_text()} ({sli.kind}) of {{{{ $labels.workflow }}}}"
             f" ({{{{ $labels.source }}}}) burns its error budget {tier.factor:g}x too fast;"
             f" {{{{ $value | humanizePercentage }}}} of the {period} budget left"
         ),
@@ -112,12 +101,19 @@ def alert_annotations(sli: Sli, tier: BurnTier, min_runs: int, runbook_base: str
             f"Over both the last {tier.long_window} and the last {tier.short_window}, the"
             f" {what} of workflow {{{{ $labels.workflow }}}} on source"
             f" {{{{ $labels.source }}}} ({{{{ $labels.provider }}}}) exceed {threshold} of"
-            f" those that count ({tier.factor:g} times the {_number(sli.error_budget)}"
-            f" the {_number(sli.objective)}% objective allows), with at least {min_runs}"
+            f" those that count ({tier.factor:g} times the {sli.budget_text()}"
+            f" the {sli.objective_text()}% objective allows), with at least {min_runs}"
             f" runs in the last {tier.long_window}."
         ),
         "runbook_url": f"{runbook_base}#{tier.alert.lower()}",
     }
+
+
+def indicator_rules(sli: Sli, min_runs: str, runbook_base: str) -> list[dict[str, Any]]:
+    """One indicator's recordings, then its alerts."""
+    rules = _recordings(sli)
+    rules += [_alert(sli, tier, min_runs, runbook_base) for tier in TIERS]
+    return rules
 
 
 def build_groups(
@@ -130,7 +126,10 @@ def build_groups(
     for slo in slos:
         min_runs = slo.min_runs if slo.min_runs is not None else defaults.min_runs
         for sli in slis(slo):
-            rules = _recordings(sli)
-            rules += [_alert(sli, tier, min_runs, runbook_base) for tier in TIERS]
-            groups.append({"name": f"{GROUP_PREFIX}.{slo.name}.{sli.kind}", "rules": rules})
+            groups.append(
+                {
+                    "name": f"{GROUP_PREFIX}.{slo.name}.{sli.kind}",
+                    "rules": indicator_rules(sli, str(min_runs), runbook_base),
+                }
+            )
     return groups

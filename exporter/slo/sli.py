@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from exporter.config.slos import LatencyObjective, SloSettings, SuccessObjective
+from exporter.slo.burn import prometheus_duration
 
 BY = "source, provider, workflow"
 FINISHED = "workflow_runs_finished_total"
@@ -55,8 +56,8 @@ def _series(metric: str, matchers: Sequence[str]) -> str:
     return f"{metric}{{{','.join(matchers)}}}"
 
 
-def _statuses(statuses: Sequence[str]) -> str:
-    return f"status=~{quoted('|'.join(statuses))}"
+def _statuses(regex: str) -> str:
+    return f"status=~{quoted(regex)}"
 
 
 def bucket_bound(threshold: float) -> str:
@@ -64,10 +65,19 @@ def bucket_bound(threshold: float) -> str:
     return repr(float(threshold))
 
 
+def number(value: float) -> str:
+    """A number as the rules write it: `0.144`, `0.001`, `99.9`, `20`."""
+    return f"{value:.12g}"
+
+
 @dataclass(frozen=True)
 class Sli:
     """One kind of indicator of one SLO: `errors(w)` and `total(w)` are PromQL for the runs
-    that spent budget and the runs that count, finished in the window `w`, per workflow."""
+    that spent budget and the runs that count, finished in the window `w`, per workflow.
+
+    Every value the rules are made of comes from one of the `*_text` methods and `matchers`, so
+    the Helm chart renders the same rules from its values by overriding them with template
+    expressions (monitoring/chart_slos.py)."""
 
     slo: SloSettings
     kind: str
@@ -78,43 +88,80 @@ class Sli:
         # Rounded, so 99.9 gives 0.001 and not 0.0010000000000000009 in every expression.
         return round((100.0 - self.objective) / 100.0, 12)
 
+    def name_text(self) -> str:
+        return self.slo.name
+
+    def budget_text(self) -> str:
+        return number(self.error_budget)
+
+    def threshold_text(self, factor: float) -> str:
+        return number(factor * self.error_budget)
+
+    def objective_ratio_text(self) -> str:
+        return number(self.objective / 100)
+
+    def objective_text(self) -> str:
+        return number(self.objective)
+
+    def period_text(self) -> str:
+        return prometheus_duration(self.slo.window)
+
+    def matchers(self) -> list[str]:
+        return selection(self.slo)
+
+    def counted_text(self) -> str:
+        """The statuses whose runs count, as a regex."""
+        if self.kind == SUCCESS:
+            success = self.slo.success
+            assert isinstance(success, SuccessObjective)
+            return "|".join([*success.good, *success.bad])
+        latency = self.slo.latency
+        assert isinstance(latency, LatencyObjective)
+        return "|".join(latency.statuses)
+
+    def bad_text(self) -> str:
+        """Success: the bad statuses, as a regex."""
+        success = self.slo.success
+        assert isinstance(success, SuccessObjective)
+        return "|".join(success.bad)
+
+    def bound_text(self) -> str:
+        """Latency: the `le` of the threshold's bucket."""
+        latency = self.slo.latency
+        assert isinstance(latency, LatencyObjective)
+        return bucket_bound(latency.threshold)
+
     def labels(self) -> dict[str, str]:
-        return {"slo": self.slo.name, "sli": self.kind}
+        return {"slo": self.name_text(), "sli": self.kind}
 
     def matcher(self) -> str:
         """Selects this SLI's recorded series."""
-        return f"slo={quoted(self.slo.name)},sli={quoted(self.kind)}"
+        return f"slo={quoted(self.name_text())},sli={quoted(self.kind)}"
 
     def _sum(self, fn: str, series: str, window: str) -> str:
         return f"sum by ({BY}) ({fn}({series}[{window}]))"
 
     def _valid(self) -> str:
-        chosen = selection(self.slo)
-        if self.kind == SUCCESS:
-            success = self.slo.success
-            assert isinstance(success, SuccessObjective)
-            return _series(FINISHED, [*chosen, _statuses([*success.good, *success.bad])])
-        latency = self.slo.latency
-        assert isinstance(latency, LatencyObjective)
-        return _series(f"{DURATION}_count", [*chosen, _statuses(latency.statuses)])
+        metric = FINISHED if self.kind == SUCCESS else f"{DURATION}_count"
+        return _series(metric, [*self.matchers(), _statuses(self.counted_text())])
 
     def total(self, window: str, fn: str = "increase") -> str:
         return self._sum(fn, self._valid(), window)
 
     def errors(self, window: str, fn: str = "increase") -> str:
-        chosen = selection(self.slo)
         if self.kind == SUCCESS:
-            success = self.slo.success
-            assert isinstance(success, SuccessObjective)
-            bad = self._sum(fn, _series(FINISHED, [*chosen, _statuses(success.bad)]), window)
+            bad_runs = _series(FINISHED, [*self.matchers(), _statuses(self.bad_text())])
+            bad = self._sum(fn, bad_runs, window)
             # A workflow that never failed has no series of its bad statuses: its errors are
             # zero, not absent, or its SLI would be missing instead of perfect.
             return f"(\n  {bad}\n  or\n  0 * {self.total(window, fn)}\n)"
-        latency = self.slo.latency
-        assert isinstance(latency, LatencyObjective)
         fast = _series(
             f"{DURATION}_bucket",
-            [*chosen, _statuses(latency.statuses), f"le={quoted(bucket_bound(latency.threshold))}"],
+            [
+                *self.matchers(),
+                _statuses(self.counted_text()),
+                f"le={quoted(self.bound_text())}",
+            ],
         )
         return f"(\n  {self.total(window, fn)}\n  -\n  {self._sum(fn, fast, window)}\n)"
 
