@@ -24,13 +24,15 @@ from exporter.core.labelnames import (
     MAX_STATIC_LABELS,
     RESERVED_LABEL_NAMES,
 )
+from exporter.core.units import DEFAULT_BUCKETS, DURATION
 from exporter.providers import SourceSettings, registry
 from exporter.providers.cortex import ORIGINS
-from monitoring import rules
+from monitoring import chart_slos, rules
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "workflow-runs-exporter"
 RULE_TEMPLATE = CHART / "templates" / "prometheusrule.yaml"
+SLO_RULE_TEMPLATE = CHART / "templates" / "slo-prometheusrule.yaml"
 VALUES_SCHEMA = CHART / "values.schema.json"
 CHART_DASHBOARDS = CHART / "files" / "dashboards"
 DASHBOARDS = ROOT / "grafana"
@@ -115,6 +117,7 @@ def values_schema() -> str:
     }
     buckets = schema["properties"]["config"]["properties"]["buckets"]["properties"]
     buckets["step_duration"] = buckets["duration"]
+    schema["properties"].update(chart_slos.values_schema(source["workflows"]))
     return json.dumps(schema, indent=2) + "\n"
 
 
@@ -172,7 +175,11 @@ def _source_filters_and_labels() -> dict[str, Any]:
 
 
 def expected_files() -> dict[Path, str]:
-    files = {RULE_TEMPLATE: rule_template(), VALUES_SCHEMA: values_schema()}
+    files = {
+        RULE_TEMPLATE: rule_template(),
+        SLO_RULE_TEMPLATE: chart_slos.template(DEFAULT_BUCKETS[DURATION]),
+        VALUES_SCHEMA: values_schema(),
+    }
     for dashboard in sorted(DASHBOARDS.glob("*.json")):
         files[CHART_DASHBOARDS / dashboard.name] = dashboard.read_text(encoding="utf-8")
     return files

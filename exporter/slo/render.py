@@ -20,6 +20,6 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _LiteralDumper.add_representer(str, _str)
 
 
-def dump_rules(groups: list[dict[str, Any]], header: str = "") -> str:
-    body = yaml.dump({"groups": groups}, Dumper=_LiteralDumper, sort_keys=False, width=200)
+def dump_rules(groups: list[dict[str, Any]], header: str = "", width: int = 200) -> str:
+    body = yaml.dump({"groups": groups}, Dumper=_LiteralDumper, sort_keys=False, width=width)
     return header + body

@@ -16,7 +16,9 @@ import yaml
 
 from exporter import __version__
 from exporter.config.settings import config_from_data
+from exporter.config.slos import SloDefaults, SloSettings
 from exporter.core.sharding import ordinal_from_hostname
+from exporter.slo.rules import build_groups
 from monitoring import chart as chart_files
 from monitoring import rules
 
@@ -105,6 +107,14 @@ EVERY_OPTION: dict[str, Any] = {
     ],
     "priorityClassName": "monitoring",
     "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+    "slos": [
+        {
+            "name": "invoices",
+            "sources": ["plextera-prod"],
+            "success": {"objective": 99.5},
+            "latency": {"threshold": 300},
+        }
+    ],
     "dashboards": {"enabled": True, "folder": "Workflows", "annotations": {"k": "v"}},
 }
 
@@ -494,5 +504,84 @@ def test_webhooks_refuse_shards_and_secrets_in_values() -> None:
         no_secret = {**WEBHOOKS, "webhooks": {"enabled": True}}
         with pytest.raises(helm.HelmRenderError, match="webhookSecretKey"):
             chart.render(no_secret, name=RELEASE)
+    finally:
+        chart.close()
+
+
+# Every kind of selection and setting an SLO takes, for the chart's rules and the generator's.
+SLOS: list[dict[str, Any]] = [
+    {
+        "name": "invoices-success",
+        "sources": ["a.prod", "b"],
+        "workflows": {"include": ["Inv.*", 'say "hi"'], "exclude": "test"},
+        "success": {"objective": 99.9, "bad": "failed"},
+    },
+    {
+        "name": "99",
+        "sources": "only",
+        "success": {"good": ["succeeded", "skipped"]},
+        "latency": {"threshold": 0.5, "statuses": ["succeeded", "failed"], "objective": 97.3},
+        "window": "168h",
+        "min_runs": 3,
+    },
+    {"name": "slow", "latency": {"threshold": 3600}, "window": "28d"},
+]
+
+
+def test_slo_prometheus_rule_is_what_slo_rules_writes() -> None:
+    values = {
+        "prometheusRule": {"enabled": True},
+        "slos": SLOS,
+        "slo_defaults": {"min_runs": 7},
+        "config": {"buckets": {"duration": [0.5, 60, 300, 3600]}},
+    }
+    rule = by_kind(render(values), "PrometheusRule", "-slos")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["namespace"] == NAMESPACE
+    thresholds = chart_files.default_thresholds()
+    expected = build_groups(
+        [SloSettings.model_validate(slo) for slo in SLOS],
+        SloDefaults(min_runs=7),
+        thresholds["runbook_base_url"],
+    )
+    assert rule["spec"]["groups"] == expected
+    for group in rule["spec"]["groups"]:
+        assert set(group) == {"name", "rules"}
+        for item in group["rules"]:
+            assert set(item) in (
+                {"record", "expr", "labels"},
+                {"alert", "expr", "labels", "annotations"},
+            )
+            assert "{{" not in item["expr"]
+            assert isinstance(item["labels"]["slo"], str)
+    # Without SLOs, no second PrometheusRule.
+    docs = render({"prometheusRule": {"enabled": True}})
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "PrometheusRule"] == [
+        "wre-workflow-runs-exporter"
+    ]
+
+
+def test_slo_mistakes_are_refused_naming_the_field() -> None:
+    chart = helm.Chart.load(CHART)
+    try:
+        with pytest.raises(
+            Exception, match=r"slos\[fast\]\.latency\.threshold: 45 s is not a bucket"
+        ):
+            chart.render(
+                {
+                    "prometheusRule": {"enabled": True},
+                    "slos": [{"name": "fast", "latency": {"threshold": 45}}],
+                },
+                name=RELEASE,
+                namespace=NAMESPACE,
+            )
+        for bad in (
+            {"name": "Bad Name", "success": {}},
+            {"name": "a"},
+            {"name": "a", "success": {"bad": ["exploded"]}},
+            {"name": "a", "success": {}, "objective": 99},
+        ):
+            with pytest.raises(Exception):  # noqa: B017, PT011 (the SDK's schema error type)
+                chart.validate_schema({"slos": [bad]})
     finally:
         chart.close()
