@@ -84,7 +84,9 @@ DEFINES = r"""{{- define "wre.slo.quote" -}}
 "{{ . | replace "\\" "\\\\" | replace "\"" "\\\"" }}"
 {{- end -}}
 {{- define "wre.slo.list" -}}
-{{- if not . }}[]{{ else if kindIs "string" . }}{{ list . | toJson }}{{ else }}{{ toJson . }}{{ end -}}
+{{- if not . }}[]
+{{- else if kindIs "string" . }}{{ list . | toJson }}
+{{- else }}{{ toJson . }}{{ end -}}
 {{- end -}}
 {{- define "wre.slo.selection" -}}
 {{- $sources := include "wre.slo.list" .sources | fromJsonArray }}
