@@ -1,8 +1,9 @@
 """promtool unit tests for generated SLO rules, one set per indicator of an SLO file.
 
 Each indicator is driven through four stories, in the runs it sees per minute:
-- a fast burn: three quiet hours, then every run bad. The page (14.4x over 1h and 5m) must not
-  fire before half the workbook's detection time and must fire by that time plus a minute;
+- a fast burn: three quiet hours, then half an hour of every run bad. The page (14.4x over 1h
+  and 5m) must not fire before half the workbook's detection time, must fire by that time plus a
+  minute, and must resolve within six minutes of the failures stopping (the 5m window);
 - a slow burn: 4% of runs bad from the start, four times what a 99% objective allows: a ticket
   with its exact summary (the budget left is known: 1 - 4 = -300%), no page;
 - good traffic: 0.5% bad for six hours: nothing fires;
@@ -111,12 +112,16 @@ def _quiet(alertname: str, minute: int) -> dict[str, Any]:
 
 
 def _fast_burn(sli: Sli) -> dict[str, Any]:
-    quiet, outage = 180, 30
+    quiet, outage, after = 180, 30, 10
     page = TIERS[0]
     detection = page.detection_time(sli.error_budget, 1.0)
     assert detection is not None
     minutes = detection.total_seconds() / 60
     fired_by = quiet + math.ceil(minutes) + 1
+    page_alert = (
+        f'ALERTS{{alertname="{PAGE_ALERT}",window="{page.long_window}",'
+        f'slo="{sli.slo.name}",sli="{sli.kind}",alertstate="firing"}}'
+    )
     firing = {
         "alertname": PAGE_ALERT,
         "alertstate": "firing",
@@ -128,16 +133,21 @@ def _fast_burn(sli: Sli) -> dict[str, Any]:
         "name": f"{sli.slo.name} {sli.kind}: a fast burn pages within the detection time",
         "interval": "1m",
         "input_series": _input_series(
-            sli, Story([10] * quiet + [0] * outage, [0] * quiet + [10] * outage)
+            sli,
+            Story(
+                [10] * quiet + [0] * outage + [10] * after,
+                [0] * quiet + [10] * outage + [0] * after,
+            ),
         ),
         "alert_rule_test": [_quiet(PAGE_ALERT, quiet + math.floor(minutes / 2))],
         "promql_expr_test": [
             {
-                "expr": f'ALERTS{{alertname="{PAGE_ALERT}",window="{page.long_window}",'
-                f'slo="{sli.slo.name}",sli="{sli.kind}",alertstate="firing"}}',
+                "expr": page_alert,
                 "eval_time": f"{fired_by}m",
                 "exp_samples": [{"labels": "ALERTS" + _series_text(firing), "value": 1}],
-            }
+            },
+            # Resolved once the short window holds no failure, though the hour still does.
+            {"expr": page_alert, "eval_time": f"{quiet + outage + 6}m", "exp_samples": []},
         ],
     }
 

@@ -76,8 +76,11 @@ class SimulatorServer:
         enforce_rate_limit: bool = True,
         rate_limit_window_scale: float = 1.0,
         variant: ApiVariant | None = None,
+        steady_workflows: int = 0,
     ) -> None:
-        """`history_seconds`: the world starts that long ago and has lived up to now."""
+        """`history_seconds`: the world starts that long ago and has lived up to now.
+        `steady_workflows`: the first that many workflows fail one run in a thousand, their
+        history too (`World.steady_workflows`)."""
         self.api_key = api_key or f"sim-{self.provider}-{secrets.token_hex(12)}"
         self.variant = variant or ApiVariant()
         self.vocabulary = self.vocabulary_for(self.variant)
@@ -91,6 +94,7 @@ class SimulatorServer:
             nested_hidden=self.variant.nested_runs == "unlisted",
             run_ids=self.variant.run_ids,
         )
+        self.world.steady_workflows.update(w.name for w in self.world.workflows[:steady_workflows])
         if history_seconds:
             self.world.advance(history_seconds)
         self.faults = FaultPlan()
