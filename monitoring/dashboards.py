@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monitoring import policy
+from monitoring import policy, slo_dashboard
 
 HERE = Path(__file__).resolve().parent
 GRAFANA_DIR = HERE.parent / "grafana"
@@ -783,6 +783,7 @@ def exporter_health() -> Any:
 DASHBOARDS = {
     "workflow-runs.json": workflow_runs,
     "exporter-health.json": exporter_health,
+    slo_dashboard.FILE: slo_dashboard.build,
 }
 
 
@@ -805,6 +806,7 @@ GRAFANA_DEFAULTS = {
     "$source": ".*",
     "$provider": ".*",
     "$workflow": ".*",
+    "$slo": ".*",
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from monitoring import dashboards, typecheck
+from monitoring import dashboards, slo_dashboard, typecheck
 
 pytestmark = pytest.mark.system
 
@@ -101,6 +101,28 @@ def test_health_dashboard_has_the_panels() -> None:
         "Invalid records",
         "Dropped label values",
     } <= _titles(board)
+
+
+def test_slo_dashboard_has_the_variables_and_panels() -> None:
+    board = BOARDS[slo_dashboard.FILE]
+    assert board["schemaVersion"] >= 41  # built with the Grafana 11.6 builders
+    names = [v["name"] for v in board["templating"]["list"]]
+    assert names == ["datasource", "slo", "source", "workflow"]
+    assert {
+        "Objective",
+        "Error budget left",
+        "SLI over the window",
+        "Burn rate per window",
+        "Runs counted in the last hour",
+        "Firing SLO alerts",
+    } <= _titles(board)
+    (burn,) = [p for p in board["panels"] if p["title"] == "Burn rate per window"]
+    assert [t["expr"].split("{")[0] for t in burn["targets"]] == [
+        f"slo:sli_error:ratio_rate{w}" for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+    ]
+    for panel in board["panels"]:
+        for target in panel["targets"]:
+            assert 'slo=~"$slo"' in target["expr"], panel["title"]
 
 
 def test_panels_do_not_overlap() -> None:

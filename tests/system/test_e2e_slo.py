@@ -1,8 +1,9 @@
 """End to end on loopback: an SLO on a simulated workflow, its rules from `slo-rules` loaded into a
 real Prometheus scraping the exporter. Good runs keep the budget whole; an incident (every new
 run fails) makes the short windows burn, the budget fall below zero and the fast page fire, with
-the SLO's and the workflow's labels. Real windows: a Prometheus minutes old holds only minutes of
-data, so the incident fills its 1h and 5m windows alike."""
+the SLO's and the workflow's labels; every panel of the SLOs dashboard has data. Real windows: a
+Prometheus minutes old holds only minutes of data, so the incident fills its 1h and 5m windows
+alike."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from monitoring import dashboards, slo_dashboard
 from tests.conftest import SimFactory, source_for
 from tests.loopback import (
     EXPORTER,
@@ -122,6 +124,14 @@ def test_an_incident_spends_the_budget_and_pages(tmp_path: Path, simulator: SimF
         burn = _value(base, f"slo:current_burn_rate:ratio{own}")
         assert burn is not None
         assert burn > 14.4
+        # Every panel of the SLOs dashboard, as Grafana would query it, has data now.
+        board = slo_dashboard.build()
+        empty = [
+            title
+            for title, expr in dashboards.panel_queries(board)
+            if not prometheus_query(base, dashboards.concrete(expr))
+        ]
+        assert not empty, f"SLO dashboard panels without data: {empty}"
     finally:
         stop.set()
         if feeder.is_alive():
