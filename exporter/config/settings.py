@@ -269,10 +269,11 @@ def load_slo_config(path: Path | None, environ: Mapping[str, str] | None = None)
         problems += format_errors(exc)
     if part is not None:
         raw = data.get("sources")
+        # A file of SLOs only names no sources to check against.
         names = (
             [str(s.get("name")) for s in raw if isinstance(s, dict)]
             if isinstance(raw, list)
-            else []
+            else None
         )
         problems += check_slos(part.slos, part.buckets.duration, names)
     if problems or part is None:

@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from exporter.core.filters import WorkflowFilter
-from exporter.core.units import Duration
+from exporter.core.units import Duration, parse_duration
 
 # The canonical statuses a run can finish in (see docs/metrics.md).
 TERMINAL_STATUSES = ("succeeded", "failed", "rejected", "cancelled", "skipped")
@@ -34,6 +34,17 @@ Objective = Annotated[float, Field(gt=0, lt=100)]
 
 def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
+
+
+def _finished(statuses: tuple[str, ...]) -> tuple[str, ...]:
+    if not statuses:
+        raise ValueError("needs at least one status")
+    unknown = [s for s in statuses if s not in TERMINAL_STATUSES]
+    if unknown:
+        raise ValueError(
+            f"not a finished status: {', '.join(unknown)} (one of: {', '.join(TERMINAL_STATUSES)})"
+        )
+    return statuses
 
 
 class SuccessObjective(BaseModel):
@@ -54,15 +65,7 @@ class SuccessObjective(BaseModel):
     @field_validator("good", "bad")
     @classmethod
     def _terminal(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("needs at least one status")
-        unknown = [s for s in value if s not in TERMINAL_STATUSES]
-        if unknown:
-            raise ValueError(
-                f"not a finished status: {', '.join(unknown)}"
-                f" (one of: {', '.join(TERMINAL_STATUSES)})"
-            )
-        return value
+        return _finished(value)
 
     @model_validator(mode="after")
     def _apart(self) -> SuccessObjective:
@@ -87,8 +90,6 @@ class LatencyObjective(BaseModel):
     def _seconds(cls, value: Any) -> Any:
         # `2m` reads as a duration, as everywhere else in the file.
         if isinstance(value, str):
-            from exporter.core.units import parse_duration
-
             return parse_duration(value).total_seconds()
         return value
 
@@ -100,7 +101,7 @@ class LatencyObjective(BaseModel):
     @field_validator("statuses")
     @classmethod
     def _terminal(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return SuccessObjective._terminal(value)
+        return _finished(value)
 
 
 class SloSettings(BaseModel):
@@ -147,9 +148,12 @@ class SloDefaults(BaseModel):
 
 
 def check_slos(
-    slos: Sequence[SloSettings], duration_buckets: Sequence[float], source_names: Sequence[str]
+    slos: Sequence[SloSettings],
+    duration_buckets: Sequence[float],
+    source_names: Sequence[str] | None,
 ) -> list[str]:
-    """The checks that need the rest of the configuration, one line per problem."""
+    """The checks that need the rest of the configuration, one line per problem.
+    `source_names` None: the file lists no sources (a file of SLOs only), none are checked."""
     problems: list[str] = []
     names = [s.name for s in slos]
     for name in sorted({n for n in names if names.count(n) > 1}):
@@ -163,6 +167,8 @@ def check_slos(
                 f"slos[{index}].latency.threshold: {slo.latency.threshold:g} s is not a bucket"
                 f" bound of workflow_run_duration_seconds (buckets.duration: {bounds})"
             )
+        if source_names is None:
+            continue
         for source in slo.sources:
             if source not in source_names:
                 problems.append(f"slos[{index}].sources: no source is named {source!r}")

@@ -88,6 +88,11 @@ def test_slo_rules_read_only_the_slos_so_unset_secrets_do_not_matter(tmp_path: P
     )
     config = load_slo_config(path, environ={})
     assert [s.name for s in config.slos] == ["a"]
+    # A file of SLOs only: its sources cannot be checked, its thresholds still are.
+    path.write_text("slos:\n  - {name: a, sources: [s]}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_slo_config(path, environ={})
+    assert caught.value.problems == ["slos[0]: an SLO needs `success`, `latency` or both"]
     path.write_text("slos:\n  - {name: a, latency: {threshold: 7}}\n", encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
         load_slo_config(path, environ={})
