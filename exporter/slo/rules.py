@@ -90,7 +90,7 @@ def _alert(sli: Sli, tier: BurnTier, min_runs: str, runbook_base: str) -> dict[s
 def alert_annotations(sli: Sli, tier: BurnTier, min_runs: str, runbook_base: str) -> dict[str, str]:
     period = sli.period_text()
     threshold = sli.threshold_text(tier.factor)
-    what = "runs that fail" if sli.kind == "success" else "slow runs"
+    went_wrong = "failed" if sli.kind == "success" else "took longer than the threshold"
     return {
         "summary": (
             f"SLO {sli.name_text()} ({sli.kind}) of {{{{ $labels.workflow }}}}"
@@ -98,12 +98,12 @@ def alert_annotations(sli: Sli, tier: BurnTier, min_runs: str, runbook_base: str
             f" {{{{ $value | humanizePercentage }}}} of the {period} budget left"
         ),
         "description": (
-            f"Over both the last {tier.long_window} and the last {tier.short_window}, the"
-            f" {what} of workflow {{{{ $labels.workflow }}}} on source"
-            f" {{{{ $labels.source }}}} ({{{{ $labels.provider }}}}) exceed {threshold} of"
-            f" those that count ({tier.factor:g} times the {sli.budget_text()}"
-            f" the {sli.objective_text()}% objective allows), with at least {min_runs}"
-            f" runs in the last {tier.long_window}."
+            f"Over both the last {tier.long_window} and the last {tier.short_window}, more"
+            f" than {threshold} of the counted runs of workflow {{{{ $labels.workflow }}}} on"
+            f" source {{{{ $labels.source }}}} ({{{{ $labels.provider }}}}) {went_wrong}:"
+            f" {tier.factor:g} times the error budget of {sli.budget_text()} a"
+            f" {sli.objective_text()}% objective allows, with at least {min_runs} runs in the"
+            f" last {tier.long_window}."
         ),
         "runbook_url": f"{runbook_base}#{tier.alert.lower()}",
     }
