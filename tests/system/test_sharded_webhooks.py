@@ -165,7 +165,7 @@ def replicas(tmp_path: Path, simulator: SimFactory) -> Iterator[Replicas]:
     assert {owner(source) for source in SOURCES} == set(range(SHARDS))
     processes = Processes()
     try:
-        sims = {}
+        sims: dict[str, SimulatorServer] = {}
         for name, provider in SOURCES.items():
             sim = simulator(provider, seed=len(sims) + 3, arrival_rate_per_min=0)
             sim.world.add_workflow(WORKFLOW)
