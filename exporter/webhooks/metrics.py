@@ -2,8 +2,8 @@
 
 `workflow_exporter_webhooks_received_total` is rendered at scrape time for the sources that
 take webhooks now: every result at zero from the start (an alert's `increase()` sees the first
-refusal), and a source removed by a reload disappears with it. With shards, every replica
-renders every such source: any replica may receive its events, and forwards them
+refusal), and a source removed by a reload disappears with it. With shards forwarding to one
+another, every replica renders every such source: any may receive its events, and forwards them
 (`workflow_exporter_webhooks_forwarded_total`, by what the owner answered).
 """
 
@@ -25,6 +25,8 @@ RECEIVED = "workflow_exporter_webhooks_received"
 FORWARDED = "workflow_exporter_webhooks_forwarded"
 QUEUE_DEPTH = "workflow_exporter_webhook_queue_depth"
 LATENCY = "workflow_exporter_webhook_hint_latency_seconds"
+# Results only a replica forwarding between shards can count.
+_FORWARDING_RESULTS = (Result.FORWARDED, Result.MISROUTED)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -39,8 +41,8 @@ class WebhookMetrics(Collector):
     ) -> None:
         self._sources = sources
         self._depth = depth
-        # Rendered only where events may be forwarded (shards with peers): elsewhere it would
-        # be three series per source that never move.
+        # The forwarding families and results are rendered only where events may be forwarded
+        # (shards with peers): elsewhere they would be series that never move.
         self._forwarding = forwarding
         self._counts: Counter[tuple[str, str]] = Counter()
         self._forwarded: Counter[tuple[str, str]] = Counter()
@@ -97,8 +99,9 @@ class WebhookMetrics(Collector):
             for gone in self._observed - set(sources):
                 self.latency.remove(gone)
                 self._observed.discard(gone)
+        results = [r for r in Result if self._forwarding or r not in _FORWARDING_RESULTS]
         for source in sources:
-            for result in Result:
+            for result in results:
                 received.add_metric([source, result.value], counts.get((source, result.value), 0))
             for outcome in Forwarded:
                 key = (source, outcome.value)

@@ -94,17 +94,20 @@ class RunningWebhooks:
 
 
 def webhook_service(host: WebhookHost) -> WebhookService:
-    # Unsharded, the sources running here are all there are (one that failed to start takes no
-    # events); sharded, any replica verifies the events of any source and forwards them.
-    sources = host.every_source if host.shard.sharded else host.configured_sources
+    # Forwarding between shards, any replica verifies the events of any source and sends them
+    # on; otherwise a replica takes the events of the sources running here alone (one that
+    # failed to start takes none, and another shard's is unknown here: 404).
+    settings = host.webhook_settings()
+    forwarding = host.shard.sharded and settings.peer_url_template is not None
+    sources = host.every_source if forwarding else host.configured_sources
 
     def source_settings(name: str) -> SourceSettings | None:
-        if not host.shard.sharded:
+        if not forwarding:
             return host.source_settings(name)
         return next((s for s in sources() if s.name == name), None)
 
     return WebhookService(
-        host.webhook_settings(),
+        settings,
         host.registry,
         source_settings=source_settings,
         configured=sources,
