@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real components the tests run (promtool, Prometheus, Alertmanager, npm) when missing.
+# Installs the real components the tests run (promtool, Prometheus, Alertmanager, VictoriaMetrics
+# with vmalert, npm) when missing.
 # --no-npm: only Prometheus and Alertmanager (what `make demo-stack` needs).
 set -euo pipefail
 missing=()
@@ -9,6 +10,9 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alert
 # npm installs the pinned TypeScript and @grafana/schema that type-check the dashboards.
 if [ "${1:-}" != "--no-npm" ]; then
   command -v npm >/dev/null 2>&1 || missing+=(npm)
+  # The single-node server and vmalert, run in place of Prometheus by one system test.
+  command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
+  command -v vmalert >/dev/null 2>&1 || missing+=(victoria-metrics)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
