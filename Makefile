@@ -18,7 +18,7 @@ EXPORTER     ?= 127.0.0.1:9855
 PROMETHEUS   ?= 127.0.0.1:9090
 ALERTMANAGER ?= 127.0.0.1:9093
 demo-stack: $(RUNTIME)
-	scripts/install-system-deps.sh --no-npm
+	scripts/install-system-deps.sh --demo
 	$(BIN)/workflow-runs-exporter demo-stack --web.listen-address $(EXPORTER) \
 		--prometheus.listen-address $(PROMETHEUS) --alertmanager.listen-address $(ALERTMANAGER) \
 		$(DEMO_ARGS)

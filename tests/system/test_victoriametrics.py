@@ -320,8 +320,8 @@ def _scraped(stack: Stack) -> list[dict[str, Any]]:
 
 def _variable_queries() -> Iterator[tuple[str, str, str]]:
     """(variable, metric selector, label) of every `label_values(...)` variable."""
-    for build in dashboards.DASHBOARDS.values():
-        for variable in build()["templating"]["list"]:
+    for board in dashboards.boards().values():
+        for variable in board["templating"]["list"]:
             if variable["type"] != "query":
                 continue
             inner = variable["query"]["query"].removeprefix("label_values(").removesuffix(")")
@@ -334,8 +334,8 @@ def test_every_dashboard_query_returns_data(stack: Stack) -> None:
     panel has data (the live exporter's malformed records fire WorkflowExporterInvalidRecords)."""
     queries = [
         (title, dashboards.concrete(expr, __rate_interval="30s", __range="5m"))
-        for build in dashboards.DASHBOARDS.values()
-        for title, expr in dashboards.panel_queries(build())
+        for board in dashboards.boards().values()
+        for title, expr in dashboards.panel_queries(board)
     ]
     empty: list[str] = []
 
