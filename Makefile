@@ -71,11 +71,14 @@ bench-webhooks: $(DEV)
 soak: $(DEV)
 	$(BIN)/python -m tests.soak --days 7 --runs-per-day 20000
 
+# Both also write the monitoring mixin's generated parts (mixin/).
 rules: $(DEV)
 	$(BIN)/python -m monitoring.rules
+	$(BIN)/python -m monitoring.mixin
 
 dashboards: $(DEV)
 	$(BIN)/python -m monitoring.dashboards
+	$(BIN)/python -m monitoring.mixin
 
 # The provider tables of docs/providers.md, from the provider registry.
 docs: $(DEV)
