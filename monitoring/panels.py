@@ -73,7 +73,7 @@ def query(
 
 
 def panel(
-    kind: AnyPanel,
+    builder: AnyPanel,
     title: str,
     description: str,
     queries: list[prometheus.Dataquery],
@@ -84,11 +84,11 @@ def panel(
 ) -> AnyPanel:
     """A panel of any kind with what every panel carries; the dashboard places it left to right
     in Grafana's 24 columns."""
-    kind.title(title).description(description).datasource(DATASOURCE).unit(unit)
-    kind.span(width).height(height)
+    builder.title(title).description(description).datasource(DATASOURCE).unit(unit)
+    builder.span(width).height(height)
     for index, target in enumerate(queries):
-        kind.with_target(target.ref_id(chr(ord("A") + index)))
-    return kind
+        builder.with_target(target.ref_id(chr(ord("A") + index)))
+    return builder
 
 
 def series(
@@ -108,8 +108,8 @@ def series(
 
 def headline(title: str, expr: str, description: str, *, unit: str = "short") -> stat.Panel:
     """A small stat of the top row: the latest value, coloured."""
-    board = panel(stat.Panel(), title, description, [query(expr)], unit=unit, width=4, height=4)
-    return board.reduce_options(last_value()).color_mode(common.BigValueColorMode.VALUE)
+    value = panel(stat.Panel(), title, description, [query(expr)], unit=unit, width=4, height=4)
+    return value.reduce_options(last_value()).color_mode(common.BigValueColorMode.VALUE)
 
 
 def last_value() -> common_builders.ReduceDataOptions:
@@ -123,8 +123,8 @@ def table_of(title: str, expr: str, description: str, *, unit: str = "short") ->
 
 def bars(title: str, expr: str, legend: str, description: str) -> bargauge.Panel:
     """Totals over the time range, as horizontal bars."""
-    board = panel(bargauge.Panel(), title, description, [query(expr, legend, instant=True)])
-    return board.orientation(common.VizOrientation.HORIZONTAL).display_mode(
+    gauge = panel(bargauge.Panel(), title, description, [query(expr, legend, instant=True)])
+    return gauge.orientation(common.VizOrientation.HORIZONTAL).display_mode(
         common.BarGaugeDisplayMode.GRADIENT
     )
 

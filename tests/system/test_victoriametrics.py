@@ -304,7 +304,7 @@ def test_the_openmetrics_scrape_with_exemplars_is_healthy(stack: Stack) -> None:
     ).text
     assert " # {run_id=" in served, "the still exporter serves exemplars"
     until(
-        "both jobs scraped the still exporter",
+        "all three targets scraped (both exporters, and the still one as OpenMetrics too)",
         lambda: sum(t["scrapePool"].startswith(stack.job) for t in _scraped(stack)) == 3,
         30,
     )
