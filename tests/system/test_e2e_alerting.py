@@ -192,8 +192,8 @@ def test_failed_spike_reaches_alertmanager_and_resolves_and_every_panel_has_data
 
     # Every panel's query, as Grafana would send it, returns data while the alert fires.
     empty = []
-    for board in dashboards.DASHBOARDS.values():
-        for title, expr in dashboards.panel_queries(board()):
+    for board in dashboards.boards().values():
+        for title, expr in dashboards.panel_queries(board):
             query = dashboards.concrete(expr, __rate_interval="30s", __range="5m")
             if not stack.query(query):
                 empty.append(f"{title}: {query}")
