@@ -205,6 +205,9 @@ class Exporter:
     def configured_sources(self) -> list[SourceSettings]:
         return [runtime.settings for runtime in list(self.sources.values())]
 
+    def every_source(self) -> list[SourceSettings]:
+        return list(self.config.sources)
+
     def poll(self, name: str) -> CycleReport | None:
         """A cycle of one source now, if it is still configured (a reload may have removed it)."""
         return self.collect_source(name) if name in self.sources else None

@@ -17,6 +17,7 @@ import yaml
 from exporter import __version__
 from exporter.config.settings import config_from_data
 from exporter.config.slos import SloDefaults, SloSettings
+from exporter.config.webhooks import WebhookSettings
 from exporter.core.sharding import ordinal_from_hostname
 from exporter.slo.rules import build_groups
 from monitoring import chart as chart_files
@@ -118,7 +119,6 @@ EVERY_OPTION: dict[str, Any] = {
     "dashboards": {"enabled": True, "folder": "Workflows", "annotations": {"k": "v"}},
 }
 
-# Webhooks need one replica (a load-balanced Service would reach any shard).
 WEBHOOKS: dict[str, Any] = {
     "sources": [
         {"name": "extend-main", "provider": "extend", "webhookSecretKey": "extend-main"},
@@ -139,7 +139,15 @@ WEBHOOKS: dict[str, Any] = {
     },
 }
 
-SCENARIOS = {"defaults": {}, "every-option": EVERY_OPTION, "webhooks": WEBHOOKS}
+# Any replica takes a source's event and forwards it to the shard that owns the source.
+SHARDED_WEBHOOKS: dict[str, Any] = {**WEBHOOKS, "shards": 3}
+
+SCENARIOS = {
+    "defaults": {},
+    "every-option": EVERY_OPTION,
+    "webhooks": WEBHOOKS,
+    "sharded-webhooks": SHARDED_WEBHOOKS,
+}
 
 
 def render(values: dict[str, Any]) -> list[dict[str, Any]]:
@@ -492,18 +500,18 @@ def test_webhooks_get_their_own_listener_service_ingress_and_policy_rule() -> No
     )
 
 
-def test_webhooks_refuse_shards_and_secrets_in_values() -> None:
+def test_webhooks_refuse_secrets_in_values() -> None:
     chart = helm.Chart.load(CHART)
     try:
         with pytest.raises(helm.HelmValuesError):
             chart.validate_schema(
                 {"sources": [{"name": "a", "provider": "extend", "webhook_secret": "s-123"}]}
             )
-        with pytest.raises(helm.HelmRenderError, match="shards"):
-            chart.render({**WEBHOOKS, "shards": 2}, name=RELEASE)
         no_secret = {**WEBHOOKS, "webhooks": {"enabled": True}}
         with pytest.raises(helm.HelmRenderError, match="webhookSecretKey"):
             chart.render(no_secret, name=RELEASE)
+        with pytest.raises(helm.HelmValuesError):
+            chart.validate_schema({"config": {"webhooks": {"peer_url_template": "http://x:1"}}})
     finally:
         chart.close()
 
@@ -585,3 +593,48 @@ def test_slo_mistakes_are_refused_naming_the_field() -> None:
                 chart.validate_schema({"slos": [bad]})
     finally:
         chart.close()
+
+
+def test_sharded_webhooks_reach_any_replica_which_forwards_to_the_owner_by_its_pod_name() -> None:
+    docs = render(SHARDED_WEBHOOKS)
+    statefulset = by_kind(docs, "StatefulSet")
+    headless = by_kind(docs, "Service", "-exporter")
+    # Pod names resolve through the StatefulSet's headless Service, ready or not.
+    assert statefulset["spec"]["serviceName"] == headless["metadata"]["name"]
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    text = by_kind(docs, "ConfigMap", "-exporter")["data"]["config.yaml"]
+    template = yaml.safe_load(text)["webhooks"]["peer_url_template"]
+    pod = statefulset["metadata"]["name"]
+    assert template == (
+        f"http://{pod}-{{shard}}.{headless['metadata']['name']}.{NAMESPACE}.svc:9856"
+    )
+    # The exporter takes it, and shard 2's address is pod 2's.
+    peer = WebhookSettings(peer_url_template=template).peer_url(2, "extend-main")
+    assert peer == f"http://{pod}-2.{pod}.{NAMESPACE}.svc:9856/webhooks/extend-main"
+    assert ordinal_from_hostname(f"{pod}-2") == 2
+    # One Service and one Ingress for every shard.
+    assert (
+        by_kind(docs, "Ingress")["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"][
+            "name"
+        ]
+        == by_kind(docs, "Service", "-webhooks")["metadata"]["name"]
+    )
+    # The replicas may reach one another's webhook port, and nothing else of one another.
+    policy = by_kind(docs, "NetworkPolicy")["spec"]
+    selector = {"podSelector": {"matchLabels": statefulset["spec"]["selector"]["matchLabels"]}}
+    assert {"ports": [{"port": "webhooks", "protocol": "TCP"}], "from": [selector]} in policy[
+        "ingress"
+    ]
+    assert {"to": [selector], "ports": [{"port": 9856, "protocol": "TCP"}]} in policy["egress"]
+    # A template given in values is kept; one replica needs none.
+    given = {
+        **SHARDED_WEBHOOKS,
+        "config": {"webhooks": {"peer_url_template": "http://x-{shard}:1"}},
+    }
+    text = by_kind(render(given), "ConfigMap", "-exporter")["data"]["config.yaml"]
+    assert yaml.safe_load(text)["webhooks"]["peer_url_template"] == "http://x-{shard}:1"
+    text = by_kind(render(WEBHOOKS), "ConfigMap", "-exporter")["data"]["config.yaml"]
+    assert "webhooks" not in yaml.safe_load(text)
+    policy = by_kind(render(WEBHOOKS), "NetworkPolicy")["spec"]
+    assert len(policy["egress"]) == 2

@@ -125,13 +125,19 @@ def test_an_incident_spends_the_budget_and_pages(tmp_path: Path, simulator: SimF
         assert burn is not None
         assert burn > 14.4
         # Every panel of the SLOs dashboard, as Grafana would query it, has data now.
-        board = slo_dashboard.build()
+        board = dashboards.as_data(slo_dashboard.dashboard())
         empty = [
             title
             for title, expr in dashboards.panel_queries(board)
             if not prometheus_query(base, dashboards.concrete(expr))
         ]
         assert not empty, f"SLO dashboard panels without data: {empty}"
+        for variable in board["templating"]["list"]:
+            if variable["type"] == "query":
+                inner = variable["query"]["query"].removeprefix("label_values(").rstrip(")")
+                selector, label = inner.rsplit(",", 1)
+                found = prometheus_query(base, dashboards.concrete(selector))
+                assert any(label.strip() in s["metric"] for s in found), variable["name"]
     finally:
         stop.set()
         if feeder.is_alive():
