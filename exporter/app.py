@@ -4,6 +4,9 @@ The parts it runs are built by `exporter.wiring` (the registry, each source, the
 the work happens in `collection`, `accounting`, `store` and `metrics`; when it runs is
 `schedule`'s, and what a new configuration changes is `reload`'s. The webhook service sees it only
 through `exporter.webhooks.wiring.WebhookHost`.
+
+Over 300 lines with no named split: start, reload and shutdown act on the same running sources
+under one lock; building them is `exporter.wiring`'s.
 """
 
 from __future__ import annotations
