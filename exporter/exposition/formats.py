@@ -6,8 +6,8 @@ around the lines already written: the classic text names a counter `<name>_total
 TYPE lines, an info family `<name>_info` as a gauge, and writes `_created` samples as gauges of
 their own; OpenMetrics keeps the family's own name and type, adds its `UNIT`, exemplars and
 `# EOF`. One difference from prometheus_client is deliberate: a metric name with a `:` keeps it
-in OpenMetrics sample lines too (client_python writes it as `_` there, but not in the family's
-HELP and TYPE lines, which its own parser then refuses).
+in OpenMetrics sample lines too (client_python writes it as `_` there but not in the family's
+HELP and TYPE lines, so its samples are read as a family of their own, of no type).
 
 Which format and coding a scrape gets: `format_for` and `gzip_wanted`. client_python's
 `choose_encoder` would echo the version a client asks for in the content type, whatever it wrote,

@@ -376,3 +376,16 @@ def test_histograms_in_the_same_family_are_as_prometheus_client_writes_them() ->
 
     assert write_classic(collected(registry)) == generate_latest(registry)
     assert write_openmetrics(collected(registry)) == openmetrics_latest(registry)  # type: ignore[no-untyped-call]
+
+
+def test_a_name_with_a_colon_keeps_its_samples_in_its_family_in_openmetrics() -> None:
+    """client_python's OpenMetrics writer writes the samples of `a:b` as `a_b_total`, which its
+    parser reads as a family apart from the `a:b` it declared."""
+    registry = CollectorRegistry()
+    registry.register(_Fixed([CounterMetricFamily("job:runs", "Runs.", value=2)]))
+
+    (family,) = openmetrics_families(write_openmetrics(collected(registry)).decode())  # type: ignore[no-untyped-call]
+
+    assert (family.name, family.type) == ("job:runs", "counter")
+    assert [(s.name, s.value) for s in family.samples] == [("job:runs_total", 2.0)]
+    assert write_classic(collected(registry)) == generate_latest(registry)
