@@ -34,15 +34,14 @@ class WrittenHistogram:
     """The lines of one histogram series, the buckets they were written from, and its OpenMetrics
     lines for the exemplars last asked for."""
 
-    __slots__ = ("_exemplars", "_openmetrics", "counts", "lines", "sum", "text")
+    __slots__ = ("_exemplars", "_openmetrics", "counts", "sum", "text")
 
-    def __init__(self, counts: list[int], total: float, lines: list[str]) -> None:
+    def __init__(self, counts: list[int], total: float, text: str) -> None:
         self.counts = counts
         self.sum = total
-        self.lines = lines  # the buckets in order, then _count and _sum
-        self.text = "".join(lines)
+        self.text = text  # a line per bucket in order, then _count and _sum
         self._exemplars: Exemplars = {}
-        self._openmetrics = self.text
+        self._openmetrics = text
 
     @classmethod
     def of(cls, name: str, pairs: Pairs, hist: Histogram) -> WrittenHistogram:
@@ -51,21 +50,24 @@ class WrittenHistogram:
         lines = [series_line(bucket, (*pairs, ("le", le)), count) for le, count in _buckets(hist)]
         lines.append(series_line(name + "_count", pairs, hist.count))
         lines.append(series_line(name + "_sum", pairs, hist.sum))
-        return cls(list(hist.counts), hist.sum, lines)
+        return cls(list(hist.counts), hist.sum, "".join(lines))
 
     def same(self, hist: Histogram) -> bool:
         return self.counts == hist.counts and self.sum == hist.sum
 
     def openmetrics(self, exemplars: Exemplars) -> str:
-        """The lines with each bucket's exemplar, if any, after its value."""
+        """The lines with each bucket's exemplar, if any, after its value. Written again only
+        when the exemplars change (a run of the series finished): the lines are split then
+        rather than kept apart, which would hold every histogram's text twice."""
         if exemplars != self._exemplars:
-            buckets = len(self.lines) - 2
-            lines = list(self.lines)
+            # Split at newlines alone: a label value may hold a carriage return or U+2028.
+            lines = self.text.split("\n")[:-1]
+            buckets = len(lines) - 2
             for index, recent in exemplars.items():
                 if 0 <= index < buckets:
-                    lines[index] = lines[index][:-1] + _exemplar_suffix(recent) + "\n"
+                    lines[index] += _exemplar_suffix(recent)
             self._exemplars = dict(exemplars)
-            self._openmetrics = "".join(lines)
+            self._openmetrics = "\n".join(lines) + "\n"
         return self._openmetrics
 
 

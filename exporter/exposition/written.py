@@ -91,10 +91,11 @@ class WrittenFamily(Metric):
 
 def _lines_named(lines: str, names: Collection[str]) -> str:
     # A line starts with its sample's name, ended by its label set's `{` or by the space before
-    # the value; a label value may hold a space, but only after the `{`.
+    # the value; a label value may hold a space, but only after the `{`. Lines end at newlines
+    # alone (a label value may hold a carriage return or U+2028; a newline is escaped).
     return "".join(
-        line
-        for line in lines.splitlines(keepends=True)
+        line + "\n"
+        for line in lines.split("\n")[:-1]
         if line.partition(" ")[0].partition("{")[0] in names
     )
 
