@@ -34,14 +34,15 @@ class WrittenHistogram:
     """The lines of one histogram series, the buckets they were written from, and its OpenMetrics
     lines for the exemplars last asked for."""
 
-    __slots__ = ("_exemplars", "_openmetrics", "counts", "sum", "text")
+    __slots__ = ("_openmetrics", "counts", "sum", "text")
 
     def __init__(self, counts: list[int], total: float, text: str) -> None:
         self.counts = counts
         self.sum = total
         self.text = text  # a line per bucket in order, then _count and _sum
-        self._exemplars: Exemplars = {}
-        self._openmetrics = text
+        # The exemplars last written and the lines with them, in one reference: two renderings
+        # at once may each write their own, but never pair one's exemplars with the other's text.
+        self._openmetrics: tuple[Exemplars, str] = ({}, text)
 
     @classmethod
     def of(cls, name: str, pairs: Pairs, hist: Histogram) -> WrittenHistogram:
@@ -59,16 +60,17 @@ class WrittenHistogram:
         """The lines with each bucket's exemplar, if any, after its value. Written again only
         when the exemplars change (a run of the series finished): the lines are split then
         rather than kept apart, which would hold every histogram's text twice."""
-        if exemplars != self._exemplars:
+        written, text = self._openmetrics
+        if exemplars != written:
             # Split at newlines alone: a label value may hold a carriage return or U+2028.
             lines = self.text.split("\n")[:-1]
             buckets = len(lines) - 2
             for index, recent in exemplars.items():
                 if 0 <= index < buckets:
                     lines[index] += _exemplar_suffix(recent)
-            self._exemplars = dict(exemplars)
-            self._openmetrics = "\n".join(lines) + "\n"
-        return self._openmetrics
+            text = "\n".join(lines) + "\n"
+            self._openmetrics = (dict(exemplars), text)
+        return text
 
 
 def _exemplar_suffix(recent: tuple[str, float, float]) -> str:

@@ -43,7 +43,7 @@ def label_value(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-@lru_cache(maxsize=131072)
+@lru_cache(maxsize=65536)
 def label_set(pairs: Pairs) -> str:
     """`{a="1",b="2"}` with the pairs sorted by name; empty for no pairs."""
     if not pairs:

@@ -24,7 +24,8 @@ from exporter.exposition.written import Labels, WrittenFamily, written
 
 class StaticLabels:
     """Each configured source's static labels; replaced whole on reload (one reference swap, so a
-    scrape sees the old mapping or the new one, never half of each)."""
+    family is written with the old mapping or the new one, never half of each; the reload moves
+    the generation, so the next rendering has the new one throughout)."""
 
     def __init__(self, by_source: Labels | None = None) -> None:
         self._by_source: Labels = {}
