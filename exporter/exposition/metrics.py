@@ -55,6 +55,8 @@ def step_series(buckets: Mapping[str, Sequence[float]]) -> int:
 
 # One histogram series: its label values and its buckets.
 HistogramRow = tuple[tuple[str, ...], Histogram]
+# The written lines of histogram series, by (metric name, label values).
+_Lines = dict[tuple[str, tuple[str, ...]], WrittenHistogram]
 
 _FINISHED_LABELS = ("source", "provider", "workflow", "status")
 _ERROR_LABELS = ("source", "provider", "workflow", "code")
@@ -82,13 +84,14 @@ class RunsCollector(Collector):
         per rendering and written into each of its series' label sets."""
         self._snapshot = snapshot
         self._static_labels = static_labels
-        self._labels_written: Labels = {}
         self._clock = clock
         self._hold = new_series_hold
         self._active_statuses = active_statuses or (lambda _source: _ACTIVE_PRECREATED)
         # Written lines of each histogram series, reused while its buckets stay the same: between
         # two scrapes a cycle touches a few series, and histograms are most of a large scrape.
-        self._histogram_text: dict[tuple[str, tuple[str, ...]], WrittenHistogram] = {}
+        # Kept with the static labels they were written with, in one reference, so that lines
+        # written before a reload are never taken for lines written after it.
+        self._histogram_text: tuple[Labels, _Lines] = ({}, {})
 
     def describe(self) -> Iterator[Metric]:
         # Describing nothing keeps registration from calling collect() at import time.
@@ -98,11 +101,10 @@ class RunsCollector(Collector):
         snap = self._snapshot()
         now = self._clock()
         labels = self._static_labels()
-        if labels != self._labels_written:
-            # Reloaded labels: every histogram series is written again with them.
-            self._histogram_text = {}
-            self._labels_written = labels
-        written: dict[tuple[str, tuple[str, ...]], WrittenHistogram] = {}
+        labels_kept, kept = self._histogram_text
+        if labels != labels_kept:
+            kept = {}  # reloaded labels: every histogram series is written again with them
+        written: _Lines = {}
         held = self._held(snap, now)
         yield simple_family(
             "counter",
@@ -126,7 +128,7 @@ class RunsCollector(Collector):
             "Run duration, observed once when the run finishes.",
             _DURATION_LABELS,
             duration,
-            written,
+            (labels, kept, written),
             # (source, provider, workflow, status) -> the runs behind its buckets.
             lambda values: snap.exemplars.get((values[0], values[2], values[3]), {}),
         )
@@ -135,7 +137,7 @@ class RunsCollector(Collector):
             "Time from creation to start, observed once when the run starts or finishes.",
             _QUEUE_WAIT_LABELS,
             queue_wait,
-            written,
+            (labels, kept, written),
         )
         yield simple_family(
             "counter",
@@ -150,10 +152,10 @@ class RunsCollector(Collector):
             "Step duration where the API gives a step's start and end, observed once.",
             _STEP_DURATION_LABELS,
             step_duration,
-            written,
+            (labels, kept, written),
         )
         # Only the series of this scrape are kept: series of a forgotten source go with it.
-        self._histogram_text = written
+        self._histogram_text = (labels, written)
         active, oldest, progress = self._active(snap, now)
         yield simple_family(
             "gauge",
@@ -264,16 +266,17 @@ class RunsCollector(Collector):
         documentation: str,
         labelnames: tuple[str, ...],
         rows: list[HistogramRow],
-        written: dict[tuple[str, tuple[str, ...]], WrittenHistogram],
+        lines_of: tuple[Labels, _Lines, _Lines],
         exemplars: Callable[[tuple[str, ...]], Exemplars] = lambda _values: {},
     ) -> WrittenFamily:
         """A histogram family; in OpenMetrics a bucket with a recent run names it as its
-        exemplar (a series held at zero has none)."""
-        labels = self._labels_written
+        exemplar (a series held at zero has none). `lines_of`: the static labels of this
+        rendering, the lines kept from the last one, and where this one's go."""
+        labels, kept, written = lines_of
         classic, openmetrics = [], []
         for values, hist in rows:
             key = (name, values)
-            lines = self._histogram_text.get(key)
+            lines = kept.get(key)
             if lines is None or not lines.same(hist):
                 lines = WrittenHistogram.of(name, label_pairs(labelnames, values, labels), hist)
             written[key] = lines

@@ -389,3 +389,26 @@ def test_a_name_with_a_colon_keeps_its_samples_in_its_family_in_openmetrics() ->
     assert (family.name, family.type) == ("job:runs", "counter")
     assert [(s.name, s.value) for s in family.samples] == [("job:runs_total", 2.0)]
     assert write_classic(collected(registry)) == generate_latest(registry)
+
+
+def test_histogram_lines_kept_across_a_reload_carry_the_labels_of_the_rendering(
+    tmp_path: Path,
+) -> None:
+    """Two renderings at once across a reload: the older one finishing last must not leave its
+    lines to be taken for the newer labels'."""
+    store = Store(tmp_path / "state.db", DEFAULT_BUCKETS)
+    _fill(store, "payments", "plextera", ["Invoices"])
+    static = StaticLabels(LABELS)
+    collector = RunsCollector(store.snapshot, clock=NOW.timestamp, static_labels=static.current)
+    older = collector.collect()
+    next(older)  # the older rendering has read the labels it writes with
+    static.set({"payments": {"team": "billing"}})
+    list(collector.collect())  # a newer one, done first
+    list(older)  # the older one ends last
+
+    families = [family for family in collector.collect() if isinstance(family, WrittenFamily)]
+    store.close()
+
+    for parsed in _parsed(families):
+        teams = {s.labels.get("team") for family in parsed for s in family.samples}
+        assert teams == {"billing"}
