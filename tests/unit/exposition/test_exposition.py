@@ -11,9 +11,10 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.samples import Sample
 
-from exporter.exposition.formats import generate_text
+from exporter.exposition.formats import generate_openmetrics, generate_text
 from exporter.exposition.lines import series_line
 from exporter.exposition.written import WrittenFamily
 from exporter.web.server import MetricsServer, ServerHooks, ServerLimits
@@ -24,7 +25,7 @@ OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 CLASSIC = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def test_the_classic_writer_is_byte_identical_to_prometheus_client(
+def test_both_formats_are_byte_identical_to_prometheus_clients_writers(
     simulator: SimFactory, exporter_factory: ExporterFactory
 ) -> None:
     sources = []
@@ -40,12 +41,16 @@ def test_the_classic_writer_is_byte_identical_to_prometheus_client(
     exporter = exporter_factory(sources, clock=lambda: frozen)
     assert all(report.ok for report in exporter.collect_all())
 
-    fast = generate_text(exporter.registry)
+    written = generate_text(exporter.registry)
     reference = generate_latest(exporter.registry)
+    openmetrics = generate_openmetrics(exporter.registry)
+    openmetrics_reference = openmetrics_latest(exporter.registry)  # type: ignore[no-untyped-call]
 
-    assert stable(fast) == stable(reference)
-    assert len(stable(fast)) > 1000
-    assert b"workflow_run_duration_seconds_bucket" in fast
+    assert stable(written) == stable(reference)
+    assert stable(openmetrics) == stable(openmetrics_reference)
+    assert len(stable(written)) > 1000
+    assert b"workflow_run_duration_seconds_bucket" in written
+    assert b'# {run_id="' in openmetrics
 
 
 def stable(text: bytes) -> list[bytes]:
