@@ -4,6 +4,9 @@ The world knows lifecycle stages (queued, running, review, succeeded, ...); each
 them in its own vocabulary (`Vocabulary`) and renders runs in its own wire format. Everything is
 deterministic from the seed, and the world's clock only moves when `advance()` is called, so tests
 drive it exactly.
+
+Over 300 lines with no named split: every method moves or reads the one set of runs and its
+clock; wire formats, truth and records already live apart.
 """
 
 from __future__ import annotations
