@@ -77,11 +77,9 @@ class SimulatorServer:
         enforce_rate_limit: bool = True,
         rate_limit_window_scale: float = 1.0,
         variant: ApiVariant | None = None,
-        steady_workflows: int = 0,
+        steady_workflows: int = 0,  # the first N rarely fail, history too (World's)
     ) -> None:
-        """`history_seconds`: the world starts that long ago and has lived up to now.
-        `steady_workflows`: the first that many workflows fail one run in a thousand, their
-        history too (`World.steady_workflows`)."""
+        """`history_seconds`: the world starts that long ago and has lived up to now."""
         self.api_key = api_key or f"sim-{self.provider}-{secrets.token_hex(12)}"
         self.variant = variant or ApiVariant()
         self.vocabulary = self.vocabulary_for(self.variant)
