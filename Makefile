@@ -18,7 +18,7 @@ EXPORTER     ?= 127.0.0.1:9855
 PROMETHEUS   ?= 127.0.0.1:9090
 ALERTMANAGER ?= 127.0.0.1:9093
 demo-stack: $(RUNTIME)
-	scripts/install-system-deps.sh --no-npm
+	scripts/install-system-deps.sh --demo
 	$(BIN)/workflow-runs-exporter demo-stack --web.listen-address $(EXPORTER) \
 		--prometheus.listen-address $(PROMETHEUS) --alertmanager.listen-address $(ALERTMANAGER) \
 		$(DEMO_ARGS)
@@ -71,11 +71,15 @@ bench-webhooks: $(DEV)
 soak: $(DEV)
 	$(BIN)/python -m tests.soak --days 7 --runs-per-day 20000
 
+# Both also write the monitoring mixin's generated parts (mixin/).
 rules: $(DEV)
 	$(BIN)/python -m monitoring.rules
+	$(BIN)/python -m monitoring.slo_rules
+	$(BIN)/python -m monitoring.mixin
 
 dashboards: $(DEV)
 	$(BIN)/python -m monitoring.dashboards
+	$(BIN)/python -m monitoring.mixin
 
 # The provider tables of docs/providers.md, from the provider registry.
 docs: $(DEV)

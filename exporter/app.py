@@ -4,6 +4,9 @@ The parts it runs are built by `exporter.wiring` (the registry, each source, the
 the work happens in `collection`, `accounting`, `store` and `metrics`; when it runs is
 `schedule`'s, and what a new configuration changes is `reload`'s. The webhook service sees it only
 through `exporter.webhooks.wiring.WebhookHost`.
+
+Over 300 lines with no named split: start, reload and shutdown act on the same running sources
+under one lock; building them is `exporter.wiring`'s.
 """
 
 from __future__ import annotations
@@ -69,7 +72,8 @@ class Exporter:
         self._cycle_summaries = cycle_summaries
         self.registry = process_registry()
         self.selfmetrics = SelfMetrics(self.registry)
-        # What /metrics serves: the registry with each source's static labels added.
+        # What /metrics serves: the registry's families written, each source's static labels
+        # in their label sets (the domain families are built with them: see below).
         self.static_labels = StaticLabels()
         self.exposed = LabelledRegistry(self.registry, self.static_labels)
         self._clock = clock
@@ -112,6 +116,7 @@ class Exporter:
                 clock=lambda: clock().timestamp(),
                 active_statuses=self._active_statuses,
                 new_series_hold=config.app.new_series_hold.total_seconds(),
+                static_labels=self.static_labels.current,
             )
         )
         self._schedule: Schedule | None = None
@@ -204,6 +209,9 @@ class Exporter:
 
     def configured_sources(self) -> list[SourceSettings]:
         return [runtime.settings for runtime in list(self.sources.values())]
+
+    def every_source(self) -> list[SourceSettings]:
+        return list(self.config.sources)
 
     def poll(self, name: str) -> CycleReport | None:
         """A cycle of one source now, if it is still configured (a reload may have removed it)."""

@@ -1,4 +1,4 @@
-"""Command line: `run` (default), `demo`, `check`, `simulate`.
+"""Command line: `run` (default), `demo`, `check`, `simulate`, `slo-rules`.
 
 Which command a command line runs, and the configuration it starts it with; the flags are
 `exporter.commands.flags`', the commands themselves the other modules of `exporter.commands`.
@@ -21,6 +21,7 @@ from exporter.commands.demo import demo, simulate
 from exporter.commands.demo_stack import StackSettings, demo_stack
 from exporter.commands.flags import COMMANDS, build_parser
 from exporter.commands.run import serve
+from exporter.commands.slo_rules import slo_rules
 from exporter.config.configfile import ENV_PREFIX
 from exporter.config.settings import Config, load_config
 from exporter.config.webconfig import load_web_config
@@ -66,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo-stack": _demo_stack,
         "check": _check,
         "simulate": _simulate,
+        "slo-rules": _slo_rules,
     }
     return handler[args.command](args)
 
@@ -174,6 +176,10 @@ def _check(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     return check(config)
+
+
+def _slo_rules(args: argparse.Namespace) -> int:
+    return slo_rules(args.config_file, args.output, args.runbook_url, dict(os.environ))
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -24,20 +24,20 @@ from exporter.core.labelnames import (
     MAX_STATIC_LABELS,
     RESERVED_LABEL_NAMES,
 )
+from exporter.core.units import DEFAULT_BUCKETS, DURATION
 from exporter.providers import SourceSettings, registry
 from exporter.providers.cortex import ORIGINS
-from monitoring import rules
+from monitoring import chart_slos, rules
+from monitoring.placeholders import TOKEN, Placeholders
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "workflow-runs-exporter"
 RULE_TEMPLATE = CHART / "templates" / "prometheusrule.yaml"
+SLO_RULE_TEMPLATE = CHART / "templates" / "slo-prometheusrule.yaml"
 VALUES_SCHEMA = CHART / "values.schema.json"
 CHART_DASHBOARDS = CHART / "files" / "dashboards"
 DASHBOARDS = ROOT / "grafana"
 
-# A placeholder for a threshold in the dumped YAML; it holds no character YAML would quote.
-_TOKEN = "TQQ{}QQ{}QQT"  # noqa: S105 (a placeholder, not a secret)
-_TOKEN_RE = re.compile(r"TQQ([a-z0-9_]+)QQ([a-z0-9_]*)QQT")
 # Prometheus's own `{{ ... }}` in annotations, which Helm must pass through untouched.
 _PROMETHEUS_TEMPLATE = re.compile(r"\{\{.*?\}\}")
 
@@ -60,23 +60,6 @@ spec:
 FOOTER = "{{- end }}\n"
 
 
-class _Placeholders(rules.Thresholds):
-    """Thresholds whose every value is a placeholder for its chart value."""
-
-    def __init__(self) -> None:
-        super().__init__({})
-
-    def get(self, section: str, key: str) -> str:
-        return _TOKEN.format(section, key)
-
-    @property
-    def selector(self) -> str:
-        return _TOKEN.format("selector", "")
-
-    def runbook(self, alertname: str) -> str:
-        return f"{_TOKEN.format('runbook_base_url', '')}#{alertname.lower()}"
-
-
 def _helm_value(match: re.Match[str]) -> str:
     section, key = match.group(1), match.group(2)
     return f"{{{{ $t.{section}.{key} }}}}" if key else f"{{{{ $t.{section} }}}}"
@@ -84,10 +67,10 @@ def _helm_value(match: re.Match[str]) -> str:
 
 def rule_template() -> str:
     # No folding: a line break inside `{{ ... }}` would hide it from the rewriting below.
-    body = rules.dump_groups(_Placeholders(), width=100_000)
+    body = rules.dump_groups(Placeholders(), width=100_000)
     # Prometheus's templates first (as Go raw strings Helm prints verbatim), then the thresholds.
     body = _PROMETHEUS_TEMPLATE.sub(lambda m: "{{`" + m.group(0) + "`}}", body)
-    body = _TOKEN_RE.sub(_helm_value, body)
+    body = TOKEN.sub(_helm_value, body)
     # A label matcher's `{` right before an action would read as part of its `{{`.
     body = body.replace("{{{ ", '{{ "{" }}{{ ')
     indented = "".join(f"  {line}" if line.strip() else line for line in body.splitlines(True))
@@ -115,6 +98,7 @@ def values_schema() -> str:
     }
     buckets = schema["properties"]["config"]["properties"]["buckets"]["properties"]
     buckets["step_duration"] = buckets["duration"]
+    schema["properties"].update(chart_slos.values_schema(source["workflows"]))
     return json.dumps(schema, indent=2) + "\n"
 
 
@@ -172,7 +156,11 @@ def _source_filters_and_labels() -> dict[str, Any]:
 
 
 def expected_files() -> dict[Path, str]:
-    files = {RULE_TEMPLATE: rule_template(), VALUES_SCHEMA: values_schema()}
+    files = {
+        RULE_TEMPLATE: rule_template(),
+        SLO_RULE_TEMPLATE: chart_slos.template(DEFAULT_BUCKETS[DURATION]),
+        VALUES_SCHEMA: values_schema(),
+    }
     for dashboard in sorted(DASHBOARDS.glob("*.json")):
         files[CHART_DASHBOARDS / dashboard.name] = dashboard.read_text(encoding="utf-8")
     return files

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Installs the real components the tests run (promtool, Prometheus, Alertmanager, npm) when missing.
-# --no-npm: only Prometheus and Alertmanager (what `make demo-stack` needs).
+# Installs the real components the tests run (promtool, Prometheus, Alertmanager, VictoriaMetrics
+# with vmalert) when missing.
+# --demo: only Prometheus and Alertmanager (what `make demo-stack` needs).
 set -euo pipefail
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
-# npm installs the pinned TypeScript and @grafana/schema that type-check the dashboards.
-if [ "${1:-}" != "--no-npm" ]; then
-  command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ "${1:-}" != "--demo" ]; then
+  # The single-node server and vmalert, run in place of Prometheus by one system test.
+  command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
+  command -v vmalert >/dev/null 2>&1 || missing+=(victoria-metrics)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

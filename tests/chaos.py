@@ -158,7 +158,7 @@ class Fleet:
             sim.faults.clear()
             sim.arrivals_per_list_request = 0
             sim.deletions_per_list_request = 0
-            sim.clear_bad_records()
+            sim.bad_records.clear()
 
     def stop(self) -> None:
         for sim in self.sims.values():

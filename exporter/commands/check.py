@@ -58,7 +58,7 @@ def diagnose(exporter: Exporter, report: CycleReport) -> list[str]:
             )
     lines += [f"  {line}" for line in runtime.provider_cls.check_lines(settings, report.ok)]
     if runtime.provider_cls.webhook_dialect is not None:
-        lines.append(f"  webhooks: {_webhooks(settings)}")
+        lines.append(f"  webhooks: {_webhooks(settings)}{_forwarding(exporter, settings)}")
     labels = ", ".join(f"{k}={v}" for k, v in sorted(settings.labels.items())) or "none"
     lines.append(f"  counted: {settings.workflows.describe()}; static labels: {labels}")
     headers = instruments.rate_limit_headers
@@ -96,3 +96,17 @@ def _webhooks(settings: SourceSettings) -> str:
     if settings.webhook_secret_file is not None:
         return f"secret set (file {settings.webhook_secret_file})"
     return "secret set (inline)"
+
+
+def _forwarding(exporter: Exporter, settings: SourceSettings) -> str:
+    """With shards: how the source's events reach this replica from the others."""
+    shard, webhooks = exporter.shard, exporter.config.app.webhooks
+    if not shard.sharded or not (settings.webhook_secret or settings.webhook_secret_file):
+        return ""
+    if webhooks.peer_url_template is None:
+        return (
+            "; the other replicas answer its events 404 (set webhooks.peer_url_template to "
+            "forward them here)"
+        )
+    here = webhooks.peer_url(shard.index, settings.name)
+    return f"; the other replicas forward its events to {here}"

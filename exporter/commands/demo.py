@@ -22,6 +22,25 @@ from exporter.webhooks.wiring import WebhookEndpoint
 
 # The provider whose simulator plays the incident: it has both error codes and a review status.
 INCIDENT_PROVIDER = "extend"
+INCIDENT_SOURCE = f"{INCIDENT_PROVIDER}-demo"
+
+
+def demo_slos() -> list[dict[str, Any]]:
+    """The demo's SLO: 99% of the runs of the incident's workflow succeed. That workflow is made
+    steady (it fails one run in a thousand), so only the incident spends the budget."""
+    from exporter.simulator.world import WORKFLOW_NAMES
+
+    return [
+        {
+            "name": "demo-invoices",
+            "sources": [INCIDENT_SOURCE],
+            # The incident's workflow is its world's first.
+            "workflows": {"include": [WORKFLOW_NAMES[0]]},
+            "success": {"objective": 99.0},
+            # The demo's Prometheus starts empty: ten runs into the incident is enough to page.
+            "min_runs": 10,
+        }
+    ]
 
 
 def say(lines: Sequence[str]) -> None:
@@ -52,12 +71,14 @@ def demo(
     sources: list[dict[str, Any]] = []
     for seed, (provider, sim_cls) in enumerate(sorted(SIMULATORS.items()), start=1):
         # An hour of history, so the dashboards have something to show at once.
-        sim = sim_cls(seed=seed, history_seconds=3600)
+        # The incident's workflow (its world's first) fails rarely, in its history too.
+        steady = 1 if provider == INCIDENT_PROVIDER else 0
+        sim = sim_cls(seed=seed, history_seconds=3600, steady_workflows=steady)
         if incident_after is not None and provider == INCIDENT_PROVIDER:
             plan = IncidentPlan.real_time(
                 speed=speed, start_after=incident_after, failures_per_minute=incident_rate
             )
-            incident = (f"{provider}-demo", Incident.attach(sim.world, plan))
+            incident = (INCIDENT_SOURCE, Incident.attach(sim.world, plan))
         sim.start()
         sim.start_driver(speed=speed)
         simulators.append(sim)
@@ -79,6 +100,7 @@ def demo(
         "interval": "5s",
         "state_path": str(Path(state_dir) / "state.db"),
         "sources": sources,
+        "slos": demo_slos(),
     }
     if alertmanagers:
         # Thresholds short enough that the hour of simulated history has stuck runs and runs

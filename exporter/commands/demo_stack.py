@@ -1,6 +1,6 @@
-"""`demo-stack`: the demo with a real Prometheus (loaded with the shipped alert rules) and a real
-Alertmanager beside it, all on loopback, so the alerts can be watched firing without wiring
-anything by hand.
+"""`demo-stack`: the demo with a real Prometheus (loaded with the shipped alert rules and the
+rules of the demo's SLO) and a real Alertmanager beside it, all on loopback, so the alerts can be
+watched firing without wiring anything by hand.
 
 Prometheus and Alertmanager run as child processes in sessions of their own (a Ctrl-C in the
 terminal reaches this process only, which then stops them by PID); their configuration, data and
@@ -26,7 +26,10 @@ from urllib.parse import quote, urlencode
 import httpx
 import yaml
 
-from exporter.commands.demo import demo, say
+from exporter.commands.demo import demo, demo_slos, say
+from exporter.config.slos import SloSettings
+from exporter.slo.render import dump_rules
+from exporter.slo.rules import build_groups
 
 # The job name the shipped rules select on (`job="workflow-runs-exporter"`).
 JOB = "workflow-runs-exporter"
@@ -51,6 +54,7 @@ PROMQL = {
     "oldest active run per status": (
         "max by (source, workflow, status) (workflow_runs_oldest_active_age_seconds)"
     ),
+    "SLO error budget left": "slo:period_error_budget_remaining:ratio",
     "alerts firing or pending": "ALERTS",
 }
 
@@ -69,11 +73,14 @@ class StackSettings:
     rules_file: Path = RULES_FILE
 
 
-def prometheus_config(settings: StackSettings, rules_file: Path) -> dict[str, Any]:
+def prometheus_config(
+    settings: StackSettings, rules_file: Path, slo_rules_file: Path | None = None
+) -> dict[str, Any]:
     interval = settings.evaluation_interval
+    rule_files = [str(rules_file)] + ([str(slo_rules_file)] if slo_rules_file else [])
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
-        "rule_files": [str(rules_file)],
+        "rule_files": rule_files,
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [settings.alertmanager]}]}]},
         "scrape_configs": [
             {"job_name": JOB, "static_configs": [{"targets": [settings.exporter]}]},
@@ -96,6 +103,12 @@ def alertmanager_config() -> dict[str, Any]:
 
 
 _FOR = re.compile(r"^(\s*for:\s*)\S+\s*$", re.MULTILINE)
+
+
+def demo_slo_rules() -> str:
+    """The rules of the demo's SLO, as `slo-rules` writes them for its configuration."""
+    slos = [SloSettings.model_validate(slo) for slo in demo_slos()]
+    return dump_rules(build_groups(slos), "# The demo's SLO (exporter.commands.demo.demo_slos).\n")
 
 
 def stack_rules(text: str, rules_for: str | None) -> str:
@@ -209,8 +222,11 @@ def start_components(settings: StackSettings, children: Children) -> None:
         stack_rules(settings.rules_file.read_text(encoding="utf-8"), settings.rules_for),
         encoding="utf-8",
     )
+    slo_rules = workdir / "slo-rules.yml"
+    slo_rules.write_text(demo_slo_rules(), encoding="utf-8")
     (workdir / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config()))
-    (workdir / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(settings, rules)))
+    config = prometheus_config(settings, rules, slo_rules)
+    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     children.start(
         "alertmanager",
         [

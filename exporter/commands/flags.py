@@ -12,7 +12,7 @@ from exporter.web.server import ServerLimits
 
 DEFAULT_LISTEN = ":9855"
 DEMO_LISTEN = "127.0.0.1:9855"
-COMMANDS = ("run", "demo", "demo-stack", "check", "simulate")
+COMMANDS = ("run", "demo", "demo-stack", "check", "simulate", "slo-rules")
 DEFAULT_LIMITS = ServerLimits()
 
 
@@ -207,4 +207,19 @@ def build_parser() -> argparse.ArgumentParser:
         "page size cap, timestamps, ...); the names depend on the provider",
     )
     logging_flags(simulate)
+
+    slo_rules = sub.add_parser(
+        "slo-rules", help="write the Prometheus rules of the configured SLOs (slos:)"
+    )
+    slo_rules.add_argument("--config.file", dest="config_file", type=Path, required=True)
+    slo_rules.add_argument(
+        "--output", type=Path, default=None, help="the rules file to write (default: stdout)"
+    )
+    slo_rules.add_argument(
+        "--runbook-url",
+        dest="runbook_url",
+        default=None,
+        help="the page the alerts' runbook_url points into (default: the project's alerting.md)",
+    )
+    logging_flags(slo_rules)
     return parser

@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from exporter.config.alerting import AlertingSettings
 from exporter.config.configfile import apply_env_overrides, format_errors, read_document
+from exporter.config.slos import SloDefaults, SloSettings, check_slos
 from exporter.config.webhooks import WebhookSettings
 from exporter.core.errors import ConfigError
 from exporter.core.sharding import Shard
@@ -106,6 +107,9 @@ class AppSettings(BaseSettings):
     # A collection running longer than this fails /healthz; unset: per source, three intervals
     # plus request_deadline * (max_retries + 1) (see exporter.web.health).
     hung_after: Duration | None = None
+    # Service-level objectives: `slo-rules` turns them into recording and alert rules.
+    slos: tuple[SloSettings, ...] = ()
+    slo_defaults: SloDefaults = SloDefaults()
     sources: list[dict[str, Any]] = Field(min_length=1)
 
     @classmethod
@@ -191,6 +195,9 @@ def config_from_data(
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"sources: the name {name!r} is used more than once")
     problems += key_problems
+    if app is not None:
+        raw_names = [raw.get("name") for raw in raw_sources if isinstance(raw, dict)]
+        problems += check_slos(app.slos, app.buckets.duration, [str(n) for n in raw_names])
     if problems or app is None:
         raise ConfigError(problems)
     return Config(app=app, sources=tuple(sources))
@@ -225,3 +232,50 @@ def _check_key(source: SourceSettings, index: int) -> list[str]:
     except ValueError as exc:
         problems.append(f"sources[{index}].webhook_secret_file: {exc}")
     return problems
+
+
+class _SloPart(BaseModel):
+    """The settings `slo-rules` reads; the rest of the file is not its business."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    buckets: BucketSettings = BucketSettings()
+    slos: tuple[SloSettings, ...] = ()
+    slo_defaults: SloDefaults = SloDefaults()
+
+
+@dataclass(frozen=True)
+class SloConfig:
+    slos: tuple[SloSettings, ...]
+    defaults: SloDefaults
+
+
+_SLO_KEYS = ("buckets", "slos", "slo_defaults")
+
+
+def load_slo_config(path: Path | None, environ: Mapping[str, str] | None = None) -> SloConfig:
+    """Only the SLOs of a configuration file (and the buckets they check against), so rules can
+    be generated where the sources' secrets are not set. Raises ConfigError."""
+    environ = os.environ if environ is None else environ
+    data, problems = read_document(path, environ)
+    if data is None:
+        raise ConfigError(problems)
+    problems = [p for p in problems if p.startswith(_SLO_KEYS)]
+    problems += [p for p in apply_env_overrides(data, environ) if p.startswith(_SLO_KEYS)]
+    part: _SloPart | None = None
+    try:
+        part = _SloPart.model_validate({k: data[k] for k in _SLO_KEYS if k in data})
+    except ValidationError as exc:
+        problems += format_errors(exc)
+    if part is not None:
+        raw = data.get("sources")
+        # A file of SLOs only names no sources to check against.
+        names = (
+            [str(s.get("name")) for s in raw if isinstance(s, dict)]
+            if isinstance(raw, list)
+            else None
+        )
+        problems += check_slos(part.slos, part.buckets.duration, names)
+    if problems or part is None:
+        raise ConfigError(problems)
+    return SloConfig(part.slos, part.slo_defaults)

@@ -1,135 +1,116 @@
-"""The Prometheus text format, byte for byte as prometheus_client writes it, but faster.
+"""The one writer of /metrics: the classic text format 0.0.4 and OpenMetrics 1.0.0, from the same
+written families (`exposition.written`), byte for byte as prometheus_client writes them.
 
-prometheus_client validates and escapes every label name of every sample; with tens of thousands
-of samples that is most of a scrape's time. The label names and values of this exporter repeat
-endlessly (source, provider, workflow, status, le), so escaping each distinct string once and
-remembering it gives the same bytes in a fraction of the time. A test compares the two outputs.
+A rendering collects the families once (`collected`) and each format only puts its headers
+around the lines already written: the classic text names a counter `<name>_total` in its HELP and
+TYPE lines, an info family `<name>_info` as a gauge, and writes `_created` samples as gauges of
+their own; OpenMetrics keeps the family's own name and type, adds its `UNIT`, exemplars and
+`# EOF`. One difference from prometheus_client is deliberate: a metric name with a `:` keeps it
+in OpenMetrics sample lines too (client_python writes it as `_` there but not in the family's
+HELP and TYPE lines, so its samples are read as a family of their own, of no type).
 
-A collector can go further and yield a `TextFamily`: its sample lines come already written (with
-`series_line`), so a scrape of the classic text format creates no `Sample` objects at all; its
-`samples` are built only when something else reads them (OpenMetrics, `get_sample_value`).
-
-Which format and coding a scrape gets: `encoder_for` and `gzip_wanted`. client_python's
+Which format and coding a scrape gets: `format_for` and `gzip_wanted`. client_python's
 `choose_encoder` would echo the version a client asks for in the content type, whatever it wrote,
 and its `gzip_accepted` reads no quality.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from functools import lru_cache
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from prometheus_client.metrics_core import Metric
-from prometheus_client.openmetrics import exposition as openmetrics
-from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
-from prometheus_client.utils import floatToGoString
 
-_ESCAPING = openmetrics.UNDERSCORES
-_OM_SUFFIXES = ("_created", "_gsum", "_gcount")
-_TYPES = {"info": "gauge", "stateset": "gauge", "gaugehistogram": "histogram", "unknown": "untyped"}
+from exporter.exposition.lines import help_classic, help_openmetrics, metric_name
+from exporter.exposition.written import WrittenFamily, written
 
+__all__ = [
+    "CLASSIC",
+    "CLASSIC_CONTENT_TYPE",
+    "OPENMETRICS",
+    "OPENMETRICS_CONTENT_TYPE",
+    "Families",
+    "TextFormat",
+    "WrittenFamily",
+    "collected",
+    "format_for",
+    "generate_openmetrics",
+    "generate_text",
+    "gzip_wanted",
+    "write_classic",
+    "write_openmetrics",
+]
 
-@lru_cache(maxsize=8192)
-def _metric_name(name: str) -> str:
-    return openmetrics.escape_metric_name(name, _ESCAPING)
-
-
-@lru_cache(maxsize=8192)
-def _label_name(name: str) -> str:
-    return openmetrics.escape_label_name(name, _ESCAPING)
-
-
-@lru_cache(maxsize=65536)
-def _label_value(value: str) -> str:
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
-@lru_cache(maxsize=65536)
-def _labels(pairs: tuple[tuple[str, str], ...]) -> str:
-    if not pairs:
-        return ""
-    return "{" + ",".join(f'{_label_name(k)}="{_label_value(v)}"' for k, v in sorted(pairs)) + "}"
+_CLASSIC_TYPES = {
+    "info": "gauge",
+    "stateset": "gauge",
+    "gaugehistogram": "histogram",
+    "unknown": "untyped",
+}
+_CLASSIC_SUFFIXES = {"counter": "_total", "info": "_info"}
 
 
-@lru_cache(maxsize=65536)
-def _value(value: float) -> str:
-    return str(floatToGoString(value))  # type: ignore[no-untyped-call]
+class Families(Protocol):
+    """A registry, a collector, or anything else that yields metric families."""
+
+    def collect(self) -> Iterable[Metric]: ...
 
 
-def series_line(name: str, pairs: tuple[tuple[str, str], ...], value: float) -> str:
-    """One sample line without a timestamp, exactly as the writer below writes it."""
-    return f"{_metric_name(name)}{_labels(pairs)} {_value(float(value))}\n"
+def collected(source: Families) -> list[WrittenFamily]:
+    """The families of a registry, written (those it yields written as they are)."""
+    return [
+        metric if isinstance(metric, WrittenFamily) else written(metric)
+        for metric in source.collect()
+    ]
 
 
-class TextFamily(Metric):
-    """A metric family that brings its sample lines written, and its samples only on demand."""
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        typ: str,
-        text: str,
-        samples: Callable[[], Sequence[Sample]],
-    ) -> None:
-        self._build_samples = samples
-        self._samples: list[Sample] | None = None
-        super().__init__(name, documentation, typ)
-        # The sample lines of the classic text format, in the order `samples` has them.
-        self.text = text
-
-    @property
-    def samples(self) -> list[Sample]:
-        if self._samples is None:
-            self._samples = list(self._build_samples())
-        return self._samples
-
-    @samples.setter
-    def samples(self, value: list[Sample]) -> None:
-        # Metric.__init__ sets an empty list: that means "not built yet" here.
-        self._samples = value or None
-
-
-def _sample_line(sample: Sample) -> str:
-    timestamp = ""
-    if sample.timestamp is not None:
-        timestamp = f" {int(float(sample.timestamp) * 1000):d}"
-    labels = _labels(tuple(sample.labels.items()))
-    return f"{_metric_name(sample.name)}{labels} {_value(float(sample.value))}{timestamp}\n"
-
-
-def generate_text(registry: Collector) -> bytes:
-    """What `prometheus_client.generate_latest(registry)` returns, with memoised escaping."""
+def write_classic(families: Iterable[WrittenFamily]) -> bytes:
+    """The classic text format, version 0.0.4."""
     output: list[str] = []
-    for metric in registry.collect():
-        name, kind = metric.name, metric.type
-        if kind == "counter":
-            name += "_total"
-        elif kind == "info":
-            name += "_info"
-        kind = _TYPES.get(kind, kind)
-        help_text = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
-        output.append(f"# HELP {_metric_name(name)} {help_text}\n")
-        output.append(f"# TYPE {_metric_name(name)} {kind}\n")
-        if isinstance(metric, TextFamily):
-            output.append(metric.text)
-            continue
-        extra: dict[str, list[str]] = {}
-        for sample in metric.samples:
-            for suffix in _OM_SUFFIXES:
-                if sample.name == metric.name + suffix:
-                    extra.setdefault(suffix, []).append(_sample_line(sample))
-                    break
-            else:
-                output.append(_sample_line(sample))
-        for suffix, lines in sorted(extra.items()):
-            output.append(f"# HELP {_metric_name(metric.name + suffix)} {help_text}\n")
-            output.append(f"# TYPE {_metric_name(metric.name + suffix)} gauge\n")
-            output.extend(lines)
+    for family in families:
+        kind = family.type
+        name = metric_name(family.name + _CLASSIC_SUFFIXES.get(kind, ""))
+        help_text = help_classic(family.documentation)
+        kind = _CLASSIC_TYPES.get(kind, kind)
+        output.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
+        output.append(family.classic_lines)
+        for suffix, lines in family.classic_trailing:
+            gauge = metric_name(family.name + suffix)
+            output.append(f"# HELP {gauge} {help_text}\n# TYPE {gauge} gauge\n")
+            output.append(lines)
+    return _encoded(output)
+
+
+def write_openmetrics(families: Iterable[WrittenFamily]) -> bytes:
+    """OpenMetrics, version 1.0.0."""
+    output: list[str] = []
+    for family in families:
+        name = metric_name(family.name)
+        output.append(
+            f"# HELP {name} {help_openmetrics(family.documentation)}\n# TYPE {name} {family.type}\n"
+        )
+        if family.unit:
+            output.append(f"# UNIT {name} {family.unit}\n")
+        output.append(family.openmetrics_lines)
+    output.append("# EOF\n")
+    return _encoded(output)
+
+
+def _encoded(output: list[str]) -> bytes:
     # Every text reaching a label is cleaned where it enters (providers/sanitize.py); should one
     # slip through, a lone surrogate becomes `?` here instead of failing the whole scrape.
     return "".join(output).encode("utf-8", "replace")
+
+
+def generate_text(source: Families) -> bytes:
+    """What `prometheus_client.generate_latest(source)` returns."""
+    return write_classic(collected(source))
+
+
+def generate_openmetrics(source: Families) -> bytes:
+    """What `prometheus_client.openmetrics.exposition.generate_latest(source)` returns."""
+    return write_openmetrics(collected(source))
 
 
 # The two formats written, each named by the version actually written: a client asking for
@@ -138,10 +119,20 @@ OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset
 CLASSIC_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def encoder_for(accept: str) -> tuple[Callable[[Collector], bytes], str]:
-    """The writer and content type for an `Accept` header: OpenMetrics 1.0.0 where the client
-    accepts `application/openmetrics-text` (in whatever version it names) at least as much as
-    `text/plain`, the classic text format 0.0.4 (the fast writer) otherwise."""
+@dataclass(frozen=True, slots=True)
+class TextFormat:
+    content_type: str
+    write: Callable[[Iterable[WrittenFamily]], bytes]
+
+
+CLASSIC = TextFormat(CLASSIC_CONTENT_TYPE, write_classic)
+OPENMETRICS = TextFormat(OPENMETRICS_CONTENT_TYPE, write_openmetrics)
+
+
+def format_for(accept: str) -> TextFormat:
+    """The format for an `Accept` header: OpenMetrics 1.0.0 where the client accepts
+    `application/openmetrics-text` (in whatever version it names) at least as much as
+    `text/plain`, the classic text format 0.0.4 otherwise."""
     qualities = {"application/openmetrics-text": 0.0, "text/plain": 0.0}
     for entry in accept.split(","):
         media_type, *params = (part.strip() for part in entry.split(";"))
@@ -150,8 +141,8 @@ def encoder_for(accept: str) -> tuple[Callable[[Collector], bytes], str]:
             qualities[media_type] = max(qualities[media_type], _quality(params))
     openmetrics_q = qualities["application/openmetrics-text"]
     if openmetrics_q > 0 and openmetrics_q >= qualities["text/plain"]:
-        return openmetrics.generate_latest, OPENMETRICS_CONTENT_TYPE
-    return generate_text, CLASSIC_CONTENT_TYPE
+        return OPENMETRICS
+    return CLASSIC
 
 
 def gzip_wanted(accept_encoding: str) -> bool:

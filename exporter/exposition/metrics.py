@@ -16,10 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
-from prometheus_client.core import (
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
@@ -27,12 +24,14 @@ from exporter.core.model import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus, S
 from exporter.core.tracking import ActiveRun
 from exporter.core.units import DEFAULT_BUCKETS, DURATION, QUEUE_WAIT, STEP_DURATION
 from exporter.exposition.families import (
+    Exemplars,
     Row,
     WrittenHistogram,
-    add_histogram,
+    histogram_samples,
+    label_pairs,
     simple_family,
 )
-from exporter.exposition.formats import TextFamily
+from exporter.exposition.written import Labels, WrittenFamily
 from exporter.state.snapshot import Histogram, Snapshot, born_key, error_born_key, step_born_key
 
 _TERMINAL = sorted(s.value for s in TERMINAL_STATUSES)
@@ -56,6 +55,8 @@ def step_series(buckets: Mapping[str, Sequence[float]]) -> int:
 
 # One histogram series: its label values and its buckets.
 HistogramRow = tuple[tuple[str, ...], Histogram]
+# The written lines of histogram series, by (metric name, label values).
+_Lines = dict[tuple[str, tuple[str, ...]], WrittenHistogram]
 
 _FINISHED_LABELS = ("source", "provider", "workflow", "status")
 _ERROR_LABELS = ("source", "provider", "workflow", "code")
@@ -75,16 +76,22 @@ class RunsCollector(Collector):
         clock: Callable[[], float] = time.time,
         active_statuses: Callable[[str], Iterable[str]] | None = None,
         new_series_hold: float = 0.0,
+        static_labels: Callable[[], Labels] = dict,
     ) -> None:
         """`active_statuses(source)` names the non-terminal statuses a source can report, so their
-        gauges exist at 0 before the first such run (default: queued and running)."""
+        gauges exist at 0 before the first such run (default: queued and running).
+        `static_labels()` gives each source's static labels (`StaticLabels.current`), read once
+        per rendering and written into each of its series' label sets."""
         self._snapshot = snapshot
+        self._static_labels = static_labels
         self._clock = clock
         self._hold = new_series_hold
         self._active_statuses = active_statuses or (lambda _source: _ACTIVE_PRECREATED)
         # Written lines of each histogram series, reused while its buckets stay the same: between
         # two scrapes a cycle touches a few series, and histograms are most of a large scrape.
-        self._histogram_text: dict[tuple[str, tuple[str, ...]], WrittenHistogram] = {}
+        # Kept with the static labels they were written with, in one reference, so that lines
+        # written before a reload are never taken for lines written after it.
+        self._histogram_text: tuple[Labels, _Lines] = ({}, {})
 
     def describe(self) -> Iterator[Metric]:
         # Describing nothing keeps registration from calling collect() at import time.
@@ -93,7 +100,11 @@ class RunsCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
         now = self._clock()
-        written: dict[tuple[str, tuple[str, ...]], WrittenHistogram] = {}
+        labels = self._static_labels()
+        labels_kept, kept = self._histogram_text
+        if labels != labels_kept:
+            kept = {}  # reloaded labels: every histogram series is written again with them
+        written: _Lines = {}
         held = self._held(snap, now)
         yield simple_family(
             "counter",
@@ -101,6 +112,7 @@ class RunsCollector(Collector):
             "Runs that reached a terminal status; each run counted once, ever.",
             _FINISHED_LABELS,
             self._finished(snap, held),
+            labels,
         )
         yield simple_family(
             "counter",
@@ -108,6 +120,7 @@ class RunsCollector(Collector):
             "Failed runs by error code (`unspecified` when the provider gives none).",
             _ERROR_LABELS,
             self._errors(snap, held),
+            labels,
         )
         duration, queue_wait, step_duration = self._histograms(snap, held)
         yield self._histogram_family(
@@ -115,7 +128,7 @@ class RunsCollector(Collector):
             "Run duration, observed once when the run finishes.",
             _DURATION_LABELS,
             duration,
-            written,
+            (labels, kept, written),
             # (source, provider, workflow, status) -> the runs behind its buckets.
             lambda values: snap.exemplars.get((values[0], values[2], values[3]), {}),
         )
@@ -124,7 +137,7 @@ class RunsCollector(Collector):
             "Time from creation to start, observed once when the run starts or finishes.",
             _QUEUE_WAIT_LABELS,
             queue_wait,
-            written,
+            (labels, kept, written),
         )
         yield simple_family(
             "counter",
@@ -132,16 +145,17 @@ class RunsCollector(Collector):
             "Steps of finished runs by step status, counted once when the run finishes.",
             _STEP_LABELS,
             self._steps(snap, held),
+            labels,
         )
         yield self._histogram_family(
             "workflow_run_step_duration_seconds",
             "Step duration where the API gives a step's start and end, observed once.",
             _STEP_DURATION_LABELS,
             step_duration,
-            written,
+            (labels, kept, written),
         )
         # Only the series of this scrape are kept: series of a forgotten source go with it.
-        self._histogram_text = written
+        self._histogram_text = (labels, written)
         active, oldest, progress = self._active(snap, now)
         yield simple_family(
             "gauge",
@@ -149,6 +163,7 @@ class RunsCollector(Collector):
             "Runs currently in a non-terminal status.",
             _ACTIVE_LABELS,
             active,
+            labels,
         )
         yield simple_family(
             "gauge",
@@ -156,6 +171,7 @@ class RunsCollector(Collector):
             "Age of the oldest active run in that status (stuck runs, review backlog).",
             _ACTIVE_LABELS,
             oldest,
+            labels,
         )
         yield simple_family(
             "gauge",
@@ -163,6 +179,7 @@ class RunsCollector(Collector):
             "Mean progress (0..1) of active runs that report progress.",
             _PROGRESS_LABELS,
             progress,
+            labels,
         )
         yield simple_family(
             "gauge",
@@ -170,6 +187,7 @@ class RunsCollector(Collector):
             "When the newest run of the workflow reached that terminal status (Unix seconds).",
             _LAST_FINISHED_LABELS,
             self._last_finished(snap),
+            labels,
         )
 
     def _held(self, snap: Snapshot, now: float) -> set[tuple[str, str]]:
@@ -248,30 +266,39 @@ class RunsCollector(Collector):
         documentation: str,
         labelnames: tuple[str, ...],
         rows: list[HistogramRow],
-        written: dict[tuple[str, tuple[str, ...]], WrittenHistogram],
-        exemplars: Callable[[tuple[str, ...]], Mapping[int, tuple[str, float, float]]] = (
-            lambda _values: {}
-        ),
-    ) -> TextFamily:
-        parts = []
+        lines_of: tuple[Labels, _Lines, _Lines],
+        exemplars: Callable[[tuple[str, ...]], Exemplars] = lambda _values: {},
+    ) -> WrittenFamily:
+        """A histogram family; in OpenMetrics a bucket with a recent run names it as its
+        exemplar (a series held at zero has none). `lines_of`: the static labels of this
+        rendering, the lines kept from the last one, and where this one's go."""
+        labels, kept, written = lines_of
+        classic, openmetrics = [], []
         for values, hist in rows:
             key = (name, values)
-            lines = self._histogram_text.get(key)
+            lines = kept.get(key)
             if lines is None or not lines.same(hist):
-                lines = WrittenHistogram.of(name, tuple(zip(labelnames, values, strict=True)), hist)
+                lines = WrittenHistogram.of(name, label_pairs(labelnames, values, labels), hist)
             written[key] = lines
-            parts.append(lines.text)
+            classic.append(lines.text)
+            openmetrics.append(lines.openmetrics(exemplars(values) if hist.count else {}))
 
         def samples() -> list[Sample]:
-            # Asked for by the OpenMetrics writer (and tests): the classic text above carries no
-            # exemplars and stays as it is.
-            family = HistogramMetricFamily(name, documentation, labels=labelnames)
+            out: list[Sample] = []
             for values, hist in rows:
                 recent = exemplars(values) if hist.count else {}
-                add_histogram(family, list(values), hist, recent)
-            return family.samples
+                series = dict(label_pairs(labelnames, values, labels))
+                out.extend(histogram_samples(name, series, hist, recent))
+            return out
 
-        return TextFamily(name, documentation, "histogram", "".join(parts), samples)
+        return WrittenFamily(
+            name,
+            documentation,
+            "histogram",
+            samples,
+            classic_lines="".join(classic),
+            openmetrics_lines="".join(openmetrics),
+        )
 
     def _active(self, snap: Snapshot, now: float) -> tuple[list[Row], list[Row], list[Row]]:
         active: list[Row] = []

@@ -35,6 +35,9 @@ class Event:
     run_id: str | None
     # The object that named the run (the run itself, where the body carries it).
     payload: dict[str, Any] | None = None
+    # The run's workflow, where the body names it: with shards, an event of a provider that
+    # splits its runs by workflow goes to that workflow's shard.
+    workflow_id: str | None = None
 
 
 class Dialect(Protocol):

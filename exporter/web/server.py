@@ -12,21 +12,15 @@ import gzip
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import parse_qs
 
 from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
 from exporter.config.webconfig import BasicAuth, Verdict, WebConfig, ssl_context
 from exporter.core.logs import get_logger
-from exporter.exposition.formats import (
-    CLASSIC_CONTENT_TYPE,
-    OPENMETRICS_CONTENT_TYPE,
-    encoder_for,
-    gzip_wanted,
-)
+from exporter.exposition.formats import WrittenFamily, collected, format_for, gzip_wanted
 from exporter.web.httpframing import BodySource, Request, Response, text_response
 from exporter.web.httploop import (
     ConnectionLoop,
@@ -54,10 +48,10 @@ _PAGE_METHODS = ("GET", "HEAD")
 
 
 class Exposable(Protocol):
-    """What /metrics renders: a registry, or one wrapped (exporter.exposition.staticlabels)."""
+    """What /metrics renders: a registry, or one whose families come written with each source's
+    static labels (exporter.exposition.staticlabels)."""
 
     def collect(self) -> Iterable[Metric]: ...
-    def restricted_registry(self, names: Iterable[str]) -> Collector: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +72,12 @@ class RenderedMetrics:
     """/metrics rendered once and shared: by the concurrent scrapes (one renders, the others
     wait for it) and by the scrapes that follow, until the state's generation changes or
     `max_age` passes (the exporter's own metrics and the age gauges move without a cycle).
-    Gzip is computed once per render too. There is one rendering per format written (two);
-    a scrape asking for some series only (`name[]`) is rendered on its own and not counted in
-    `renders`."""
+
+    A rendering collects the families once (`collections`); each format is written from them
+    when first asked for (`renders`: at most two a rendering), and gzipped once. A scrape asking
+    for some series only (`name[]`) is written from the same families for itself alone, and not
+    counted in `renders`: caching by name set would let clients choose how many bodies the
+    exporter keeps."""
 
     def __init__(
         self,
@@ -91,44 +88,58 @@ class RenderedMetrics:
         self._registry = registry
         self._generation = generation or (lambda: 0)
         self._max_age = max_age
-        self._entries: dict[str, _Rendered] = {}
-        self._locks = {
-            content_type: threading.Lock()
-            for content_type in (CLASSIC_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)
-        }
+        self._current: _Rendering | None = None
+        self._lock = threading.Lock()
+        self.collections = 0
         self.renders = 0
 
     def get(
         self, accept: str, gzipped: bool, names: Sequence[str] | None = None
     ) -> tuple[str, bytes]:
-        """The body for a scrape; `names` (its `name[]` parameters) keeps only those series."""
-        encoder, content_type = encoder_for(accept)
-        if names:
-            # Rendered for this request alone: caching by name set would let clients choose how
-            # many renderings the exporter keeps.
-            body = encoder(self._registry.restricted_registry(names))
-            return content_type, gzip.compress(body, compresslevel=1) if gzipped else body
-        with self._locks[content_type]:
-            entry = self._entries.get(content_type)
-            generation = self._generation()
-            now = time.monotonic()
-            if entry is None or entry.generation != generation or now - entry.at > self._max_age:
-                entry = _Rendered(generation, now, encoder(self._registry))
-                self._entries[content_type] = entry
-                self.renders += 1
-            if not gzipped:
-                return content_type, entry.body
-            if entry.gzipped is None:
-                entry.gzipped = gzip.compress(entry.body, compresslevel=1)
-            return content_type, entry.gzipped
+        """The content type and body for a scrape; `names` (its `name[]` parameters) keeps only
+        those series."""
+        text_format = format_for(accept)
+        content_type = text_format.content_type
+        with self._lock:
+            rendering = self._rendering()
+            if not names:
+                body = rendering.bodies.get(content_type)
+                if body is None:
+                    body = rendering.bodies[content_type] = text_format.write(rendering.families)
+                    self.renders += 1
+                if not gzipped:
+                    return content_type, body
+                packed = rendering.gzipped.get(content_type)
+                if packed is None:
+                    packed = rendering.gzipped[content_type] = gzip.compress(body, compresslevel=1)
+                return content_type, packed
+        kept = [
+            family
+            for whole in rendering.families
+            if (family := whole.restricted(names)) is not None
+        ]
+        body = text_format.write(kept)
+        return content_type, gzip.compress(body, compresslevel=1) if gzipped else body
+
+    def _rendering(self) -> _Rendering:
+        """The current rendering, collected again when stale (the caller holds the lock)."""
+        current = self._current
+        generation = self._generation()
+        now = time.monotonic()
+        if current is None or current.generation != generation or now - current.at > self._max_age:
+            current = self._current = _Rendering(generation, now, collected(self._registry))
+            self.collections += 1
+        return current
 
 
 @dataclass(slots=True)
-class _Rendered:
+class _Rendering:
     generation: int
     at: float
-    body: bytes
-    gzipped: bytes | None = None
+    families: list[WrittenFamily]
+    # Per content type: the body written, and gzipped.
+    bodies: dict[str, bytes] = field(default_factory=dict)
+    gzipped: dict[str, bytes] = field(default_factory=dict)
 
 
 class MetricsEndpoints:

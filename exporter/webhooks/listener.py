@@ -32,6 +32,7 @@ _REASONS = {
     415: "unsupported media type: send the event uncompressed",
     429: "too many requests",
     500: "internal error; see the log",
+    503: "unavailable; retry later",
 }
 
 

@@ -3,6 +3,8 @@ hint; and what a batch of hints does: the runs looked up and committed through t
 own decide-and-commit, under the source's cycle lock (`Exporter.apply_hints`).
 
 HTTP is the listener's; this module answers in status codes so it can be tested without it.
+With shards, an event for a source another replica owns is verified here, then forwarded to
+that replica (`routing` decides, `forward` sends) and its answer passed back.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from prometheus_client import CollectorRegistry
 
 from exporter.config.webhooks import WebhookSettings
 from exporter.core.logs import get_logger, register_secret
+from exporter.core.sharding import UNSHARDED, Shard
 from exporter.providers import SourceSettings, registry
 from exporter.providers.webhooks import Dialect
+from exporter.webhooks.forward import PeerAnswer, PeerForwarder
 from exporter.webhooks.hints import POLL, Batch, HintWorkers
 from exporter.webhooks.metrics import WebhookMetrics
+from exporter.webhooks.routing import FORWARDED_BY, Decision, Forwarded, forwarded_headers, route
 from exporter.webhooks.verify import ReplayGuard, Result, Verdict, verify
 
 log = get_logger("exporter.webhooks")
@@ -44,6 +49,9 @@ ANSWERS = {
     Result.QUEUE_FULL: Answer(429, {"Retry-After": "5"}),
 }
 NOT_FOUND = Answer(404)
+# The owner of an event's source cannot take it now (not reachable, or the replicas disagree
+# about who owns it): the platform retries, and the poll reconciles meanwhile.
+RETRY_LATER = Answer(503, {"Retry-After": "10"})
 # A body sent with a Content-Encoding (compressed): never inflated, refused before it is read.
 COMPRESSED = Answer(415, {"Accept-Encoding": "identity"})
 # A run's payload is kept with its hint up to this size (a full queue of them stays small); a
@@ -70,8 +78,12 @@ class WebhookService:
         configured: Callable[[], Iterable[SourceSettings]],
         apply_hints: Callable[[str, list[str], Mapping[str, Any]], object],
         poll: Callable[[str], object],
+        shard: Shard = UNSHARDED,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`source_settings` and `configured` know every source of the configuration, this
+        shard's and the others' (an event is verified wherever it arrives); `apply_hints` and
+        `poll` only this shard's."""
         self.settings = settings
         self._source_settings = source_settings
         self._configured = configured
@@ -81,8 +93,16 @@ class WebhookService:
         self._secrets: dict[str, _Secret] = {}
         self._guards: dict[str, ReplayGuard] = {}
         self._lock = threading.Lock()
+        self.shard = shard
+        self._forwarder = (
+            PeerForwarder(settings.forward_timeout.total_seconds())
+            if shard.sharded and settings.peer_url_template is not None
+            else None
+        )
         self.workers = HintWorkers(settings.queue_size, self._handle, self._batch_limit)
-        self.metrics = WebhookMetrics(registry, self.sources, self.workers.depth)
+        self.metrics = WebhookMetrics(
+            registry, self.sources, self.workers.depth, forwarding=self._forwarder is not None
+        )
 
     def sources(self) -> list[str]:
         """The configured sources that take webhooks (with a secret, on a signing provider)."""
@@ -123,6 +143,11 @@ class WebhookService:
             run_id_paths=settings.webhook_run_id_paths,
         )
         result = verdict.result
+        if result is Result.ACCEPTED and self.shard.sharded:
+            assert verdict.event is not None
+            elsewhere = self._elsewhere(source, settings, verdict.event.workflow_id, headers, body)
+            if elsewhere is not None:
+                return elsewhere
         if verdict.replay_key is not None and result in (Result.ACCEPTED, Result.UNKNOWN_EVENT):
             keep = len(body) <= MAX_KEPT_PAYLOAD
             result = self._admit(source, verdict.replay_key, verdict, now, keep)
@@ -130,6 +155,36 @@ class WebhookService:
         if result is Result.UNKNOWN_EVENT and verdict.event is not None:
             log.debug("webhook event ignored", source=source, event_type=verdict.event.event_type)
         return ANSWERS[result]
+
+    def _elsewhere(
+        self,
+        source: str,
+        settings: SourceSettings,
+        workflow_id: str | None,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> Answer | None:
+        """The answer for a verified event another shard owns; None: this one takes it."""
+        provider = registry().get(settings.provider)
+        found = route(
+            self.shard,
+            source,
+            by_workflow=provider is not None and provider.shards_by_workflow,
+            workflow_id=workflow_id,
+            forwarded=FORWARDED_BY in headers,
+        )
+        if found.decision is Decision.TAKE:
+            return None
+        if found.decision is Decision.MISROUTED:
+            self.metrics.received(source, Result.MISROUTED)
+            return RETRY_LATER
+        url = self.settings.peer_url(found.owner, source)
+        if url is None or self._forwarder is None:
+            return NOT_FOUND  # no peers configured: as before, only the owner takes its events
+        answer = self._forwarder.forward(url, forwarded_headers(headers, self.shard.index), body)
+        self.metrics.received(source, Result.FORWARDED)
+        self.metrics.forwarded(source, answer.result)
+        return _relayed(answer)
 
     def _admit(
         self, source: str, key: str, verdict: Verdict, now: float, keep_payload: bool
@@ -204,6 +259,19 @@ class WebhookService:
 
     def stop(self) -> None:
         self.workers.stop()
+        if self._forwarder is not None:
+            self._forwarder.close()
+
+
+def _relayed(answer: PeerAnswer) -> Answer:
+    """The owner's answer, for the platform: its 2xx and 4xx as they were (a 429's Retry-After
+    too); no answer, or a 5xx, as retryable."""
+    if answer.result is Forwarded.UNAVAILABLE or answer.status is None:
+        return RETRY_LATER
+    # Passed on only as the seconds our own listener sends, whatever the peer's says.
+    wait = answer.retry_after
+    headers = {"Retry-After": wait} if wait and wait.isdigit() and len(wait) <= 5 else {}
+    return Answer(answer.status, headers)
 
 
 def dialect_of(provider: str) -> Dialect | None:

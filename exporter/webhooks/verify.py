@@ -28,6 +28,12 @@ class Result(StrEnum):
     UNKNOWN_EVENT = "unknown_event"
     INVALID = "invalid"  # signed, but not JSON or naming no run where one was expected
     QUEUE_FULL = "queue_full"
+    # With shards: verified here and sent on to the replica that owns the source (what became
+    # of it there is `workflow_exporter_webhooks_forwarded_total`).
+    FORWARDED = "forwarded"
+    # Forwarded here by a replica that took this one for the owner, which it is not (the
+    # replicas disagree about the shard count): refused as retryable, never forwarded again.
+    MISROUTED = "misrouted"
 
 
 @dataclass(frozen=True, slots=True)

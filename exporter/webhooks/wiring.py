@@ -1,6 +1,6 @@
 """The webhook endpoint wired to a running exporter through a narrow interface (`WebhookHost`):
-its sources' settings, hints applied under a source's cycle lock, a poll, a health reason, the
-stop event. It never sees the exporter's fields."""
+its sources' settings, its shard, hints applied under a source's cycle lock, a poll, a health
+reason, the stop event. It never sees the exporter's fields."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from exporter.config.webconfig import WebConfig
 from exporter.config.webhooks import WebhookSettings
 from exporter.core.logs import get_logger
+from exporter.core.sharding import Shard
 from exporter.providers import SourceSettings
 from exporter.web.server import ServerLimits
 from exporter.webhooks.listener import WebhookListener
@@ -42,6 +43,16 @@ class WebhookHost(Protocol):
         ...
 
     def configured_sources(self) -> list[SourceSettings]: ...
+
+    @property
+    def shard(self) -> Shard:
+        """This replica's shard: an event for another shard's source is forwarded there."""
+        ...
+
+    def every_source(self) -> list[SourceSettings]:
+        """Every source of the configuration, the other shards' too: an event is verified by
+        whichever replica it reaches."""
+        ...
 
     def apply_hints(
         self, name: str, run_ids: list[str], payloads: Mapping[str, Any] | None = None
@@ -83,13 +94,26 @@ class RunningWebhooks:
 
 
 def webhook_service(host: WebhookHost) -> WebhookService:
+    # Forwarding between shards, any replica verifies the events of any source and sends them
+    # on; otherwise a replica takes the events of the sources running here alone (one that
+    # failed to start takes none, and another shard's is unknown here: 404).
+    settings = host.webhook_settings()
+    forwarding = host.shard.sharded and settings.peer_url_template is not None
+    sources = host.every_source if forwarding else host.configured_sources
+
+    def source_settings(name: str) -> SourceSettings | None:
+        if not forwarding:
+            return host.source_settings(name)
+        return next((s for s in sources() if s.name == name), None)
+
     return WebhookService(
-        host.webhook_settings(),
+        settings,
         host.registry,
-        source_settings=host.source_settings,
-        configured=host.configured_sources,
+        source_settings=source_settings,
+        configured=sources,
         apply_hints=host.apply_hints,
         poll=host.poll,
+        shard=host.shard,
     )
 
 
@@ -101,6 +125,13 @@ def start_webhooks(
     service = webhook_service(host)
     for name in service.sources():
         service.accepts(name)  # reads each secret now, so it is redacted before any request
+    if service.shard.sharded and service.settings.peer_url_template is None:
+        log.warning(
+            "sharded without webhooks.peer_url_template: events for another shard's sources "
+            "are answered 404",
+            shard_index=service.shard.index,
+            shard_count=service.shard.count,
+        )
     listener = WebhookListener(endpoint.listen, service, endpoint.web_config, limits)
     listener.start()
     host.add_health_check(service.health)

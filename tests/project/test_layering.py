@@ -57,6 +57,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
         }
     ),
     "simulator": frozenset({"core.model", "core.plugins"}),
+    # Rules are built from the SLOs' settings alone.
+    "slo": frozenset({"config.slos"}),
 }
 WIRING_PACKAGES = {"commands"}
 

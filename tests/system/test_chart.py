@@ -16,7 +16,10 @@ import yaml
 
 from exporter import __version__
 from exporter.config.settings import config_from_data
+from exporter.config.slos import SloDefaults, SloSettings
+from exporter.config.webhooks import WebhookSettings
 from exporter.core.sharding import ordinal_from_hostname
+from exporter.slo.rules import build_groups
 from monitoring import chart as chart_files
 from monitoring import rules
 
@@ -105,10 +108,17 @@ EVERY_OPTION: dict[str, Any] = {
     ],
     "priorityClassName": "monitoring",
     "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+    "slos": [
+        {
+            "name": "invoices",
+            "sources": ["plextera-prod"],
+            "success": {"objective": 99.5},
+            "latency": {"threshold": 300},
+        }
+    ],
     "dashboards": {"enabled": True, "folder": "Workflows", "annotations": {"k": "v"}},
 }
 
-# Webhooks need one replica (a load-balanced Service would reach any shard).
 WEBHOOKS: dict[str, Any] = {
     "sources": [
         {"name": "extend-main", "provider": "extend", "webhookSecretKey": "extend-main"},
@@ -129,7 +139,15 @@ WEBHOOKS: dict[str, Any] = {
     },
 }
 
-SCENARIOS = {"defaults": {}, "every-option": EVERY_OPTION, "webhooks": WEBHOOKS}
+# Any replica takes a source's event and forwards it to the shard that owns the source.
+SHARDED_WEBHOOKS: dict[str, Any] = {**WEBHOOKS, "shards": 3}
+
+SCENARIOS = {
+    "defaults": {},
+    "every-option": EVERY_OPTION,
+    "webhooks": WEBHOOKS,
+    "sharded-webhooks": SHARDED_WEBHOOKS,
+}
 
 
 def render(values: dict[str, Any]) -> list[dict[str, Any]]:
@@ -482,17 +500,141 @@ def test_webhooks_get_their_own_listener_service_ingress_and_policy_rule() -> No
     )
 
 
-def test_webhooks_refuse_shards_and_secrets_in_values() -> None:
+def test_webhooks_refuse_secrets_in_values() -> None:
     chart = helm.Chart.load(CHART)
     try:
         with pytest.raises(helm.HelmValuesError):
             chart.validate_schema(
                 {"sources": [{"name": "a", "provider": "extend", "webhook_secret": "s-123"}]}
             )
-        with pytest.raises(helm.HelmRenderError, match="shards"):
-            chart.render({**WEBHOOKS, "shards": 2}, name=RELEASE)
         no_secret = {**WEBHOOKS, "webhooks": {"enabled": True}}
         with pytest.raises(helm.HelmRenderError, match="webhookSecretKey"):
             chart.render(no_secret, name=RELEASE)
+        with pytest.raises(helm.HelmValuesError):
+            chart.validate_schema({"config": {"webhooks": {"peer_url_template": "http://x:1"}}})
     finally:
         chart.close()
+
+
+# Every kind of selection and setting an SLO takes, for the chart's rules and the generator's.
+SLOS: list[dict[str, Any]] = [
+    {
+        "name": "invoices-success",
+        "sources": ["a.prod", "b"],
+        "workflows": {"include": ["Inv.*", 'say "hi"'], "exclude": "test"},
+        "success": {"objective": 99.9, "bad": "failed"},
+    },
+    {
+        "name": "99",
+        "sources": "only",
+        "success": {"good": ["succeeded", "skipped"]},
+        "latency": {"threshold": 0.5, "statuses": ["succeeded", "failed"], "objective": 97.3},
+        "window": "168h",
+        "min_runs": 3,
+    },
+    {"name": "slow", "latency": {"threshold": 3600}, "window": "28d"},
+]
+
+
+def test_slo_prometheus_rule_is_what_slo_rules_writes() -> None:
+    values = {
+        "prometheusRule": {"enabled": True},
+        "slos": SLOS,
+        "slo_defaults": {"min_runs": 7},
+        "config": {"buckets": {"duration": [0.5, 60, 300, 3600]}},
+    }
+    rule = by_kind(render(values), "PrometheusRule", "-slos")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["namespace"] == NAMESPACE
+    thresholds = chart_files.default_thresholds()
+    expected = build_groups(
+        [SloSettings.model_validate(slo) for slo in SLOS],
+        SloDefaults(min_runs=7),
+        thresholds["runbook_base_url"],
+    )
+    assert rule["spec"]["groups"] == expected
+    for group in rule["spec"]["groups"]:
+        assert set(group) == {"name", "rules"}
+        for item in group["rules"]:
+            assert set(item) in (
+                {"record", "expr", "labels"},
+                {"alert", "expr", "labels", "annotations"},
+            )
+            assert "{{" not in item["expr"]
+            assert isinstance(item["labels"]["slo"], str)
+    # Without SLOs, no second PrometheusRule.
+    docs = render({"prometheusRule": {"enabled": True}})
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "PrometheusRule"] == [
+        "wre-workflow-runs-exporter"
+    ]
+
+
+def test_slo_mistakes_are_refused_naming_the_field() -> None:
+    chart = helm.Chart.load(CHART)
+    try:
+        with pytest.raises(
+            Exception, match=r"slos\[fast\]\.latency\.threshold: 45 s is not a bucket"
+        ):
+            chart.render(
+                {
+                    "prometheusRule": {"enabled": True},
+                    "slos": [{"name": "fast", "latency": {"threshold": 45}}],
+                },
+                name=RELEASE,
+                namespace=NAMESPACE,
+            )
+        for bad in (
+            {"name": "Bad Name", "success": {}},
+            {"name": "a"},
+            {"name": "a", "success": {"bad": ["exploded"]}},
+            {"name": "a", "success": {}, "objective": 99},
+        ):
+            with pytest.raises(Exception):  # noqa: B017, PT011 (the SDK's schema error type)
+                chart.validate_schema({"slos": [bad]})
+    finally:
+        chart.close()
+
+
+def test_sharded_webhooks_reach_any_replica_which_forwards_to_the_owner_by_its_pod_name() -> None:
+    docs = render(SHARDED_WEBHOOKS)
+    statefulset = by_kind(docs, "StatefulSet")
+    headless = by_kind(docs, "Service", "-exporter")
+    # Pod names resolve through the StatefulSet's headless Service, ready or not.
+    assert statefulset["spec"]["serviceName"] == headless["metadata"]["name"]
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    text = by_kind(docs, "ConfigMap", "-exporter")["data"]["config.yaml"]
+    template = yaml.safe_load(text)["webhooks"]["peer_url_template"]
+    pod = statefulset["metadata"]["name"]
+    assert template == (
+        f"http://{pod}-{{shard}}.{headless['metadata']['name']}.{NAMESPACE}.svc:9856"
+    )
+    # The exporter takes it, and shard 2's address is pod 2's.
+    peer = WebhookSettings(peer_url_template=template).peer_url(2, "extend-main")
+    assert peer == f"http://{pod}-2.{pod}.{NAMESPACE}.svc:9856/webhooks/extend-main"
+    assert ordinal_from_hostname(f"{pod}-2") == 2
+    # One Service and one Ingress for every shard.
+    assert (
+        by_kind(docs, "Ingress")["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"][
+            "name"
+        ]
+        == by_kind(docs, "Service", "-webhooks")["metadata"]["name"]
+    )
+    # The replicas may reach one another's webhook port, and nothing else of one another.
+    policy = by_kind(docs, "NetworkPolicy")["spec"]
+    selector = {"podSelector": {"matchLabels": statefulset["spec"]["selector"]["matchLabels"]}}
+    assert {"ports": [{"port": "webhooks", "protocol": "TCP"}], "from": [selector]} in policy[
+        "ingress"
+    ]
+    assert {"to": [selector], "ports": [{"port": 9856, "protocol": "TCP"}]} in policy["egress"]
+    # A template given in values is kept; one replica needs none.
+    given = {
+        **SHARDED_WEBHOOKS,
+        "config": {"webhooks": {"peer_url_template": "http://x-{shard}:1"}},
+    }
+    text = by_kind(render(given), "ConfigMap", "-exporter")["data"]["config.yaml"]
+    assert yaml.safe_load(text)["webhooks"]["peer_url_template"] == "http://x-{shard}:1"
+    text = by_kind(render(WEBHOOKS), "ConfigMap", "-exporter")["data"]["config.yaml"]
+    assert "webhooks" not in yaml.safe_load(text)
+    policy = by_kind(render(WEBHOOKS), "NetworkPolicy")["spec"]
+    assert len(policy["egress"]) == 2

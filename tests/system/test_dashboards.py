@@ -1,10 +1,10 @@
-"""The Grafana dashboards: generated, typed by Grafana's own schema, and valid PromQL."""
+"""The Grafana dashboards: generated, typed by the SDK's builders, and valid PromQL."""
 
 from __future__ import annotations
 
-import copy
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from monitoring import dashboards, typecheck
+from monitoring import dashboards, slo_dashboard
 
 pytestmark = pytest.mark.system
 
-BOARDS = {name: build() for name, build in dashboards.DASHBOARDS.items()}
+ROOT = Path(__file__).resolve().parents[2]
+BOARDS = dashboards.boards()
 
 
 def _walk(node: Any) -> Iterator[dict[str, Any]]:
@@ -37,22 +38,32 @@ def test_committed_dashboards_are_generated() -> None:
     assert dashboards.main(["--check"]) == 0, "run `make dashboards`"
 
 
-def test_dashboards_type_check_against_grafana_schema() -> None:
-    result = typecheck.run()
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_the_builders_types_reject_a_wrong_panel(tmp_path: Path) -> None:
+    """The dashboards are typed by the SDK's builders under `mypy --strict`: a string where
+    Grafana wants a number, or a value outside an option's enum, fails; the right ones pass."""
+    common = "from grafana_foundation_sdk.models import common\nfrom monitoring import panels\n"
+    good = tmp_path / "good.py"
+    good.write_text(
+        common + 'panels.headline("R", "up", "d").height(4)'
+        ".color_mode(common.BigValueColorMode.BACKGROUND)\n"
+    )
+    bad = tmp_path / "bad.py"
+    bad.write_text(common + 'panels.headline("R", "up", "d").height("four").color_mode("shiny")\n')
 
+    def mypy(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path), str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        )
 
-def test_the_type_check_rejects_a_wrong_dashboard() -> None:
-    """Proof the check can fail: a string where Grafana wants a number, an unknown option."""
-    broken = copy.deepcopy(BOARDS["workflow-runs.json"])
-    broken["panels"][0]["gridPos"]["h"] = "four"
-    broken["panels"][0]["options"]["colorMode"] = "shiny"
-
-    result = typecheck.run({"broken.json": broken})
-
+    assert mypy(good).returncode == 0, mypy(good).stdout
+    result = mypy(bad)
     assert result.returncode != 0
-    assert "gridPos" in result.stdout or "h" in result.stdout
-    assert "shiny" in result.stdout
+    assert 'Argument 1 to "height"' in result.stdout
+    assert 'Argument 1 to "color_mode"' in result.stdout
 
 
 def test_datasource_is_a_variable_everywhere() -> None:
@@ -101,6 +112,28 @@ def test_health_dashboard_has_the_panels() -> None:
         "Invalid records",
         "Dropped label values",
     } <= _titles(board)
+
+
+def test_slo_dashboard_has_the_variables_and_panels() -> None:
+    board = BOARDS[slo_dashboard.FILE]
+    assert board["schemaVersion"] >= 41  # built with the Grafana 11.6 builders
+    names = [v["name"] for v in board["templating"]["list"]]
+    assert names == ["datasource", "slo", "source", "workflow"]
+    assert {
+        "Objective",
+        "Error budget left",
+        "SLI over the window",
+        "Burn rate per window",
+        "Runs counted in the last hour",
+        "Firing SLO alerts",
+    } <= _titles(board)
+    (burn,) = [p for p in board["panels"] if p["title"] == "Burn rate per window"]
+    assert [t["expr"].split("{")[0] for t in burn["targets"]] == [
+        f"slo:sli_error:ratio_rate{w}" for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+    ]
+    for panel in board["panels"]:
+        for target in panel["targets"]:
+            assert 'slo=~"$slo"' in target["expr"], panel["title"]
 
 
 def test_panels_do_not_overlap() -> None:

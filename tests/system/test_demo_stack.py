@@ -1,7 +1,7 @@
 """`demo-stack` as a user runs it, with shortened timings: the scripted incident must reach the
 real Alertmanager as `WorkflowRunsFailedSpike` from the real Prometheus loaded with the shipped
-rules, the agent's per-run alerts must arrive too, and a SIGTERM must stop every process the
-command started."""
+rules, and as the demo SLO's fast-burn page; the agent's per-run alerts must arrive too, and a
+SIGTERM must stop every process the command started."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from exporter.commands.demo import demo_slos
 from exporter.commands.demo_stack import (
     PROMQL,
     Children,
@@ -43,7 +44,8 @@ def test_links_carry_each_query_url_encoded() -> None:
 
 
 def test_prometheus_scrapes_the_exporter_under_the_rules_job_name() -> None:
-    config = prometheus_config(_settings(), Path("/rules.yml"))
+    config = prometheus_config(_settings(), Path("/rules.yml"), Path("/slo-rules.yml"))
+    assert config["rule_files"] == ["/rules.yml", "/slo-rules.yml"]
     assert config["scrape_configs"][0]["job_name"] == "workflow-runs-exporter"
     assert config["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:1"]
     targets = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
@@ -105,6 +107,21 @@ def test_demo_stack_incident_reaches_alertmanager_and_everything_stops(tmp_path:
             )
 
         until("WorkflowRunsFailedSpike in Alertmanager", spike, 60)
+        # The demo's SLO pages during the incident: its 1h and 5m windows burn.
+        (slo,) = demo_slos()
+        until(
+            "the demo SLO's fast-burn page in Alertmanager",
+            lambda: any(
+                a["labels"].get("alertname") == "WorkflowSLOBurnRatePage"
+                and a["labels"].get("window") == "1h"
+                and a["labels"].get("slo") == slo["name"]
+                and a["labels"].get("severity") == "critical"
+                and (a["labels"].get("source"), a["labels"].get("workflow"))
+                == ("extend-demo", "Invoices")
+                for a in _alerts(alertmanager)
+            ),
+            30,
+        )
         # The agent's per-run alerts go to the same Alertmanager.
         until(
             "a per-run alert in Alertmanager",

@@ -242,7 +242,7 @@ def test_the_provider_tables_show_the_new_provider() -> None:
 def test_the_step_failure_ratio_leaves_the_new_provider_out() -> None:
     groups = rules.dump_groups(rules.load_thresholds())
     assert groups.count(LEFT_OUT) == 3  # failed, ran, and the minimum of ran
-    queries = [q for _, q in dashboards.panel_queries(dashboards.workflow_runs())]
+    queries = [q for _, q in dashboards.panel_queries(dashboards.boards()["workflow-runs.json"])]
     assert sum(q.count(LEFT_OUT) for q in queries) == 2  # the ratio panel's failed and ran
 
 

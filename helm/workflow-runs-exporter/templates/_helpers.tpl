@@ -53,8 +53,9 @@ app.kubernetes.io/part-of: workflow-runs-exporter
 {{- define "wre.statePath" -}}/var/lib/workflow-runs-exporter{{- end -}}
 
 {{/*
-The exporter's config file: `config` from values, the state on the state volume, and each
-source with its key as a file from the mounted Secret (never the key itself).
+The exporter's config file: `config` from values, the state on the state volume, each
+source with its key as a file from the mounted Secret (never the key itself), and, with webhooks
+on several shards, the address of each shard's webhook listener.
 */}}
 {{- define "wre.config" -}}
 {{- $config := deepCopy .Values.config -}}
@@ -71,5 +72,15 @@ source with its key as a file from the mounted Secret (never the key itself).
 {{- $sources = append $sources $source -}}
 {{- end -}}
 {{- $_ := set $config "sources" $sources -}}
+{{- if and .Values.webhooks.enabled (gt (int .Values.shards) 1) -}}
+{{- /* The webhook Service reaches any replica: each forwards an event to the owner of its
+source, by that pod's stable name behind the headless Service. */ -}}
+{{- $hooks := deepCopy (default (dict) $config.webhooks) -}}
+{{- if not (hasKey $hooks "peer_url_template") -}}
+{{- $fullname := include "wre.fullname" . -}}
+{{- $_ := set $hooks "peer_url_template" (printf "http://%s-{shard}.%s.%s.svc:%d" $fullname $fullname .Release.Namespace (int .Values.webhooks.port)) -}}
+{{- end -}}
+{{- $_ := set $config "webhooks" $hooks -}}
+{{- end -}}
 {{- toYaml $config -}}
 {{- end -}}

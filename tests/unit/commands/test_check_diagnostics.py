@@ -106,3 +106,31 @@ def test_check_says_per_source_whether_webhooks_are_on_and_never_the_secret(
     assert said[0].startswith(f"  webhooks: webhook_secret_file {str(secret_file)!r}: cannot read")
     text = "\n".join(line for found in lines.values() for line in found)
     assert "whsec-check" not in text
+
+
+def test_check_says_with_shards_how_the_other_replicas_reach_a_source_s_webhooks(
+    simulator: SimFactory, exporter_factory: ExporterFactory, tmp_path: Path
+) -> None:
+    from exporter.commands.check import diagnose
+    from exporter.core.sharding import bucket
+
+    plx = simulator("plextera", seed=4, arrival_rate_per_min=0)
+    name = next(f"plx-{i}" for i in range(50) if bucket(f"plx-{i}", 2) == 1)
+    sources = [source_for(plx, "plextera", name=name, webhook_secret="whsec-check-shard-0123")]
+    template = "http://wre-{shard}.wre.monitoring.svc:9856"
+    forwarding = exporter_factory(
+        sources,
+        state=tmp_path / "a.db",
+        shard={"index": 1, "count": 2},
+        webhooks={"peer_url_template": template},
+    )
+    (report,) = forwarding.collect_all()
+    assert (
+        "  webhooks: secret set (inline); the other replicas forward its events to "
+        f"http://wre-1.wre.monitoring.svc:9856/webhooks/{name}"
+    ) in diagnose(forwarding, report)
+    alone = exporter_factory(sources, state=tmp_path / "b.db", shard={"index": 1, "count": 2})
+    (report,) = alone.collect_all()
+    (said,) = [line for line in diagnose(alone, report) if "webhooks" in line]
+    assert "answer its events 404" in said
+    assert "webhooks.peer_url_template" in said

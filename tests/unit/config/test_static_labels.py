@@ -260,8 +260,8 @@ def test_good_static_labels_are_kept_as_given() -> None:
 def test_pre_written_lines_get_the_same_labels_as_the_samples(
     simulator: SimFactory, exporter_factory: ExporterFactory
 ) -> None:
-    """The classic format writes the labels into the lines (no samples built); OpenMetrics and
-    `get_sample_value` read the samples: both must say the same."""
+    """Both formats write the labels into the lines (no samples built); prometheus_client's
+    writers and `get_sample_value` read the samples: both must say the same."""
     sim = simulator("noxus", seed=186, workflows=3)
     sim.world.add_runs(30)
     sim.world.advance(1800)

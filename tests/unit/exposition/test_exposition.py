@@ -1,5 +1,5 @@
-"""The fast text writer writes exactly what prometheus_client writes; /metrics negotiates its
-format and coding, and honours `name[]`, as client_python's own handler does."""
+"""The writer writes exactly what prometheus_client writes; /metrics negotiates its format and
+coding, and honours `name[]`, as client_python's own handler does."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.samples import Sample
 
-from exporter.exposition.formats import TextFamily, generate_text, series_line
+from exporter.exposition.formats import generate_openmetrics, generate_text
+from exporter.exposition.lines import series_line
+from exporter.exposition.written import WrittenFamily
 from exporter.web.server import MetricsServer, ServerHooks, ServerLimits
 from tests.conftest import PROVIDERS, ExporterFactory, SimFactory, source_for
 from tests.loopback import free_port
@@ -22,7 +25,7 @@ OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 CLASSIC = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def test_the_fast_writer_is_byte_identical_to_prometheus_client(
+def test_both_formats_are_byte_identical_to_prometheus_clients_writers(
     simulator: SimFactory, exporter_factory: ExporterFactory
 ) -> None:
     sources = []
@@ -38,12 +41,16 @@ def test_the_fast_writer_is_byte_identical_to_prometheus_client(
     exporter = exporter_factory(sources, clock=lambda: frozen)
     assert all(report.ok for report in exporter.collect_all())
 
-    fast = generate_text(exporter.registry)
+    written = generate_text(exporter.registry)
     reference = generate_latest(exporter.registry)
+    openmetrics = generate_openmetrics(exporter.registry)
+    openmetrics_reference = openmetrics_latest(exporter.registry)  # type: ignore[no-untyped-call]
 
-    assert stable(fast) == stable(reference)
-    assert len(stable(fast)) > 1000
-    assert b"workflow_run_duration_seconds_bucket" in fast
+    assert stable(written) == stable(reference)
+    assert stable(openmetrics) == stable(openmetrics_reference)
+    assert len(stable(written)) > 1000
+    assert b"workflow_run_duration_seconds_bucket" in written
+    assert b'# {run_id="' in openmetrics
 
 
 def stable(text: bytes) -> list[bytes]:
@@ -53,7 +60,7 @@ def stable(text: bytes) -> list[bytes]:
     ]
 
 
-def test_the_server_sends_the_fast_text_and_openmetrics_on_request(
+def test_the_server_sends_the_classic_text_and_openmetrics_on_request(
     simulator: SimFactory, exporter_factory: ExporterFactory
 ) -> None:
     from exporter.commands.run import server_hooks
@@ -76,7 +83,8 @@ def test_the_server_sends_the_fast_text_and_openmetrics_on_request(
 
 
 class _Families:
-    """Two classic families and one written ahead (`TextFamily`) whose samples count their reads."""
+    """Two classic families and one written ahead (`WrittenFamily`) whose samples count their
+    reads."""
 
     def __init__(self) -> None:
         self.sample_reads = 0
@@ -89,8 +97,12 @@ class _Families:
             self.sample_reads += 1
             return [Sample("gamma", {"k": "v"}, 3.0)]
 
-        yield TextFamily(
-            "gamma", "Gamma.", "gauge", series_line("gamma", (("k", "v"),), 3), samples
+        yield WrittenFamily(
+            "gamma",
+            "Gamma.",
+            "gauge",
+            samples,
+            classic_lines=series_line("gamma", (("k", "v"),), 3),
         )
 
 
@@ -118,12 +130,12 @@ def names_in(text: str) -> set[str]:
     }
 
 
-def test_a_plain_scrape_is_written_by_the_fast_writer(
-    served: MetricsServer, families: _Families
+@pytest.mark.parametrize("accept", ["", "application/openmetrics-text"])
+def test_a_scrape_of_either_format_builds_no_samples_of_a_written_family(
+    served: MetricsServer, families: _Families, accept: str
 ) -> None:
-    response = httpx.get(served.url("/metrics"))
-    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    assert 'gamma{k="v"} 3.0' in response.text
+    response = httpx.get(served.url("/metrics"), headers={"Accept": accept})
+    assert 'gamma{k="v"} 3.0\n' in response.text
     assert families.sample_reads == 0
 
 
@@ -207,3 +219,20 @@ def test_made_up_format_versions_share_the_one_rendering(served: MetricsServer) 
         assert response.headers["Content-Type"] == OPENMETRICS
         assert "beta 2.0" in response.text
     assert served.metrics.renders == 1
+
+
+def test_both_formats_and_name_filters_are_written_from_one_collection(
+    served: MetricsServer,
+) -> None:
+    classic = httpx.get(served.url("/metrics"))
+    openmetrics = httpx.get(
+        served.url("/metrics"),
+        headers={"Accept": "application/openmetrics-text", "Accept-Encoding": "gzip"},
+    )
+    restricted = httpx.get(served.url("/metrics?name[]=gamma"))
+
+    assert served.metrics.collections == 1
+    assert served.metrics.renders == 2  # one body per format; the restricted one apart
+    assert openmetrics.headers["Content-Encoding"] == "gzip"
+    assert names_in(classic.text) == names_in(openmetrics.text) == {"alpha_total", "beta", "gamma"}
+    assert restricted.text == '# HELP gamma Gamma.\n# TYPE gamma gauge\ngamma{k="v"} 3.0\n'

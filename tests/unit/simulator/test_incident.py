@@ -59,3 +59,16 @@ def test_a_real_time_plan_scales_with_the_demo_speed() -> None:
     assert plan.start_after == 1800
     assert plan.duration == 9000
     assert plan.failures_per_minute == 0.4  # per simulated minute: 12 per real minute
+
+
+def test_a_steady_workflow_fails_rarely_from_its_history_on() -> None:
+    """The demo's SLO workflow; the other workflows fail as usual."""
+    sim = ExtendSimulator(seed=4, history_seconds=6 * 3600, steady_workflows=1)
+    first = sim.world.workflows[0].name
+    assert sim.world.steady_workflows == {first}
+    mine = [r.outcome for r in sim.world.runs.values() if r.workflow.name == first]
+    others = [r.outcome for r in sim.world.runs.values() if r.workflow.name != first]
+    assert len(mine) > 50
+    assert mine.count("failed") <= 1
+    assert "rejected" not in mine
+    assert others.count("failed") > len(others) / 20
