@@ -26,7 +26,8 @@ from pathlib import Path
 import httpx
 import yaml
 
-from bench.run import RESULTS, ROOT, _store_with_series, machine
+from bench.common import RESULTS, ROOT, machine
+from bench.scrape import store_with_series
 
 SECTION = "## Load: hostile clients"
 TARGET_P99 = 0.25
@@ -173,7 +174,7 @@ def run_load(
     seconds: float, scrapers: int, silent: int, interval: float, processes: int
 ) -> Outcome:
     workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    store = _store_with_series(10_000, workdir)
+    store = store_with_series(10_000, workdir)
     state = Path(store.path)
     store.close()
     config = workdir / "config.yaml"
