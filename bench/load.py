@@ -2,6 +2,9 @@
 held open that send nothing, and 200 concurrent scrapers for 30 s. Reports the scrapes' latency
 and errors beside the target, and writes its section of bench/RESULTS.md.
 
+Over 300 lines with no named split: the scrapers, the silent sockets and the report are one
+experiment run together.
+
     python -m bench.load [--seconds 30] [--scrapers 200] [--silent 1000] [--interval 1]
 """
 

@@ -1,5 +1,8 @@
 """The pure core that decides what to count. No I/O: the collector feeds it, the store persists it.
 
+Over 300 lines with no named split: the decision rules read and update the same cycle's changes;
+the tracking of active runs lives in `tracking`.
+
 Exactly-once rests on four rules, applied to each run seen in a cycle (deduplicated by its key
 first: `Run.id`, the API's id exactly, scoped as the API scopes it, never a cleaned text):
 

@@ -1,5 +1,8 @@
 """Domain metrics: names, help texts, labels and buckets, rendered from a store snapshot.
 
+Over 300 lines with no named split: each family reads the same snapshot and the same held-back
+label pairs; writing the lines is `written`'s and `lines`'.
+
 A custom Collector builds fresh metric families on every scrape (the Prometheus guide for writing
 exporters asks for this): no stale label sets, no scrape racing a collection, and no provider API
 call during a scrape. Sample output:

@@ -1,5 +1,8 @@
 """The exporter's own health metrics, instrumented directly (they describe this process).
 
+Over 300 lines with no named split: the instruments are declared once, with their help texts,
+beside the per-source and alerting handles that record into them.
+
 Domain metrics live in `exporter.exposition.metrics` and render from the state store; these do
 not need to survive a restart, as is usual for a process's own counters.
 """

@@ -8,6 +8,9 @@ already followed, or a page that repeats the one before, ends the walk loudly (`
 Summaries carry no failure reason: a run that newly reached FAILED is parked until
 `GET /workflow_runs/{id}` gives its `failureReason` (the `code` label). Rejected runs count as
 errors with the code `unspecified` (Extend gives a free-text `rejectionNote` only).
+
+Over 300 lines with no named split: a provider is one file (its settings, wire models, webhook
+dialect and steps policy), as the registry and the shared checks expect.
 """
 
 from __future__ import annotations

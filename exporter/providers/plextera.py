@@ -4,6 +4,9 @@ Incremental collection reads the list down to the watermark, from its newest end
 the API sorts it in (learned, see `paging`). Runs that are still active when they drop below it
 are found again through the `status=PROCESSING` filter, and those that left it (finished) are
 looked up one by one. `REJECTED` runs carry an error code like failed ones (seed 001).
+
+Over 300 lines with no named split: a provider is one file (its settings, wire models, webhook
+dialect and steps policy), as the registry and the shared checks expect.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ that did not commit is simply read again. Aggregates and active runs are mirrore
 each commit, so a scrape renders from a consistent snapshot without touching the disk.
 Opening the file and its schema are `exporter.state.statefile`'s; the rows a cycle writes,
 `exporter.state.cyclewrite`'s; what a scrape renders, `exporter.state.snapshot`'s.
+
+Over 300 lines with no named split: reading, committing and mirroring share one connection and
+one lock; the file, the rows and the snapshot already live apart.
 """
 
 from __future__ import annotations
