@@ -30,8 +30,8 @@ from exporter.config.settings import Config
 from exporter.config.webhooks import WebhookSettings
 from exporter.core.accounting import SeriesBudget
 from exporter.core.errors import Cancelled
-from exporter.core.logs import get_logger, register_secret
 from exporter.core.heap import HeapSettler, tune_collector
+from exporter.core.logs import get_logger, register_secret
 from exporter.core.model import ACTIVE_STATUSES, RunStatus
 from exporter.exposition.metrics import RunsCollector, step_series, workflow_series
 from exporter.exposition.selfmetrics import SelfMetrics
