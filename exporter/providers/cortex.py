@@ -353,9 +353,10 @@ class CortexProvider(Provider[CortexSettings]):
         # A bad start or end is left out of the run (counted), never a reason to lose it.
         started = self._optional_moment(wire, "started_at")
         ended = self._optional_moment(wire, "ended_at")
-        day_only = inexact_fields(
-            {"created_at": created, "started_at": started, "finished_at": ended}
-        )
+        moments = {"created_at": created, "started_at": started, "finished_at": ended}
+        # Most runs give exact times: no set built for them.
+        exact = created[1] and (started is None or started[1]) and (ended is None or ended[1])
+        day_only = inexact_fields(moments) if not exact else frozenset()
         if day_only:
             self.say_once("timestamps", "date_only", f"{sorted(day_only)[0]} is a date only")
         # An end time and steps count for a terminal status, and for one nobody mapped (it has
