@@ -30,6 +30,7 @@ from exporter.config.settings import Config
 from exporter.config.webhooks import WebhookSettings
 from exporter.core.accounting import SeriesBudget
 from exporter.core.errors import Cancelled
+from exporter.core.heap import HeapSettler, tune_collector
 from exporter.core.logs import get_logger, register_secret
 from exporter.core.model import ACTIVE_STATUSES, RunStatus
 from exporter.exposition.metrics import RunsCollector, step_series, workflow_series
@@ -59,6 +60,9 @@ class Exporter:
     ) -> None:
         """`cycle_summaries`: one info line per source per cycle, for a person watching."""
         self.config = config
+        # Start-up sets the collector once for the process; each cycle then settles its heap.
+        tune_collector()
+        self._heap = HeapSettler()
         self.stop_event = threading.Event()
         # More reasons /healthz may fail, from parts wired on afterwards (the webhook workers).
         self.health_checks: list[Callable[[], list[str]]] = []
@@ -174,6 +178,7 @@ class Exporter:
             report = CycleReport(name, runtime.settings.provider, ok=False, error=repr(exc))
         runtime.last_report = report
         runtime.attempts += 1
+        self._heap.settle_after_cycle()
         if before is not None and report.ok:
             log.info(cycle_summary(name, self.recent.totals(name), before, report.active))
         self.generation = next(self._generations)

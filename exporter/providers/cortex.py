@@ -50,7 +50,7 @@ from exporter.providers.base import (
 )
 from exporter.providers.pages import Page
 from exporter.providers.paging import PagedList
-from exporter.providers.steps import StepsRead, keyed_items, keyed_progress, keyed_step
+from exporter.providers.steps import StepsRead, keyed_progress, read_keyed_steps
 from exporter.providers.wire import WireCount, WireModel, inexact_fields, loose_moment
 
 # The origins Cortex documents for a run; `TEST` runs are someone trying a workflow out.
@@ -353,25 +353,19 @@ class CortexProvider(Provider[CortexSettings]):
         # A bad start or end is left out of the run (counted), never a reason to lose it.
         started = self._optional_moment(wire, "started_at")
         ended = self._optional_moment(wire, "ended_at")
-        day_only = inexact_fields(
-            {"created_at": created, "started_at": started, "finished_at": ended}
-        )
+        moments = {"created_at": created, "started_at": started, "finished_at": ended}
+        # Most runs give exact times: no set built for them.
+        exact = created[1] and (started is None or started[1]) and (ended is None or ended[1])
+        day_only = inexact_fields(moments) if not exact else frozenset()
         if day_only:
             self.say_once("timestamps", "date_only", f"{sorted(day_only)[0]} is a date only")
         # An end time and steps count for a terminal status, and for one nobody mapped (it has
         # finished).
         ends = status.may_have_ended
         counted = StepsRead((), 0)
-        if ends:
-            mapper = self.step_mapper
-            raw = wire.output
-            # Not an object or a list (and not absent): one invalid step item.
-            entries: Any = keyed_items(raw) if isinstance(raw, dict | list) else raw
-            counted = self.read_steps(
-                entries,
-                lambda entry: keyed_step(
-                    entry, mapper, lambda detail: self._invalid_field(wire.id, detail)
-                ),
+        if ends and self.steps_on:
+            counted = read_keyed_steps(
+                wire.output, self.step_mapper, lambda detail: self._invalid_field(wire.id, detail)
             )
         # Only a run still going has progress to show.
         progress = None if status.terminal else keyed_progress(wire.output)

@@ -143,6 +143,33 @@ def keyed_items(output: Any) -> list[tuple[str, Any]]:
     return []
 
 
+def read_keyed_steps(output: Any, mapper: StepMapper, bad_time: Callable[[str], None]) -> StepsRead:
+    """Step outputs keyed by step key (`keyed_items`), each read by `keyed_step`: `read_steps`
+    written out for them, with no list of pairs and no closure per step (this runs for every
+    step of every finished run). Absent: no steps; not an object or a list: one invalid item."""
+    entries: Iterable[tuple[Any, Any]]
+    if output is None:
+        return StepsRead((), 0)
+    if isinstance(output, dict):
+        entries = output.items()
+    elif isinstance(output, list):
+        entries = [("", value) for value in output]
+    else:
+        return StepsRead((), 1)
+    steps: list[Step] = []
+    invalid = 0
+    for key, item in entries:
+        try:
+            step = keyed_step((key if type(key) is str else str(key), item), mapper, bad_time)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            step = None
+        if step is None:
+            invalid += 1
+        else:
+            steps.append(step)
+    return StepsRead(tuple(steps), invalid)
+
+
 def keyed_step(
     entry: tuple[str, Any], mapper: StepMapper, bad_time: Callable[[str], None]
 ) -> Step | None:

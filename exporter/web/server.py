@@ -274,6 +274,7 @@ def settle_heap() -> None:
     triggers one pauses for it (tens of milliseconds: most of a large scrape's p99). Objects
     freed by reference counting are still freed; only cycles among them would stay, which is why
     this happens once (a process starting several servers, a test run, does not freeze again).
+    What each cycle leaves alive is settled after it (`core.heap.HeapSettler`).
     """
     if not _settled.is_set():
         _settled.set()

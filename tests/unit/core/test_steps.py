@@ -27,6 +27,7 @@ from exporter.providers.retry import RetryPolicy
 from exporter.providers.steps import (
     StepMapper,
     keyed_step,
+    read_keyed_steps,
     read_steps,
     step_duration,
     step_instant,
@@ -99,6 +100,27 @@ def test_bad_step_lists_lose_only_their_bad_items() -> None:
     read = read_steps([{"s": "a"}, 7, None, {"s": 3}, {"s": "b"}], _named)
     assert [s.name for s in read.steps] == ["a", "b"]
     assert read.invalid == 3
+
+
+def test_keyed_step_outputs_lose_only_their_bad_items() -> None:
+    mapper = StepMapper({"COMPLETED": StepStatus.SUCCEEDED}, lambda _native: None)
+    said: list[str] = []
+    ok = {"status": "COMPLETED", "start": EPOCH_S * 1000, "end": EPOCH_S * 1000 + 1500}
+    absent = read_keyed_steps(None, mapper, said.append)
+    assert (absent.steps, absent.invalid) == ((), 0)  # no steps given: nothing wrong
+    assert read_keyed_steps("steps", mapper, said.append).invalid == 1  # no object, no list
+    keyed = read_keyed_steps(
+        {"ocr": ok, "llm": 7, "": ok, "code": {"status": 3}}, mapper, said.append
+    )
+    assert [(s.name, s.canonical, s.duration_seconds) for s in keyed.steps] == [
+        ("ocr", StepStatus.SUCCEEDED, 1.5)
+    ]
+    assert keyed.invalid == 3  # not an object, no name, no status
+    # The older list form: each item names itself.
+    listed = read_keyed_steps([{**ok, "key": "ocr"}, ok], mapper, said.append)
+    assert [s.name for s in listed.steps] == ["ocr"]
+    assert listed.invalid == 1
+    assert said == []
 
 
 def _finished(
