@@ -18,6 +18,9 @@ workflow's `runs_count`. TEST runs are left out by default.
 
 Timestamps come as ISO instants, Unix seconds or milliseconds, or bare dates (`2023-12-25`, as the
 docs show them): a date is a day, not midnight (see `Run.day_only`).
+
+Over 300 lines with no named split: a provider is one file (its settings, wire models, discovery
+and steps policy), as the registry and the shared checks expect.
 """
 
 from __future__ import annotations
