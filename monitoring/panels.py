@@ -7,6 +7,7 @@ selector honours the dashboard's variables.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 from grafana_foundation_sdk.builders import bargauge, heatmap, prometheus, stat, table, timeseries
@@ -142,8 +143,11 @@ def datasource_variable() -> builders.DatasourceVariable:
     )
 
 
-def filter_variable(name: str) -> builders.QueryVariable:
-    label, values = VARIABLE_QUERIES[name]
+def filter_variable(
+    name: str, queries: Mapping[str, tuple[str, str]] = VARIABLE_QUERIES
+) -> builders.QueryVariable:
+    """A multi-value filter variable: its label and the query of its values, from `queries`."""
+    label, values = queries[name]
     return (
         builders.QueryVariable(name)
         .label(label)
@@ -160,10 +164,14 @@ def filter_variable(name: str) -> builders.QueryVariable:
 
 
 def dashboard_of(
-    uid: str, title: str, description: str, variables: list[str]
+    uid: str,
+    title: str,
+    description: str,
+    variables: Sequence[str],
+    queries: Mapping[str, tuple[str, str]] = VARIABLE_QUERIES,
 ) -> builders.Dashboard:
     """A dashboard with the shared conventions: tags, shared crosshair, refresh, the data source
-    variable and the named filter variables, in that order."""
+    variable and the named filter variables (their values from `queries`), in that order."""
     board = (
         builders.Dashboard(title)
         .uid(uid)
@@ -177,5 +185,5 @@ def dashboard_of(
         .with_variable(datasource_variable())
     )
     for name in variables:
-        board.with_variable(filter_variable(name))
+        board.with_variable(filter_variable(name, queries))
     return board

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as builders
 from grafana_foundation_sdk.builders import stat, timeseries
-from grafana_foundation_sdk.models import dashboard as model
 
 from exporter.slo.burn import PAGE_ALERT, TICKET_ALERT, TIERS, WINDOWS
-from monitoring.panels import DATASOURCE, dashboard_of, last_value, panel, query, series, table_of
+from monitoring.panels import dashboard_of, last_value, panel, query, series, table_of
 
 FILE = "slos.json"
 # The recorded per-workflow series, narrowed by the dashboard's variables.
@@ -28,22 +27,6 @@ VARIABLES = {
         'label_values(slo:sli_total:increase1h{slo=~"$slo",source=~"$source"}, workflow)',
     ),
 }
-
-
-def _variable(name: str) -> builders.QueryVariable:
-    label, values = VARIABLES[name]
-    return (
-        builders.QueryVariable(name)
-        .label(label)
-        .datasource(DATASOURCE)
-        .query({"query": values, "refId": f"{name}-values"})
-        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .include_all(True)
-        .all_value(".*")
-        .multi(True)
-        .sort(model.VariableSort.ALPHABETICAL_ASC)
-        .current(model.VariableOption(text="All", value="$__all"))
-    )
 
 
 def _burn_rates() -> timeseries.Panel:
@@ -72,10 +55,9 @@ def dashboard() -> builders.Dashboard:
         "Workflow runs SLOs",
         "Service-level objectives of workflow runs: objective, indicator, error budget, burn"
         " rates and SLO alerts (docs/slos.md).",
-        [],
+        list(VARIABLES),
+        VARIABLES,
     )
-    for name in VARIABLES:
-        board.with_variable(_variable(name))
     objective = panel(
         stat.Panel(),
         "Objective",
