@@ -111,6 +111,8 @@ def id_problem(value: str) -> str | None:
 
 
 def _encodable(value: str) -> bool:
+    if value.isascii():
+        return True  # the common case, checked in C: ASCII holds no lone surrogate
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from exporter.core.errors import PayloadError
-from exporter.core.model import MAX_ID_LENGTH, Run, id_problem
+from exporter.core.model import Run, id_problem
 from exporter.providers.describe import ProviderEvents
 from exporter.providers.sanitize import RunSanitizer
 
@@ -60,8 +60,8 @@ class ItemReader:
         """A run whose id (or workflow's id) cannot be a key is an invalid record: kept exactly
         as sent, an id must be bounded and valid text (`id_problem`)."""
         shown = run.id if run.shown_id is None else run.shown_id
-        if _plain_id(shown) and _plain_id(run.workflow_id):
-            return True  # the common case, checked in C; anything else is judged in full
+        if id_problem(shown) is None and id_problem(run.workflow_id) is None:
+            return True  # the common case; only a run with a bad id is gone through below
         for what, value in (("id", shown), ("workflow id", run.workflow_id)):
             problem = id_problem(value)
             if problem is not None:
@@ -105,11 +105,6 @@ class ItemReader:
     def redacted(self, text: str) -> str:
         """A report's text cleaned for a log line and bounded, with any piece of a key removed."""
         return self._sanitizer.text(text, 500)
-
-
-def _plain_id(value: str) -> bool:
-    """An id `id_problem` certainly passes: ASCII (so no lone surrogate), not empty, bounded."""
-    return 0 < len(value) <= MAX_ID_LENGTH and value.isascii()
 
 
 def _describe(index: int, item: Any, exc: ValidationError) -> str:
