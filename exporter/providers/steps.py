@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, TypeVar
 
 from exporter.core.model import Step, StepStatus
+
+T = TypeVar("T")
 
 # A step timestamp given as a number larger than this is in milliseconds (1e11 seconds is the
 # year 5138; 1e11 milliseconds is 1973): the two readings never overlap for real instants.
@@ -101,9 +103,14 @@ def read_steps(
         values = items.values()
     else:
         return StepsRead((), 1)
+    return _each(values, build)
+
+
+def _each(items: Iterable[T], build: Callable[[T], Step | None]) -> StepsRead:
+    """Each item built on its own; one that fails or gives no step is one invalid item."""
     steps: list[Step] = []
     invalid = 0
-    for item in values:
+    for item in items:
         try:
             step = build(item)
         except (ValueError, TypeError, KeyError, AttributeError):
@@ -144,9 +151,9 @@ def keyed_items(output: Any) -> list[tuple[str, Any]]:
 
 
 def read_keyed_steps(output: Any, mapper: StepMapper, bad_time: Callable[[str], None]) -> StepsRead:
-    """Step outputs keyed by step key (`keyed_items`), each read by `keyed_step`: `read_steps`
-    written out for them, with no list of pairs and no closure per step (this runs for every
-    step of every finished run). Absent: no steps; not an object or a list: one invalid item."""
+    """Step outputs keyed by step key, each read by `keyed_step`, the object's own pairs read as
+    they stand (this runs for every finished run). Absent: no steps; not an object or a list: one
+    invalid item."""
     entries: Iterable[tuple[Any, Any]]
     if output is None:
         return StepsRead((), 0)
@@ -156,22 +163,11 @@ def read_keyed_steps(output: Any, mapper: StepMapper, bad_time: Callable[[str], 
         entries = [("", value) for value in output]
     else:
         return StepsRead((), 1)
-    steps: list[Step] = []
-    invalid = 0
-    for key, item in entries:
-        try:
-            step = keyed_step((key if type(key) is str else str(key), item), mapper, bad_time)
-        except (ValueError, TypeError, KeyError, AttributeError):
-            step = None
-        if step is None:
-            invalid += 1
-        else:
-            steps.append(step)
-    return StepsRead(tuple(steps), invalid)
+    return _each(entries, lambda entry: keyed_step(entry, mapper, bad_time))
 
 
 def keyed_step(
-    entry: tuple[str, Any], mapper: StepMapper, bad_time: Callable[[str], None]
+    entry: tuple[Any, Any], mapper: StepMapper, bad_time: Callable[[str], None]
 ) -> Step | None:
     """A step as counted: labelled by its key (a step's `type`, `llm` or `code`, says too little
     to act on), with its duration where both `start` and `end` are instants. A start or end
@@ -185,7 +181,7 @@ def keyed_step(
     if not (isinstance(native, str) and native):
         return None
     if not (isinstance(name, str) and name):
-        name = key
+        name = key if type(key) is str else str(key)
         if not name:
             return None
     start, end = item.get("start"), item.get("end")
