@@ -175,7 +175,7 @@ def _first_cycle(world: RemoteWorld, runs: int, state: Path) -> tuple[float, flo
         environ={},
     )
     exporter = Exporter(config)
-    gc.freeze()  # what the server does once start-up is done (exporter.web.server.settle_heap)
+    gc.freeze()  # what the server does once start-up is done (exporter.core.heap.settle_start_up)
     started, cpu = time.perf_counter(), time.process_time()
     report = exporter.collect_all()[0]
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu

@@ -67,7 +67,7 @@ def bench_scrape(series: int, workdir: Path) -> Scrape:
     first = time.perf_counter() - started
     assert text == generate_latest(registry), "the writer must write prometheus_client's bytes"
     samples = len([line for line in text.decode().splitlines() if not line.startswith("#")])
-    gc.freeze()  # what the server does once start-up is done (exporter.web.server.settle_heap)
+    gc.freeze()  # what the server does once start-up is done (exporter.core.heap.settle_start_up)
     workflows = max(1, series // SERIES_PER_WORKFLOW)
     touched = max(1, workflows // 50)
     cursor = store.cursor("bench")

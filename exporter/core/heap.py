@@ -6,9 +6,10 @@ defaults it runs after every 700 new containers, and each of its older collectio
 long-lived object again: the state's mirrors, the recent runs, the runs a cycle has seen so far.
 At 100,000 runs in one cycle that walking was over a tenth of the cycle's CPU.
 
-Two measures, as long-running services take them:
+Three measures, as long-running services take them:
 - `tune_collector` (once, at start-up): a young generation of `YOUNG_THRESHOLD` containers, so
   a collection runs after tens of thousands of new objects instead of hundreds.
+- `settle_start_up` (once, when serving starts): what start-up built is frozen.
 - `settle_after_cycle` (after each cycle): what the cycle left alive is collected once and then
   frozen, so the next cycle's collections never walk it again. A frozen object that later dies
   in a cycle with others would never be freed: every `FULL_EVERY_SECONDS` everything is
@@ -58,3 +59,22 @@ class HeapSettler:
             # everything), so a cycle of garbage alive now is not frozen with the rest.
             gc.collect()
             gc.freeze()
+
+
+# Set by the first `settle_start_up` of the process.
+_settled = threading.Event()
+
+
+def settle_start_up() -> None:
+    """Moves every object alive now out of the cyclic garbage collector's reach, once per process.
+
+    Serving starts once start-up is done: modules, models and the state loaded stay for the
+    life of the process, yet each full collection would walk them all again, and a scrape that
+    triggers one pauses for it (tens of milliseconds: most of a large scrape's p99). Objects
+    freed by reference counting are still freed; only cycles among them would stay, which is why
+    this happens once (a process starting several servers, a test run, does not freeze again).
+    What each cycle leaves alive is settled after it (`HeapSettler`).
+    """
+    if not _settled.is_set():
+        _settled.set()
+        gc.freeze()

@@ -7,7 +7,6 @@ checked before anything else is said about it. Served on `exporter.web.httploop`
 
 from __future__ import annotations
 
-import gc
 import gzip
 import threading
 import time
@@ -19,6 +18,7 @@ from urllib.parse import parse_qs
 from prometheus_client.metrics_core import Metric
 
 from exporter.config.webconfig import BasicAuth, Verdict, WebConfig, ssl_context
+from exporter.core.heap import settle_start_up
 from exporter.core.logs import get_logger
 from exporter.exposition.formats import WrittenFamily, collected, format_for, gzip_wanted
 from exporter.web.httpframing import BodySource, Request, Response, text_response
@@ -39,7 +39,6 @@ __all__ = [
     "ServerHooks",
     # The limits the `--web.*` flags set are the loop's, given here with the server they bound.
     "ServerLimits",
-    "settle_heap",
 ]
 
 log = get_logger("exporter.server")
@@ -258,24 +257,6 @@ class MetricsServer(Listener):
         super().__init__(loop, tls=tls is not None, thread_name="http")
 
     def start(self) -> None:
-        settle_heap()
+        settle_start_up()
         raise_fd_limit()
         super().start()
-
-
-_settled = threading.Event()
-
-
-def settle_heap() -> None:
-    """Moves every object alive now out of the cyclic garbage collector's reach, once per process.
-
-    Serving starts once start-up is done: modules, models and the state loaded stay for the
-    life of the process, yet each full collection would walk them all again, and a scrape that
-    triggers one pauses for it (tens of milliseconds: most of a large scrape's p99). Objects
-    freed by reference counting are still freed; only cycles among them would stay, which is why
-    this happens once (a process starting several servers, a test run, does not freeze again).
-    What each cycle leaves alive is settled after it (`core.heap.HeapSettler`).
-    """
-    if not _settled.is_set():
-        _settled.set()
-        gc.freeze()
