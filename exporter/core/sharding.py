@@ -59,11 +59,19 @@ class Shard:
     def sharded(self) -> bool:
         return self.count > 1
 
+    def owner_of_source(self, source: str) -> int:
+        """The index of the shard that reads `source` (a source read whole by one shard)."""
+        return bucket(source, self.count)
+
+    def owner_of_workflow(self, source: str, workflow_id: str) -> int:
+        """The index of the shard that reads one workflow of a source split by workflow."""
+        return bucket(f"{source}/{workflow_id}", self.count)
+
     def owns_source(self, source: str) -> bool:
-        return bucket(source, self.count) == self.index
+        return self.owner_of_source(source) == self.index
 
     def owns_workflow(self, source: str, workflow_id: str) -> bool:
-        return bucket(f"{source}/{workflow_id}", self.count) == self.index
+        return self.owner_of_workflow(source, workflow_id) == self.index
 
 
 UNSHARDED = Shard()

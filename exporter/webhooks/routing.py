@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from exporter.core.sharding import Shard, bucket
+from exporter.core.sharding import Shard
 
 # Set on a forwarded request, to the forwarding shard's index.
 FORWARDED_BY = "x-workflow-exporter-forwarded-by"
@@ -64,8 +64,8 @@ class Route:
 def owner_of(shard: Shard, source: str, *, by_workflow: bool, workflow_id: str | None) -> int:
     """The index of the shard that takes `source`'s event (naming `workflow_id`, if it does)."""
     if by_workflow and workflow_id is not None:
-        return bucket(f"{source}/{workflow_id}", shard.count)
-    return bucket(source, shard.count)
+        return shard.owner_of_workflow(source, workflow_id)
+    return shard.owner_of_source(source)
 
 
 def route(
