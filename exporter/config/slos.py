@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from exporter.core.filters import WorkflowFilter
+from exporter.core.filters import WorkflowFilter, one_or_many
 from exporter.core.units import Duration, parse_duration
 
 # The canonical statuses a run can finish in (see docs/metrics.md).
@@ -30,10 +30,6 @@ TERMINAL_STATUSES = ("succeeded", "failed", "rejected", "cancelled", "skipped")
 # A label value and part of an alert's identity: short, and safe in a PromQL string.
 SloName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
 Objective = Annotated[float, Field(gt=0, lt=100)]
-
-
-def _one_or_many(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
 
 
 def _finished(statuses: tuple[str, ...]) -> tuple[str, ...]:
@@ -60,7 +56,7 @@ class SuccessObjective(BaseModel):
     @field_validator("good", "bad", mode="before")
     @classmethod
     def _listed(cls, value: Any) -> Any:
-        return _one_or_many(value)
+        return one_or_many(value)
 
     @field_validator("good", "bad")
     @classmethod
@@ -96,7 +92,7 @@ class LatencyObjective(BaseModel):
     @field_validator("statuses", mode="before")
     @classmethod
     def _listed(cls, value: Any) -> Any:
-        return _one_or_many(value)
+        return one_or_many(value)
 
     @field_validator("statuses")
     @classmethod
@@ -121,7 +117,7 @@ class SloSettings(BaseModel):
     @field_validator("sources", mode="before")
     @classmethod
     def _listed(cls, value: Any) -> Any:
-        return _one_or_many(value)
+        return one_or_many(value)
 
     @field_validator("window")
     @classmethod

@@ -27,6 +27,12 @@ def _compiles(pattern: str) -> str:
 Pattern = Annotated[str, AfterValidator(_compiles)]
 
 
+def one_or_many(value: Any) -> Any:
+    """A list setting given as one string (`exclude: ^test-`) reads as a list of one, as a YAML
+    author means it; a validator's `mode="before"` step."""
+    return [value] if isinstance(value, str) else value
+
+
 @lru_cache(maxsize=256)
 def _compiled(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
     return tuple(re.compile(p) for p in patterns)
@@ -41,8 +47,7 @@ class WorkflowFilter(BaseModel):
     @field_validator("include", "exclude", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
-        # `exclude: ^test-` reads as a list of one, as a YAML author means it.
-        return [value] if isinstance(value, str) else value
+        return one_or_many(value)
 
     @property
     def filters(self) -> bool:

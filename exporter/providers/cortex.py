@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from exporter.core.errors import PayloadError
+from exporter.core.filters import one_or_many
 from exporter.core.model import (
     DAY,
     UNSPECIFIED_CODE,
@@ -80,8 +81,7 @@ class CortexSettings(PagedSourceSettings):
     @field_validator("origin", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [value]
+        value = one_or_many(value)
         if isinstance(value, list | tuple):
             return tuple(v.upper() if isinstance(v, str) else v for v in value)
         return value
